@@ -1,0 +1,815 @@
+/*  client.c: libipcnet, the client side of the local protocol.
+
+    The socket is always non-blocking inside; blocking calls wait in poll().
+    Frames from the node are read in batches into one buffer and handed out
+    as borrowed views, so a received payload is never copied by the library.
+    A call that waits for one answer (an OK, a reply) leaves other frames in
+    the buffer for ipcnet_recv() and marks the one it took as taken (type 0),
+    so nothing that arrives meanwhile is lost or reordered.
+
+    Sends go out with one write when nothing is queued; with IPCNET_MORE, or
+    while the socket is full, frames are appended to a buffer and leave in
+    one write, as ZeroMQ batches queued messages. */
+
+#include "ipcnet.h"
+#include "wire.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RX_CHUNK      (64 * 1024)       /* least free room for one read */
+#define RX_CAP        (64u << 20)       /* stop reading past this much unread */
+#define TX_BATCH      (64 * 1024)       /* IPCNET_MORE writes at this much */
+#define TX_LIMIT      (256 * 1024)      /* queued bytes before sends wait */
+#define CONTROL_WAIT  30000             /* ms to wait for a node's answer */
+
+struct ipcnet {
+    int fd;
+    int flags;                  /* IPCNET_NONBLOCK */
+    int dead;                   /* the node went away: -ECONNRESET or -EBADMSG */
+    uint32_t seq;               /* last sequence number sent */
+    size_t max_message;
+    uint8_t *rx;                /* frames from the node: [rx_head, rx_tail) */
+    size_t rx_cap, rx_head, rx_tail;
+    int view;                   /* a message handed out may still be read */
+    uint8_t *tx;                /* queued bytes: [tx_head, tx_tail) */
+    size_t tx_cap, tx_head, tx_tail;
+    char address[WIRE_NAME_MAX + 1];
+    char node[WIRE_NAME_MAX + 1];
+    char s1[WIRE_NAME_MAX + 1];   /* NUL-terminated copies for ipcnet_msg_t */
+    char s2[WIRE_NAME_MAX + 1];
+};
+
+static int64_t s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds left until deadline, for poll(); -1 when there is none. */
+static int s_left(int64_t deadline)
+{
+    if (deadline < 0)
+        return -1;
+    int64_t left = deadline - s_now_ms();
+    return left < 0 ? 0 : left > INT_MAX ? INT_MAX : (int) left;
+}
+
+static int64_t s_deadline(int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : s_now_ms() + timeout_ms;
+}
+
+int ipcnet_default_socket(char *buf, size_t size)
+{
+    const char *env = getenv("IPCNET_SOCKET");
+    int n;
+    if (env && *env)
+        n = snprintf(buf, size, "%s", env);
+    else if (geteuid() == 0)
+        n = snprintf(buf, size, "/run/ipc-node/node.sock");
+    else if ((env = getenv("XDG_RUNTIME_DIR")) && *env)
+        n = snprintf(buf, size, "%s/ipc-node/node.sock", env);
+    else
+        n = snprintf(buf, size, "/tmp/ipc-node-%u/node.sock", (unsigned) geteuid());
+    return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* --- writing --------------------------------------------------------------- */
+
+/* Writes as much of the queue as the socket takes now. */
+static int s_write_queue(ipcnet_t *c)
+{
+    while (c->tx_head < c->tx_tail) {
+        ssize_t n = send(c->fd, c->tx + c->tx_head, c->tx_tail - c->tx_head, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                return 0;
+            c->dead = -ECONNRESET;
+            return c->dead;
+        }
+        c->tx_head += (size_t) n;
+    }
+    c->tx_head = c->tx_tail = 0;
+    return 0;
+}
+
+/* Makes room to read into, without moving bytes a handed-out message may
+   still point to. Returns the bytes free at the tail (0: none for now). */
+static size_t s_room(ipcnet_t *c)
+{
+    if (c->rx_cap - c->rx_tail >= RX_CHUNK || c->view)
+        return c->rx_cap - c->rx_tail;
+    if (c->rx_head == c->rx_tail)
+        c->rx_head = c->rx_tail = 0;
+    else {
+        /* Compact first; grow only if the unread bytes fill the buffer. */
+        if (c->rx_head > 0) {
+            memmove(c->rx, c->rx + c->rx_head, c->rx_tail - c->rx_head);
+            c->rx_tail -= c->rx_head;
+            c->rx_head = 0;
+        }
+        /* A frame larger than the buffer gets room for all of it at once. */
+        size_t want = c->rx_tail + RX_CHUNK;
+        ssize_t frame = wire_peek(c->rx, c->rx_tail, c->max_message + WIRE_HEAD_MAX);
+        if (frame > 0 && (size_t) frame + RX_CHUNK > want)
+            want = (size_t) frame + RX_CHUNK;
+        if (want > c->rx_cap && c->rx_tail <= RX_CAP + c->max_message) {
+            uint8_t *rx = realloc(c->rx, want);
+            if (rx) {
+                c->rx = rx;
+                c->rx_cap = want;
+            }
+        }
+    }
+    if (c->rx_cap - c->rx_tail < RX_CHUNK && !c->rx) {
+        c->rx = malloc(RX_CHUNK);
+        c->rx_cap = c->rx ? RX_CHUNK : 0;
+    }
+    return c->rx_cap - c->rx_tail;
+}
+
+/* Reads what the socket has into the receive buffer. Returns bytes read,
+   0 if none were ready, -ENOBUFS if unread messages fill the buffer, or
+   -ECONNRESET when the node is gone. */
+static int s_read(ipcnet_t *c)
+{
+    if (s_room(c) == 0)
+        return c->view ? 0 : -ENOBUFS;
+    for (;;) {
+        ssize_t n = recv(c->fd, c->rx + c->rx_tail, c->rx_cap - c->rx_tail, 0);
+        if (n > 0) {
+            c->rx_tail += (size_t) n;
+            return (int) (n > INT_MAX ? INT_MAX : n);
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return 0;
+        c->dead = -ECONNRESET;
+        return c->dead;
+    }
+}
+
+/* Waits until the socket is readable (or writable, while bytes are queued
+   or the caller has some of its own to write) or deadline passes, then
+   moves what it can. Returns 0, -ETIMEDOUT or a negative errno when the
+   node is gone. */
+static int s_wait(ipcnet_t *c, int64_t deadline, int writing)
+{
+    if (c->dead)
+        return c->dead;
+    struct pollfd pfd = { .fd = c->fd, .events = s_room(c) ? POLLIN : 0 };
+    if (writing || c->tx_head < c->tx_tail)
+        pfd.events |= POLLOUT;
+    if (pfd.events == 0)
+        return -ENOBUFS;    /* unread messages fill the buffer */
+    int rc = poll(&pfd, 1, s_left(deadline));
+    if (rc < 0 && errno != EINTR)
+        return -errno;
+    if (rc == 0)
+        return -ETIMEDOUT;
+    if (pfd.revents & (POLLOUT | POLLERR | POLLHUP)) {
+        rc = s_write_queue(c);
+        if (rc < 0)
+            return rc;
+    }
+    if (pfd.revents & (POLLIN | POLLERR | POLLHUP)) {
+        rc = s_read(c);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Writes the whole queue, waiting as long as it takes (reading meanwhile,
+   so two clients flooding each other cannot deadlock through the node). */
+static int s_drain(ipcnet_t *c, int64_t deadline)
+{
+    int rc = s_write_queue(c);
+    while (rc == 0 && c->tx_head < c->tx_tail)
+        rc = s_wait(c, deadline, 0);
+    return rc;
+}
+
+/* Appends bytes to the queue, growing it as needed. */
+static int s_append(ipcnet_t *c, const void *data, size_t size)
+{
+    if (c->tx_cap - c->tx_tail < size) {
+        if (c->tx_head > 0) {
+            memmove(c->tx, c->tx + c->tx_head, c->tx_tail - c->tx_head);
+            c->tx_tail -= c->tx_head;
+            c->tx_head = 0;
+        }
+        if (c->tx_cap - c->tx_tail < size) {
+            size_t want = c->tx_tail + size;
+            if (want < TX_LIMIT + WIRE_HEAD_MAX)
+                want = TX_LIMIT + WIRE_HEAD_MAX;
+            uint8_t *tx = realloc(c->tx, want);
+            if (!tx)
+                return -ENOMEM;
+            c->tx = tx;
+            c->tx_cap = want;
+        }
+    }
+    memcpy(c->tx + c->tx_tail, data, size);
+    c->tx_tail += size;
+    return 0;
+}
+
+/* Sends one frame. Flags: IPCNET_DONTWAIT, IPCNET_MORE. */
+static int s_send_frame(ipcnet_t *c, uint8_t type, uint16_t wflags, uint32_t seq,
+                        uint32_t aux, const char *s1, const char *s2,
+                        const void *data, size_t size, int flags)
+{
+    if (c->dead)
+        return c->dead;
+    int dontwait = (flags & IPCNET_DONTWAIT) || (c->flags & IPCNET_NONBLOCK);
+    uint8_t head[WIRE_HEAD_MAX];
+    size_t hlen = wire_encode(head, type, wflags, seq, aux, s1, s1 ? strlen(s1) : 0,
+                              s2, s2 ? strlen(s2) : 0, size);
+    size_t queued = c->tx_tail - c->tx_head;
+
+    /* Room: a frame may always go into an empty queue, whatever its size. */
+    if (queued > 0 && queued + hlen + size > TX_LIMIT) {
+        int rc = s_write_queue(c);
+        if (rc < 0)
+            return rc;
+        if (c->tx_head < c->tx_tail) {
+            if (dontwait)
+                return -EAGAIN;
+            rc = s_drain(c, -1);
+            if (rc < 0)
+                return rc;
+        }
+        queued = 0;
+    }
+
+    if (queued == 0 && !(flags & IPCNET_MORE)) {
+        /* The common case: straight from the caller's buffer, one syscall. */
+        struct iovec iov[2] = { { head, hlen }, { (void *) data, size } };
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = size ? 2 : 1 };
+        size_t done = 0, total = hlen + size;
+        for (;;) {
+            ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && errno != EAGAIN) {
+                c->dead = -ECONNRESET;
+                return c->dead;
+            }
+            if (n > 0)
+                done += (size_t) n;
+            if (done == total)
+                return 0;
+            if (dontwait)
+                break;
+            /* Partial write of a large frame: go on from where it stopped. */
+            size_t skip = n > 0 ? (size_t) n : 0;
+            while (skip > 0 && mh.msg_iovlen > 0) {
+                if (skip >= mh.msg_iov->iov_len) {
+                    skip -= mh.msg_iov->iov_len;
+                    mh.msg_iov++;
+                    mh.msg_iovlen--;
+                } else {
+                    mh.msg_iov->iov_base = (uint8_t *) mh.msg_iov->iov_base + skip;
+                    mh.msg_iov->iov_len -= skip;
+                    skip = 0;
+                }
+            }
+            int rc = s_wait(c, -1, 1);
+            if (rc < 0)
+                return rc;
+        }
+        /* Queue what the socket did not take; the frame is accepted. */
+        int rc = 0;
+        if (done < hlen)
+            rc = s_append(c, head + done, hlen - done);
+        if (rc == 0)
+            rc = s_append(c, (const uint8_t *) data + (done > hlen ? done - hlen : 0),
+                          size - (done > hlen ? done - hlen : 0));
+        return rc;
+    }
+
+    int rc = s_append(c, head, hlen);
+    if (rc == 0 && size)
+        rc = s_append(c, data, size);
+    if (rc < 0)
+        return rc;
+    if (flags & IPCNET_MORE) {
+        if (c->tx_tail - c->tx_head < TX_BATCH)
+            return 0;
+        return s_write_queue(c);
+    }
+    return dontwait ? s_write_queue(c) : s_drain(c, -1);
+}
+
+/* --- reading --------------------------------------------------------------- */
+
+/* Ends the views of the message handed out last. */
+static void s_release(ipcnet_t *c)
+{
+    c->view = 0;
+    /* Skip frames taken out of order by a waiting call. */
+    while (c->rx_tail - c->rx_head >= WIRE_MIN && c->rx[c->rx_head + 5] == 0)
+        c->rx_head += 4 + wire_get32(c->rx + c->rx_head);
+}
+
+/* The next complete frame at or after offset *at, decoded; advances *at
+   past it. Returns 1, 0 if none is complete yet, or -EBADMSG. */
+static int s_next(ipcnet_t *c, size_t *at, wire_frame_t *ret)
+{
+    while (*at < c->rx_tail) {
+        ssize_t len = wire_peek(c->rx + *at, c->rx_tail - *at,
+                                c->max_message + WIRE_HEAD_MAX);
+        if (len < 0) {
+            c->dead = -EBADMSG;
+            return c->dead;
+        }
+        if (len == 0 || (size_t) len > c->rx_tail - *at)
+            return 0;
+        size_t here = *at;
+        *at += (size_t) len;
+        if (c->rx[here + 5] == 0)
+            continue;       /* taken */
+        if (wire_decode(c->rx + here, (size_t) len, ret) < 0) {
+            c->dead = -EBADMSG;
+            return c->dead;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static const char *s_copy(char *dst, const char *src, size_t len)
+{
+    memcpy(dst, src, len);
+    dst[len] = 0;
+    return dst;
+}
+
+/* Fills *msg from a delivered frame. Returns 1, or 0 for a frame that is
+   not for the application (a stray OK). */
+static int s_to_msg(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg)
+{
+    memset(msg, 0, sizeof *msg);
+    msg->source = msg->name = msg->node = "";
+    msg->data = f->data;
+    msg->size = f->size;
+    msg->id = f->seq;
+    switch (f->type) {
+    case WIRE_MESSAGE:
+        msg->kind = IPCNET_MSG_SEND;
+        msg->source = s_copy(c->s1, f->s1, f->s1len);
+        msg->name = s_copy(c->s2, f->s2, f->s2len);
+        return 1;
+    case WIRE_DELIVER_REQ:
+        msg->kind = IPCNET_MSG_REQUEST;
+        msg->timeout_ms = f->aux;
+        msg->source = s_copy(c->s1, f->s1, f->s1len);
+        msg->name = s_copy(c->s2, f->s2, f->s2len);
+        return 1;
+    case WIRE_DELIVER_REP:
+        msg->kind = IPCNET_MSG_REPLY;
+        msg->source = s_copy(c->s1, f->s1, f->s1len);
+        return 1;
+    case WIRE_PUBLICATION:
+        msg->kind = IPCNET_MSG_PUBLISH;
+        msg->name = s_copy(c->s1, f->s1, f->s1len);
+        msg->source = s_copy(c->s2, f->s2, f->s2len);
+        return 1;
+    case WIRE_EVENT:
+        msg->kind = IPCNET_MSG_EVENT;
+        msg->event = (int) f->aux;
+        msg->name = s_copy(c->s1, f->s1, f->s1len);
+        msg->node = s_copy(c->s2, f->s2, f->s2len);
+        return 1;
+    case WIRE_ERROR:
+        msg->kind = IPCNET_MSG_ERROR;
+        msg->error = f->aux > 0 && f->aux < 4096 ? -(int) f->aux : -EPROTO;
+        msg->name = s_copy(c->s1, f->s1, f->s1len);
+        msg->data = NULL;
+        msg->size = 0;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Takes the next message for the application, if one is complete. */
+static int s_take(ipcnet_t *c, ipcnet_msg_t *msg)
+{
+    wire_frame_t f;
+    int rc;
+    size_t at = c->rx_head;
+    while ((rc = s_next(c, &at, &f)) == 1) {
+        /* Frames ahead were all taken: this one ends at rx_head now. */
+        c->rx_head = at;
+        if (s_to_msg(c, &f, msg)) {
+            c->view = 1;
+            return 1;
+        }
+        s_release(c);
+    }
+    return rc;
+}
+
+/* Waits for the OK, ERROR or DELIVER_REP that answers seq, leaving other
+   frames in place. Returns 0 with *ret filled (a view), or a negative errno
+   (the node's error for seq, or -ETIMEDOUT). */
+static int s_await(ipcnet_t *c, uint32_t seq, int64_t deadline, wire_frame_t *ret)
+{
+    int rc = s_drain(c, deadline);
+    size_t at = c->rx_head;
+    while (rc == 0) {
+        wire_frame_t f;
+        size_t here = at;
+        while ((rc = s_next(c, &at, &f)) == 1) {
+            if (f.seq == seq && (f.type == WIRE_OK || f.type == WIRE_ERROR ||
+                                 f.type == WIRE_DELIVER_REP || f.type == WIRE_WELCOME)) {
+                c->rx[here + 5] = 0;        /* taken; the bytes stay valid */
+                if (f.type == WIRE_ERROR)
+                    return f.aux > 0 && f.aux < 4096 ? -(int) f.aux : -EPROTO;
+                *ret = f;
+                c->view = 1;
+                return 0;
+            }
+            here = at;
+        }
+        if (rc < 0)
+            return rc;
+        at = here;      /* rescan from the first incomplete frame */
+        size_t head = c->rx_head;
+        rc = s_wait(c, deadline, 0);
+        /* s_read may have compacted the buffer: offsets move with rx_head. */
+        at -= head - c->rx_head;
+    }
+    return rc;
+}
+
+/* Sends a control command and waits for its answer. */
+static int s_command(ipcnet_t *c, uint8_t type, uint32_t aux, const char *s1,
+                     wire_frame_t *ret)
+{
+    if (c->dead)
+        return c->dead;
+    uint32_t seq = ++c->seq;
+    int rc = s_send_frame(c, type, 0, seq, aux, s1, NULL, NULL, 0, 0);
+    s_release(c);
+    if (rc < 0)
+        return rc;
+    wire_frame_t f;
+    return s_await(c, seq, s_deadline(CONTROL_WAIT), ret ? ret : &f);
+}
+
+static int s_check_string(const char *s)
+{
+    if (!s)
+        return -EINVAL;
+    size_t len = strlen(s);
+    return len == 0 || len > WIRE_NAME_MAX ? -EINVAL : 0;
+}
+
+/* --- the API --------------------------------------------------------------- */
+
+int ipcnet_connect(ipcnet_t **ret, const char *path, const char *label, int flags)
+{
+    if (!ret || (label && strlen(label) > WIRE_NAME_MAX) || (flags & ~IPCNET_NONBLOCK))
+        return -EINVAL;
+    char buf[sizeof ((struct sockaddr_un *) 0)->sun_path];
+    if (!path) {
+        if (ipcnet_default_socket(buf, sizeof buf) < 0)
+            return -ENAMETOOLONG;
+        path = buf;
+    }
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof sa.sun_path)
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, path);
+
+    ipcnet_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->max_message = 0;
+    /* Connect blocking: a non-blocking connect fails with EAGAIN when the
+       node's backlog is full, which is normal when many start at once. */
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rc = c->fd < 0 ? -errno : 0;
+    while (rc == 0 && connect(c->fd, (struct sockaddr *) &sa, sizeof sa) < 0)
+        if (errno != EINTR)
+            rc = -errno;
+    if (rc == 0 && fcntl(c->fd, F_SETFL, O_NONBLOCK) < 0)
+        rc = -errno;
+    if (rc == 0) {
+        c->flags = 0;       /* the handshake waits, whatever the flags */
+        wire_frame_t f;
+        rc = s_command(c, WIRE_HELLO, WIRE_VERSION, label && *label ? label : NULL, &f);
+        if (rc == 0 && f.type != WIRE_WELCOME)
+            rc = -EPROTO;
+        if (rc == 0) {
+            s_copy(c->address, f.s1, f.s1len);
+            s_copy(c->node, f.s2, f.s2len);
+            c->max_message = f.aux;
+        }
+    }
+    if (rc < 0) {
+        if (c->fd >= 0)
+            close(c->fd);
+        free(c->rx);
+        free(c->tx);
+        free(c);
+        return rc;
+    }
+    c->flags = flags;
+    *ret = c;
+    return 0;
+}
+
+void ipcnet_close(ipcnet_t **cp)
+{
+    if (!cp || !*cp)
+        return;
+    ipcnet_t *c = *cp;
+    if (!c->dead)
+        s_write_queue(c);
+    close(c->fd);
+    free(c->rx);
+    free(c->tx);
+    free(c);
+    *cp = NULL;
+}
+
+const char *ipcnet_address(const ipcnet_t *c)
+{
+    return c ? c->address : "";
+}
+
+const char *ipcnet_node(const ipcnet_t *c)
+{
+    return c ? c->node : "";
+}
+
+size_t ipcnet_max_message(const ipcnet_t *c)
+{
+    return c ? c->max_message : 0;
+}
+
+int ipcnet_fd(const ipcnet_t *c)
+{
+    return c ? c->fd : -EINVAL;
+}
+
+int ipcnet_want_write(const ipcnet_t *c)
+{
+    return c && c->tx_head < c->tx_tail;
+}
+
+uint32_t ipcnet_last_id(const ipcnet_t *c)
+{
+    return c ? c->seq : 0;
+}
+
+int ipcnet_dispatch(ipcnet_t *c, ipcnet_handler_fn *fn, void *arg)
+{
+    if (!c || !fn)
+        return -EINVAL;
+    s_release(c);
+    int rc = s_write_queue(c);
+    if (rc == 0)
+        rc = s_read(c);
+    if (rc < 0 && c->rx_head == c->rx_tail)
+        return rc;
+    int count = 0;
+    ipcnet_msg_t msg;
+    /* Bounded: only frames read by this call, so a fast sender cannot keep
+       the caller here forever. */
+    while ((rc = s_take(c, &msg)) == 1) {
+        count++;
+        fn(c, &msg, arg);
+        s_release(c);
+    }
+    return rc < 0 ? rc : count;
+}
+
+int ipcnet_recv(ipcnet_t *c, ipcnet_msg_t *ret, int timeout_ms)
+{
+    if (!c || !ret)
+        return -EINVAL;
+    s_release(c);
+    int64_t deadline = s_deadline(timeout_ms);
+    int polled = 0;
+    for (;;) {
+        int rc = s_take(c, ret);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
+        if (c->dead)
+            return c->dead;
+        if (timeout_ms == 0 || (c->flags & IPCNET_NONBLOCK)) {
+            if (polled++)
+                return -EAGAIN;
+            rc = s_write_queue(c);
+            if (rc == 0)
+                rc = s_read(c);
+        } else
+            rc = s_wait(c, deadline, 0);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int ipcnet_flush(ipcnet_t *c, int timeout_ms)
+{
+    if (!c)
+        return -EINVAL;
+    if (c->dead)
+        return c->dead;
+    int rc = s_drain(c, s_deadline(timeout_ms));
+    return rc;
+}
+
+int ipcnet_bind(ipcnet_t *c, const char *name)
+{
+    if (!c || s_check_string(name) < 0)
+        return -EINVAL;
+    return s_command(c, WIRE_BIND, 0, name, NULL);
+}
+
+int ipcnet_unbind(ipcnet_t *c, const char *name)
+{
+    if (!c || s_check_string(name) < 0)
+        return -EINVAL;
+    return s_command(c, WIRE_UNBIND, 0, name, NULL);
+}
+
+int ipcnet_subscribe(ipcnet_t *c, const char *pattern)
+{
+    if (!c || s_check_string(pattern) < 0)
+        return -EINVAL;
+    return s_command(c, WIRE_SUBSCRIBE, 0, pattern, NULL);
+}
+
+int ipcnet_unsubscribe(ipcnet_t *c, const char *pattern)
+{
+    if (!c || s_check_string(pattern) < 0)
+        return -EINVAL;
+    return s_command(c, WIRE_UNSUBSCRIBE, 0, pattern, NULL);
+}
+
+int ipcnet_watch(ipcnet_t *c, const char *pattern)
+{
+    if (!c || s_check_string(pattern) < 0)
+        return -EINVAL;
+    return s_command(c, WIRE_WATCH, 0, pattern, NULL);
+}
+
+int ipcnet_unwatch(ipcnet_t *c, const char *pattern)
+{
+    if (!c || s_check_string(pattern) < 0)
+        return -EINVAL;
+    return s_command(c, WIRE_UNWATCH, 0, pattern, NULL);
+}
+
+/* SEND and PUBLISH: checked here so a bad call costs no round trip. */
+static int s_post(ipcnet_t *c, uint8_t type, const char *to, const void *data,
+                  size_t size, int flags)
+{
+    if (!c || s_check_string(to) < 0 || (size && !data) ||
+        (flags & ~(IPCNET_DONTWAIT | IPCNET_MORE | IPCNET_CONFIRM)))
+        return -EINVAL;
+    if (size > c->max_message)
+        return -EMSGSIZE;
+    uint32_t seq = c->seq + 1;
+    int confirm = flags & IPCNET_CONFIRM;
+    int rc = s_send_frame(c, type, confirm ? WIRE_F_CONFIRM : 0, seq, 0, to, NULL,
+                          data, size, confirm ? flags & ~IPCNET_MORE : flags);
+    if (rc < 0)
+        return rc;
+    s_release(c);       /* data is written or copied: the caller's view may go */
+    c->seq = seq;
+    if (!confirm)
+        return 0;
+    wire_frame_t f;
+    return s_await(c, seq, s_deadline(CONTROL_WAIT), &f);
+}
+
+int ipcnet_send(ipcnet_t *c, const char *dest, const void *data, size_t size, int flags)
+{
+    return s_post(c, WIRE_SEND, dest, data, size, flags);
+}
+
+int ipcnet_publish(ipcnet_t *c, const char *topic, const void *data, size_t size, int flags)
+{
+    return s_post(c, WIRE_PUBLISH, topic, data, size, flags);
+}
+
+int ipcnet_request_async(ipcnet_t *c, const char *dest, const void *data,
+                         size_t size, int timeout_ms, uint32_t *ret_id)
+{
+    if (!c || s_check_string(dest) < 0 || (size && !data) || timeout_ms < 0)
+        return -EINVAL;
+    if (size > c->max_message)
+        return -EMSGSIZE;
+    uint32_t seq = c->seq + 1;
+    int rc = s_send_frame(c, WIRE_REQUEST, 0, seq, (uint32_t) timeout_ms, dest, NULL,
+                          data, size, 0);
+    if (rc < 0)
+        return rc;
+    s_release(c);
+    c->seq = seq;
+    if (ret_id)
+        *ret_id = seq;
+    return 0;
+}
+
+int ipcnet_request(ipcnet_t *c, const char *dest, const void *data, size_t size,
+                   int timeout_ms, ipcnet_msg_t *ret)
+{
+    if (!ret)
+        return -EINVAL;
+    uint32_t id;
+    int rc = ipcnet_request_async(c, dest, data, size, timeout_ms, &id);
+    if (rc < 0)
+        return rc;
+    /* The node answers at the timeout; wait a little longer than it. */
+    int wait = (timeout_ms > 0 ? timeout_ms : CONTROL_WAIT) + 1000;
+    wire_frame_t f;
+    rc = s_await(c, id, s_deadline(wait), &f);
+    if (rc < 0)
+        return rc;
+    s_to_msg(c, &f, ret);
+    return 0;
+}
+
+int ipcnet_reply_to(ipcnet_t *c, const char *requester, uint32_t id,
+                    const void *data, size_t size)
+{
+    if (!c || s_check_string(requester) < 0 || (size && !data))
+        return -EINVAL;
+    if (size > c->max_message)
+        return -EMSGSIZE;
+    uint32_t seq = c->seq + 1;
+    int rc = s_send_frame(c, WIRE_REPLY, 0, seq, id, requester, NULL, data, size, 0);
+    if (rc == 0)
+        c->seq = seq;
+    return rc;
+}
+
+int ipcnet_reply(ipcnet_t *c, const ipcnet_msg_t *req, const void *data, size_t size)
+{
+    if (!req || req->kind != IPCNET_MSG_REQUEST)
+        return -EINVAL;
+    /* req->source lives in c's scratch space and req->data in the receive
+       buffer: both stay put until the frame is written. */
+    return ipcnet_reply_to(c, req->source, req->id, data, size);
+}
+
+int ipcnet_query(ipcnet_t *c, int what, char **ret_text)
+{
+    if (!c || !ret_text || what < IPCNET_Q_SERVICES || what > IPCNET_Q_CLIENTS)
+        return -EINVAL;
+    wire_frame_t f;
+    int rc = s_command(c, WIRE_QUERY, (uint32_t) what, NULL, &f);
+    if (rc < 0)
+        return rc;
+    char *text = malloc(f.size + 1);
+    if (!text)
+        return -ENOMEM;
+    memcpy(text, f.data, f.size);
+    text[f.size] = 0;
+    *ret_text = text;
+    return 0;
+}
+
+const char *ipcnet_strerror(int err)
+{
+    switch (err) {
+    case 0:             return "success";
+    case -ENOENT:       return "no such name: nobody holds it";
+    case -EHOSTUNREACH: return "peer lost or unreachable";
+    case -ECONNRESET:   return "connection lost (the node or the holder went away)";
+    case -ETIMEDOUT:    return "timed out";
+    case -EMSGSIZE:     return "message too large";
+    case -EAGAIN:       return "queue full, try again later";
+    case -EACCES:       return "not allowed";
+    case -EBADMSG:      return "malformed frame";
+    case -EPROTO:       return "protocol error or version mismatch";
+    case -EINVAL:       return "invalid argument or name";
+    case -EEXIST:       return "name already bound by this client";
+    case -ENOBUFS:      return "limit reached (too many names, patterns or requests, or unread messages)";
+    case -ENAMETOOLONG: return "path or name too long";
+    default:            return err < 0 ? strerror(-err) : "unknown error";
+    }
+}

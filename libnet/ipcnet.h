@@ -1,0 +1,170 @@
+/*  ipcnet.h: the client library of ipc-node.
+
+    A program connects to its local ipc-node over a Unix socket and then
+    sends to names, makes requests, publishes to topics and watches names,
+    whether the other program is on this machine or another. The library
+    needs libc alone, imposes no event loop (use ipcnet_fd() and
+    ipcnet_dispatch()) and never logs: every call returns 0 or a negative
+    errno, which ipcnet_strerror() turns into words. See ipcnet(3).
+
+    A handle is used by one thread at a time.
+*/
+#ifndef IPCNET_H
+#define IPCNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define IPCNET_VERSION_MAJOR 0
+#define IPCNET_VERSION_MINOR 1
+#define IPCNET_VERSION_PATCH 0
+
+typedef struct ipcnet ipcnet_t;
+
+/* Flags of ipcnet_connect(). */
+#define IPCNET_NONBLOCK  0x01   /* calls that would wait return -EAGAIN */
+
+/* Flags of ipcnet_send() and ipcnet_publish(). */
+#define IPCNET_DONTWAIT  0x01   /* return -EAGAIN rather than wait for room */
+#define IPCNET_MORE      0x02   /* more follow: queue, write later in one batch */
+#define IPCNET_CONFIRM   0x04   /* wait until the node has queued it for its
+                                   receiver; errors come back from this call */
+
+/* What ipcnet_recv() returns. */
+typedef enum {
+    IPCNET_MSG_SEND = 1,        /* a message sent to a name we hold or to us */
+    IPCNET_MSG_REQUEST = 2,     /* a request; answer it with ipcnet_reply() */
+    IPCNET_MSG_REPLY = 3,       /* the reply to ipcnet_request_async() */
+    IPCNET_MSG_PUBLISH = 4,     /* a publication on a topic we subscribe to */
+    IPCNET_MSG_EVENT = 5,       /* a watched name or peer came or went */
+    IPCNET_MSG_ERROR = 6,       /* an earlier send, publish or request failed */
+} ipcnet_kind_t;
+
+/* Events (msg.event of IPCNET_MSG_EVENT). */
+#define IPCNET_EV_NAME_UP    1  /* a name gained its first holder */
+#define IPCNET_EV_NAME_DOWN  2  /* a name lost its last holder */
+#define IPCNET_EV_PEER_UP    3  /* a node joined */
+#define IPCNET_EV_PEER_DOWN  4  /* a node left or was lost */
+
+/* A received message. Every pointer is borrowed from the handle and valid
+   until the next call on it; copy what you keep. */
+typedef struct {
+    ipcnet_kind_t kind;
+    int event;              /* IPCNET_EV_* for IPCNET_MSG_EVENT */
+    int error;              /* negative errno for IPCNET_MSG_ERROR */
+    uint32_t id;            /* request id (REQUEST, REPLY, ERROR: the id or
+                               sequence number of what failed) */
+    uint32_t timeout_ms;    /* REQUEST: time the requester still waits */
+    const char *source;     /* unique address of the sender ("" if none) */
+    const char *name;       /* name or topic it was sent to; event's name */
+    const char *node;       /* EVENT: node of the name or peer */
+    const void *data;       /* payload */
+    size_t size;            /* payload bytes */
+} ipcnet_msg_t;
+
+/* Called by ipcnet_dispatch() for each message; msg is borrowed. */
+typedef void (ipcnet_handler_fn) (ipcnet_t *c, const ipcnet_msg_t *msg, void *arg);
+
+/* Connects to the local node at path; NULL means $IPCNET_SOCKET, else
+   /run/ipc-node/node.sock for root, else $XDG_RUNTIME_DIR/ipc-node/node.sock.
+   label (may be NULL) names the program in listings. On success *ret is a
+   new handle, given to the caller. */
+int ipcnet_connect(ipcnet_t **ret, const char *path, const char *label, int flags);
+
+/* Writes the socket path that ipcnet_connect(NULL) would use into buf.
+   Returns 0, or -ENAMETOOLONG if it does not fit in size bytes. */
+int ipcnet_default_socket(char *buf, size_t size);
+
+/* Closes the handle taken from *c and sets *c to NULL; safe on NULL. Data
+   queued with IPCNET_MORE is flushed first if that does not block. */
+void ipcnet_close(ipcnet_t **c);
+
+/* This client's unique address, ":N@node", and its node's name; borrowed. */
+const char *ipcnet_address(const ipcnet_t *c);
+const char *ipcnet_node(const ipcnet_t *c);
+
+/* The largest payload the node accepts, in bytes. */
+size_t ipcnet_max_message(const ipcnet_t *c);
+
+/* Event-loop integration: watch ipcnet_fd() for POLLIN, and for POLLOUT
+   too while ipcnet_want_write() is true; then call ipcnet_dispatch(). */
+int ipcnet_fd(const ipcnet_t *c);
+int ipcnet_want_write(const ipcnet_t *c);
+
+/* Reads what is ready without waiting, writes what is queued, and calls fn
+   for each complete message. Returns the number of messages handled, or a
+   negative errno (-ECONNRESET when the node went away). */
+int ipcnet_dispatch(ipcnet_t *c, ipcnet_handler_fn *fn, void *arg);
+
+/* Waits up to timeout_ms (-1: forever, 0: not at all) for one message and
+   fills *ret. Returns 0, -EAGAIN or -ETIMEDOUT when none came. */
+int ipcnet_recv(ipcnet_t *c, ipcnet_msg_t *ret, int timeout_ms);
+
+/* Writes everything queued (IPCNET_MORE), waiting up to timeout_ms. */
+int ipcnet_flush(ipcnet_t *c, int timeout_ms);
+
+/* Binds or unbinds a service name; waits for the node's answer. Many
+   clients may bind one name. -EINVAL bad name, -EEXIST already bound by us,
+   -ENOENT not bound by us. */
+int ipcnet_bind(ipcnet_t *c, const char *name);
+int ipcnet_unbind(ipcnet_t *c, const char *name);
+
+/* Sends to dest: a name (one holder gets it: local first, then round robin),
+   "name@node", or a unique address ":N@node". Returns 0 once queued; an
+   undeliverable message comes back as IPCNET_MSG_ERROR with its sequence
+   number (see ipcnet_last_id()), unless IPCNET_CONFIRM asks to wait, when
+   this call returns the error itself (-ENOENT: nobody holds the name). */
+int ipcnet_send(ipcnet_t *c, const char *dest, const void *data, size_t size, int flags);
+
+/* The sequence number of the last send, publish or request on c. */
+uint32_t ipcnet_last_id(const ipcnet_t *c);
+
+/* Sends a request and waits for its reply, at most timeout_ms (0: the
+   node's default). *ret is the reply (IPCNET_MSG_REPLY), borrowed. Returns
+   0, -ENOENT, -ETIMEDOUT, -ECONNRESET (the holder went away), ... */
+int ipcnet_request(ipcnet_t *c, const char *dest, const void *data, size_t size,
+                   int timeout_ms, ipcnet_msg_t *ret);
+
+/* Sends a request without waiting; the reply or the error comes later
+   through ipcnet_recv()/ipcnet_dispatch() with msg.id == *ret_id. */
+int ipcnet_request_async(ipcnet_t *c, const char *dest, const void *data,
+                         size_t size, int timeout_ms, uint32_t *ret_id);
+
+/* Answers the request req (borrowed; copy req->source and req->id if the
+   answer comes later, and use ipcnet_reply_to()). */
+int ipcnet_reply(ipcnet_t *c, const ipcnet_msg_t *req, const void *data, size_t size);
+int ipcnet_reply_to(ipcnet_t *c, const char *requester, uint32_t id,
+                    const void *data, size_t size);
+
+/* Topics: "sensors.temp"; a pattern "sensors.*" or "*" subscribes to many. */
+int ipcnet_subscribe(ipcnet_t *c, const char *pattern);
+int ipcnet_unsubscribe(ipcnet_t *c, const char *pattern);
+int ipcnet_publish(ipcnet_t *c, const char *topic, const void *data, size_t size, int flags);
+
+/* Watches names matching pattern ("*" for all): an IPCNET_EV_NAME_UP event
+   for each name held now, then one whenever a name gains its first holder
+   or loses its last (IPCNET_EV_NAME_DOWN). */
+int ipcnet_watch(ipcnet_t *c, const char *pattern);
+int ipcnet_unwatch(ipcnet_t *c, const char *pattern);
+
+/* What ipcnet_query() asks for. */
+#define IPCNET_Q_SERVICES 1     /* name, node, holder address, holder label */
+#define IPCNET_Q_PEERS    2     /* name, id, address, source, state, rtt_us, last_seen_ms, key */
+#define IPCNET_Q_STATS    3     /* key, value */
+#define IPCNET_Q_CLIENTS  4     /* address, label, pid, uid, queued bytes */
+
+/* Asks the node for a listing: text, one record a line, fields separated
+   by tabs. *ret_text is given to the caller (free()). */
+int ipcnet_query(ipcnet_t *c, int what, char **ret_text);
+
+/* Words for a negative errno returned by any call. */
+const char *ipcnet_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
