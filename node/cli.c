@@ -1,0 +1,339 @@
+/*  cli.c: ipc-node --services, --send, --listen ... through libipcnet.
+
+    Plain output is for people: aligned columns, one line a message. With
+    --json every listing is one JSON array and every message one JSON
+    object a line, for scripts. Failures print one line on stderr and exit
+    with status 1. */
+
+#include "cli.h"
+#include "ipcnet.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void s_json_str(const char *s, size_t len)
+{
+    putchar('"');
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char) s[i];
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch == '\n')
+            fputs("\\n", stdout);
+        else if (ch == '\t')
+            fputs("\\t", stdout);
+        else if (ch < 0x20 || ch == 0x7f)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+static int s_is_number(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return 0;
+    return 1;
+}
+
+/* Splits text into lines and fields (in place). Returns the rows. */
+static size_t s_split(char *text, char *fields[][8], size_t maxrows, size_t *ncols)
+{
+    size_t rows = 0;
+    *ncols = 0;
+    for (char *line = text, *next; line && *line && rows < maxrows; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = 0;
+        size_t col = 0;
+        for (char *f = line, *tab; f && col < 8; f = tab) {
+            tab = strchr(f, '\t');
+            if (tab)
+                *tab++ = 0;
+            fields[rows][col++] = f;
+        }
+        for (size_t i = col; i < 8; i++)
+            fields[rows][i] = "";
+        if (col > *ncols)
+            *ncols = col;
+        rows++;
+    }
+    return rows;
+}
+
+/* Prints a listing as a table or as a JSON array of objects. */
+static void s_print_table(char *text, const char *const *cols, size_t ncols, int json)
+{
+    size_t lines = 1;
+    for (const char *p = text; *p; p++)
+        lines += *p == '\n';
+    char *(*fields)[8] = calloc(lines, sizeof *fields);
+    if (!fields)
+        return;
+    size_t have;
+    size_t rows = s_split(text, fields, lines, &have);
+    if (json) {
+        putchar('[');
+        for (size_t r = 0; r < rows; r++) {
+            printf(r ? ",\n {" : "{");
+            for (size_t c = 0; c < ncols; c++) {
+                printf(c ? ", \"%s\": " : "\"%s\": ", cols[c]);
+                if (s_is_number(fields[r][c]))
+                    fputs(fields[r][c], stdout);
+                else
+                    s_json_str(fields[r][c], strlen(fields[r][c]));
+            }
+            putchar('}');
+        }
+        puts("]");
+    } else {
+        size_t width[8] = { 0 };
+        for (size_t c = 0; c < ncols; c++) {
+            width[c] = strlen(cols[c]);
+            for (size_t r = 0; r < rows; r++)
+                if (strlen(fields[r][c]) > width[c])
+                    width[c] = strlen(fields[r][c]);
+        }
+        for (size_t c = 0; c < ncols; c++) {
+            for (const char *h = cols[c]; *h; h++)
+                putchar(*h >= 'a' && *h <= 'z' ? *h - 32 : *h);
+            printf("%*s", c + 1 < ncols ? (int) (width[c] - strlen(cols[c]) + 2) : 0, "");
+        }
+        putchar('\n');
+        for (size_t r = 0; r < rows; r++)
+            for (size_t c = 0; c < ncols; c++)
+                printf(c + 1 < ncols ? "%-*s  " : "%-*s\n",
+                       c + 1 < ncols ? (int) width[c] : 0, fields[r][c]);
+    }
+    free(fields);
+}
+
+/* Prints key/value lines as aligned text or as one JSON object. */
+static void s_print_stats(char *text, int json)
+{
+    size_t lines = 1;
+    for (const char *p = text; *p; p++)
+        lines += *p == '\n';
+    char *(*fields)[8] = calloc(lines, sizeof *fields);
+    if (!fields)
+        return;
+    size_t have;
+    size_t rows = s_split(text, fields, lines, &have);
+    if (json)
+        putchar('{');
+    for (size_t r = 0; r < rows; r++) {
+        if (json) {
+            printf(r ? ", " : "");
+            s_json_str(fields[r][0], strlen(fields[r][0]));
+            printf(": ");
+            if (s_is_number(fields[r][1]))
+                fputs(fields[r][1], stdout);
+            else
+                s_json_str(fields[r][1], strlen(fields[r][1]));
+        } else
+            printf("%-18s %s\n", fields[r][0], fields[r][1]);
+    }
+    if (json)
+        puts("}");
+    free(fields);
+}
+
+static const char *const s_cols_services[] = { "name", "node", "holder", "label" };
+static const char *const s_cols_peers[] = { "name", "id", "address", "source", "state",
+                                            "rtt_us", "last_seen_ms", "key" };
+static const char *const s_cols_clients[] = { "address", "label", "pid", "uid", "queued" };
+
+static int s_listing(ipcnet_t *c, const cli_t *cli)
+{
+    int what = cli->verb == VERB_SERVICES ? IPCNET_Q_SERVICES :
+               cli->verb == VERB_PEERS ? IPCNET_Q_PEERS :
+               cli->verb == VERB_CLIENTS ? IPCNET_Q_CLIENTS : IPCNET_Q_STATS;
+    char *text;
+    int rc = ipcnet_query(c, what, &text);
+    if (rc < 0) {
+        fprintf(stderr, "ipc-node: cannot list: %s\n", ipcnet_strerror(rc));
+        return 1;
+    }
+    if (what == IPCNET_Q_SERVICES)
+        s_print_table(text, s_cols_services, 4, cli->json);
+    else if (what == IPCNET_Q_PEERS)
+        s_print_table(text, s_cols_peers, 8, cli->json);
+    else if (what == IPCNET_Q_CLIENTS)
+        s_print_table(text, s_cols_clients, 5, cli->json);
+    else
+        s_print_stats(text, cli->json);
+    free(text);
+    return 0;
+}
+
+/* The payload to send: the argument, or all of standard input for "-". */
+static char *s_payload(const char *data, size_t max, size_t *ret_size)
+{
+    if (strcmp(data, "-") != 0) {
+        *ret_size = strlen(data);
+        return strdup(data);
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (len == cap) {
+            if (cap > max)
+                break;          /* the node will say it is too large */
+            char *more = realloc(buf, cap * 2);
+            if (!more) {
+                free(buf);
+                return NULL;
+            }
+            buf = more;
+            cap *= 2;
+        }
+        ssize_t n = read(0, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t) n;
+    }
+    *ret_size = len;
+    return buf;
+}
+
+/* Prints one received message. */
+static void s_print_msg(const cli_t *cli, const ipcnet_msg_t *m)
+{
+    static const char *const kinds[] = { "", "send", "request", "reply", "publish", "event", "error" };
+    if (cli->json) {
+        printf("{\"kind\": \"%s\", \"from\": ", kinds[m->kind]);
+        s_json_str(m->source, strlen(m->source));
+        printf(", \"name\": ");
+        s_json_str(m->name, strlen(m->name));
+        if (m->kind == IPCNET_MSG_EVENT) {
+            printf(", \"event\": \"%s\", \"node\": ",
+                   m->event == IPCNET_EV_NAME_UP || m->event == IPCNET_EV_PEER_UP ? "up" : "down");
+            s_json_str(m->node, strlen(m->node));
+        } else {
+            printf(", \"data\": ");
+            s_json_str(m->data, m->size);
+        }
+        puts("}");
+    } else if (m->kind == IPCNET_MSG_EVENT)
+        printf("%s %s %s\n", m->event == IPCNET_EV_NAME_UP || m->event == IPCNET_EV_PEER_UP
+               ? "up" : "down", m->name, m->node);
+    else {
+        if (m->kind == IPCNET_MSG_PUBLISH)
+            printf("%s ", m->name);
+        fwrite(m->data, 1, m->size, stdout);
+        putchar('\n');
+    }
+    fflush(stdout);
+}
+
+/* --listen, --subscribe, --watch: print messages until count is reached. */
+static int s_receive(ipcnet_t *c, const cli_t *cli)
+{
+    int rc;
+    const char *what;
+    if (cli->verb == VERB_LISTEN) {
+        rc = ipcnet_bind(c, cli->target);
+        what = "bind";
+    } else if (cli->verb == VERB_SUBSCRIBE) {
+        rc = ipcnet_subscribe(c, cli->target);
+        what = "subscribe to";
+    } else {
+        rc = ipcnet_watch(c, cli->target);
+        what = "watch";
+    }
+    if (rc < 0) {
+        fprintf(stderr, "ipc-node: cannot %s '%s': %s\n", what, cli->target, ipcnet_strerror(rc));
+        return 1;
+    }
+    for (long n = 0; cli->count == 0 || n < cli->count;) {
+        ipcnet_msg_t m;
+        rc = ipcnet_recv(c, &m, -1);
+        if (rc < 0) {
+            fprintf(stderr, "ipc-node: %s\n", ipcnet_strerror(rc));
+            return 1;
+        }
+        if (m.kind == IPCNET_MSG_ERROR) {
+            fprintf(stderr, "ipc-node: '%s': %s\n", m.name, ipcnet_strerror(m.error));
+            continue;
+        }
+        s_print_msg(cli, &m);
+        n++;
+        if (m.kind == IPCNET_MSG_REQUEST && cli->echo) {
+            rc = ipcnet_reply(c, &m, m.data, m.size);
+            if (rc < 0)
+                fprintf(stderr, "ipc-node: cannot reply to %s: %s\n", m.source, ipcnet_strerror(rc));
+        }
+    }
+    return 0;
+}
+
+int cli_run(const cli_t *cli)
+{
+    ipcnet_t *c;
+    char path[108];
+    const char *where = cli->socket;
+    if (!where && ipcnet_default_socket(path, sizeof path) == 0)
+        where = path;
+    int rc = ipcnet_connect(&c, cli->socket, "ipc-node-cli", 0);
+    if (rc < 0) {
+        fprintf(stderr, "ipc-node: cannot connect to %s: %s%s\n", where ? where : "the node",
+                ipcnet_strerror(rc), rc == -ENOENT || rc == -ECONNREFUSED
+                ? " (is ipc-node running?)" : "");
+        return 1;
+    }
+    int status = 0;
+    switch (cli->verb) {
+    case VERB_SERVICES:
+    case VERB_PEERS:
+    case VERB_STATS:
+    case VERB_CLIENTS:
+        status = s_listing(c, cli);
+        break;
+    case VERB_SEND:
+    case VERB_PUBLISH:
+    case VERB_REQUEST: {
+        size_t size;
+        char *data = s_payload(cli->data, ipcnet_max_message(c), &size);
+        if (!data) {
+            fprintf(stderr, "ipc-node: cannot read the payload: %s\n", strerror(errno));
+            status = 1;
+            break;
+        }
+        ipcnet_msg_t reply;
+        const char *what = cli->verb == VERB_PUBLISH ? "publish to" : "send to";
+        if (cli->verb == VERB_SEND)
+            rc = ipcnet_send(c, cli->target, data, size, IPCNET_CONFIRM);
+        else if (cli->verb == VERB_PUBLISH)
+            rc = ipcnet_publish(c, cli->target, data, size, IPCNET_CONFIRM);
+        else {
+            rc = ipcnet_request(c, cli->target, data, size, cli->timeout_ms, &reply);
+            what = "request";
+        }
+        free(data);
+        if (rc < 0) {
+            fprintf(stderr, "ipc-node: cannot %s '%s': %s\n", what, cli->target, ipcnet_strerror(rc));
+            status = 1;
+        } else if (cli->verb == VERB_REQUEST)
+            s_print_msg(cli, &reply);
+        break;
+    }
+    case VERB_LISTEN:
+    case VERB_SUBSCRIBE:
+    case VERB_WATCH:
+        status = s_receive(c, cli);
+        break;
+    case VERB_NONE:
+        break;
+    }
+    ipcnet_close(&c);
+    return status;
+}

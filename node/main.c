@@ -1,0 +1,307 @@
+/*  main.c: ipc-node, the daemon, and its command-line verbs.
+
+    With no verb it serves: one thread, one loop, until SIGTERM or SIGINT.
+    With a verb (--services, --send, ...) it connects to the local node as
+    any client would, does that one thing and exits. */
+
+#include "cli.h"
+#include "ipcnet.h"
+#include "loop.h"
+#include "node.h"
+#include "server.h"
+#include "wire.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+static const char s_usage[] =
+    "Usage: ipc-node [OPTION]...            run the node\n"
+    "       ipc-node VERB [OPTION]...       talk to the running node\n"
+    "\n"
+    "Node options:\n"
+    "  --socket PATH         Unix socket (default: $IPCNET_SOCKET, else\n"
+    "                        /run/ipc-node/node.sock as root,\n"
+    "                        $XDG_RUNTIME_DIR/ipc-node/node.sock otherwise)\n"
+    "  --name NAME           node name (default: the host name)\n"
+    "  --max-message BYTES   largest payload (default 16M; K, M, G suffixes)\n"
+    "  --queue-limit BYTES   bytes queued to one client before its senders\n"
+    "                        wait (default 8M)\n"
+    "  --max-clients N       clients at once (default 4096)\n"
+    "  --request-timeout MS  for requests that give none (default 30000)\n"
+    "  --syslog              log to syslog as well as stderr\n"
+    "  -v, --verbose         log every client that connects\n"
+    "\n"
+    "Verbs:\n"
+    "  --services            names and who holds them\n"
+    "  --peers               known nodes\n"
+    "  --clients             connected clients\n"
+    "  --stats               counters\n"
+    "  --send NAME DATA      send DATA (\"-\": standard input) to NAME\n"
+    "  --request NAME DATA   send a request and print the reply\n"
+    "  --listen NAME         hold NAME and print each message received\n"
+    "  --publish TOPIC DATA  publish DATA on TOPIC\n"
+    "  --subscribe PATTERN   print each publication matching PATTERN\n"
+    "  --watch PATTERN       print names matching PATTERN as they come and go\n"
+    "Verb options:\n"
+    "  --timeout MS          request timeout (default: the node's)\n"
+    "  --count N             stop after N messages\n"
+    "  --echo                with --listen: answer requests with their payload\n"
+    "  --json                machine-readable output\n"
+    "  -h, --help            this text\n"
+    "  -V, --version         the version\n";
+
+enum {
+    O_SOCKET = 256, O_NAME, O_MAX_MESSAGE, O_QUEUE_LIMIT, O_MAX_CLIENTS, O_REQ_TIMEOUT,
+    O_SYSLOG, O_SERVICES, O_PEERS, O_CLIENTS, O_STATS, O_SEND, O_REQUEST, O_LISTEN,
+    O_PUBLISH, O_SUBSCRIBE, O_WATCH, O_TIMEOUT, O_COUNT, O_ECHO, O_JSON,
+};
+
+static const struct option s_options[] = {
+    { "socket", required_argument, NULL, O_SOCKET },
+    { "name", required_argument, NULL, O_NAME },
+    { "max-message", required_argument, NULL, O_MAX_MESSAGE },
+    { "queue-limit", required_argument, NULL, O_QUEUE_LIMIT },
+    { "max-clients", required_argument, NULL, O_MAX_CLIENTS },
+    { "request-timeout", required_argument, NULL, O_REQ_TIMEOUT },
+    { "syslog", no_argument, NULL, O_SYSLOG },
+    { "verbose", no_argument, NULL, 'v' },
+    { "services", no_argument, NULL, O_SERVICES },
+    { "peers", no_argument, NULL, O_PEERS },
+    { "clients", no_argument, NULL, O_CLIENTS },
+    { "stats", no_argument, NULL, O_STATS },
+    { "send", required_argument, NULL, O_SEND },
+    { "request", required_argument, NULL, O_REQUEST },
+    { "listen", required_argument, NULL, O_LISTEN },
+    { "publish", required_argument, NULL, O_PUBLISH },
+    { "subscribe", required_argument, NULL, O_SUBSCRIBE },
+    { "watch", required_argument, NULL, O_WATCH },
+    { "timeout", required_argument, NULL, O_TIMEOUT },
+    { "count", required_argument, NULL, O_COUNT },
+    { "echo", no_argument, NULL, O_ECHO },
+    { "json", no_argument, NULL, O_JSON },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    { NULL, 0, NULL, 0 },
+};
+
+/* Parses a size like 4096, 64K, 16M or 1G. Returns 0 or -EINVAL. */
+static int s_parse_size(const char *s, size_t min, size_t max, size_t *ret)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-')
+        return -EINVAL;
+    unsigned long long mult = 1;
+    if (*end == 'K' || *end == 'k')
+        mult = 1ull << 10;
+    else if (*end == 'M' || *end == 'm')
+        mult = 1ull << 20;
+    else if (*end == 'G' || *end == 'g')
+        mult = 1ull << 30;
+    if (mult > 1)
+        end++;
+    if (*end || v > max / mult || v * mult < min)
+        return -EINVAL;
+    *ret = (size_t) (v * mult);
+    return 0;
+}
+
+static int s_parse_long(const char *s, long min, long max, long *ret)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -EINVAL;
+    *ret = v;
+    return 0;
+}
+
+static int s_bad(const char *opt, const char *value, const char *want)
+{
+    fprintf(stderr, "ipc-node: bad value for %s: '%s' (%s)\n", opt, value, want);
+    return 2;
+}
+
+static void s_on_signal(loop_t *loop, int fd, int revents, void *arg)
+{
+    (void) revents;
+    (void) arg;
+    struct signalfd_siginfo si;
+    if (read(fd, &si, sizeof si) == (ssize_t) sizeof si)
+        zsys_notice("caught signal %u, stopping", si.ssi_signo);
+    loop_stop(loop);
+}
+
+static int s_serve(const node_config_t *config)
+{
+    /* The signal handler's work is a readable fd in the loop: nothing runs
+       in signal context. SIGPIPE is ignored; a closed client shows up as
+       EPIPE from write. */
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+
+    loop_t *loop = loop_new();
+    if (!loop || sfd < 0 || loop_fd_add(loop, sfd, LOOP_IN, s_on_signal, NULL) < 0) {
+        zsys_error("cannot set up the event loop: %s", strerror(errno));
+        return 1;
+    }
+    server_t *server = server_new(loop, config);
+    if (!server) {
+        loop_destroy(&loop);
+        close(sfd);
+        return 1;
+    }
+    zsys_notice("node '%s' serving %s (max message %zu bytes, queue limit %zu bytes)",
+                config->name, config->socket_path, config->max_message, config->queue_limit);
+    int rc = loop_run(loop);
+    if (rc < 0)
+        zsys_error("event loop failed: %s", strerror(-rc));
+    server_destroy(&server);
+    loop_destroy(&loop);
+    close(sfd);
+    zsys_notice("node '%s' stopped", config->name);
+    return rc < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    node_config_t config = {
+        .max_message = NODE_DEFAULT_MAX_MESSAGE,
+        .queue_limit = NODE_DEFAULT_QUEUE_LIMIT,
+        .max_clients = NODE_DEFAULT_MAX_CLIENTS,
+        .request_timeout = NODE_DEFAULT_REQ_TIMEOUT,
+    };
+    cli_t cli = { 0 };
+    int use_syslog = 0, verbs = 0;
+    const char *socket_opt = NULL, *name_opt = NULL;
+    long n;
+
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "vhV", s_options, NULL)) != -1) {
+        switch (opt) {
+        case O_SOCKET: socket_opt = optarg; break;
+        case O_NAME: name_opt = optarg; break;
+        case O_MAX_MESSAGE:
+            if (s_parse_size(optarg, 1, 1ull << 30, &config.max_message) < 0)
+                return s_bad("--max-message", optarg, "1 byte to 1G");
+            break;
+        case O_QUEUE_LIMIT:
+            if (s_parse_size(optarg, 4096, 1ull << 34, &config.queue_limit) < 0)
+                return s_bad("--queue-limit", optarg, "4K to 16G");
+            break;
+        case O_MAX_CLIENTS:
+            if (s_parse_long(optarg, 1, 1000000, &n) < 0)
+                return s_bad("--max-clients", optarg, "1 to 1000000");
+            config.max_clients = (unsigned) n;
+            break;
+        case O_REQ_TIMEOUT:
+            if (s_parse_long(optarg, 1, NODE_MAX_REQ_TIMEOUT, &n) < 0)
+                return s_bad("--request-timeout", optarg, "1 to 86400000 ms");
+            config.request_timeout = (unsigned) n;
+            break;
+        case O_SYSLOG: use_syslog = 1; break;
+        case 'v': config.verbose = 1; break;
+        case O_SERVICES: cli.verb = VERB_SERVICES; verbs++; break;
+        case O_PEERS: cli.verb = VERB_PEERS; verbs++; break;
+        case O_CLIENTS: cli.verb = VERB_CLIENTS; verbs++; break;
+        case O_STATS: cli.verb = VERB_STATS; verbs++; break;
+        case O_SEND: cli.verb = VERB_SEND; cli.target = optarg; verbs++; break;
+        case O_REQUEST: cli.verb = VERB_REQUEST; cli.target = optarg; verbs++; break;
+        case O_LISTEN: cli.verb = VERB_LISTEN; cli.target = optarg; verbs++; break;
+        case O_PUBLISH: cli.verb = VERB_PUBLISH; cli.target = optarg; verbs++; break;
+        case O_SUBSCRIBE: cli.verb = VERB_SUBSCRIBE; cli.target = optarg; verbs++; break;
+        case O_WATCH: cli.verb = VERB_WATCH; cli.target = optarg; verbs++; break;
+        case O_TIMEOUT:
+            if (s_parse_long(optarg, 1, NODE_MAX_REQ_TIMEOUT, &n) < 0)
+                return s_bad("--timeout", optarg, "1 to 86400000 ms");
+            cli.timeout_ms = (int) n;
+            break;
+        case O_COUNT:
+            if (s_parse_long(optarg, 1, 1000000000L, &n) < 0)
+                return s_bad("--count", optarg, "a positive number");
+            cli.count = n;
+            break;
+        case O_ECHO: cli.echo = 1; break;
+        case O_JSON: cli.json = 1; break;
+        case 'h': fputs(s_usage, stdout); return 0;
+        case 'V': printf("ipc-node %s\n", PACKAGE_VERSION); return 0;
+        default:
+            if (optopt && optopt < 256)
+                fprintf(stderr, "ipc-node: option -%c %s\n", optopt,
+                        strchr("vhV", optopt) ? "takes no value" : "is unknown");
+            else
+                fprintf(stderr, "ipc-node: option '%s' is unknown or lacks its value\n",
+                        argv[optind - 1]);
+            fprintf(stderr, "Try 'ipc-node --help'.\n");
+            return 2;
+        }
+    }
+    if (verbs > 1) {
+        fprintf(stderr, "ipc-node: give one verb at a time\n");
+        return 2;
+    }
+    int want_data = cli.verb == VERB_SEND || cli.verb == VERB_REQUEST || cli.verb == VERB_PUBLISH;
+    if (want_data && optind < argc)
+        cli.data = argv[optind++];
+    if (want_data && !cli.data) {
+        fprintf(stderr, "ipc-node: %s needs DATA (\"-\" for standard input)\n", argv[1]);
+        return 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ipc-node: unexpected argument '%s'\nTry 'ipc-node --help'.\n", argv[optind]);
+        return 2;
+    }
+
+    if (cli.verb != VERB_NONE) {
+        cli.socket = socket_opt;
+        return cli_run(&cli);
+    }
+
+    /* The daemon. czmq must not install its own signal handlers. */
+    zsys_handler_set(NULL);
+    zsys_set_logident("ipc-node");
+    if (use_syslog)
+        zsys_set_logsystem(true);
+    if (socket_opt) {
+        if (strlen(socket_opt) >= sizeof config.socket_path) {
+            fprintf(stderr, "ipc-node: socket path too long: %s\n", socket_opt);
+            return 2;
+        }
+        strcpy(config.socket_path, socket_opt);
+    } else if (ipcnet_default_socket(config.socket_path, sizeof config.socket_path) < 0) {
+        fprintf(stderr, "ipc-node: the default socket path is too long; use --socket\n");
+        return 2;
+    }
+    if (name_opt) {
+        if (strlen(name_opt) > NODE_NAME_MAX || wire_check_name(name_opt, strlen(name_opt)) < 0) {
+            fprintf(stderr, "ipc-node: bad node name '%s' (1-%d of A-Z a-z 0-9 . _ -)\n",
+                    name_opt, NODE_NAME_MAX);
+            return 2;
+        }
+        strcpy(config.name, name_opt);
+    } else {
+        char host[256] = "";
+        gethostname(host, sizeof host - 1);
+        host[NODE_NAME_MAX] = 0;
+        char *dot = strchr(host, '.');
+        if (dot)
+            *dot = 0;
+        strcpy(config.name, wire_check_name(host, strlen(host)) == 0 ? host : "localhost");
+    }
+    return s_serve(&config);
+}

@@ -1,0 +1,25 @@
+/*  node.h: what the daemon is told at start. */
+#ifndef IPCNET_NODE_H
+#define IPCNET_NODE_H
+
+#include <stddef.h>
+
+#define NODE_NAME_MAX 200   /* leaves room for ":<client id>@" in 255 */
+
+typedef struct {
+    char socket_path[108];      /* sizeof sun_path */
+    char name[NODE_NAME_MAX + 1];
+    size_t max_message;         /* payload bytes */
+    size_t queue_limit;         /* bytes queued to one client before push-back */
+    unsigned max_clients;
+    unsigned request_timeout;   /* ms, for requests that give none */
+    int verbose;
+} node_config_t;
+
+#define NODE_DEFAULT_MAX_MESSAGE   (16u << 20)
+#define NODE_DEFAULT_QUEUE_LIMIT   (8u << 20)
+#define NODE_DEFAULT_MAX_CLIENTS   4096
+#define NODE_DEFAULT_REQ_TIMEOUT   30000
+#define NODE_MAX_REQ_TIMEOUT       (24u * 3600 * 1000)
+
+#endif

@@ -1,0 +1,1442 @@
+/*  server.c: local clients and the directory they share.
+
+    Buffers. Each client reads into a 64 KiB buffer and its frames are
+    handled in place. A frame larger than that gets a buffer of its own,
+    which is then passed by reference to the receivers' queues: a large
+    payload is never copied by the node. Small frames are copied into the
+    receiver's queue, which is written with writev once per loop turn.
+
+    Flow control. Before a frame is delivered the receiver must have room
+    (its queue empty, or queue + frame within the limit). If not, the
+    sender is paused on that receiver, the frame stays in its buffer, and
+    it is handled again once the receiver drains to half its limit. Answers
+    from the node itself (OK, ERROR, events) are never held back; a client
+    that lets them pile up past a hard limit is disconnected, and a client
+    whose own queue is full is not read until it reads.
+
+    Teardown. A client that must go is first marked doomed; the loop's idle
+    hook tears it down (names, subscriptions, requests, waiters) and frees
+    it once no list points to it, so callbacks never see a freed client. */
+
+#include "server.h"
+#include "dict.h"
+#include "wire.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define RX_SIZE       (64 * 1024)   /* a client's read buffer */
+#define TX_SIZE       (64 * 1024)   /* a block of a client's queue */
+#define BY_REF        (16 * 1024)   /* payloads this large are not copied */
+#define MAX_IOV       64
+#define MAX_PER_CLIENT 4096         /* names, subscriptions, watches each */
+
+enum { C_NEW, C_READY };
+enum { DONE = 0, BLOCKED = 1 };
+
+/* A reference-counted block of bytes, shared by queues. */
+typedef struct {
+    uint32_t refs;
+    size_t cap;
+    uint8_t data[];
+} buf_t;
+
+typedef struct {
+    buf_t *buf;
+    size_t off, len;
+} chunk_t;
+
+typedef struct client client_t;
+typedef struct request request_t;
+
+/* A list of pointers, unordered; removal swaps in the last. */
+typedef struct {
+    void **items;
+    size_t size, cap;
+} vec_t;
+
+struct client {
+    server_t *server;
+    uint64_t id;
+    int fd;
+    int state;
+    int doomed;
+    int in_loop;                /* fd registered with the loop */
+    int runnable, dirty;        /* in server's lists */
+    char address[WIRE_NAME_MAX + 1];
+    char label[WIRE_NAME_MAX + 1];
+    struct ucred cred;
+
+    buf_t *rx;                  /* frames read: [rx_head, rx_tail) */
+    size_t rx_head, rx_tail;
+
+    chunk_t *chunks;            /* queue: ring of chunks */
+    size_t chunk_first, chunk_count, chunk_cap;
+    buf_t *tail;                /* block being filled, with its own ref */
+    size_t tail_used;
+    size_t queued;              /* bytes in the queue */
+
+    client_t *blocked_on;       /* paused until this client drains */
+    vec_t waiters;              /* clients paused on us */
+    vec_t names;                /* name_t * we hold */
+    vec_t subs;                 /* sub_t * we are in */
+    vec_t watches;              /* char * patterns */
+    request_t *asked;           /* requests we made, awaiting replies */
+    request_t *held;            /* requests given to us to answer */
+    uint32_t pub_epoch;         /* the last publish delivered to us */
+};
+
+/* A service name and its local holders. */
+typedef struct {
+    char *name;
+    vec_t holders;
+    size_t next;                /* round robin */
+} name_t;
+
+/* A subscription pattern and its subscribers. */
+typedef struct {
+    char *pattern;
+    int prefix;                 /* pattern ends in '*' */
+    vec_t clients;
+} sub_t;
+
+struct request {
+    uint8_t key[12];            /* requester id, request id */
+    uint32_t id;
+    client_t *requester;
+    client_t *holder;
+    loop_timer_t *timer;
+    request_t *anext, **aprev;  /* in requester->asked */
+    request_t *hnext, **hprev;  /* in holder->held */
+};
+
+struct server {
+    loop_t *loop;
+    node_config_t config;
+    int listen_fd;
+    int lock_fd;
+    char lock_path[sizeof ((struct sockaddr_un *) 0)->sun_path + 8];
+    uint64_t next_id;
+    dict_t *clients;            /* id -> client_t */
+    dict_t *names;              /* name -> name_t */
+    dict_t *exact_subs;         /* topic -> sub_t, patterns without '*' */
+    vec_t prefix_subs;          /* sub_t with a '*' */
+    vec_t watchers;             /* client_t watching something */
+    dict_t *requests;           /* key -> request_t */
+    vec_t runnable;             /* paused clients to resume */
+    vec_t dirty;                /* clients with bytes to write */
+    vec_t doomed;               /* clients to tear down */
+    vec_t graveyard;            /* torn down, to free */
+    uint32_t pub_epoch;
+    size_t nclients;
+    int64_t started;
+    struct {
+        uint64_t frames_in, frames_out, bytes_in, bytes_out;
+        uint64_t delivered, errors, paused, dropped_clients, violations;
+    } stats;
+};
+
+/* --- small helpers ------------------------------------------------------------- */
+
+static int vec_push(vec_t *v, void *item)
+{
+    if (v->size == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 4;
+        void **items = realloc(v->items, cap * sizeof *items);
+        if (!items)
+            return -ENOMEM;
+        v->items = items;
+        v->cap = cap;
+    }
+    v->items[v->size++] = item;
+    return 0;
+}
+
+static int vec_remove(vec_t *v, const void *item)
+{
+    for (size_t i = 0; i < v->size; i++)
+        if (v->items[i] == item) {
+            v->items[i] = v->items[--v->size];
+            return 1;
+        }
+    return 0;
+}
+
+static int vec_has(const vec_t *v, const void *item)
+{
+    for (size_t i = 0; i < v->size; i++)
+        if (v->items[i] == item)
+            return 1;
+    return 0;
+}
+
+static void vec_free(vec_t *v)
+{
+    free(v->items);
+    *v = (vec_t) { 0 };
+}
+
+static buf_t *buf_new(size_t cap)
+{
+    buf_t *b = malloc(sizeof *b + cap);
+    if (b) {
+        b->refs = 1;
+        b->cap = cap;
+    }
+    return b;
+}
+
+static void buf_unref(buf_t **bp)
+{
+    if (*bp && --(*bp)->refs == 0)
+        free(*bp);
+    *bp = NULL;
+}
+
+static char *s_strndup(const char *s, size_t len)
+{
+    char *d = malloc(len + 1);
+    if (d) {
+        memcpy(d, s, len);
+        d[len] = 0;
+    }
+    return d;
+}
+
+/* --- the queue towards a client ------------------------------------------------ */
+
+static void s_mark_dirty(client_t *c)
+{
+    if (!c->dirty && vec_push(&c->server->dirty, c) == 0)
+        c->dirty = 1;
+}
+
+static int s_push_chunk(client_t *c, buf_t *buf, size_t off, size_t len)
+{
+    if (c->chunk_count == c->chunk_cap) {
+        size_t cap = c->chunk_cap ? c->chunk_cap * 2 : 16;
+        chunk_t *chunks = malloc(cap * sizeof *chunks);
+        if (!chunks)
+            return -ENOMEM;
+        for (size_t i = 0; i < c->chunk_count; i++)
+            chunks[i] = c->chunks[(c->chunk_first + i) % c->chunk_cap];
+        free(c->chunks);
+        c->chunks = chunks;
+        c->chunk_cap = cap;
+        c->chunk_first = 0;
+    }
+    c->chunks[(c->chunk_first + c->chunk_count++) % c->chunk_cap] = (chunk_t) { buf, off, len };
+    buf->refs++;
+    c->queued += len;
+    return 0;
+}
+
+/* Copies bytes to the end of the queue. */
+static int s_queue_copy(client_t *c, const void *data, size_t len)
+{
+    if (!c->tail || c->tail->cap - c->tail_used < len) {
+        buf_unref(&c->tail);
+        c->tail = buf_new(len > TX_SIZE ? len : TX_SIZE);
+        c->tail_used = 0;
+        if (!c->tail)
+            return -ENOMEM;
+    }
+    memcpy(c->tail->data + c->tail_used, data, len);
+    chunk_t *last = c->chunk_count
+        ? &c->chunks[(c->chunk_first + c->chunk_count - 1) % c->chunk_cap] : NULL;
+    if (last && last->buf == c->tail && last->off + last->len == c->tail_used) {
+        last->len += len;
+        c->queued += len;
+    } else if (s_push_chunk(c, c->tail, c->tail_used, len) < 0)
+        return -ENOMEM;
+    c->tail_used += len;
+    return 0;
+}
+
+/* Queues one frame: its head, then its payload, by reference when it is
+   large and lives in a shared buffer. */
+static int s_queue_frame(client_t *c, const uint8_t *head, size_t hlen,
+                         buf_t *pbuf, const uint8_t *payload, size_t size)
+{
+    int rc = s_queue_copy(c, head, hlen);
+    if (rc == 0 && size > 0) {
+        if (pbuf && size >= BY_REF)
+            rc = s_push_chunk(c, pbuf, (size_t) (payload - pbuf->data), size);
+        else
+            rc = s_queue_copy(c, payload, size);
+    }
+    if (rc < 0) {
+        zsys_error("client %s: out of memory queueing a frame; disconnecting", c->address);
+        c->doomed = 1;
+    }
+    c->server->stats.frames_out++;
+    s_mark_dirty(c);
+    return rc;
+}
+
+/* Is there room for a frame of len bytes? An empty queue takes any frame. */
+static int s_has_room(const client_t *c, size_t len)
+{
+    return c->queued == 0 || c->queued + len <= c->server->config.queue_limit;
+}
+
+static void s_doom(client_t *c, const char *why);
+
+/* Queues a frame from the node itself (OK, ERROR, EVENT...): never held
+   back, but a client that lets these pile up is cut off. */
+static void s_send_control(client_t *c, uint8_t type, uint16_t flags, uint32_t seq,
+                           uint32_t aux, const char *s1, size_t l1,
+                           const char *s2, size_t l2, const void *data, size_t size)
+{
+    if (c->doomed)
+        return;
+    uint8_t head[WIRE_HEAD_MAX];
+    size_t hlen = wire_encode(head, type, flags, seq, aux, s1, l1, s2, l2, size);
+    s_queue_frame(c, head, hlen, NULL, data, size);
+    const node_config_t *cfg = &c->server->config;
+    if (c->queued > 2 * cfg->queue_limit + cfg->max_message)
+        s_doom(c, "does not read its messages (queue over the hard limit)");
+}
+
+static void s_send_error(client_t *c, const wire_frame_t *f, int err,
+                         const char *name, size_t nlen, const char *text)
+{
+    c->server->stats.errors++;
+    s_send_control(c, WIRE_ERROR, f->type, f->seq, (uint32_t) err, name, nlen,
+                   text, text ? strlen(text) : 0, NULL, 0);
+}
+
+static void s_send_ok(client_t *c, const wire_frame_t *f, const void *data, size_t size)
+{
+    s_send_control(c, WIRE_OK, 0, f->seq, 0, NULL, 0, NULL, 0, data, size);
+}
+
+static void s_update_events(client_t *c)
+{
+    if (!c->in_loop)
+        return;
+    int events = (c->blocked_on || c->doomed ? 0 : LOOP_IN) | (c->queued ? LOOP_OUT : 0);
+    loop_fd_mod(c->server->loop, c->fd, events);
+}
+
+/* Resumes every client paused on c. */
+static void s_wake_waiters(client_t *c)
+{
+    for (size_t i = 0; i < c->waiters.size; i++) {
+        client_t *w = c->waiters.items[i];
+        w->blocked_on = NULL;
+        if (!w->runnable && vec_push(&c->server->runnable, w) == 0)
+            w->runnable = 1;
+    }
+    c->waiters.size = 0;
+}
+
+/* Writes what the socket takes. Returns 0, or -1 if the client is doomed. */
+static int s_write(client_t *c)
+{
+    server_t *s = c->server;
+    while (c->chunk_count > 0) {
+        struct iovec iov[MAX_IOV];
+        int n = 0;
+        for (size_t i = 0; i < c->chunk_count && n < MAX_IOV; i++, n++) {
+            chunk_t *k = &c->chunks[(c->chunk_first + i) % c->chunk_cap];
+            iov[n] = (struct iovec) { k->buf->data + k->off, k->len };
+        }
+        ssize_t done = writev(c->fd, iov, n);
+        if (done < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                break;
+            /* EPIPE, ECONNRESET: the client left; the read side says so. */
+            s_doom(c, errno == EPIPE || errno == ECONNRESET ? NULL : "write failed");
+            return -1;
+        }
+        s->stats.bytes_out += (uint64_t) done;
+        c->queued -= (size_t) done;
+        while (done > 0) {
+            chunk_t *k = &c->chunks[c->chunk_first];
+            if ((size_t) done < k->len) {
+                k->off += (size_t) done;
+                k->len -= (size_t) done;
+                break;
+            }
+            done -= (ssize_t) k->len;
+            buf_unref(&k->buf);
+            c->chunk_first = (c->chunk_first + 1) % c->chunk_cap;
+            c->chunk_count--;
+        }
+    }
+    /* An empty queue reuses its block when no one else holds it. */
+    if (c->chunk_count == 0 && c->tail && c->tail->refs == 1)
+        c->tail_used = 0;
+    if (c->waiters.size > 0 && c->queued <= s->config.queue_limit / 2)
+        s_wake_waiters(c);
+    s_update_events(c);
+    return 0;
+}
+
+/* --- the directory ---------------------------------------------------------------- */
+
+/* Tells every watcher of a matching pattern that name came or went. */
+static void s_name_event(server_t *s, const char *name, size_t len, int event)
+{
+    for (size_t i = 0; i < s->watchers.size; i++) {
+        client_t *w = s->watchers.items[i];
+        for (size_t j = 0; j < w->watches.size; j++) {
+            const char *p = w->watches.items[j];
+            if (wire_match(p, strlen(p), name, len)) {
+                s_send_control(w, WIRE_EVENT, 0, 0, (uint32_t) event, name, len,
+                               s->config.name, strlen(s->config.name), NULL, 0);
+                break;
+            }
+        }
+    }
+}
+
+static int s_bind(client_t *c, const char *name, size_t len)
+{
+    server_t *s = c->server;
+    name_t *n = dict_get(s->names, name, len);
+    if (n && vec_has(&n->holders, c))
+        return -EEXIST;
+    if (c->names.size >= MAX_PER_CLIENT)
+        return -ENOBUFS;
+    int fresh = !n;
+    if (fresh) {
+        n = calloc(1, sizeof *n);
+        if (!n || !(n->name = s_strndup(name, len)) || dict_put(s->names, name, len, n) < 0) {
+            if (n)
+                free(n->name);
+            free(n);
+            return -ENOMEM;
+        }
+    }
+    if (vec_push(&n->holders, c) < 0 || vec_push(&c->names, n) < 0) {
+        vec_remove(&n->holders, c);
+        if (fresh) {
+            dict_del(s->names, name, len);
+            free(n->name);
+            free(n);
+        }
+        return -ENOMEM;
+    }
+    if (fresh)
+        s_name_event(s, name, len, WIRE_EV_NAME_UP);
+    return 0;
+}
+
+static void s_unbind(client_t *c, name_t *n)
+{
+    server_t *s = c->server;
+    vec_remove(&c->names, n);
+    vec_remove(&n->holders, c);
+    if (n->holders.size > 0)
+        return;
+    size_t len = strlen(n->name);
+    dict_del(s->names, n->name, len);
+    s_name_event(s, n->name, len, WIRE_EV_NAME_DOWN);
+    vec_free(&n->holders);
+    free(n->name);
+    free(n);
+}
+
+static int s_subscribe(client_t *c, const char *pattern, size_t len)
+{
+    server_t *s = c->server;
+    int prefix = pattern[len - 1] == '*';
+    sub_t *sub = NULL;
+    if (prefix) {
+        for (size_t i = 0; i < s->prefix_subs.size && !sub; i++) {
+            sub_t *p = s->prefix_subs.items[i];
+            if (strlen(p->pattern) == len && memcmp(p->pattern, pattern, len) == 0)
+                sub = p;
+        }
+    } else
+        sub = dict_get(s->exact_subs, pattern, len);
+    if (sub && vec_has(&sub->clients, c))
+        return -EEXIST;
+    if (c->subs.size >= MAX_PER_CLIENT)
+        return -ENOBUFS;
+    if (!sub) {
+        sub = calloc(1, sizeof *sub);
+        if (!sub || !(sub->pattern = s_strndup(pattern, len)) ||
+            (prefix ? vec_push(&s->prefix_subs, sub) : dict_put(s->exact_subs, pattern, len, sub)) < 0) {
+            if (sub)
+                free(sub->pattern);
+            free(sub);
+            return -ENOMEM;
+        }
+        sub->prefix = prefix;
+    }
+    if (vec_push(&sub->clients, c) < 0)
+        return -ENOMEM;     /* an empty sub_t stays until its pattern is reused */
+    if (vec_push(&c->subs, sub) < 0) {
+        vec_remove(&sub->clients, c);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static void s_unsubscribe(client_t *c, sub_t *sub)
+{
+    server_t *s = c->server;
+    vec_remove(&c->subs, sub);
+    vec_remove(&sub->clients, c);
+    if (sub->clients.size > 0)
+        return;
+    if (sub->prefix)
+        vec_remove(&s->prefix_subs, sub);
+    else
+        dict_del(s->exact_subs, sub->pattern, strlen(sub->pattern));
+    vec_free(&sub->clients);
+    free(sub->pattern);
+    free(sub);
+}
+
+static sub_t *s_find_sub(client_t *c, const char *pattern, size_t len)
+{
+    for (size_t i = 0; i < c->subs.size; i++) {
+        sub_t *sub = c->subs.items[i];
+        if (strlen(sub->pattern) == len && memcmp(sub->pattern, pattern, len) == 0)
+            return sub;
+    }
+    return NULL;
+}
+
+static size_t s_find_watch(client_t *c, const char *pattern, size_t len)
+{
+    for (size_t i = 0; i < c->watches.size; i++) {
+        const char *p = c->watches.items[i];
+        if (strlen(p) == len && memcmp(p, pattern, len) == 0)
+            return i;
+    }
+    return SIZE_MAX;
+}
+
+typedef struct {
+    client_t *watcher;
+    const char *pattern;
+} watch_ctx_t;
+
+static void s_initial_event(const void *key, size_t len, void *value, void *arg)
+{
+    (void) value;
+    watch_ctx_t *ctx = arg;
+    server_t *s = ctx->watcher->server;
+    if (wire_match(ctx->pattern, strlen(ctx->pattern), key, len))
+        s_send_control(ctx->watcher, WIRE_EVENT, 0, 0, WIRE_EV_NAME_UP, key, len,
+                       s->config.name, strlen(s->config.name), NULL, 0);
+}
+
+/* --- requests ---------------------------------------------------------------- */
+
+static void s_request_key(uint8_t key[12], uint64_t requester, uint32_t id)
+{
+    memcpy(key, &requester, 8);
+    memcpy(key + 8, &id, 4);
+}
+
+static void s_request_free(server_t *s, request_t *r)
+{
+    dict_del(s->requests, r->key, sizeof r->key);
+    loop_timer_cancel(s->loop, r->timer);
+    if ((*r->aprev = r->anext))
+        r->anext->aprev = r->aprev;
+    if ((*r->hprev = r->hnext))
+        r->hnext->hprev = r->hprev;
+    free(r);
+}
+
+/* Fails a pending request towards its requester. */
+static void s_request_fail(server_t *s, request_t *r, int err, const char *text)
+{
+    s->stats.errors++;
+    s_send_control(r->requester, WIRE_ERROR, WIRE_REQUEST, r->id, (uint32_t) err,
+                   NULL, 0, text, strlen(text), NULL, 0);
+    s_request_free(s, r);
+}
+
+static void s_request_expired(loop_t *loop, void *arg)
+{
+    (void) loop;
+    request_t *r = arg;
+    r->timer = NULL;        /* the loop freed it */
+    s_request_fail(r->requester->server, r, ETIMEDOUT, "no reply in time");
+}
+
+/* --- routing ----------------------------------------------------------------- */
+
+/* Finds the local client a destination names, preferring one with room
+   for len bytes. Returns 0 and sets *ret (its queue may be full), or a
+   negative errno. */
+static int s_resolve(client_t *c, const char *dest, size_t dlen, size_t len, client_t **ret)
+{
+    server_t *s = c->server;
+    uint64_t id;
+    size_t namelen, nodelen;
+    const char *node;
+    if (wire_parse_dest(dest, dlen, &id, &namelen, &node, &nodelen) < 0)
+        return -EINVAL;
+    if (nodelen > 0 && (nodelen != strlen(s->config.name) ||
+                        memcmp(node, s->config.name, nodelen) != 0))
+        return -EHOSTUNREACH;       /* other nodes: not known here yet */
+    if (id) {
+        client_t *to = dict_get(s->clients, &id, sizeof id);
+        if (!to || to->doomed || to->state != C_READY)
+            return -ENOENT;
+        *ret = to;
+        return 0;
+    }
+    name_t *n = dict_get(s->names, dest, namelen);
+    if (!n)
+        return -ENOENT;
+    /* Round robin, skipping holders whose queue is full; if all are,
+       the first live one in turn is returned and the sender waits for it.
+       A doomed holder (closed, not yet torn down) holds nothing. */
+    size_t count = n->holders.size;
+    client_t *first = NULL;
+    for (size_t i = 0; i < count; i++) {
+        client_t *h = n->holders.items[(n->next + i) % count];
+        if (h->doomed)
+            continue;
+        if (s_has_room(h, len)) {
+            n->next = (n->next + i + 1) % count;
+            *ret = h;
+            return 0;
+        }
+        if (!first)
+            first = h;
+    }
+    if (!first)
+        return -ENOENT;
+    *ret = first;
+    return 0;
+}
+
+/* Pauses c until target drains; the frame is handled again then. */
+static int s_block(client_t *c, client_t *target)
+{
+    if (vec_push(&target->waiters, c) < 0) {
+        s_doom(c, "out of memory");
+        return BLOCKED;
+    }
+    c->blocked_on = target;
+    c->server->stats.paused++;
+    s_update_events(c);
+    return BLOCKED;
+}
+
+static int s_handle_send(client_t *c, const wire_frame_t *f, buf_t *pbuf)
+{
+    server_t *s = c->server;
+    if (f->size > s->config.max_message) {
+        s_send_error(c, f, EMSGSIZE, f->s1, f->s1len, "message too large");
+        return DONE;
+    }
+    client_t *to;
+    size_t alen = strlen(c->address);
+    size_t len = WIRE_MIN + alen + f->s1len + f->size;
+    int rc = s_resolve(c, f->s1, f->s1len, len, &to);
+    if (rc < 0) {
+        s_send_error(c, f, -rc, f->s1, f->s1len,
+                     rc == -ENOENT ? "no such name" :
+                     rc == -EHOSTUNREACH ? "no such node" : "bad destination");
+        return DONE;
+    }
+    if (!s_has_room(to, len))
+        return s_block(c, to);
+
+    uint8_t head[WIRE_HEAD_MAX];
+    size_t hlen;
+    if (f->type == WIRE_REQUEST) {
+        uint32_t timeout = f->aux ? f->aux : s->config.request_timeout;
+        if (timeout > NODE_MAX_REQ_TIMEOUT)
+            timeout = NODE_MAX_REQ_TIMEOUT;
+        request_t *r = calloc(1, sizeof *r);
+        if (!r) {
+            s_send_error(c, f, ENOMEM, f->s1, f->s1len, "out of memory");
+            return DONE;
+        }
+        s_request_key(r->key, c->id, f->seq);
+        if (dict_get(s->requests, r->key, sizeof r->key)) {
+            free(r);
+            s_send_error(c, f, EEXIST, f->s1, f->s1len, "request id in use");
+            return DONE;
+        }
+        r->id = f->seq;
+        r->requester = c;
+        r->holder = to;
+        r->timer = loop_timer_add(s->loop, timeout, s_request_expired, r);
+        if (!r->timer || dict_put(s->requests, r->key, sizeof r->key, r) < 0) {
+            loop_timer_cancel(s->loop, r->timer);
+            free(r);
+            s_send_error(c, f, ENOMEM, f->s1, f->s1len, "out of memory");
+            return DONE;
+        }
+        if ((r->anext = c->asked))
+            c->asked->aprev = &r->anext;
+        r->aprev = &c->asked;
+        c->asked = r;
+        if ((r->hnext = to->held))
+            to->held->hprev = &r->hnext;
+        r->hprev = &to->held;
+        to->held = r;
+        hlen = wire_encode(head, WIRE_DELIVER_REQ, 0, f->seq, timeout, c->address, alen,
+                           f->s1, f->s1len, f->size);
+    } else
+        hlen = wire_encode(head, WIRE_MESSAGE, 0, f->seq, 0, c->address, alen,
+                           f->s1, f->s1len, f->size);
+    s_queue_frame(to, head, hlen, pbuf, f->data, f->size);
+    s->stats.delivered++;
+    if (f->flags & WIRE_F_CONFIRM)
+        s_send_ok(c, f, NULL, 0);
+    return DONE;
+}
+
+static int s_handle_reply(client_t *c, const wire_frame_t *f, buf_t *pbuf)
+{
+    server_t *s = c->server;
+    uint64_t id;
+    size_t namelen, nodelen;
+    const char *node;
+    request_t *r = NULL;
+    if (wire_parse_dest(f->s1, f->s1len, &id, &namelen, &node, &nodelen) == 0 && id) {
+        uint8_t key[12];
+        s_request_key(key, id, f->aux);
+        r = dict_get(s->requests, key, sizeof key);
+    }
+    if (!r || r->holder != c) {
+        s_send_error(c, f, ENOENT, f->s1, f->s1len, "no such pending request");
+        return DONE;
+    }
+    if (f->size > s->config.max_message) {
+        s_request_fail(s, r, EMSGSIZE, "reply too large");
+        s_send_error(c, f, EMSGSIZE, f->s1, f->s1len, "reply too large");
+        return DONE;
+    }
+    client_t *to = r->requester;
+    size_t len = WIRE_MIN + strlen(c->address) + f->size;
+    if (!s_has_room(to, len))
+        return s_block(c, to);
+    uint8_t head[WIRE_HEAD_MAX];
+    size_t hlen = wire_encode(head, WIRE_DELIVER_REP, 0, r->id, 0, c->address,
+                              strlen(c->address), NULL, 0, f->size);
+    s_queue_frame(to, head, hlen, pbuf, f->data, f->size);
+    s->stats.delivered++;
+    s_request_free(s, r);
+    return DONE;
+}
+
+static int s_handle_publish(client_t *c, const wire_frame_t *f, buf_t *pbuf)
+{
+    server_t *s = c->server;
+    if (wire_check_name(f->s1, f->s1len) < 0) {
+        s_send_error(c, f, EINVAL, f->s1, f->s1len, "bad topic");
+        return DONE;
+    }
+    if (f->size > s->config.max_message) {
+        s_send_error(c, f, EMSGSIZE, f->s1, f->s1len, "message too large");
+        return DONE;
+    }
+    size_t alen = strlen(c->address);
+    size_t len = WIRE_MIN + alen + f->s1len + f->size;
+    sub_t *exact = dict_get(s->exact_subs, f->s1, f->s1len);
+
+    /* Everyone must have room before anyone gets it: a publish is never
+       half delivered, and a full subscriber pauses the publisher. */
+    for (int pass = 0; pass < 2; pass++) {
+        uint8_t head[WIRE_HEAD_MAX];
+        size_t hlen = wire_encode(head, WIRE_PUBLICATION, 0, f->seq, 0, f->s1, f->s1len,
+                                  c->address, alen, f->size);
+        uint32_t epoch = ++s->pub_epoch;
+        for (size_t i = 0; i <= s->prefix_subs.size; i++) {
+            sub_t *sub = i < s->prefix_subs.size ? s->prefix_subs.items[i] : exact;
+            if (!sub || (sub->prefix && !wire_match(sub->pattern, strlen(sub->pattern),
+                                                    f->s1, f->s1len)))
+                continue;
+            for (size_t j = 0; j < sub->clients.size; j++) {
+                client_t *to = sub->clients.items[j];
+                if (to->pub_epoch == epoch || to->doomed)
+                    continue;
+                to->pub_epoch = epoch;
+                if (pass == 0 && !s_has_room(to, len))
+                    return s_block(c, to);
+                if (pass == 1) {
+                    s_queue_frame(to, head, hlen, pbuf, f->data, f->size);
+                    s->stats.delivered++;
+                }
+            }
+        }
+    }
+    if (f->flags & WIRE_F_CONFIRM)
+        s_send_ok(c, f, NULL, 0);
+    return DONE;
+}
+
+/* Appends one formatted record to a growing text; on failure the text is
+   cut short, which a listing survives. */
+static void s_textf(char **text, size_t *len, size_t *cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void s_textf(char **text, size_t *len, size_t *cap, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(*text ? *text + *len : NULL, *text ? *cap - *len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (*text && (size_t) n < *cap - *len) {
+            *len += (size_t) n;
+            return;
+        }
+        size_t want = (*cap ? *cap * 2 : 4096) + (size_t) n;
+        char *t = realloc(*text, want);
+        if (!t)
+            return;
+        *text = t;
+        *cap = want;
+    }
+}
+
+typedef struct {
+    char *text;
+    size_t len, cap;
+    server_t *server;
+} listing_t;
+
+static void s_list_name(const void *key, size_t len, void *value, void *arg)
+{
+    (void) key;
+    (void) len;
+    name_t *n = value;
+    listing_t *l = arg;
+    for (size_t i = 0; i < n->holders.size; i++) {
+        client_t *h = n->holders.items[i];
+        s_textf(&l->text, &l->len, &l->cap, "%s\t%s\t%s\t%s\n", n->name,
+                l->server->config.name, h->address, h->label);
+    }
+}
+
+static void s_list_client(const void *key, size_t len, void *value, void *arg)
+{
+    (void) key;
+    (void) len;
+    client_t *c = value;
+    listing_t *l = arg;
+    s_textf(&l->text, &l->len, &l->cap, "%s\t%s\t%d\t%u\t%zu\n", c->address, c->label,
+            (int) c->cred.pid, (unsigned) c->cred.uid, c->queued);
+}
+
+static void s_handle_query(client_t *c, const wire_frame_t *f)
+{
+    server_t *s = c->server;
+    listing_t l = { .server = s };
+    switch (f->aux) {
+    case WIRE_Q_SERVICES:
+        dict_each(s->names, s_list_name, &l);
+        break;
+    case WIRE_Q_PEERS:
+        s_textf(&l.text, &l.len, &l.cap, "%s\t-\tunix:%s\tself\tup\t0\t0\t-\n",
+                s->config.name, s->config.socket_path);
+        break;
+    case WIRE_Q_STATS:
+        s_textf(&l.text, &l.len, &l.cap,
+                "node\t%s\nsocket\t%s\nuptime_ms\t%lld\nclients\t%zu\nnames\t%zu\n"
+                "subscriptions\t%zu\npending_requests\t%zu\nframes_in\t%llu\n"
+                "frames_out\t%llu\nbytes_in\t%llu\nbytes_out\t%llu\ndelivered\t%llu\n"
+                "errors\t%llu\npaused\t%llu\nviolations\t%llu\ndropped_clients\t%llu\n"
+                "max_message\t%zu\nqueue_limit\t%zu\nmax_clients\t%u\n",
+                s->config.name, s->config.socket_path,
+                (long long) (loop_now(s->loop) - s->started), s->nclients,
+                dict_size(s->names), dict_size(s->exact_subs) + s->prefix_subs.size,
+                dict_size(s->requests),
+                (unsigned long long) s->stats.frames_in, (unsigned long long) s->stats.frames_out,
+                (unsigned long long) s->stats.bytes_in, (unsigned long long) s->stats.bytes_out,
+                (unsigned long long) s->stats.delivered, (unsigned long long) s->stats.errors,
+                (unsigned long long) s->stats.paused, (unsigned long long) s->stats.violations,
+                (unsigned long long) s->stats.dropped_clients,
+                s->config.max_message, s->config.queue_limit, s->config.max_clients);
+        break;
+    case WIRE_Q_CLIENTS:
+        dict_each(s->clients, s_list_client, &l);
+        break;
+    default:
+        s_send_error(c, f, EINVAL, NULL, 0, "unknown query");
+        return;
+    }
+    s_send_ok(c, f, l.text, l.len);
+    free(l.text);
+}
+
+/* Copies a label, turning anything that would break a listing into '?'. */
+static void s_set_label(client_t *c, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        c->label[i] = (unsigned char) s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    c->label[len] = 0;
+    if (len == 0)
+        strcpy(c->label, "-");
+}
+
+/* Handles one decoded frame. Returns DONE, or BLOCKED when it must be
+   handled again later (the sender is paused). */
+static int s_handle(client_t *c, const wire_frame_t *f, buf_t *pbuf)
+{
+    server_t *s = c->server;
+    s->stats.frames_in++;
+    if (c->state == C_NEW) {
+        if (f->type != WIRE_HELLO) {
+            s_send_error(c, f, EPROTO, NULL, 0, "HELLO expected");
+            s_doom(c, "did not start with HELLO");
+        } else if (f->aux != WIRE_VERSION) {
+            s_send_error(c, f, EPROTO, NULL, 0, "unsupported protocol version");
+            s_doom(c, "speaks another protocol version");
+        } else {
+            s_set_label(c, f->s1, f->s1len);
+            c->state = C_READY;
+            s_send_control(c, WIRE_WELCOME, 0, f->seq, (uint32_t) s->config.max_message,
+                           c->address, strlen(c->address), s->config.name,
+                           strlen(s->config.name), NULL, 0);
+        }
+        return DONE;
+    }
+
+    int rc = 0;
+    switch (f->type) {
+    case WIRE_SEND:
+    case WIRE_REQUEST:
+        return s_handle_send(c, f, pbuf);
+    case WIRE_REPLY:
+        return s_handle_reply(c, f, pbuf);
+    case WIRE_PUBLISH:
+        return s_handle_publish(c, f, pbuf);
+    case WIRE_QUERY:
+        s_handle_query(c, f);
+        return DONE;
+    case WIRE_BIND:
+        rc = wire_check_name(f->s1, f->s1len);
+        if (rc == 0)
+            rc = s_bind(c, f->s1, f->s1len);
+        break;
+    case WIRE_UNBIND: {
+        name_t *n = dict_get(s->names, f->s1, f->s1len);
+        rc = n && vec_has(&n->holders, c) ? 0 : -ENOENT;
+        if (rc == 0)
+            s_unbind(c, n);
+        break;
+    }
+    case WIRE_SUBSCRIBE:
+        rc = wire_check_pattern(f->s1, f->s1len);
+        if (rc == 0)
+            rc = s_subscribe(c, f->s1, f->s1len);
+        break;
+    case WIRE_UNSUBSCRIBE: {
+        sub_t *sub = s_find_sub(c, f->s1, f->s1len);
+        rc = sub ? 0 : -ENOENT;
+        if (sub)
+            s_unsubscribe(c, sub);
+        break;
+    }
+    case WIRE_WATCH: {
+        rc = wire_check_pattern(f->s1, f->s1len);
+        if (rc == 0 && s_find_watch(c, f->s1, f->s1len) != SIZE_MAX)
+            rc = -EEXIST;
+        if (rc == 0 && c->watches.size >= MAX_PER_CLIENT)
+            rc = -ENOBUFS;
+        char *p = rc == 0 ? s_strndup(f->s1, f->s1len) : NULL;
+        if (rc == 0 && (!p || vec_push(&c->watches, p) < 0)) {
+            free(p);
+            rc = -ENOMEM;
+        }
+        if (rc == 0 && c->watches.size == 1 && vec_push(&s->watchers, c) < 0) {
+            free(c->watches.items[--c->watches.size]);
+            rc = -ENOMEM;
+        }
+        if (rc == 0) {
+            s_send_ok(c, f, NULL, 0);
+            watch_ctx_t ctx = { c, p };
+            dict_each(s->names, s_initial_event, &ctx);
+            return DONE;
+        }
+        break;
+    }
+    case WIRE_UNWATCH: {
+        size_t i = s_find_watch(c, f->s1, f->s1len);
+        rc = i == SIZE_MAX ? -ENOENT : 0;
+        if (rc == 0) {
+            free(c->watches.items[i]);
+            c->watches.items[i] = c->watches.items[--c->watches.size];
+            if (c->watches.size == 0)
+                vec_remove(&s->watchers, c);
+        }
+        break;
+    }
+    default:
+        /* Node-to-client types, a second HELLO: the client is confused. */
+        s_send_error(c, f, EBADMSG, NULL, 0, "unexpected frame type");
+        s_doom(c, "sent an unexpected frame type");
+        return DONE;
+    }
+    if (rc < 0)
+        s_send_error(c, f, -rc, f->s1, f->s1len,
+                     rc == -EINVAL ? "bad name" : rc == -EEXIST ? "already there" :
+                     rc == -ENOENT ? "not there" : rc == -ENOBUFS ? "too many" : "failed");
+    else
+        s_send_ok(c, f, NULL, 0);
+    return DONE;
+}
+
+/* A protocol violation: say why, then disconnect. */
+static void s_violation(client_t *c, int err, const char *why)
+{
+    c->server->stats.violations++;
+    s_send_control(c, WIRE_ERROR, 0, 0, (uint32_t) err, NULL, 0, why, strlen(why), NULL, 0);
+    s_doom(c, why);
+}
+
+/* Handles every complete frame in c's buffer until it is empty or c must
+   wait for a receiver. */
+static void s_process(client_t *c)
+{
+    server_t *s = c->server;
+    size_t max_frame = s->config.max_message + WIRE_HEAD_MAX;
+    while (!c->doomed && !c->blocked_on && c->rx && c->rx_head < c->rx_tail) {
+        /* Our own queue full of answers we have not read: wait for us. */
+        if (c->queued > s->config.queue_limit) {
+            s_block(c, c);
+            return;
+        }
+        const uint8_t *at = c->rx->data + c->rx_head;
+        size_t avail = c->rx_tail - c->rx_head;
+        ssize_t len = wire_peek(at, avail, max_frame);
+        if (len < 0) {
+            s_violation(c, -(int) len, len == -EMSGSIZE ? "frame too large" : "bad frame");
+            return;
+        }
+        if (len == 0 || (size_t) len > avail)
+            return;
+        wire_frame_t f;
+        if (wire_decode(at, (size_t) len, &f) < 0) {
+            s_violation(c, EBADMSG, "malformed frame");
+            return;
+        }
+        if (s_handle(c, &f, c->rx) == BLOCKED)
+            return;
+        c->rx_head += (size_t) len;
+    }
+}
+
+/* Reads from c's socket into its buffer. A frame larger than the buffer
+   gets one of its own, read into directly. Returns bytes read, 0 if none
+   were ready, or -1 once the client is gone. */
+static ssize_t s_read(client_t *c)
+{
+    server_t *s = c->server;
+    if (c->rx && c->rx_head == c->rx_tail) {
+        c->rx_head = c->rx_tail = 0;
+        if (c->rx->cap > RX_SIZE || c->rx->refs > 1)
+            buf_unref(&c->rx);      /* a big frame's buffer: done with it */
+    }
+    if (!c->rx && !(c->rx = buf_new(RX_SIZE)))
+        return 0;
+    size_t avail = c->rx_tail - c->rx_head;
+    ssize_t frame = wire_peek(c->rx->data + c->rx_head, avail,
+                              s->config.max_message + WIRE_HEAD_MAX);
+    size_t want = c->rx->cap - c->rx_tail;
+    if (frame > RX_SIZE && c->rx->cap < (size_t) frame) {
+        buf_t *big = buf_new((size_t) frame);
+        if (!big) {
+            s_violation(c, ENOMEM, "out of memory for a large frame");
+            return -1;
+        }
+        memcpy(big->data, c->rx->data + c->rx_head, avail);
+        buf_unref(&c->rx);
+        c->rx = big;
+        c->rx_head = 0;
+        c->rx_tail = avail;
+        want = (size_t) frame - avail;      /* this frame only */
+    } else if (frame > RX_SIZE)
+        want = (size_t) frame - avail;
+    else if (want < RX_SIZE / 4 && c->rx_head > 0) {
+        /* Move the partial frame to the front; into a new buffer if queues
+           still point into this one. */
+        if (c->rx->refs > 1) {
+            buf_t *fresh = buf_new(RX_SIZE);
+            if (!fresh)
+                return 0;
+            memcpy(fresh->data, c->rx->data + c->rx_head, avail);
+            buf_unref(&c->rx);
+            c->rx = fresh;
+        } else
+            memmove(c->rx->data, c->rx->data + c->rx_head, avail);
+        c->rx_head = 0;
+        c->rx_tail = avail;
+        want = c->rx->cap - avail;
+    }
+    if (want == 0)
+        return 0;
+    for (;;) {
+        ssize_t n = read(c->fd, c->rx->data + c->rx_tail, want);
+        if (n > 0) {
+            c->rx_tail += (size_t) n;
+            s->stats.bytes_in += (uint64_t) n;
+            return n;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return 0;
+        if (c->rx_head < c->rx_tail)
+            zsys_warning("client %s (%s): closed in the middle of a frame", c->address, c->label);
+        s_doom(c, NULL);
+        return -1;
+    }
+}
+
+static void s_client_ready(loop_t *loop, int fd, int revents, void *arg)
+{
+    (void) fd;
+    client_t *c = arg;
+    if (c->doomed)
+        return;
+    if (revents & LOOP_OUT && s_write(c) < 0)
+        return;
+    if (!(revents & LOOP_IN))
+        return;
+    if (c->blocked_on) {
+        /* Paused with a hang-up pending: stop hearing it until resumed;
+           what it sent before is still delivered. */
+        if (revents & LOOP_ERR) {
+            loop_fd_del(loop, c->fd);
+            c->in_loop = 0;
+        }
+        return;
+    }
+    /* A few reads per wake-up, handled as they come, so one busy client
+       cannot hold the loop. */
+    for (int i = 0; i < 4 && !c->doomed && !c->blocked_on; i++) {
+        ssize_t n = s_read(c);
+        s_process(c);
+        if (n <= 0 || !c->rx || c->rx_tail < c->rx->cap)
+            break;
+    }
+}
+
+/* --- clients come and go ------------------------------------------------------ */
+
+static void s_doom(client_t *c, const char *why)
+{
+    if (c->doomed)
+        return;
+    if (why)
+        zsys_notice("client %s (%s, pid %d): %s; disconnecting", c->address, c->label,
+                    (int) c->cred.pid, why);
+    c->doomed = 1;
+    c->server->stats.dropped_clients += why != NULL;
+    if (vec_push(&c->server->doomed, c) < 0)
+        zsys_error("out of memory tearing down client %s", c->address);
+    s_update_events(c);
+}
+
+/* Removes a doomed client from everything; it is freed later. */
+static void s_teardown(client_t *c)
+{
+    server_t *s = c->server;
+    /* Last words (an ERROR saying why) go out if the socket takes them. */
+    if (c->queued > 0)
+        s_write(c);
+    if (c->in_loop)
+        loop_fd_del(s->loop, c->fd);
+    c->in_loop = 0;
+    close(c->fd);
+    c->fd = -1;
+    dict_del(s->clients, &c->id, sizeof c->id);
+    s->nclients--;
+
+    while (c->names.size > 0)
+        s_unbind(c, c->names.items[c->names.size - 1]);
+    while (c->subs.size > 0)
+        s_unsubscribe(c, c->subs.items[c->subs.size - 1]);
+    if (c->watches.size > 0)
+        vec_remove(&s->watchers, c);
+    for (size_t i = 0; i < c->watches.size; i++)
+        free(c->watches.items[i]);
+    c->watches.size = 0;
+    while (c->asked)
+        s_request_free(s, c->asked);
+    while (c->held)
+        s_request_fail(s, c->held, ECONNRESET, "the holder went away before replying");
+    s_wake_waiters(c);
+    if (c->blocked_on)
+        vec_remove(&c->blocked_on->waiters, c);
+    c->blocked_on = NULL;
+    if (c->runnable)
+        vec_remove(&s->runnable, c);
+    if (c->dirty)
+        vec_remove(&s->dirty, c);
+    c->runnable = c->dirty = 0;
+    if (vec_push(&s->graveyard, c) < 0)
+        zsys_error("out of memory: leaking client %s", c->address);
+}
+
+static void s_client_free(client_t *c)
+{
+    while (c->chunk_count > 0) {
+        buf_unref(&c->chunks[c->chunk_first].buf);
+        c->chunk_first = (c->chunk_first + 1) % c->chunk_cap;
+        c->chunk_count--;
+    }
+    free(c->chunks);
+    buf_unref(&c->tail);
+    buf_unref(&c->rx);
+    vec_free(&c->waiters);
+    vec_free(&c->names);
+    vec_free(&c->subs);
+    vec_free(&c->watches);
+    free(c);
+}
+
+static void s_accept(loop_t *loop, int fd, int revents, void *arg)
+{
+    (void) revents;
+    server_t *s = arg;
+    /* A bounded batch: a flood of connects cannot starve the clients. */
+    for (int i = 0; i < 64; i++) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                zsys_warning("cannot accept a client: %s; retrying", strerror(errno));
+            else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                zsys_warning("accept failed: %s, ignoring", strerror(errno));
+            return;
+        }
+        if (s->nclients >= s->config.max_clients) {
+            /* Say why, then close: the HELLO would have had seq 1. */
+            uint8_t head[WIRE_HEAD_MAX];
+            const char *why = "too many clients";
+            size_t hlen = wire_encode(head, WIRE_ERROR, WIRE_HELLO, 1, EUSERS, NULL, 0,
+                                      why, strlen(why), 0);
+            if (write(cfd, head, hlen) < 0) {
+                /* Nothing to do: the client sees the connection close. */
+            }
+            close(cfd);
+            zsys_warning("refused a client: %u clients already", s->config.max_clients);
+            continue;
+        }
+        client_t *c = calloc(1, sizeof *c);
+        if (!c) {
+            close(cfd);
+            return;
+        }
+        c->server = s;
+        c->fd = cfd;
+        c->id = ++s->next_id;
+        snprintf(c->address, sizeof c->address, ":%llu@%s",
+                 (unsigned long long) c->id, s->config.name);
+        strcpy(c->label, "-");
+        socklen_t len = sizeof c->cred;
+        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) < 0)
+            c->cred = (struct ucred) { .pid = 0, .uid = (uid_t) -1, .gid = (gid_t) -1 };
+        if (dict_put(s->clients, &c->id, sizeof c->id, c) < 0 ||
+            loop_fd_add(loop, cfd, LOOP_IN, s_client_ready, c) < 0) {
+            dict_del(s->clients, &c->id, sizeof c->id);
+            close(cfd);
+            free(c);
+            continue;
+        }
+        c->in_loop = 1;
+        s->nclients++;
+        if (s->config.verbose)
+            zsys_info("client %s connected (pid %d, uid %u)", c->address,
+                      (int) c->cred.pid, (unsigned) c->cred.uid);
+    }
+}
+
+/* Before each sleep: resume paused clients, tear down the doomed, write
+   what is queued. Returns 1 if work is left (the loop must not sleep). */
+static int s_idle(loop_t *loop, void *arg)
+{
+    (void) loop;
+    server_t *s = arg;
+    for (int round = 0; round < 8; round++) {
+        while (s->runnable.size > 0) {
+            client_t *c = s->runnable.items[--s->runnable.size];
+            c->runnable = 0;
+            if (c->doomed || c->blocked_on)
+                continue;
+            if (!c->in_loop && loop_fd_add(s->loop, c->fd, 0, s_client_ready, c) == 0)
+                c->in_loop = 1;
+            s_update_events(c);
+            s_process(c);
+        }
+        while (s->doomed.size > 0)
+            s_teardown(s->doomed.items[--s->doomed.size]);
+        for (size_t i = 0; i < s->dirty.size; i++) {
+            client_t *c = s->dirty.items[i];
+            c->dirty = 0;
+            if (!c->doomed)
+                s_write(c);
+        }
+        s->dirty.size = 0;
+        if (s->runnable.size == 0 && s->doomed.size == 0)
+            break;
+    }
+    for (size_t i = 0; i < s->graveyard.size; i++)
+        s_client_free(s->graveyard.items[i]);
+    s->graveyard.size = 0;
+    return s->runnable.size > 0 || s->doomed.size > 0;
+}
+
+/* --- the socket ------------------------------------------------------------------ */
+
+/* Makes the socket's directory (mode 0755: any local user may connect;
+   the socket itself is 0666 and every client's credentials are known). */
+static int s_make_dir(const char *path)
+{
+    char dir[sizeof ((struct sockaddr_un *) 0)->sun_path];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = 0;
+    for (char *p = dir + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static int s_listen(server_t *s)
+{
+    const char *path = s->config.socket_path;
+    int rc = s_make_dir(path);
+    if (rc < 0) {
+        zsys_error("cannot create the directory of %s: %s", path, strerror(-rc));
+        return -1;
+    }
+    /* The lock decides who serves the path; the socket file alone cannot,
+       as a crash leaves it behind. */
+    snprintf(s->lock_path, sizeof s->lock_path, "%s.lock", path);
+    s->lock_fd = open(s->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (s->lock_fd < 0) {
+        zsys_error("cannot open %s: %s", s->lock_path, strerror(errno));
+        return -1;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        zsys_error("another ipc-node already serves %s", path);
+        close(s->lock_fd);
+        s->lock_fd = -1;
+        return -1;
+    }
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    if (unlink(path) == 0)
+        zsys_notice("removed a stale socket %s left by an earlier node", path);
+    s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->listen_fd < 0 || bind(s->listen_fd, (struct sockaddr *) &sa, sizeof sa) < 0 ||
+        chmod(path, 0666) < 0 || listen(s->listen_fd, SOMAXCONN) < 0) {
+        zsys_error("cannot listen on %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return loop_fd_add(s->loop, s->listen_fd, LOOP_IN, s_accept, s);
+}
+
+/* Room for every client's descriptor, and a few of our own. */
+static void s_raise_nofile(unsigned clients)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t want = (rlim_t) clients + 64;
+    if (rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+        zsys_warning("open files limited to %llu: fewer than %u clients will fit",
+                     (unsigned long long) rl.rlim_cur, clients);
+}
+
+server_t *server_new(loop_t *loop, const node_config_t *config)
+{
+    server_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->loop = loop;
+    s->config = *config;
+    s->listen_fd = s->lock_fd = -1;
+    s->started = loop_now(loop);
+    s->clients = dict_new();
+    s->names = dict_new();
+    s->exact_subs = dict_new();
+    s->requests = dict_new();
+    if (!s->clients || !s->names || !s->exact_subs || !s->requests || s_listen(s) < 0) {
+        server_destroy(&s);
+        return NULL;
+    }
+    s_raise_nofile(s->config.max_clients);
+    loop_set_idle(loop, s_idle, s);
+    return s;
+}
+
+static void s_doom_each(const void *key, size_t len, void *value, void *arg)
+{
+    (void) key;
+    (void) len;
+    (void) arg;
+    s_doom(value, NULL);
+}
+
+void server_destroy(server_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    server_t *s = *self_p;
+    if (s->clients) {
+        dict_each(s->clients, s_doom_each, NULL);
+        while (s->doomed.size > 0)
+            s_teardown(s->doomed.items[--s->doomed.size]);
+        for (size_t i = 0; i < s->graveyard.size; i++)
+            s_client_free(s->graveyard.items[i]);
+    }
+    loop_set_idle(s->loop, NULL, NULL);
+    if (s->listen_fd >= 0) {
+        loop_fd_del(s->loop, s->listen_fd);
+        close(s->listen_fd);
+        unlink(s->config.socket_path);
+    }
+    /* The lock file stays: removing it would let a starting node lock a
+       fresh file while another still holds the old one. */
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    dict_destroy(&s->clients);
+    dict_destroy(&s->names);
+    dict_destroy(&s->exact_subs);
+    dict_destroy(&s->requests);
+    vec_free(&s->prefix_subs);
+    vec_free(&s->watchers);
+    vec_free(&s->runnable);
+    vec_free(&s->dirty);
+    vec_free(&s->doomed);
+    vec_free(&s->graveyard);
+    free(s);
+    *self_p = NULL;
+}
