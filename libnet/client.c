@@ -356,7 +356,7 @@ static int s_next(ipcnet_t *c, size_t *at, wire_frame_t *ret)
 
 static const char *s_copy(char *dst, const char *src, size_t len)
 {
-    memcpy(dst, src, len);
+    wire_copy(dst, src, len);
     dst[len] = 0;
     return dst;
 }

@@ -104,10 +104,10 @@ size_t wire_encode(uint8_t *out, uint8_t type, uint16_t flags, uint32_t seq,
     wire_put32(out + 12, aux);
     out[16] = (uint8_t) s1len;
     if (s1len)
-        memcpy(out + 17, s1, s1len);
+        wire_copy(out + 17, s1, s1len);
     out[17 + s1len] = (uint8_t) s2len;
     if (s2len)
-        memcpy(out + 18 + s1len, s2, s2len);
+        wire_copy(out + 18 + s1len, s2, s2len);
     return head;
 }
 

@@ -95,10 +95,19 @@ struct client {
     request_t *asked;           /* requests we made, awaiting replies */
     request_t *held;            /* requests given to us to answer */
     uint32_t pub_epoch;         /* the last publish delivered to us */
+    struct {                    /* where our last destination led */
+        uint64_t gen;           /* server->gen when filled; 0: empty */
+        size_t dlen;
+        char dest[WIRE_NAME_MAX];
+        client_t *to;           /* a unique address, or */
+        struct name *name;      /* a name */
+        size_t hlen;
+        uint8_t head[WIRE_HEAD_MAX];    /* its MESSAGE head, size 0, seq 0 */
+    } route;
 };
 
 /* A service name and its local holders. */
-typedef struct {
+typedef struct name {
     char *name;
     vec_t holders;
     size_t next;                /* round robin */
@@ -139,6 +148,7 @@ struct server {
     vec_t doomed;               /* clients to tear down */
     vec_t graveyard;            /* torn down, to free */
     uint32_t pub_epoch;
+    uint64_t gen;               /* bumped when a name or client may have gone */
     size_t nclients;
     int64_t started;
     struct {
@@ -187,9 +197,34 @@ static void vec_free(vec_t *v)
     *v = (vec_t) { 0 };
 }
 
+/* Large buffers are kept for reuse: a fresh one costs a page fault per
+   4 KiB, more than copying it. One pool for the process (one thread). */
+#define POOL_SLOTS  8
+#define POOL_BYTES  (64u << 20)
+static struct {
+    buf_t *items[POOL_SLOTS];
+    size_t count, bytes;
+} s_pool;
+
 static buf_t *buf_new(size_t cap)
 {
-    buf_t *b = malloc(sizeof *b + cap);
+    buf_t *b = NULL;
+    if (cap > RX_SIZE) {
+        /* The smallest pooled buffer that fits, if it is not twice too big. */
+        size_t best = SIZE_MAX;
+        for (size_t i = 0; i < s_pool.count; i++)
+            if (s_pool.items[i]->cap >= cap && s_pool.items[i]->cap <= 2 * cap &&
+                (best == SIZE_MAX || s_pool.items[i]->cap < s_pool.items[best]->cap))
+                best = i;
+        if (best != SIZE_MAX) {
+            b = s_pool.items[best];
+            s_pool.items[best] = s_pool.items[--s_pool.count];
+            s_pool.bytes -= b->cap;
+            b->refs = 1;
+            return b;
+        }
+    }
+    b = malloc(sizeof *b + cap);
     if (b) {
         b->refs = 1;
         b->cap = cap;
@@ -199,9 +234,29 @@ static buf_t *buf_new(size_t cap)
 
 static void buf_unref(buf_t **bp)
 {
-    if (*bp && --(*bp)->refs == 0)
-        free(*bp);
+    buf_t *b = *bp;
     *bp = NULL;
+    if (!b || --b->refs > 0)
+        return;
+    if (b->cap > RX_SIZE && b->cap <= POOL_BYTES / 4 && s_pool.bytes + b->cap <= POOL_BYTES) {
+        if (s_pool.count == POOL_SLOTS) {
+            /* Make room: the oldest goes. */
+            s_pool.bytes -= s_pool.items[0]->cap;
+            free(s_pool.items[0]);
+            s_pool.items[0] = s_pool.items[--s_pool.count];
+        }
+        s_pool.items[s_pool.count++] = b;
+        s_pool.bytes += b->cap;
+        return;
+    }
+    free(b);
+}
+
+static void s_pool_clear(void)
+{
+    while (s_pool.count > 0)
+        free(s_pool.items[--s_pool.count]);
+    s_pool.bytes = 0;
 }
 
 static char *s_strndup(const char *s, size_t len)
@@ -242,25 +297,35 @@ static int s_push_chunk(client_t *c, buf_t *buf, size_t off, size_t len)
     return 0;
 }
 
-/* Copies bytes to the end of the queue. */
-static int s_queue_copy(client_t *c, const void *data, size_t len)
+/* Makes room for len bytes at the end of the queue and counts them as
+   queued. Returns where to write them, or NULL when out of memory. */
+static uint8_t *s_queue_reserve(client_t *c, size_t len)
 {
     if (!c->tail || c->tail->cap - c->tail_used < len) {
         buf_unref(&c->tail);
         c->tail = buf_new(len > TX_SIZE ? len : TX_SIZE);
         c->tail_used = 0;
         if (!c->tail)
-            return -ENOMEM;
+            return NULL;
     }
-    memcpy(c->tail->data + c->tail_used, data, len);
     chunk_t *last = c->chunk_count
         ? &c->chunks[(c->chunk_first + c->chunk_count - 1) % c->chunk_cap] : NULL;
     if (last && last->buf == c->tail && last->off + last->len == c->tail_used) {
         last->len += len;
         c->queued += len;
     } else if (s_push_chunk(c, c->tail, c->tail_used, len) < 0)
-        return -ENOMEM;
+        return NULL;
+    uint8_t *at = c->tail->data + c->tail_used;
     c->tail_used += len;
+    return at;
+}
+
+static int s_queue_copy(client_t *c, const void *data, size_t len)
+{
+    uint8_t *at = s_queue_reserve(c, len);
+    if (!at)
+        return -ENOMEM;
+    memcpy(at, data, len);
     return 0;
 }
 
@@ -269,12 +334,20 @@ static int s_queue_copy(client_t *c, const void *data, size_t len)
 static int s_queue_frame(client_t *c, const uint8_t *head, size_t hlen,
                          buf_t *pbuf, const uint8_t *payload, size_t size)
 {
-    int rc = s_queue_copy(c, head, hlen);
-    if (rc == 0 && size > 0) {
-        if (pbuf && size >= BY_REF)
+    int rc = 0;
+    if (pbuf && size >= BY_REF) {
+        rc = s_queue_copy(c, head, hlen);
+        if (rc == 0)
             rc = s_push_chunk(c, pbuf, (size_t) (payload - pbuf->data), size);
-        else
-            rc = s_queue_copy(c, payload, size);
+    } else {
+        /* Head and payload in one piece, as most frames are small. */
+        uint8_t *at = s_queue_reserve(c, hlen + size);
+        if (at) {
+            memcpy(at, head, hlen);
+            if (size)
+                memcpy(at + hlen, payload, size);
+        } else
+            rc = -ENOMEM;
     }
     if (rc < 0) {
         zsys_error("client %s: out of memory queueing a frame; disconnecting", c->address);
@@ -434,6 +507,7 @@ static int s_bind(client_t *c, const char *name, size_t len)
     }
     if (fresh)
         s_name_event(s, name, len, WIRE_EV_NAME_UP);
+    s->gen++;
     return 0;
 }
 
@@ -442,6 +516,7 @@ static void s_unbind(client_t *c, name_t *n)
     server_t *s = c->server;
     vec_remove(&c->names, n);
     vec_remove(&n->holders, c);
+    s->gen++;
     if (n->holders.size > 0)
         return;
     size_t len = strlen(n->name);
@@ -578,33 +653,12 @@ static void s_request_expired(loop_t *loop, void *arg)
 
 /* --- routing ----------------------------------------------------------------- */
 
-/* Finds the local client a destination names, preferring one with room
-   for len bytes. Returns 0 and sets *ret (its queue may be full), or a
-   negative errno. */
-static int s_resolve(client_t *c, const char *dest, size_t dlen, size_t len, client_t **ret)
+/* Picks one holder of n: round robin, skipping holders whose queue is
+   full; if all are, the first live one in turn (the sender waits for it).
+   A doomed holder (closed, not yet torn down) holds nothing: NULL if no
+   live holder is left. */
+static client_t *s_pick(name_t *n, size_t len)
 {
-    server_t *s = c->server;
-    uint64_t id;
-    size_t namelen, nodelen;
-    const char *node;
-    if (wire_parse_dest(dest, dlen, &id, &namelen, &node, &nodelen) < 0)
-        return -EINVAL;
-    if (nodelen > 0 && (nodelen != strlen(s->config.name) ||
-                        memcmp(node, s->config.name, nodelen) != 0))
-        return -EHOSTUNREACH;       /* other nodes: not known here yet */
-    if (id) {
-        client_t *to = dict_get(s->clients, &id, sizeof id);
-        if (!to || to->doomed || to->state != C_READY)
-            return -ENOENT;
-        *ret = to;
-        return 0;
-    }
-    name_t *n = dict_get(s->names, dest, namelen);
-    if (!n)
-        return -ENOENT;
-    /* Round robin, skipping holders whose queue is full; if all are,
-       the first live one in turn is returned and the sender waits for it.
-       A doomed holder (closed, not yet torn down) holds nothing. */
     size_t count = n->holders.size;
     client_t *first = NULL;
     for (size_t i = 0; i < count; i++) {
@@ -613,15 +667,52 @@ static int s_resolve(client_t *c, const char *dest, size_t dlen, size_t len, cli
             continue;
         if (s_has_room(h, len)) {
             n->next = (n->next + i + 1) % count;
-            *ret = h;
-            return 0;
+            return h;
         }
         if (!first)
             first = h;
     }
-    if (!first)
-        return -ENOENT;
-    *ret = first;
+    return first;
+}
+
+/* Finds the local client a destination names, preferring one with room
+   for len bytes. Returns 0 and sets *ret (its queue may be full), or a
+   negative errno. Remembers the way in c->route for the next frame to the
+   same destination, until the directory changes. */
+static int s_resolve(client_t *c, const char *dest, size_t dlen, size_t len, client_t **ret)
+{
+    server_t *s = c->server;
+    if (c->route.gen == s->gen && c->route.dlen == dlen && memcmp(c->route.dest, dest, dlen) == 0) {
+        *ret = c->route.to ? c->route.to : s_pick(c->route.name, len);
+        return *ret ? 0 : -ENOENT;
+    }
+    uint64_t id;
+    size_t namelen, nodelen;
+    const char *node;
+    if (wire_parse_dest(dest, dlen, &id, &namelen, &node, &nodelen) < 0)
+        return -EINVAL;
+    if (nodelen > 0 && (nodelen != strlen(s->config.name) ||
+                        memcmp(node, s->config.name, nodelen) != 0))
+        return -EHOSTUNREACH;       /* other nodes: not known here yet */
+    client_t *to = NULL;
+    name_t *n = NULL;
+    if (id) {
+        to = dict_get(s->clients, &id, sizeof id);
+        if (!to || to->doomed || to->state != C_READY)
+            return -ENOENT;
+        *ret = to;
+    } else {
+        n = dict_get(s->names, dest, namelen);
+        if (!n || !(*ret = s_pick(n, len)))
+            return -ENOENT;
+    }
+    c->route.gen = s->gen;
+    c->route.dlen = dlen;
+    memcpy(c->route.dest, dest, dlen);
+    c->route.to = to;
+    c->route.name = n;
+    c->route.hlen = wire_encode(c->route.head, WIRE_MESSAGE, 0, 0, 0, c->address,
+                                strlen(c->address), dest, dlen, 0);
     return 0;
 }
 
@@ -695,9 +786,14 @@ static int s_handle_send(client_t *c, const wire_frame_t *f, buf_t *pbuf)
         to->held = r;
         hlen = wire_encode(head, WIRE_DELIVER_REQ, 0, f->seq, timeout, c->address, alen,
                            f->s1, f->s1len, f->size);
-    } else
-        hlen = wire_encode(head, WIRE_MESSAGE, 0, f->seq, 0, c->address, alen,
-                           f->s1, f->s1len, f->size);
+    } else {
+        /* The head differs from the last one to this place only in size
+           and seq: patch a copy rather than encode it again. */
+        hlen = c->route.hlen;
+        memcpy(head, c->route.head, hlen);
+        wire_put32(head, (uint32_t) (hlen - 4 + f->size));
+        wire_put32(head + 8, f->seq);
+    }
     s_queue_frame(to, head, hlen, pbuf, f->data, f->size);
     s->stats.delivered++;
     if (f->flags & WIRE_F_CONFIRM)
@@ -1146,6 +1242,7 @@ static void s_doom(client_t *c, const char *why)
         zsys_notice("client %s (%s, pid %d): %s; disconnecting", c->address, c->label,
                     (int) c->cred.pid, why);
     c->doomed = 1;
+    c->server->gen++;       /* routes to it are stale */
     c->server->stats.dropped_clients += why != NULL;
     if (vec_push(&c->server->doomed, c) < 0)
         zsys_error("out of memory tearing down client %s", c->address);
@@ -1437,6 +1534,7 @@ void server_destroy(server_t **self_p)
     vec_free(&s->dirty);
     vec_free(&s->doomed);
     vec_free(&s->graveyard);
+    s_pool_clear();
     free(s);
     *self_p = NULL;
 }
