@@ -13,6 +13,7 @@ typedef struct {
     loop_fd_fn *fn;
     void *arg;
     int events;
+    uint32_t gen;       /* which loop_fd_add this watch came from */
 } watch_t;
 
 struct loop_timer {
@@ -28,6 +29,7 @@ struct loop {
     int64_t now;
     watch_t *watches;   /* indexed by fd */
     size_t nwatches;
+    uint32_t gen;
     loop_timer_t **heap;
     size_t nheap, capheap;
     loop_idle_fn *idle;
@@ -89,10 +91,15 @@ int loop_fd_add(loop_t *self, int fd, int events, loop_fd_fn *fn, void *arg)
         self->watches = w;
         self->nwatches = n;
     }
-    struct epoll_event ev = { .events = s_epoll_events(events), .data.fd = fd };
+    /* An event carries the watch's generation as well as its fd: an event
+       read for an fd that a callback closed, and whose number a new watch
+       took in the same batch, must not reach the new watch. */
+    uint32_t gen = ++self->gen;
+    struct epoll_event ev = { .events = s_epoll_events(events),
+                              .data.u64 = (uint64_t) gen << 32 | (uint32_t) fd };
     if (epoll_ctl(self->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
         return -errno;
-    self->watches[fd] = (watch_t) { fn, arg, events };
+    self->watches[fd] = (watch_t) { fn, arg, events, gen };
     return 0;
 }
 
@@ -102,7 +109,8 @@ int loop_fd_mod(loop_t *self, int fd, int events)
         return -EINVAL;
     if (self->watches[fd].events == events)
         return 0;
-    struct epoll_event ev = { .events = s_epoll_events(events), .data.fd = fd };
+    struct epoll_event ev = { .events = s_epoll_events(events),
+                              .data.u64 = (uint64_t) self->watches[fd].gen << 32 | (uint32_t) fd };
     if (epoll_ctl(self->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
         return -errno;
     self->watches[fd].events = events;
@@ -258,12 +266,17 @@ int loop_run(loop_t *self)
                 int hup = (e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) != 0;
                 if (hup != (pass == 0))
                     continue;
-                int fd = events[i].data.fd;
-                /* A callback earlier in this batch may have removed this fd. */
-                if ((size_t) fd >= self->nwatches || !self->watches[fd].fn)
+                int fd = (int) (uint32_t) events[i].data.u64;
+                uint32_t gen = (uint32_t) (events[i].data.u64 >> 32);
+                /* A callback earlier in this batch may have removed this
+                   fd, or closed it and watched a new one of that number. */
+                if ((size_t) fd >= self->nwatches || !self->watches[fd].fn ||
+                    self->watches[fd].gen != gen)
                     continue;
                 int revents = (e & EPOLLIN ? LOOP_IN : 0) | (e & EPOLLOUT ? LOOP_OUT : 0);
-                if (hup)
+                if (e & EPOLLRDHUP)
+                    revents |= LOOP_IN;     /* half closed: reading says the rest */
+                if (e & (EPOLLERR | EPOLLHUP))
                     revents |= LOOP_IN | LOOP_OUT | LOOP_ERR;
                 watch_t *w = &self->watches[fd];
                 w->fn(self, fd, revents, w->arg);

@@ -16,9 +16,10 @@ typedef struct loop_timer loop_timer_t;
 #define LOOP_OUT  0x04
 #define LOOP_ERR  0x08
 
-/* Called when fd is ready; revents has LOOP_IN/LOOP_OUT, and all three of
-   LOOP_IN|LOOP_OUT|LOOP_ERR on error or hang-up, so that the owner's read
-   or write sees it even while it watches neither. */
+/* Called when fd is ready; revents has LOOP_IN/LOOP_OUT (LOOP_IN also when
+   the peer shut its side down), and all three of LOOP_IN|LOOP_OUT|LOOP_ERR
+   on error or hang-up, so that the owner's read or write sees it even
+   while it watches neither. Hang-ups of a wake-up are dispatched first. */
 typedef void (loop_fd_fn) (loop_t *loop, int fd, int revents, void *arg);
 /* Called when a timer is due; the timer is already gone. */
 typedef void (loop_timer_fn) (loop_t *loop, void *arg);
