@@ -35,6 +35,17 @@ static const char s_usage[] =
     "                        wait (default 8M)\n"
     "  --max-clients N       clients at once (default 4096)\n"
     "  --request-timeout MS  for requests that give none (default 30000)\n"
+    "  --port N              TCP port for other nodes (default 5680; 0: any)\n"
+    "  --bind ADDR           address to listen on for other nodes (default *)\n"
+    "  --peer tcp://HOST:PORT  a node to join (repeatable); gossip finds the rest\n"
+    "  --state-dir DIR       where the node id is kept (default\n"
+    "                        /var/lib/ipc-node as root, else\n"
+    "                        $XDG_STATE_HOME/ipc-node)\n"
+    "  --heartbeat MS        between heartbeats (default 500); a peer silent\n"
+    "                        for 3 heartbeats is lost\n"
+    "  --window BYTES        bytes in flight to one peer (default 4M)\n"
+    "  --no-mdns             do not use mDNS discovery\n"
+    "  --config FILE         read options from FILE: one 'option value' a line\n"
     "  --syslog              log to syslog as well as stderr\n"
     "  -v, --verbose         log every client that connects\n"
     "\n"
@@ -61,6 +72,7 @@ enum {
     O_SOCKET = 256, O_NAME, O_MAX_MESSAGE, O_QUEUE_LIMIT, O_MAX_CLIENTS, O_REQ_TIMEOUT,
     O_SYSLOG, O_SERVICES, O_PEERS, O_CLIENTS, O_STATS, O_SEND, O_REQUEST, O_LISTEN,
     O_PUBLISH, O_SUBSCRIBE, O_WATCH, O_TIMEOUT, O_COUNT, O_ECHO, O_JSON,
+    O_PORT, O_BIND, O_PEER, O_STATE_DIR, O_HEARTBEAT, O_WINDOW, O_NO_MDNS, O_CONFIG,
 };
 
 static const struct option s_options[] = {
@@ -86,6 +98,14 @@ static const struct option s_options[] = {
     { "count", required_argument, NULL, O_COUNT },
     { "echo", no_argument, NULL, O_ECHO },
     { "json", no_argument, NULL, O_JSON },
+    { "port", required_argument, NULL, O_PORT },
+    { "bind", required_argument, NULL, O_BIND },
+    { "peer", required_argument, NULL, O_PEER },
+    { "state-dir", required_argument, NULL, O_STATE_DIR },
+    { "heartbeat", required_argument, NULL, O_HEARTBEAT },
+    { "window", required_argument, NULL, O_WINDOW },
+    { "no-mdns", no_argument, NULL, O_NO_MDNS },
+    { "config", required_argument, NULL, O_CONFIG },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
@@ -177,70 +197,219 @@ static int s_serve(const node_config_t *config)
     return rc < 0 ? 1 : 0;
 }
 
+/* What the options say, gathered before anything starts. */
+typedef struct {
+    node_config_t config;
+    cli_t cli;
+    int use_syslog, verbs;
+    const char *socket_opt, *name_opt;
+    char **peers;
+    size_t npeers;
+    int depth;          /* --config nesting */
+} opts_t;
+
+static int s_config_file(opts_t *o, const char *path);
+
+/* A static peer: "tcp://host:port", or "host:port" for short. */
+static int s_add_peer(opts_t *o, const char *value)
+{
+    char ep[128];
+    int n = snprintf(ep, sizeof ep, strncmp(value, "tcp://", 6) == 0 ? "%s" : "tcp://%s", value);
+    const char *colon = strrchr(ep + 6, ':');
+    long port;
+    if (n < 0 || (size_t) n >= sizeof ep || !colon || colon == ep + 6 ||
+        s_parse_long(colon + 1, 1, 65535, &port) < 0 || strpbrk(ep + 6, " \t/"))
+        return s_bad("--peer", value, "tcp://HOST:PORT");
+    char **peers = realloc(o->peers, (o->npeers + 1) * sizeof *peers);
+    if (!peers || !(peers[o->npeers] = strdup(ep))) {
+        free(peers == o->peers ? NULL : peers);
+        return 1;
+    }
+    o->peers = peers;
+    o->npeers++;
+    return 0;
+}
+
+/* Applies one option. Returns 0, or an exit status (2: bad usage). */
+static int s_option(opts_t *o, int opt, const char *arg)
+{
+    node_config_t *config = &o->config;
+    cli_t *cli = &o->cli;
+    long n;
+    switch (opt) {
+    case O_SOCKET: o->socket_opt = arg; break;
+    case O_NAME: o->name_opt = arg; break;
+    case O_MAX_MESSAGE:
+        if (s_parse_size(arg, 1, 1ull << 30, &config->max_message) < 0)
+            return s_bad("--max-message", arg, "1 byte to 1G");
+        break;
+    case O_QUEUE_LIMIT:
+        if (s_parse_size(arg, 4096, 1ull << 34, &config->queue_limit) < 0)
+            return s_bad("--queue-limit", arg, "4K to 16G");
+        break;
+    case O_MAX_CLIENTS:
+        if (s_parse_long(arg, 1, 1000000, &n) < 0)
+            return s_bad("--max-clients", arg, "1 to 1000000");
+        config->max_clients = (unsigned) n;
+        break;
+    case O_REQ_TIMEOUT:
+        if (s_parse_long(arg, 1, NODE_MAX_REQ_TIMEOUT, &n) < 0)
+            return s_bad("--request-timeout", arg, "1 to 86400000 ms");
+        config->request_timeout = (unsigned) n;
+        break;
+    case O_PORT:
+        if (s_parse_long(arg, 0, 65535, &n) < 0)
+            return s_bad("--port", arg, "0 to 65535");
+        config->port = (unsigned) n;
+        break;
+    case O_BIND:
+        if (strlen(arg) >= sizeof config->bind || !*arg || strpbrk(arg, " \t/"))
+            return s_bad("--bind", arg, "an address or interface, or *");
+        strcpy(config->bind, arg);
+        break;
+    case O_PEER:
+        return s_add_peer(o, arg);
+    case O_STATE_DIR:
+        if (strlen(arg) >= sizeof config->state_dir || arg[0] != '/')
+            return s_bad("--state-dir", arg, "an absolute path");
+        strcpy(config->state_dir, arg);
+        break;
+    case O_HEARTBEAT:
+        if (s_parse_long(arg, 10, 60000, &n) < 0)
+            return s_bad("--heartbeat", arg, "10 to 60000 ms");
+        config->heartbeat = (unsigned) n;
+        break;
+    case O_WINDOW:
+        if (s_parse_size(arg, 64 * 1024, 1ull << 30, &config->window) < 0)
+            return s_bad("--window", arg, "64K to 1G");
+        break;
+    case O_NO_MDNS: config->no_mdns = 1; break;
+    case O_CONFIG: return s_config_file(o, arg);
+    case O_SYSLOG: o->use_syslog = 1; break;
+    case 'v': config->verbose = 1; break;
+    case O_SERVICES: cli->verb = VERB_SERVICES; o->verbs++; break;
+    case O_PEERS: cli->verb = VERB_PEERS; o->verbs++; break;
+    case O_CLIENTS: cli->verb = VERB_CLIENTS; o->verbs++; break;
+    case O_STATS: cli->verb = VERB_STATS; o->verbs++; break;
+    case O_SEND: cli->verb = VERB_SEND; cli->target = arg; o->verbs++; break;
+    case O_REQUEST: cli->verb = VERB_REQUEST; cli->target = arg; o->verbs++; break;
+    case O_LISTEN: cli->verb = VERB_LISTEN; cli->target = arg; o->verbs++; break;
+    case O_PUBLISH: cli->verb = VERB_PUBLISH; cli->target = arg; o->verbs++; break;
+    case O_SUBSCRIBE: cli->verb = VERB_SUBSCRIBE; cli->target = arg; o->verbs++; break;
+    case O_WATCH: cli->verb = VERB_WATCH; cli->target = arg; o->verbs++; break;
+    case O_TIMEOUT:
+        if (s_parse_long(arg, 1, NODE_MAX_REQ_TIMEOUT, &n) < 0)
+            return s_bad("--timeout", arg, "1 to 86400000 ms");
+        cli->timeout_ms = (int) n;
+        break;
+    case O_COUNT:
+        if (s_parse_long(arg, 1, 1000000000L, &n) < 0)
+            return s_bad("--count", arg, "a positive number");
+        cli->count = n;
+        break;
+    case O_ECHO: cli->echo = 1; break;
+    case O_JSON: cli->json = 1; break;
+    default: return 2;
+    }
+    return 0;
+}
+
+/* Reads "option value" lines (the long options without "--"); '#' starts
+   a comment. The strings are kept for the life of the process. */
+static int s_config_file(opts_t *o, const char *path)
+{
+    if (o->depth++ > 4) {
+        fprintf(stderr, "ipc-node: %s: config files include each other\n", path);
+        return 2;
+    }
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "ipc-node: cannot read %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    char line[1024];
+    int lineno = 0, rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        lineno++;
+        line[strcspn(line, "#\r\n")] = 0;
+        char *key = line + strspn(line, " \t");
+        if (!*key)
+            continue;
+        char *value = key + strcspn(key, " \t");
+        if (*value)
+            *value++ = 0;
+        value += strspn(value, " \t");
+        for (char *end = value + strlen(value); end > value && (end[-1] == ' ' || end[-1] == '\t');)
+            *--end = 0;
+        const struct option *opt = s_options;
+        while (opt->name && strcmp(opt->name, key) != 0)
+            opt++;
+        if (!opt->name || opt->val < O_SOCKET || opt->val == O_SERVICES ||
+            (opt->val >= O_SERVICES && opt->val <= O_JSON)) {
+            fprintf(stderr, "ipc-node: %s:%d: unknown option '%s'\n", path, lineno, key);
+            rc = 2;
+        } else if ((opt->has_arg == required_argument) != (*value != 0)) {
+            fprintf(stderr, "ipc-node: %s:%d: '%s' %s\n", path, lineno, key,
+                    *value ? "takes no value" : "needs a value");
+            rc = 2;
+        } else {
+            char *copy = strdup(value);
+            rc = copy ? s_option(o, opt->val, copy) : 1;
+            if (rc)
+                fprintf(stderr, "ipc-node: in %s:%d\n", path, lineno);
+        }
+    }
+    fclose(f);
+    o->depth--;
+    return rc;
+}
+
+/* The state directory: /var/lib/ipc-node for root, else under
+   $XDG_STATE_HOME or ~/.local/state. */
+static int s_default_state_dir(char *buf, size_t size)
+{
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    int n;
+    if (geteuid() == 0)
+        n = snprintf(buf, size, "/var/lib/ipc-node");
+    else if (xdg && *xdg == '/')
+        n = snprintf(buf, size, "%s/ipc-node", xdg);
+    else if (home && *home == '/')
+        n = snprintf(buf, size, "%s/.local/state/ipc-node", home);
+    else
+        n = snprintf(buf, size, "/tmp/ipc-node-state-%u", (unsigned) geteuid());
+    return n < 0 || (size_t) n >= size ? -1 : 0;
+}
+
 int main(int argc, char **argv)
 {
-    node_config_t config = {
-        .max_message = NODE_DEFAULT_MAX_MESSAGE,
-        .queue_limit = NODE_DEFAULT_QUEUE_LIMIT,
-        .max_clients = NODE_DEFAULT_MAX_CLIENTS,
-        .request_timeout = NODE_DEFAULT_REQ_TIMEOUT,
+    opts_t o = {
+        .config = {
+            .max_message = NODE_DEFAULT_MAX_MESSAGE,
+            .queue_limit = NODE_DEFAULT_QUEUE_LIMIT,
+            .max_clients = NODE_DEFAULT_MAX_CLIENTS,
+            .request_timeout = NODE_DEFAULT_REQ_TIMEOUT,
+            .bind = "*",
+            .port = NODE_DEFAULT_PORT,
+            .heartbeat = NODE_DEFAULT_HEARTBEAT,
+            .window = NODE_DEFAULT_WINDOW,
+        },
     };
-    cli_t cli = { 0 };
-    int use_syslog = 0, verbs = 0;
-    const char *socket_opt = NULL, *name_opt = NULL;
-    long n;
+    node_config_t *config = &o.config;
+    cli_t *cli = &o.cli;
 
     opterr = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, "vhV", s_options, NULL)) != -1) {
-        switch (opt) {
-        case O_SOCKET: socket_opt = optarg; break;
-        case O_NAME: name_opt = optarg; break;
-        case O_MAX_MESSAGE:
-            if (s_parse_size(optarg, 1, 1ull << 30, &config.max_message) < 0)
-                return s_bad("--max-message", optarg, "1 byte to 1G");
-            break;
-        case O_QUEUE_LIMIT:
-            if (s_parse_size(optarg, 4096, 1ull << 34, &config.queue_limit) < 0)
-                return s_bad("--queue-limit", optarg, "4K to 16G");
-            break;
-        case O_MAX_CLIENTS:
-            if (s_parse_long(optarg, 1, 1000000, &n) < 0)
-                return s_bad("--max-clients", optarg, "1 to 1000000");
-            config.max_clients = (unsigned) n;
-            break;
-        case O_REQ_TIMEOUT:
-            if (s_parse_long(optarg, 1, NODE_MAX_REQ_TIMEOUT, &n) < 0)
-                return s_bad("--request-timeout", optarg, "1 to 86400000 ms");
-            config.request_timeout = (unsigned) n;
-            break;
-        case O_SYSLOG: use_syslog = 1; break;
-        case 'v': config.verbose = 1; break;
-        case O_SERVICES: cli.verb = VERB_SERVICES; verbs++; break;
-        case O_PEERS: cli.verb = VERB_PEERS; verbs++; break;
-        case O_CLIENTS: cli.verb = VERB_CLIENTS; verbs++; break;
-        case O_STATS: cli.verb = VERB_STATS; verbs++; break;
-        case O_SEND: cli.verb = VERB_SEND; cli.target = optarg; verbs++; break;
-        case O_REQUEST: cli.verb = VERB_REQUEST; cli.target = optarg; verbs++; break;
-        case O_LISTEN: cli.verb = VERB_LISTEN; cli.target = optarg; verbs++; break;
-        case O_PUBLISH: cli.verb = VERB_PUBLISH; cli.target = optarg; verbs++; break;
-        case O_SUBSCRIBE: cli.verb = VERB_SUBSCRIBE; cli.target = optarg; verbs++; break;
-        case O_WATCH: cli.verb = VERB_WATCH; cli.target = optarg; verbs++; break;
-        case O_TIMEOUT:
-            if (s_parse_long(optarg, 1, NODE_MAX_REQ_TIMEOUT, &n) < 0)
-                return s_bad("--timeout", optarg, "1 to 86400000 ms");
-            cli.timeout_ms = (int) n;
-            break;
-        case O_COUNT:
-            if (s_parse_long(optarg, 1, 1000000000L, &n) < 0)
-                return s_bad("--count", optarg, "a positive number");
-            cli.count = n;
-            break;
-        case O_ECHO: cli.echo = 1; break;
-        case O_JSON: cli.json = 1; break;
-        case 'h': fputs(s_usage, stdout); return 0;
-        case 'V': printf("ipc-node %s\n", PACKAGE_VERSION); return 0;
-        default:
+        if (opt == 'h') {
+            fputs(s_usage, stdout);
+            return 0;
+        }
+        if (opt == 'V') {
+            printf("ipc-node %s\n", PACKAGE_VERSION);
+            return 0;
+        }
+        if (opt == '?' || opt == ':') {
             if (optopt && optopt < 256)
                 fprintf(stderr, "ipc-node: option -%c %s\n", optopt,
                         strchr("vhV", optopt) ? "takes no value" : "is unknown");
@@ -250,15 +419,18 @@ int main(int argc, char **argv)
             fprintf(stderr, "Try 'ipc-node --help'.\n");
             return 2;
         }
+        int rc = s_option(&o, opt, optarg);
+        if (rc)
+            return rc;
     }
-    if (verbs > 1) {
+    if (o.verbs > 1) {
         fprintf(stderr, "ipc-node: give one verb at a time\n");
         return 2;
     }
-    int want_data = cli.verb == VERB_SEND || cli.verb == VERB_REQUEST || cli.verb == VERB_PUBLISH;
+    int want_data = cli->verb == VERB_SEND || cli->verb == VERB_REQUEST || cli->verb == VERB_PUBLISH;
     if (want_data && optind < argc)
-        cli.data = argv[optind++];
-    if (want_data && !cli.data) {
+        cli->data = argv[optind++];
+    if (want_data && !cli->data) {
         fprintf(stderr, "ipc-node: %s needs DATA (\"-\" for standard input)\n", argv[1]);
         return 2;
     }
@@ -267,33 +439,39 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    if (cli.verb != VERB_NONE) {
-        cli.socket = socket_opt;
-        return cli_run(&cli);
+    if (cli->verb != VERB_NONE) {
+        cli->socket = o.socket_opt;
+        return cli_run(cli);
     }
 
-    /* The daemon. czmq must not install its own signal handlers. */
+    /* The daemon. czmq must not install its own signal handlers, and logs
+       go to stderr, not stdout. */
     zsys_handler_set(NULL);
     zsys_set_logident("ipc-node");
-    if (use_syslog)
+    zsys_set_logstream(stderr);
+    if (o.use_syslog)
         zsys_set_logsystem(true);
-    if (socket_opt) {
-        if (strlen(socket_opt) >= sizeof config.socket_path) {
-            fprintf(stderr, "ipc-node: socket path too long: %s\n", socket_opt);
+    if (o.socket_opt) {
+        if (strlen(o.socket_opt) >= sizeof config->socket_path) {
+            fprintf(stderr, "ipc-node: socket path too long: %s\n", o.socket_opt);
             return 2;
         }
-        strcpy(config.socket_path, socket_opt);
-    } else if (ipcnet_default_socket(config.socket_path, sizeof config.socket_path) < 0) {
+        strcpy(config->socket_path, o.socket_opt);
+    } else if (ipcnet_default_socket(config->socket_path, sizeof config->socket_path) < 0) {
         fprintf(stderr, "ipc-node: the default socket path is too long; use --socket\n");
         return 2;
     }
-    if (name_opt) {
-        if (strlen(name_opt) > NODE_NAME_MAX || wire_check_name(name_opt, strlen(name_opt)) < 0) {
+    if (!config->state_dir[0] && s_default_state_dir(config->state_dir, sizeof config->state_dir) < 0) {
+        fprintf(stderr, "ipc-node: the default state directory is too long; use --state-dir\n");
+        return 2;
+    }
+    if (o.name_opt) {
+        if (strlen(o.name_opt) > NODE_NAME_MAX || wire_check_name(o.name_opt, strlen(o.name_opt)) < 0) {
             fprintf(stderr, "ipc-node: bad node name '%s' (1-%d of A-Z a-z 0-9 . _ -)\n",
-                    name_opt, NODE_NAME_MAX);
+                    o.name_opt, NODE_NAME_MAX);
             return 2;
         }
-        strcpy(config.name, name_opt);
+        strcpy(config->name, o.name_opt);
     } else {
         char host[256] = "";
         gethostname(host, sizeof host - 1);
@@ -301,7 +479,13 @@ int main(int argc, char **argv)
         char *dot = strchr(host, '.');
         if (dot)
             *dot = 0;
-        strcpy(config.name, wire_check_name(host, strlen(host)) == 0 ? host : "localhost");
+        strcpy(config->name, wire_check_name(host, strlen(host)) == 0 ? host : "localhost");
     }
-    return s_serve(&config);
+    config->peers = o.peers;
+    config->npeers = o.npeers;
+    int rc = s_serve(config);
+    for (size_t i = 0; i < o.npeers; i++)
+        free(o.peers[i]);
+    free(o.peers);
+    return rc;
 }

@@ -14,6 +14,15 @@ typedef struct {
     unsigned max_clients;
     unsigned request_timeout;   /* ms, for requests that give none */
     int verbose;
+    /* between nodes */
+    char bind[64];              /* interface address, "*" for all */
+    unsigned port;              /* 0: any free port */
+    char state_dir[400];        /* where the node id is kept */
+    unsigned heartbeat;         /* ms between PINGs; lost after 3 */
+    size_t window;              /* credit bytes per peer link */
+    int no_mdns;
+    char **peers;               /* static peers, "tcp://host:port" */
+    size_t npeers;
 } node_config_t;
 
 #define NODE_DEFAULT_MAX_MESSAGE   (16u << 20)
@@ -21,5 +30,8 @@ typedef struct {
 #define NODE_DEFAULT_MAX_CLIENTS   4096
 #define NODE_DEFAULT_REQ_TIMEOUT   30000
 #define NODE_MAX_REQ_TIMEOUT       (24u * 3600 * 1000)
+#define NODE_DEFAULT_PORT          5680
+#define NODE_DEFAULT_HEARTBEAT     500
+#define NODE_DEFAULT_WINDOW        (4u << 20)
 
 #endif

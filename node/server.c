@@ -19,6 +19,7 @@
     it once no list points to it, so callbacks never see a freed client. */
 
 #include "server.h"
+#include "cluster.h"
 #include "dict.h"
 #include "wire.h"
 
@@ -86,9 +87,18 @@ struct client {
     buf_t *tail;                /* block being filled, with its own ref */
     size_t tail_used;
     size_t queued;              /* bytes in the queue */
+    uint64_t bytes_in, bytes_out;       /* ever queued, ever written */
+    struct delivery {           /* peers' messages queued here, in order */
+        peer_t *peer;
+        uint32_t epoch, seq;
+        uint64_t end;           /* bytes_in once it was queued */
+    } *deliveries;
+    size_t dl_first, dl_count, dl_cap;
 
     client_t *blocked_on;       /* paused until this client drains */
+    peer_t *blocked_peer;       /* paused until this peer has credit */
     vec_t waiters;              /* clients paused on us */
+    vec_t parked_peers;         /* peers holding a message for us */
     vec_t names;                /* name_t * we hold */
     vec_t subs;                 /* sub_t * we are in */
     vec_t watches;              /* char * patterns */
@@ -100,7 +110,9 @@ struct client {
         size_t dlen;
         char dest[WIRE_NAME_MAX];
         client_t *to;           /* a unique address, or */
+        peer_t *peer;           /* another node, or */
         struct name *name;      /* a name */
+        int local_only;         /* name@us */
         size_t hlen;
         uint8_t head[WIRE_HEAD_MAX];    /* its MESSAGE head, size 0, seq 0 */
     } route;
@@ -109,8 +121,10 @@ struct client {
 /* A service name and its local holders. */
 typedef struct name {
     char *name;
-    vec_t holders;
+    vec_t holders;              /* local clients */
     size_t next;                /* round robin */
+    vec_t peers;                /* nodes that hold it */
+    size_t next_peer;
 } name_t;
 
 /* A subscription pattern and its subscribers. */
@@ -121,10 +135,14 @@ typedef struct {
 } sub_t;
 
 struct request {
-    uint8_t key[12];            /* requester id, request id */
+    server_t *server;
+    uint8_t key[12 + WIRE_NAME_MAX];    /* requester id, request id, its node */
+    size_t keylen;
     uint32_t id;
-    client_t *requester;
-    client_t *holder;
+    client_t *requester;        /* NULL: on peer, at address from */
+    client_t *holder;           /* NULL: on peer */
+    peer_t *peer;
+    char *from;
     loop_timer_t *timer;
     request_t *anext, **aprev;  /* in requester->asked */
     request_t *hnext, **hprev;  /* in holder->held */
@@ -132,6 +150,7 @@ struct request {
 
 struct server {
     loop_t *loop;
+    cluster_t *cluster;
     node_config_t config;
     int listen_fd;
     int lock_fd;
@@ -148,7 +167,18 @@ struct server {
     vec_t doomed;               /* clients to tear down */
     vec_t graveyard;            /* torn down, to free */
     uint32_t pub_epoch;
+    struct {                    /* the peer message being delivered, if any */
+        peer_t *peer;
+        uint32_t epoch, seq;
+    } from_peer;
     uint64_t gen;               /* bumped when a name or client may have gone */
+    struct remote_route {       /* where the last message from a peer led */
+        uint64_t gen;
+        size_t tolen;
+        char to[WIRE_NAME_MAX];
+        client_t *to_client;
+        struct name *name;
+    } remote_route;
     size_t nclients;
     int64_t started;
     struct {
@@ -353,9 +383,45 @@ static int s_queue_frame(client_t *c, const uint8_t *head, size_t hlen,
         zsys_error("client %s: out of memory queueing a frame; disconnecting", c->address);
         c->doomed = 1;
     }
-    c->server->stats.frames_out++;
+    c->bytes_in += hlen + size;
+    server_t *s = c->server;
+    if (rc == 0 && s->from_peer.peer) {
+        /* A peer's message: acknowledged once written to c's socket. */
+        if (c->dl_count == c->dl_cap) {
+            size_t cap = c->dl_cap ? c->dl_cap * 2 : 16;
+            struct delivery *d = malloc(cap * sizeof *d);
+            if (d) {
+                for (size_t i = 0; i < c->dl_count; i++)
+                    d[i] = c->deliveries[(c->dl_first + i) % c->dl_cap];
+                free(c->deliveries);
+                c->deliveries = d;
+                c->dl_cap = cap;
+                c->dl_first = 0;
+            }
+        }
+        if (c->dl_count < c->dl_cap) {
+            c->deliveries[(c->dl_first + c->dl_count++) % c->dl_cap] = (struct delivery) {
+                s->from_peer.peer, s->from_peer.epoch, s->from_peer.seq, c->bytes_in };
+            cluster_hold(s->from_peer.peer, s->from_peer.epoch, s->from_peer.seq);
+        }
+    }
+    s->stats.frames_out++;
     s_mark_dirty(c);
     return rc;
+}
+
+/* Peers' messages whose last byte has left (or, with all, everything: c
+   is going) are delivered as far as this node can tell. */
+static void s_delivered(client_t *c, int all)
+{
+    while (c->dl_count > 0) {
+        struct delivery *d = &c->deliveries[c->dl_first];
+        if (!all && d->end > c->bytes_out)
+            break;
+        c->dl_first = (c->dl_first + 1) % c->dl_cap;
+        c->dl_count--;
+        cluster_release(d->peer, d->epoch, d->seq);
+    }
 }
 
 /* Is there room for a frame of len bytes? An empty queue takes any frame. */
@@ -399,11 +465,13 @@ static void s_update_events(client_t *c)
 {
     if (!c->in_loop)
         return;
-    int events = (c->blocked_on || c->doomed ? 0 : LOOP_IN) | (c->queued ? LOOP_OUT : 0);
+    int events = (c->blocked_on || c->blocked_peer || c->doomed ? 0 : LOOP_IN) |
+                 (c->queued ? LOOP_OUT : 0);
     loop_fd_mod(c->server->loop, c->fd, events);
 }
 
-/* Resumes every client paused on c. */
+/* Resumes every client paused on c, and lets peers holding messages for
+   c try again: it has room, or is gone. */
 static void s_wake_waiters(client_t *c)
 {
     for (size_t i = 0; i < c->waiters.size; i++) {
@@ -413,6 +481,12 @@ static void s_wake_waiters(client_t *c)
             w->runnable = 1;
     }
     c->waiters.size = 0;
+    /* A peer may park again on c while it resumes: take the list first. */
+    vec_t parked = c->parked_peers;
+    c->parked_peers = (vec_t) { 0 };
+    for (size_t i = 0; i < parked.size; i++)
+        cluster_resume(parked.items[i]);
+    vec_free(&parked);
 }
 
 /* Writes what the socket takes. Returns 0, or -1 if the client is doomed. */
@@ -437,6 +511,7 @@ static int s_write(client_t *c)
             return -1;
         }
         s->stats.bytes_out += (uint64_t) done;
+        c->bytes_out += (uint64_t) done;
         c->queued -= (size_t) done;
         while (done > 0) {
             chunk_t *k = &c->chunks[c->chunk_first];
@@ -454,7 +529,10 @@ static int s_write(client_t *c)
     /* An empty queue reuses its block when no one else holds it. */
     if (c->chunk_count == 0 && c->tail && c->tail->refs == 1)
         c->tail_used = 0;
-    if (c->waiters.size > 0 && c->queued <= s->config.queue_limit / 2)
+    if (c->dl_count > 0)
+        s_delivered(c, 0);
+    if ((c->waiters.size > 0 || c->parked_peers.size > 0) &&
+        c->queued <= s->config.queue_limit / 2)
         s_wake_waiters(c);
     s_update_events(c);
     return 0;
@@ -462,8 +540,10 @@ static int s_write(client_t *c)
 
 /* --- the directory ---------------------------------------------------------------- */
 
-/* Tells every watcher of a matching pattern that name came or went. */
-static void s_name_event(server_t *s, const char *name, size_t len, int event)
+/* Tells every watcher of a matching pattern that name came or went on
+   node (ours or a peer's). */
+static void s_name_event(server_t *s, const char *name, size_t len, int event,
+                         const char *node)
 {
     for (size_t i = 0; i < s->watchers.size; i++) {
         client_t *w = s->watchers.items[i];
@@ -471,11 +551,38 @@ static void s_name_event(server_t *s, const char *name, size_t len, int event)
             const char *p = w->watches.items[j];
             if (wire_match(p, strlen(p), name, len)) {
                 s_send_control(w, WIRE_EVENT, 0, 0, (uint32_t) event, name, len,
-                               s->config.name, strlen(s->config.name), NULL, 0);
+                               node, strlen(node), NULL, 0);
                 break;
             }
         }
     }
+}
+
+static name_t *s_name_get(server_t *s, const char *name, size_t len)
+{
+    name_t *n = dict_get(s->names, name, len);
+    if (n)
+        return n;
+    n = calloc(1, sizeof *n);
+    if (!n || !(n->name = s_strndup(name, len)) || dict_put(s->names, name, len, n) < 0) {
+        if (n)
+            free(n->name);
+        free(n);
+        return NULL;
+    }
+    return n;
+}
+
+/* Frees n once nobody, here or on a peer, holds it. */
+static void s_name_gc(server_t *s, name_t *n)
+{
+    if (n->holders.size > 0 || n->peers.size > 0)
+        return;
+    dict_del(s->names, n->name, strlen(n->name));
+    vec_free(&n->holders);
+    vec_free(&n->peers);
+    free(n->name);
+    free(n);
 }
 
 static int s_bind(client_t *c, const char *name, size_t len)
@@ -486,27 +593,18 @@ static int s_bind(client_t *c, const char *name, size_t len)
         return -EEXIST;
     if (c->names.size >= MAX_PER_CLIENT)
         return -ENOBUFS;
-    int fresh = !n;
-    if (fresh) {
-        n = calloc(1, sizeof *n);
-        if (!n || !(n->name = s_strndup(name, len)) || dict_put(s->names, name, len, n) < 0) {
-            if (n)
-                free(n->name);
-            free(n);
-            return -ENOMEM;
-        }
-    }
+    if (!(n = s_name_get(s, name, len)))
+        return -ENOMEM;
     if (vec_push(&n->holders, c) < 0 || vec_push(&c->names, n) < 0) {
         vec_remove(&n->holders, c);
-        if (fresh) {
-            dict_del(s->names, name, len);
-            free(n->name);
-            free(n);
-        }
+        s_name_gc(s, n);
         return -ENOMEM;
     }
-    if (fresh)
-        s_name_event(s, name, len, WIRE_EV_NAME_UP);
+    if (n->holders.size == 1) {
+        s_name_event(s, name, len, WIRE_EV_NAME_UP, s->config.name);
+        if (s->cluster)
+            cluster_local_name(s->cluster, name, len, 1);
+    }
     s->gen++;
     return 0;
 }
@@ -520,11 +618,35 @@ static void s_unbind(client_t *c, name_t *n)
     if (n->holders.size > 0)
         return;
     size_t len = strlen(n->name);
-    dict_del(s->names, n->name, len);
-    s_name_event(s, n->name, len, WIRE_EV_NAME_DOWN);
-    vec_free(&n->holders);
-    free(n->name);
-    free(n);
+    s_name_event(s, n->name, len, WIRE_EV_NAME_DOWN, s->config.name);
+    if (s->cluster)
+        cluster_local_name(s->cluster, n->name, len, 0);
+    s_name_gc(s, n);
+}
+
+void server_remote_name(server_t *s, peer_t *peer, const char *name, size_t len, int up)
+{
+    name_t *n = up ? s_name_get(s, name, len) : dict_get(s->names, name, len);
+    if (!n)
+        return;
+    if (up ? vec_push(&n->peers, peer) < 0 : !vec_remove(&n->peers, peer)) {
+        s_name_gc(s, n);
+        return;
+    }
+    s->gen++;
+    s_name_event(s, name, len, up ? WIRE_EV_NAME_UP : WIRE_EV_NAME_DOWN, peer_name(peer));
+    if (!up)
+        s_name_gc(s, n);
+}
+
+void server_remote_sub(server_t *s, peer_t *peer, const char *pattern, size_t len, int up)
+{
+    /* The cluster keeps peers' patterns and matches them when we publish. */
+    (void) peer;
+    (void) pattern;
+    (void) len;
+    (void) up;
+    s->gen++;
 }
 
 static int s_subscribe(client_t *c, const char *pattern, size_t len)
@@ -561,6 +683,8 @@ static int s_subscribe(client_t *c, const char *pattern, size_t len)
         vec_remove(&sub->clients, c);
         return -ENOMEM;
     }
+    if (sub->clients.size == 1 && s->cluster)
+        cluster_local_sub(s->cluster, pattern, len, 1);
     return 0;
 }
 
@@ -571,6 +695,8 @@ static void s_unsubscribe(client_t *c, sub_t *sub)
     vec_remove(&sub->clients, c);
     if (sub->clients.size > 0)
         return;
+    if (s->cluster)
+        cluster_local_sub(s->cluster, sub->pattern, strlen(sub->pattern), 0);
     if (sub->prefix)
         vec_remove(&s->prefix_subs, sub);
     else
@@ -605,41 +731,91 @@ typedef struct {
     const char *pattern;
 } watch_ctx_t;
 
+/* The events a new watch starts with: every name held now, per node. */
 static void s_initial_event(const void *key, size_t len, void *value, void *arg)
 {
-    (void) value;
+    name_t *n = value;
     watch_ctx_t *ctx = arg;
     server_t *s = ctx->watcher->server;
-    if (wire_match(ctx->pattern, strlen(ctx->pattern), key, len))
+    if (!wire_match(ctx->pattern, strlen(ctx->pattern), key, len))
+        return;
+    if (n->holders.size > 0)
         s_send_control(ctx->watcher, WIRE_EVENT, 0, 0, WIRE_EV_NAME_UP, key, len,
                        s->config.name, strlen(s->config.name), NULL, 0);
+    for (size_t i = 0; i < n->peers.size; i++) {
+        const char *node = peer_name(n->peers.items[i]);
+        s_send_control(ctx->watcher, WIRE_EVENT, 0, 0, WIRE_EV_NAME_UP, key, len,
+                       node, strlen(node), NULL, 0);
+    }
+}
+
+typedef struct {
+    server_t *server;
+    void (*name) (void *arg, const char *s, size_t len);
+    void *arg;
+} each_local_t;
+
+static void s_each_local_name(const void *key, size_t len, void *value, void *arg)
+{
+    each_local_t *e = arg;
+    if (((name_t *) value)->holders.size > 0)
+        e->name(e->arg, key, len);
+}
+
+static void s_each_local_sub(const void *key, size_t len, void *value, void *arg)
+{
+    (void) value;
+    each_local_t *e = arg;
+    e->name(e->arg, key, len);
+}
+
+void server_each_local(server_t *s, void (*name) (void *arg, const char *str, size_t len),
+                       void (*sub) (void *arg, const char *str, size_t len), void *arg)
+{
+    each_local_t e = { s, name, arg };
+    dict_each(s->names, s_each_local_name, &e);
+    e.name = sub;
+    dict_each(s->exact_subs, s_each_local_sub, &e);
+    for (size_t i = 0; i < s->prefix_subs.size; i++) {
+        sub_t *p = s->prefix_subs.items[i];
+        sub(arg, p->pattern, strlen(p->pattern));
+    }
 }
 
 /* --- requests ---------------------------------------------------------------- */
 
-static void s_request_key(uint8_t key[12], uint64_t requester, uint32_t id)
+/* A request's key: requester id and request id, and for a request made on
+   another node, that node's name. */
+static size_t s_request_key(uint8_t *key, uint64_t requester, uint32_t id,
+                            const char *node, size_t nodelen)
 {
     memcpy(key, &requester, 8);
     memcpy(key + 8, &id, 4);
+    memcpy(key + 12, node, nodelen);
+    return 12 + nodelen;
 }
 
 static void s_request_free(server_t *s, request_t *r)
 {
-    dict_del(s->requests, r->key, sizeof r->key);
+    dict_del(s->requests, r->key, r->keylen);
     loop_timer_cancel(s->loop, r->timer);
-    if ((*r->aprev = r->anext))
+    if (r->aprev && (*r->aprev = r->anext))
         r->anext->aprev = r->aprev;
-    if ((*r->hprev = r->hnext))
+    if (r->hprev && (*r->hprev = r->hnext))
         r->hnext->hprev = r->hprev;
+    free(r->from);
     free(r);
 }
 
-/* Fails a pending request towards its requester. */
+/* Fails a pending request towards its requester, here or on its node. */
 static void s_request_fail(server_t *s, request_t *r, int err, const char *text)
 {
     s->stats.errors++;
-    s_send_control(r->requester, WIRE_ERROR, WIRE_REQUEST, r->id, (uint32_t) err,
-                   NULL, 0, text, strlen(text), NULL, 0);
+    if (r->requester)
+        s_send_control(r->requester, WIRE_ERROR, WIRE_REQUEST, r->id, (uint32_t) err,
+                       NULL, 0, text, strlen(text), NULL, 0);
+    else if (r->peer && r->from)
+        cluster_fail(r->peer, err, r->id, WIRE_REQUEST, r->from, strlen(r->from), NULL, 0, text);
     s_request_free(s, r);
 }
 
@@ -648,7 +824,54 @@ static void s_request_expired(loop_t *loop, void *arg)
     (void) loop;
     request_t *r = arg;
     r->timer = NULL;        /* the loop freed it */
-    s_request_fail(r->requester->server, r, ETIMEDOUT, "no reply in time");
+    if (r->requester)
+        s_request_fail(r->server, r, ETIMEDOUT, "no reply in time");
+    else
+        s_request_free(r->server, r);   /* the requester's node decides */
+}
+
+/* Records a pending request. requester is the local client that asked,
+   or NULL when from (its address) is on peer; holder is the local client
+   that answers, or NULL when it is on peer. */
+static request_t *s_request_new(server_t *s, client_t *requester, uint64_t rid_client,
+                                uint32_t id, const char *from, size_t fromlen,
+                                const char *node, size_t nodelen, client_t *holder,
+                                peer_t *peer, uint32_t timeout)
+{
+    request_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->server = s;
+    r->keylen = s_request_key(r->key, rid_client, id, node, nodelen);
+    if (dict_get(s->requests, r->key, r->keylen) ||
+        (from && !(r->from = s_strndup(from, fromlen)))) {
+        free(r);
+        return NULL;
+    }
+    r->id = id;
+    r->requester = requester;
+    r->holder = holder;
+    r->peer = peer;
+    r->timer = loop_timer_add(s->loop, timeout, s_request_expired, r);
+    if (!r->timer || dict_put(s->requests, r->key, r->keylen, r) < 0) {
+        loop_timer_cancel(s->loop, r->timer);
+        free(r->from);
+        free(r);
+        return NULL;
+    }
+    if (requester) {
+        if ((r->anext = requester->asked))
+            requester->asked->aprev = &r->anext;
+        r->aprev = &requester->asked;
+        requester->asked = r;
+    }
+    if (holder) {
+        if ((r->hnext = holder->held))
+            holder->held->hprev = &r->hnext;
+        r->hprev = &holder->held;
+        holder->held = r;
+    }
+    return r;
 }
 
 /* --- routing ----------------------------------------------------------------- */
@@ -675,44 +898,94 @@ static client_t *s_pick(name_t *n, size_t len)
     return first;
 }
 
-/* Finds the local client a destination names, preferring one with room
-   for len bytes. Returns 0 and sets *ret (its queue may be full), or a
-   negative errno. Remembers the way in c->route for the next frame to the
-   same destination, until the directory changes. */
-static int s_resolve(client_t *c, const char *dest, size_t dlen, size_t len, client_t **ret)
+/* Round robin over the peers that hold n and are up. */
+static peer_t *s_pick_peer(name_t *n)
 {
-    server_t *s = c->server;
-    if (c->route.gen == s->gen && c->route.dlen == dlen && memcmp(c->route.dest, dest, dlen) == 0) {
-        *ret = c->route.to ? c->route.to : s_pick(c->route.name, len);
-        return *ret ? 0 : -ENOENT;
+    size_t count = n->peers.size;
+    for (size_t i = 0; i < count; i++) {
+        peer_t *p = n->peers.items[(n->next_peer + i) % count];
+        if (peer_is_up(p)) {
+            n->next_peer = (n->next_peer + i + 1) % count;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+typedef struct {
+    client_t *to;       /* a local client, or */
+    peer_t *peer;       /* the node to forward to */
+} target_t;
+
+/* A cached or fresh name route: local holders first, then peers. */
+static int s_route_name(name_t *n, int local_only, size_t len, target_t *ret)
+{
+    ret->to = s_pick(n, len);
+    ret->peer = ret->to || local_only ? NULL : s_pick_peer(n);
+    return ret->to || ret->peer ? 0 : -ENOENT;
+}
+
+static int s_is_self(const server_t *s, const char *node, size_t len)
+{
+    return len == 0 || (len == strlen(s->config.name) && memcmp(node, s->config.name, len) == 0);
+}
+
+/* Finds where a destination leads from here, preferring a local holder
+   with room for len bytes. Returns 0 with *ret set (a local queue may be
+   full, a peer out of credit), or a negative errno. With cache, the way
+   is remembered in c->route for the next frame to the same destination,
+   until the directory changes. */
+static int s_resolve(server_t *s, client_t *cache, const char *dest, size_t dlen,
+                     size_t len, target_t *ret)
+{
+    if (cache && cache->route.gen == s->gen && cache->route.dlen == dlen &&
+        memcmp(cache->route.dest, dest, dlen) == 0) {
+        ret->to = cache->route.to;
+        ret->peer = cache->route.peer;
+        if (cache->route.name)
+            return s_route_name(cache->route.name, cache->route.local_only, len, ret);
+        return 0;
     }
     uint64_t id;
     size_t namelen, nodelen;
     const char *node;
     if (wire_parse_dest(dest, dlen, &id, &namelen, &node, &nodelen) < 0)
         return -EINVAL;
-    if (nodelen > 0 && (nodelen != strlen(s->config.name) ||
-                        memcmp(node, s->config.name, nodelen) != 0))
-        return -EHOSTUNREACH;       /* other nodes: not known here yet */
-    client_t *to = NULL;
     name_t *n = NULL;
-    if (id) {
-        to = dict_get(s->clients, &id, sizeof id);
-        if (!to || to->doomed || to->state != C_READY)
+    int local_only = nodelen > 0;
+    ret->to = NULL;
+    ret->peer = NULL;
+    if (!s_is_self(s, node, nodelen)) {
+        /* Pinned to another node: it must be up, and hold the name. */
+        ret->peer = s->cluster ? cluster_find_node(s->cluster, node, nodelen) : NULL;
+        if (!ret->peer)
+            return -EHOSTUNREACH;
+        if (!id) {
+            n = dict_get(s->names, dest, namelen);
+            if (!n || !vec_has(&n->peers, ret->peer))
+                return -ENOENT;
+            n = NULL;
+        }
+    } else if (id) {
+        ret->to = dict_get(s->clients, &id, sizeof id);
+        if (!ret->to || ret->to->doomed || ret->to->state != C_READY)
             return -ENOENT;
-        *ret = to;
     } else {
         n = dict_get(s->names, dest, namelen);
-        if (!n || !(*ret = s_pick(n, len)))
+        if (!n || s_route_name(n, local_only, len, ret) < 0)
             return -ENOENT;
     }
-    c->route.gen = s->gen;
-    c->route.dlen = dlen;
-    memcpy(c->route.dest, dest, dlen);
-    c->route.to = to;
-    c->route.name = n;
-    c->route.hlen = wire_encode(c->route.head, WIRE_MESSAGE, 0, 0, 0, c->address,
-                                strlen(c->address), dest, dlen, 0);
+    if (cache) {
+        cache->route.gen = s->gen;
+        cache->route.dlen = dlen;
+        memcpy(cache->route.dest, dest, dlen);
+        cache->route.to = n ? NULL : ret->to;
+        cache->route.peer = n ? NULL : ret->peer;
+        cache->route.name = n;
+        cache->route.local_only = local_only;
+        cache->route.hlen = wire_encode(cache->route.head, WIRE_MESSAGE, 0, 0, 0,
+                                        cache->address, strlen(cache->address), dest, dlen, 0);
+    }
     return 0;
 }
 
@@ -729,6 +1002,32 @@ static int s_block(client_t *c, client_t *target)
     return BLOCKED;
 }
 
+/* Pauses c until peer has credit again, or is lost. */
+static int s_block_peer(client_t *c, peer_t *peer)
+{
+    if (cluster_wait(peer, c) < 0) {
+        s_doom(c, "out of memory");
+        return BLOCKED;
+    }
+    c->blocked_peer = peer;
+    c->server->stats.paused++;
+    s_update_events(c);
+    return BLOCKED;
+}
+
+void server_resume(server_t *s, client_t *c)
+{
+    c->blocked_peer = NULL;
+    if (!c->runnable && vec_push(&s->runnable, c) == 0)
+        c->runnable = 1;
+}
+
+static uint32_t s_timeout(const server_t *s, uint32_t asked)
+{
+    uint32_t timeout = asked ? asked : s->config.request_timeout;
+    return timeout > NODE_MAX_REQ_TIMEOUT ? NODE_MAX_REQ_TIMEOUT : timeout;
+}
+
 static int s_handle_send(client_t *c, const wire_frame_t *f, buf_t *pbuf)
 {
     server_t *s = c->server;
@@ -736,54 +1035,47 @@ static int s_handle_send(client_t *c, const wire_frame_t *f, buf_t *pbuf)
         s_send_error(c, f, EMSGSIZE, f->s1, f->s1len, "message too large");
         return DONE;
     }
-    client_t *to;
+    target_t t;
     size_t alen = strlen(c->address);
     size_t len = WIRE_MIN + alen + f->s1len + f->size;
-    int rc = s_resolve(c, f->s1, f->s1len, len, &to);
+    int rc = s_resolve(s, c, f->s1, f->s1len, len, &t);
     if (rc < 0) {
         s_send_error(c, f, -rc, f->s1, f->s1len,
                      rc == -ENOENT ? "no such name" :
                      rc == -EHOSTUNREACH ? "no such node" : "bad destination");
         return DONE;
     }
+    uint32_t timeout = s_timeout(s, f->aux);
+    if (t.peer) {
+        if (!cluster_room(t.peer, f->size))
+            return s_block_peer(c, t.peer);
+        request_t *r = NULL;
+        if (f->type == WIRE_REQUEST &&
+            !(r = s_request_new(s, c, c->id, f->seq, NULL, 0, "", 0, NULL, t.peer, timeout))) {
+            s_send_error(c, f, ENOMEM, f->s1, f->s1len, "request id in use or out of memory");
+            return DONE;
+        }
+        rc = cluster_msg(t.peer, f->type == WIRE_REQUEST ? P_KIND_REQUEST : P_KIND_SEND,
+                         f->flags & WIRE_F_CONFIRM ? P_F_CONFIRM : 0, f->seq, timeout,
+                         c->address, alen, f->s1, f->s1len, f->data, f->size, c->id);
+        if (rc < 0) {
+            if (r)
+                s_request_free(s, r);
+            s_send_error(c, f, -rc, f->s1, f->s1len, "cannot reach the node");
+        }
+        return DONE;        /* the peer's ACK or FAIL answers a CONFIRM */
+    }
+    client_t *to = t.to;
     if (!s_has_room(to, len))
         return s_block(c, to);
 
     uint8_t head[WIRE_HEAD_MAX];
     size_t hlen;
     if (f->type == WIRE_REQUEST) {
-        uint32_t timeout = f->aux ? f->aux : s->config.request_timeout;
-        if (timeout > NODE_MAX_REQ_TIMEOUT)
-            timeout = NODE_MAX_REQ_TIMEOUT;
-        request_t *r = calloc(1, sizeof *r);
-        if (!r) {
-            s_send_error(c, f, ENOMEM, f->s1, f->s1len, "out of memory");
+        if (!s_request_new(s, c, c->id, f->seq, NULL, 0, "", 0, to, NULL, timeout)) {
+            s_send_error(c, f, EEXIST, f->s1, f->s1len, "request id in use or out of memory");
             return DONE;
         }
-        s_request_key(r->key, c->id, f->seq);
-        if (dict_get(s->requests, r->key, sizeof r->key)) {
-            free(r);
-            s_send_error(c, f, EEXIST, f->s1, f->s1len, "request id in use");
-            return DONE;
-        }
-        r->id = f->seq;
-        r->requester = c;
-        r->holder = to;
-        r->timer = loop_timer_add(s->loop, timeout, s_request_expired, r);
-        if (!r->timer || dict_put(s->requests, r->key, sizeof r->key, r) < 0) {
-            loop_timer_cancel(s->loop, r->timer);
-            free(r);
-            s_send_error(c, f, ENOMEM, f->s1, f->s1len, "out of memory");
-            return DONE;
-        }
-        if ((r->anext = c->asked))
-            c->asked->aprev = &r->anext;
-        r->aprev = &c->asked;
-        c->asked = r;
-        if ((r->hnext = to->held))
-            to->held->hprev = &r->hnext;
-        r->hprev = &to->held;
-        to->held = r;
         hlen = wire_encode(head, WIRE_DELIVER_REQ, 0, f->seq, timeout, c->address, alen,
                            f->s1, f->s1len, f->size);
     } else {
@@ -801,18 +1093,24 @@ static int s_handle_send(client_t *c, const wire_frame_t *f, buf_t *pbuf)
     return DONE;
 }
 
+/* The request a reply addressed to requester answers, with its id. */
+static request_t *s_find_request(server_t *s, const char *requester, size_t len, uint32_t id)
+{
+    uint64_t client;
+    size_t namelen, nodelen;
+    const char *node;
+    if (wire_parse_dest(requester, len, &client, &namelen, &node, &nodelen) < 0 || !client)
+        return NULL;
+    uint8_t key[12 + WIRE_NAME_MAX];
+    size_t keylen = s_is_self(s, node, nodelen)
+        ? s_request_key(key, client, id, "", 0) : s_request_key(key, client, id, node, nodelen);
+    return dict_get(s->requests, key, keylen);
+}
+
 static int s_handle_reply(client_t *c, const wire_frame_t *f, buf_t *pbuf)
 {
     server_t *s = c->server;
-    uint64_t id;
-    size_t namelen, nodelen;
-    const char *node;
-    request_t *r = NULL;
-    if (wire_parse_dest(f->s1, f->s1len, &id, &namelen, &node, &nodelen) == 0 && id) {
-        uint8_t key[12];
-        s_request_key(key, id, f->aux);
-        r = dict_get(s->requests, key, sizeof key);
-    }
+    request_t *r = s_find_request(s, f->s1, f->s1len, f->aux);
     if (!r || r->holder != c) {
         s_send_error(c, f, ENOENT, f->s1, f->s1len, "no such pending request");
         return DONE;
@@ -822,16 +1120,64 @@ static int s_handle_reply(client_t *c, const wire_frame_t *f, buf_t *pbuf)
         s_send_error(c, f, EMSGSIZE, f->s1, f->s1len, "reply too large");
         return DONE;
     }
+    size_t alen = strlen(c->address);
+    if (!r->requester) {
+        /* The requester is on another node. */
+        if (!cluster_room(r->peer, f->size))
+            return s_block_peer(c, r->peer);
+        if (cluster_reply(r->peer, r->id, r->from, strlen(r->from), c->address, alen,
+                          f->data, f->size, c->id) < 0)
+            s_send_error(c, f, EHOSTUNREACH, f->s1, f->s1len, "the requester's node is gone");
+        s_request_free(s, r);
+        return DONE;
+    }
     client_t *to = r->requester;
-    size_t len = WIRE_MIN + strlen(c->address) + f->size;
+    size_t len = WIRE_MIN + alen + f->size;
     if (!s_has_room(to, len))
         return s_block(c, to);
     uint8_t head[WIRE_HEAD_MAX];
-    size_t hlen = wire_encode(head, WIRE_DELIVER_REP, 0, r->id, 0, c->address,
-                              strlen(c->address), NULL, 0, f->size);
+    size_t hlen = wire_encode(head, WIRE_DELIVER_REP, 0, r->id, 0, c->address, alen,
+                              NULL, 0, f->size);
     s_queue_frame(to, head, hlen, pbuf, f->data, f->size);
     s->stats.delivered++;
     s_request_free(s, r);
+    return DONE;
+}
+
+/* Delivers a publication to every local subscriber, all or none: a full
+   subscriber is returned in *ret_blocked and nobody gets it yet. */
+static int s_publish_local(server_t *s, const char *topic, size_t tlen, const char *from,
+                           size_t fromlen, uint32_t seq, buf_t *pbuf, const void *data,
+                           size_t size, client_t **ret_blocked)
+{
+    size_t len = WIRE_MIN + fromlen + tlen + size;
+    sub_t *exact = dict_get(s->exact_subs, topic, tlen);
+    for (int pass = 0; pass < 2; pass++) {
+        uint8_t head[WIRE_HEAD_MAX];
+        size_t hlen = wire_encode(head, WIRE_PUBLICATION, 0, seq, 0, topic, tlen,
+                                  from, fromlen, size);
+        uint32_t epoch = ++s->pub_epoch;
+        for (size_t i = 0; i <= s->prefix_subs.size; i++) {
+            sub_t *sub = i < s->prefix_subs.size ? s->prefix_subs.items[i] : exact;
+            if (!sub || (sub->prefix && !wire_match(sub->pattern, strlen(sub->pattern),
+                                                    topic, tlen)))
+                continue;
+            for (size_t j = 0; j < sub->clients.size; j++) {
+                client_t *to = sub->clients.items[j];
+                if (to->pub_epoch == epoch || to->doomed)
+                    continue;
+                to->pub_epoch = epoch;
+                if (pass == 0 && !s_has_room(to, len)) {
+                    *ret_blocked = to;
+                    return BLOCKED;
+                }
+                if (pass == 1) {
+                    s_queue_frame(to, head, hlen, pbuf, data, size);
+                    s->stats.delivered++;
+                }
+            }
+        }
+    }
     return DONE;
 }
 
@@ -846,39 +1192,278 @@ static int s_handle_publish(client_t *c, const wire_frame_t *f, buf_t *pbuf)
         s_send_error(c, f, EMSGSIZE, f->s1, f->s1len, "message too large");
         return DONE;
     }
-    size_t alen = strlen(c->address);
-    size_t len = WIRE_MIN + alen + f->s1len + f->size;
-    sub_t *exact = dict_get(s->exact_subs, f->s1, f->s1len);
-
     /* Everyone must have room before anyone gets it: a publish is never
        half delivered, and a full subscriber pauses the publisher. */
-    for (int pass = 0; pass < 2; pass++) {
-        uint8_t head[WIRE_HEAD_MAX];
-        size_t hlen = wire_encode(head, WIRE_PUBLICATION, 0, f->seq, 0, f->s1, f->s1len,
-                                  c->address, alen, f->size);
-        uint32_t epoch = ++s->pub_epoch;
-        for (size_t i = 0; i <= s->prefix_subs.size; i++) {
-            sub_t *sub = i < s->prefix_subs.size ? s->prefix_subs.items[i] : exact;
-            if (!sub || (sub->prefix && !wire_match(sub->pattern, strlen(sub->pattern),
-                                                    f->s1, f->s1len)))
-                continue;
-            for (size_t j = 0; j < sub->clients.size; j++) {
-                client_t *to = sub->clients.items[j];
-                if (to->pub_epoch == epoch || to->doomed)
-                    continue;
-                to->pub_epoch = epoch;
-                if (pass == 0 && !s_has_room(to, len))
-                    return s_block(c, to);
-                if (pass == 1) {
-                    s_queue_frame(to, head, hlen, pbuf, f->data, f->size);
-                    s->stats.delivered++;
-                }
-            }
-        }
-    }
+    peer_t *peer = NULL;
+    if (s->cluster && !cluster_pub_room(s->cluster, f->s1, f->s1len, f->size, &peer))
+        return s_block_peer(c, peer);
+    client_t *full = NULL;
+    size_t alen = strlen(c->address);
+    if (s_publish_local(s, f->s1, f->s1len, c->address, alen, f->seq, pbuf, f->data,
+                        f->size, &full) == BLOCKED)
+        return s_block(c, full);
+    if (s->cluster)
+        cluster_pub(s->cluster, f->s1, f->s1len, c->address, alen, f->data, f->size,
+                    c->id, f->seq);
     if (f->flags & WIRE_F_CONFIRM)
         s_send_ok(c, f, NULL, 0);
     return DONE;
+}
+
+/* --- what peers send ------------------------------------------------------------ */
+
+/* A local client by its address, if the address is of this node. */
+static client_t *s_local_client(server_t *s, const char *addr, size_t len)
+{
+    uint64_t id;
+    size_t namelen, nodelen;
+    const char *node;
+    if (wire_parse_dest(addr, len, &id, &namelen, &node, &nodelen) < 0 || !id ||
+        !s_is_self(s, node, nodelen))
+        return NULL;
+    client_t *c = dict_get(s->clients, &id, sizeof id);
+    return c && !c->doomed && c->state == C_READY ? c : NULL;
+}
+
+static int s_remote_msg(server_t *s, peer_t *peer, const proto_msg_t *m, client_t **ret_blocked)
+{
+    uint8_t what = m->kind == P_KIND_REQUEST ? WIRE_REQUEST : WIRE_SEND;
+    if (m->size > s->config.max_message) {
+        cluster_fail(peer, EMSGSIZE, m->cseq, what, m->from, m->fromlen, m->to, m->tolen,
+                     "message too large");
+        return REMOTE_DONE;
+    }
+    /* Only for us: a name or address pinned to another node is not
+       forwarded again (the spec says ENOENT: nobody holds it here). */
+    target_t t = { 0 };
+    int rc = 0;
+    size_t len = WIRE_MIN + m->fromlen + m->tolen + m->size;
+    struct remote_route *rr = &s->remote_route;
+    if (rr->gen == s->gen && rr->tolen == m->tolen && memcmp(rr->to, m->to, m->tolen) == 0) {
+        /* As for the last message from a peer to this destination. */
+        t.to = rr->to_client ? rr->to_client : s_pick(rr->name, len);
+        if (!t.to)
+            rc = -ENOENT;
+    } else {
+        uint64_t id;
+        size_t namelen, nodelen;
+        const char *node;
+        name_t *n = NULL;
+        rc = wire_parse_dest(m->to, m->tolen, &id, &namelen, &node, &nodelen);
+        if (rc == 0 && !s_is_self(s, node, nodelen))
+            rc = -ENOENT;
+        if (rc == 0) {
+            if (id) {
+                t.to = dict_get(s->clients, &id, sizeof id);
+                if (!t.to || t.to->doomed || t.to->state != C_READY)
+                    rc = -ENOENT;
+            } else {
+                n = dict_get(s->names, m->to, namelen);
+                if (!n || !(t.to = s_pick(n, len)))
+                    rc = -ENOENT;
+            }
+        }
+        if (rc == 0) {
+            rr->gen = s->gen;
+            rr->tolen = m->tolen;
+            memcpy(rr->to, m->to, m->tolen);
+            rr->to_client = n ? NULL : t.to;
+            rr->name = n;
+        }
+    }
+    if (rc < 0) {
+        s->stats.errors++;
+        cluster_fail(peer, -rc, m->cseq, what, m->from, m->fromlen, m->to, m->tolen,
+                     rc == -ENOENT ? "no such name" : "not for this node");
+        return REMOTE_DONE;
+    }
+    if (!s_has_room(t.to, len)) {
+        *ret_blocked = t.to;
+        return REMOTE_BLOCKED;
+    }
+    uint8_t head[WIRE_HEAD_MAX];
+    size_t hlen;
+    if (m->kind == P_KIND_REQUEST) {
+        uint64_t rclient;
+        size_t rnamelen, rnodelen;
+        const char *rnode;
+        if (wire_parse_dest(m->from, m->fromlen, &rclient, &rnamelen, &rnode, &rnodelen) < 0 ||
+            !rclient || s_is_self(s, rnode, rnodelen) ||
+            !s_request_new(s, NULL, rclient, m->cseq, m->from, m->fromlen, rnode, rnodelen,
+                           t.to, peer, s_timeout(s, m->timeout) + 1000)) {
+            cluster_fail(peer, EINVAL, m->cseq, what, m->from, m->fromlen, m->to, m->tolen,
+                         "bad requester address or request id in use");
+            return REMOTE_DONE;
+        }
+        hlen = wire_encode(head, WIRE_DELIVER_REQ, 0, m->cseq, s_timeout(s, m->timeout),
+                           m->from, m->fromlen, m->to, m->tolen, m->size);
+    } else
+        hlen = wire_encode(head, WIRE_MESSAGE, 0, m->cseq, 0, m->from, m->fromlen,
+                           m->to, m->tolen, m->size);
+    s_queue_frame(t.to, head, hlen, NULL, m->data, m->size);
+    s->stats.delivered++;
+    if (m->flags & P_F_CONFIRM)
+        cluster_ack(peer, m->cseq, m->from, m->fromlen);
+    return REMOTE_DONE;
+}
+
+static int s_remote_data(server_t *s, peer_t *peer, const proto_msg_t *m, client_t **ret_blocked)
+{
+    if (m->type == P_MSG)
+        return s_remote_msg(s, peer, m, ret_blocked);
+    if (m->type == P_PUB) {
+        if (m->size > s->config.max_message)
+            return REMOTE_DONE;
+        return s_publish_local(s, m->to, m->tolen, m->from, m->fromlen, m->cseq, NULL, m->data,
+                               m->size, ret_blocked) == BLOCKED ? REMOTE_BLOCKED : REMOTE_DONE;
+    }
+    /* REPLY: to a local requester, for a request forwarded to that peer. */
+    request_t *r = s_find_request(s, m->to, m->tolen, m->cseq);
+    if (!r || !r->requester || r->peer != peer || m->size > s->config.max_message)
+        return REMOTE_DONE;     /* timed out meanwhile: the requester was told */
+    client_t *to = r->requester;
+    size_t len = WIRE_MIN + m->fromlen + m->size;
+    if (!s_has_room(to, len)) {
+        *ret_blocked = to;
+        return REMOTE_BLOCKED;
+    }
+    uint8_t head[WIRE_HEAD_MAX];
+    size_t hlen = wire_encode(head, WIRE_DELIVER_REP, 0, r->id, 0, m->from, m->fromlen,
+                              NULL, 0, m->size);
+    s_queue_frame(to, head, hlen, NULL, m->data, m->size);
+    s->stats.delivered++;
+    s_request_free(s, r);
+    return REMOTE_DONE;
+}
+
+int server_remote_data(server_t *s, peer_t *peer, const proto_msg_t *m, client_t **ret_blocked)
+{
+    s->from_peer.peer = peer;
+    s->from_peer.epoch = peer_epoch(peer);
+    s->from_peer.seq = m->seq;
+    int rc = s_remote_data(s, peer, m, ret_blocked);
+    s->from_peer.peer = NULL;
+    if (rc == REMOTE_BLOCKED) {
+        client_t *c = *ret_blocked;
+        s->stats.paused++;
+        if (!vec_has(&c->parked_peers, peer) && vec_push(&c->parked_peers, peer) < 0)
+            return REMOTE_DONE;     /* cannot wait for it: lost, sadly */
+    }
+    return rc;
+}
+
+void server_remote_ack(server_t *s, peer_t *peer, const proto_msg_t *m)
+{
+    (void) peer;
+    client_t *c = s_local_client(s, m->to, m->tolen);
+    if (c)
+        s_send_control(c, WIRE_OK, 0, m->cseq, 0, NULL, 0, NULL, 0, NULL, 0);
+}
+
+void server_remote_fail(server_t *s, peer_t *peer, const proto_msg_t *m)
+{
+    char text[WIRE_NAME_MAX + 1];
+    snprintf(text, sizeof text, "%.*s", (int) m->textlen, m->text);
+    if (m->kind == WIRE_REQUEST) {
+        request_t *r = s_find_request(s, m->to, m->tolen, m->cseq);
+        if (r && r->requester && r->peer == peer)
+            s_request_fail(s, r, (int) m->error, text);
+        return;
+    }
+    client_t *c = s_local_client(s, m->to, m->tolen);
+    if (c) {
+        s->stats.errors++;
+        s_send_control(c, WIRE_ERROR, m->kind, m->cseq, m->error, m->name, m->namelen,
+                       text, strlen(text), NULL, 0);
+    }
+}
+
+void server_fail_origin(server_t *s, uint64_t client, uint32_t cseq, uint8_t what, int err)
+{
+    client_t *c = dict_get(s->clients, &client, sizeof client);
+    if (!c || c->doomed || cseq == 0)
+        return;
+    if (what == WIRE_REQUEST) {
+        uint8_t key[12];
+        request_t *r = dict_get(s->requests, key, s_request_key(key, client, cseq, "", 0));
+        if (r)
+            s_request_fail(s, r, err, "the node holding it was lost");
+        return;
+    }
+    s->stats.errors++;
+    const char *text = "the node it went to was lost before taking it";
+    s_send_control(c, WIRE_ERROR, what, cseq, (uint32_t) err, NULL, 0, text, strlen(text),
+                   NULL, 0);
+}
+
+static void s_forget_in(const void *key, size_t len, void *value, void *arg)
+{
+    (void) key;
+    (void) len;
+    client_t *c = value;
+    vec_remove(&c->parked_peers, arg);
+    if (c->blocked_peer == arg)
+        server_resume(c->server, c);
+    /* Its deliveries need no release: drop them, keeping the order. */
+    size_t kept = 0;
+    for (size_t i = 0; i < c->dl_count; i++) {
+        struct delivery d = c->deliveries[(c->dl_first + i) % c->dl_cap];
+        if (d.peer != arg)
+            c->deliveries[(c->dl_first + kept++) % c->dl_cap] = d;
+    }
+    c->dl_count = kept;
+}
+
+void server_peer_forget(server_t *s, peer_t *peer)
+{
+    s->gen++;
+    dict_each(s->clients, s_forget_in, peer);
+}
+
+typedef struct {
+    peer_t *peer;
+    vec_t found;
+} peer_requests_t;
+
+static void s_requests_of(const void *key, size_t len, void *value, void *arg)
+{
+    (void) key;
+    (void) len;
+    request_t *r = value;
+    peer_requests_t *pr = arg;
+    if (r->peer == pr->peer)
+        vec_push(&pr->found, r);
+}
+
+void server_peer_state(server_t *s, peer_t *peer, int up)
+{
+    s->gen++;
+    const char *node = peer_name(peer);
+    size_t len = strlen(node);
+    for (size_t i = 0; i < s->watchers.size; i++) {
+        client_t *w = s->watchers.items[i];
+        for (size_t j = 0; j < w->watches.size; j++) {
+            const char *p = w->watches.items[j];
+            if (wire_match(p, strlen(p), node, len)) {
+                s_send_control(w, WIRE_EVENT, 0, 0, up ? WIRE_EV_PEER_UP : WIRE_EV_PEER_DOWN,
+                               node, len, node, len, NULL, 0);
+                break;
+            }
+        }
+    }
+    if (up)
+        return;
+    /* Requests waiting on it fail now; those it made of us are void. */
+    peer_requests_t pr = { peer, { 0 } };
+    dict_each(s->requests, s_requests_of, &pr);
+    for (size_t i = 0; i < pr.found.size; i++) {
+        request_t *r = pr.found.items[i];
+        if (r->requester)
+            s_request_fail(s, r, EHOSTUNREACH, "the node holding it was lost");
+        else
+            s_request_free(s, r);
+    }
+    vec_free(&pr.found);
 }
 
 /* Appends one formatted record to a growing text; on failure the text is
@@ -925,6 +1510,21 @@ static void s_list_name(const void *key, size_t len, void *value, void *arg)
         s_textf(&l->text, &l->len, &l->cap, "%s\t%s\t%s\t%s\n", n->name,
                 l->server->config.name, h->address, h->label);
     }
+    /* A peer tells which names it holds, not who holds them there. */
+    for (size_t i = 0; i < n->peers.size; i++)
+        s_textf(&l->text, &l->len, &l->cap, "%s\t%s\t-\t-\n", n->name,
+                peer_name(n->peers.items[i]));
+}
+
+static void s_list_line(void *arg, const char *fmt, ...)
+{
+    listing_t *l = arg;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    s_textf(&l->text, &l->len, &l->cap, "%s", line);
 }
 
 static void s_list_client(const void *key, size_t len, void *value, void *arg)
@@ -946,8 +1546,11 @@ static void s_handle_query(client_t *c, const wire_frame_t *f)
         dict_each(s->names, s_list_name, &l);
         break;
     case WIRE_Q_PEERS:
-        s_textf(&l.text, &l.len, &l.cap, "%s\t-\tunix:%s\tself\tup\t0\t0\t-\n",
-                s->config.name, s->config.socket_path);
+        if (s->cluster)
+            cluster_list(s->cluster, s_list_line, &l);
+        else
+            s_textf(&l.text, &l.len, &l.cap, "%s\t-\tunix:%s\tself\tup\t0\t0\t-\n",
+                    s->config.name, s->config.socket_path);
         break;
     case WIRE_Q_STATS:
         s_textf(&l.text, &l.len, &l.cap,
@@ -1110,7 +1713,7 @@ static void s_process(client_t *c)
 {
     server_t *s = c->server;
     size_t max_frame = s->config.max_message + WIRE_HEAD_MAX;
-    while (!c->doomed && !c->blocked_on && c->rx && c->rx_head < c->rx_tail) {
+    while (!c->doomed && !c->blocked_on && !c->blocked_peer && c->rx && c->rx_head < c->rx_tail) {
         /* Our own queue full of answers we have not read: wait for us. */
         if (c->queued > s->config.queue_limit) {
             s_block(c, c);
@@ -1135,6 +1738,7 @@ static void s_process(client_t *c)
         c->rx_head += (size_t) len;
     }
 }
+
 
 /* Reads from c's socket into its buffer. A frame larger than the buffer
    gets one of its own, read into directly. Returns bytes read, 0 if none
@@ -1213,7 +1817,7 @@ static void s_client_ready(loop_t *loop, int fd, int revents, void *arg)
         return;
     if (!(revents & LOOP_IN))
         return;
-    if (c->blocked_on) {
+    if (c->blocked_on || c->blocked_peer) {
         /* Paused with a hang-up pending: stop hearing it until resumed;
            what it sent before is still delivered. */
         if (revents & LOOP_ERR) {
@@ -1278,9 +1882,13 @@ static void s_teardown(client_t *c)
     while (c->held)
         s_request_fail(s, c->held, ECONNRESET, "the holder went away before replying");
     s_wake_waiters(c);
+    s_delivered(c, 1);      /* its unread messages die with it, as locally */
     if (c->blocked_on)
         vec_remove(&c->blocked_on->waiters, c);
     c->blocked_on = NULL;
+    if (c->blocked_peer)
+        cluster_unwait(c->blocked_peer, c);
+    c->blocked_peer = NULL;
     if (c->runnable)
         vec_remove(&s->runnable, c);
     if (c->dirty)
@@ -1300,7 +1908,9 @@ static void s_client_free(client_t *c)
     free(c->chunks);
     buf_unref(&c->tail);
     buf_unref(&c->rx);
+    free(c->deliveries);
     vec_free(&c->waiters);
+    vec_free(&c->parked_peers);
     vec_free(&c->names);
     vec_free(&c->subs);
     vec_free(&c->watches);
@@ -1373,7 +1983,7 @@ static int s_idle(loop_t *loop, void *arg)
         while (s->runnable.size > 0) {
             client_t *c = s->runnable.items[--s->runnable.size];
             c->runnable = 0;
-            if (c->doomed || c->blocked_on)
+            if (c->doomed || c->blocked_on || c->blocked_peer)
                 continue;
             if (!c->in_loop && loop_fd_add(s->loop, c->fd, 0, s_client_ready, c) == 0)
                 c->in_loop = 1;
@@ -1395,7 +2005,8 @@ static int s_idle(loop_t *loop, void *arg)
     for (size_t i = 0; i < s->graveyard.size; i++)
         s_client_free(s->graveyard.items[i]);
     s->graveyard.size = 0;
-    return s->runnable.size > 0 || s->doomed.size > 0;
+    int more = s->cluster && cluster_idle(s->cluster);
+    return more || s->runnable.size > 0 || s->doomed.size > 0 || s->dirty.size > 0;
 }
 
 /* --- the socket ------------------------------------------------------------------ */
@@ -1481,6 +2092,7 @@ server_t *server_new(loop_t *loop, const node_config_t *config)
     s->config = *config;
     s->listen_fd = s->lock_fd = -1;
     s->started = loop_now(loop);
+    s->gen = 1;                 /* 0 marks an empty route cache */
     s->clients = dict_new();
     s->names = dict_new();
     s->exact_subs = dict_new();
@@ -1490,8 +2102,24 @@ server_t *server_new(loop_t *loop, const node_config_t *config)
         return NULL;
     }
     s_raise_nofile(s->config.max_clients);
+    if (!(s->cluster = cluster_new(loop, s, &s->config))) {
+        server_destroy(&s);
+        return NULL;
+    }
     loop_set_idle(loop, s_idle, s);
     return s;
+}
+
+static void s_free_name(const void *key, size_t len, void *value, void *arg)
+{
+    (void) key;
+    (void) len;
+    (void) arg;
+    name_t *n = value;
+    vec_free(&n->holders);
+    vec_free(&n->peers);
+    free(n->name);
+    free(n);
 }
 
 static void s_doom_each(const void *key, size_t len, void *value, void *arg)
@@ -1513,7 +2141,10 @@ void server_destroy(server_t **self_p)
             s_teardown(s->doomed.items[--s->doomed.size]);
         for (size_t i = 0; i < s->graveyard.size; i++)
             s_client_free(s->graveyard.items[i]);
+        s->graveyard.size = 0;
     }
+    /* After the clients, whose teardown still tells peers; then goodbye. */
+    cluster_destroy(&s->cluster);
     loop_set_idle(s->loop, NULL, NULL);
     if (s->listen_fd >= 0) {
         loop_fd_del(s->loop, s->listen_fd);
@@ -1525,6 +2156,8 @@ void server_destroy(server_t **self_p)
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     dict_destroy(&s->clients);
+    if (s->names)
+        dict_each(s->names, s_free_name, NULL);     /* those peers held */
     dict_destroy(&s->names);
     dict_destroy(&s->exact_subs);
     dict_destroy(&s->requests);

@@ -1,0 +1,331 @@
+/*  mdns.c: DNS-SD publish and browse through avahi-client.
+
+    Avahi's callbacks run on our loop through the AvahiPoll adapter. The
+    client is made with AVAHI_CLIENT_NO_FAIL, so an absent daemon is a state
+    (CONNECTING) rather than an error; when the daemon goes away the client
+    is made anew and waits for it again. A service seen through several
+    interfaces or protocols counts once: it is reported lost only when its
+    last instance is removed. */
+
+#include "mdns.h"
+#include "avahi_poll.h"
+
+#include <avahi-client/client.h>
+#include <avahi-client/lookup.h>
+#include <avahi-client/publish.h>
+#include <avahi-common/alternative.h>
+#include <avahi-common/error.h>
+#include <avahi-common/malloc.h>
+#include <czmq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ID_LEN 32
+
+/* A service name seen on the network, and how many instances of it. */
+typedef struct seen {
+    struct seen *next;
+    char *name;
+    int instances;
+    char id[ID_LEN + 1];        /* once resolved */
+} seen_t;
+
+struct mdns {
+    loop_t *loop;
+    avahi_poll_t *poll;
+    AvahiClient *client;
+    AvahiEntryGroup *group;
+    AvahiServiceBrowser *browser;
+    char *service;              /* our service name; changes on collision */
+    char id[ID_LEN + 1];
+    char name[256];
+    int port;
+    mdns_fn *fn;
+    void *arg;
+    seen_t *seen;
+    int said_absent;            /* logged that the daemon is not there */
+    loop_timer_t *retry;
+};
+
+static void s_client_new(mdns_t *self);
+
+static seen_t *s_seen(mdns_t *self, const char *name, int create)
+{
+    for (seen_t *s = self->seen; s; s = s->next)
+        if (strcmp(s->name, name) == 0)
+            return s;
+    if (!create)
+        return NULL;
+    seen_t *s = calloc(1, sizeof *s);
+    if (!s || !(s->name = strdup(name))) {
+        free(s);
+        return NULL;
+    }
+    s->next = self->seen;
+    self->seen = s;
+    return s;
+}
+
+static void s_forget_seen(mdns_t *self)
+{
+    while (self->seen) {
+        seen_t *s = self->seen;
+        self->seen = s->next;
+        free(s->name);
+        free(s);
+    }
+}
+
+/* --- publishing ---------------------------------------------------------------- */
+
+static void s_register(mdns_t *self);
+
+static void s_group_cb(AvahiEntryGroup *g, AvahiEntryGroupState state, void *arg)
+{
+    mdns_t *self = arg;
+    self->group = g;
+    if (state == AVAHI_ENTRY_GROUP_ESTABLISHED)
+        zsys_info("mDNS: published '%s' (%s, port %d)", self->service, MDNS_TYPE, self->port);
+    else if (state == AVAHI_ENTRY_GROUP_COLLISION) {
+        /* Another node has our name: take the next one, the Avahi way. */
+        char *alt = avahi_alternative_service_name(self->service);
+        zsys_notice("mDNS: service name '%s' is taken, trying '%s'", self->service, alt);
+        avahi_free(self->service);
+        self->service = alt;
+        avahi_entry_group_reset(g);
+        s_register(self);
+    } else if (state == AVAHI_ENTRY_GROUP_FAILURE)
+        zsys_warning("mDNS: publishing failed: %s",
+                     avahi_strerror(avahi_client_errno(avahi_entry_group_get_client(g))));
+}
+
+static void s_register(mdns_t *self)
+{
+    if (!self->group &&
+        !(self->group = avahi_entry_group_new(self->client, s_group_cb, self))) {
+        zsys_warning("mDNS: cannot make an entry group: %s",
+                     avahi_strerror(avahi_client_errno(self->client)));
+        return;
+    }
+    if (!avahi_entry_group_is_empty(self->group))
+        return;
+    char id[8 + ID_LEN], port[16], name[300];
+    snprintf(id, sizeof id, "id=%s", self->id);
+    snprintf(port, sizeof port, "port=%d", self->port);
+    snprintf(name, sizeof name, "name=%s", self->name);
+    for (int tries = 0; tries < 16; tries++) {
+        int rc = avahi_entry_group_add_service(self->group, AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC,
+                                               0, self->service, MDNS_TYPE, NULL, NULL,
+                                               (uint16_t) self->port, id, "v=1", port, name,
+                                               NULL);
+        if (rc == AVAHI_ERR_COLLISION) {
+            char *alt = avahi_alternative_service_name(self->service);
+            avahi_free(self->service);
+            self->service = alt;
+            continue;
+        }
+        if (rc < 0 || (rc = avahi_entry_group_commit(self->group)) < 0)
+            zsys_warning("mDNS: cannot publish '%s': %s", self->service, avahi_strerror(rc));
+        return;
+    }
+}
+
+/* --- browsing ------------------------------------------------------------------- */
+
+/* The value of key in a TXT record list, copied into buf; NULL if absent. */
+static const char *s_txt(AvahiStringList *txt, const char *key, char *buf, size_t size)
+{
+    AvahiStringList *item = avahi_string_list_find(txt, key);
+    char *k = NULL, *v = NULL;
+    if (!item || avahi_string_list_get_pair(item, &k, &v, NULL) < 0 || !v) {
+        avahi_free(k);
+        avahi_free(v);
+        return NULL;
+    }
+    snprintf(buf, size, "%s", v);
+    avahi_free(k);
+    avahi_free(v);
+    return buf;
+}
+
+static void s_resolved(AvahiServiceResolver *r, AvahiIfIndex iface, AvahiProtocol proto,
+                       AvahiResolverEvent event, const char *name, const char *type,
+                       const char *domain, const char *host, const AvahiAddress *a,
+                       uint16_t port, AvahiStringList *txt, AvahiLookupResultFlags flags,
+                       void *arg)
+{
+    (void) iface;
+    (void) proto;
+    (void) type;
+    (void) domain;
+    (void) host;
+    (void) flags;
+    mdns_t *self = arg;
+    char id[64], version[16], nodename[256], addr[AVAHI_ADDRESS_STR_MAX];
+    if (event == AVAHI_RESOLVER_FOUND && a && a->proto == AVAHI_PROTO_INET &&
+        s_txt(txt, "id", id, sizeof id) && strlen(id) == ID_LEN && strcmp(id, self->id) != 0) {
+        if (!s_txt(txt, "v", version, sizeof version) || strcmp(version, "1") != 0)
+            zsys_warning("mDNS: node '%s' speaks protocol version %s, we speak 1: ignoring it",
+                         name, s_txt(txt, "v", version, sizeof version) ? version : "?");
+        else {
+            if (!s_txt(txt, "name", nodename, sizeof nodename))
+                snprintf(nodename, sizeof nodename, "%s", name);
+            avahi_address_snprint(addr, sizeof addr, a);
+            char endpoint[128];
+            snprintf(endpoint, sizeof endpoint, "tcp://%s:%u", addr, (unsigned) port);
+            seen_t *s = s_seen(self, name, 0);
+            if (s)
+                memcpy(s->id, id, ID_LEN + 1);     /* checked: ID_LEN long */
+            self->fn(self->arg, id, nodename, endpoint, 1);
+        }
+    }
+    avahi_service_resolver_free(r);
+}
+
+static void s_browsed(AvahiServiceBrowser *b, AvahiIfIndex iface, AvahiProtocol proto,
+                      AvahiBrowserEvent event, const char *name, const char *type,
+                      const char *domain, AvahiLookupResultFlags flags, void *arg)
+{
+    mdns_t *self = arg;
+    if (event == AVAHI_BROWSER_FAILURE) {
+        zsys_warning("mDNS: browsing failed: %s",
+                     avahi_strerror(avahi_client_errno(avahi_service_browser_get_client(b))));
+        return;
+    }
+    if (event == AVAHI_BROWSER_NEW) {
+        if (flags & AVAHI_LOOKUP_RESULT_OUR_OWN)
+            return;
+        seen_t *s = s_seen(self, name, 1);
+        if (s)
+            s->instances++;
+        /* IPv4 addresses: they need no interface scope to be dialled. */
+        if (!avahi_service_resolver_new(self->client, iface, proto, name, type, domain,
+                                        AVAHI_PROTO_INET, 0, s_resolved, self))
+            zsys_warning("mDNS: cannot resolve '%s': %s", name,
+                         avahi_strerror(avahi_client_errno(self->client)));
+    } else if (event == AVAHI_BROWSER_REMOVE) {
+        seen_t *s = s_seen(self, name, 0);
+        if (s && --s->instances <= 0) {
+            if (s->id[0])
+                self->fn(self->arg, s->id, name, NULL, 0);
+            s->instances = 0;
+            s->id[0] = 0;
+        }
+    }
+}
+
+/* --- the client ----------------------------------------------------------------- */
+
+static void s_drop(mdns_t *self)
+{
+    /* Freeing the client frees its groups, browsers and resolvers. */
+    if (self->client)
+        avahi_client_free(self->client);
+    self->client = NULL;
+    self->group = NULL;
+    self->browser = NULL;
+    s_forget_seen(self);
+}
+
+static void s_retry(loop_t *loop, void *arg)
+{
+    (void) loop;
+    mdns_t *self = arg;
+    self->retry = NULL;
+    s_client_new(self);
+}
+
+static void s_client_cb(AvahiClient *c, AvahiClientState state, void *arg)
+{
+    mdns_t *self = arg;
+    self->client = c;
+    switch (state) {
+    case AVAHI_CLIENT_S_RUNNING:
+        if (self->said_absent)
+            zsys_notice("mDNS: avahi-daemon is here; publishing and browsing");
+        self->said_absent = 0;
+        /* Browse first: nodes already there answer within ~100 ms, while
+           our own record takes Avahi's probing (~750 ms) to appear. */
+        if (!self->browser &&
+            !(self->browser = avahi_service_browser_new(c, AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC,
+                                                        MDNS_TYPE, NULL, 0, s_browsed, self)))
+            zsys_warning("mDNS: cannot browse: %s", avahi_strerror(avahi_client_errno(c)));
+        s_register(self);
+        break;
+    case AVAHI_CLIENT_S_COLLISION:
+    case AVAHI_CLIENT_S_REGISTERING:
+        /* The host name changed or collided: publish again once running. */
+        if (self->group)
+            avahi_entry_group_reset(self->group);
+        break;
+    case AVAHI_CLIENT_CONNECTING:
+        if (!self->said_absent)
+            zsys_notice("mDNS off: avahi-daemon is not running; local clients and static peers "
+                        "work, and the node registers as soon as it starts");
+        self->said_absent = 1;
+        break;
+    case AVAHI_CLIENT_FAILURE:
+        if (avahi_client_errno(c) == AVAHI_ERR_DISCONNECTED) {
+            zsys_notice("mDNS: avahi-daemon went away; waiting for it to come back");
+            self->said_absent = 1;
+            /* Not from inside its own callback: on the next turn. */
+            if (!self->retry)
+                self->retry = loop_timer_add(self->loop, 0, s_retry, self);
+        } else
+            zsys_warning("mDNS: %s", avahi_strerror(avahi_client_errno(c)));
+        break;
+    }
+}
+
+static void s_client_new(mdns_t *self)
+{
+    s_drop(self);
+    int err = 0;
+    AvahiClient *c = avahi_client_new(avahi_poll_get(self->poll), AVAHI_CLIENT_NO_FAIL,
+                                      s_client_cb, self, &err);
+    if (!c) {
+        /* No system bus at all: try again later, quietly after once. */
+        if (!self->said_absent)
+            zsys_notice("mDNS off: %s; local clients and static peers work, retrying every 5 s",
+                        avahi_strerror(err));
+        self->said_absent = 1;
+        self->retry = loop_timer_add(self->loop, 5000, s_retry, self);
+        return;
+    }
+    self->client = c;
+}
+
+mdns_t *mdns_new(loop_t *loop, const char *name, const char *id, int port, mdns_fn *fn, void *arg)
+{
+    mdns_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->loop = loop;
+    self->port = port;
+    self->fn = fn;
+    self->arg = arg;
+    snprintf(self->id, sizeof self->id, "%s", id);
+    snprintf(self->name, sizeof self->name, "%s", name);
+    self->service = avahi_strdup(name);
+    self->poll = avahi_poll_new(loop);
+    if (!self->service || !self->poll) {
+        mdns_destroy(&self);
+        return NULL;
+    }
+    s_client_new(self);
+    return self;
+}
+
+void mdns_destroy(mdns_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    mdns_t *self = *self_p;
+    loop_timer_cancel(self->loop, self->retry);
+    s_drop(self);
+    avahi_poll_destroy(&self->poll);
+    avahi_free(self->service);
+    free(self);
+    *self_p = NULL;
+}

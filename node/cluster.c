@@ -1,0 +1,1496 @@
+/*  cluster.c: peers over ZeroMQ (docs/protocol-node.md).
+
+    Sockets. One ROUTER takes every peer's messages; each peer gets one
+    DEALER that carries our messages to its ROUTER, whose routing id is our
+    node id. A DEALER knows whom it reached from the HELLO_ACK its HELLO
+    gets; the ROUTER knows who speaks from the routing id and that peer's
+    HELLO. A peer is up once both directions have shaken hands.
+
+    ZeroMQ's file descriptors signal edges, not levels: after every send the
+    socket may hold input that no wake-up will announce, so cluster_idle()
+    looks at each socket's ZMQ_EVENTS before the loop sleeps.
+
+    Flow control. Each direction has a credit window in bytes. Sending a
+    data frame spends credit and remembers the frame's origin until the
+    peer's CREDIT acknowledges it; a lost peer's unacknowledged frames fail
+    back to their senders. A frame for a local client whose queue is full is
+    parked, in order, and the client is asked to call back when it drains. */
+
+#include "cluster.h"
+#include "dict.h"
+#include "mdns.h"
+#include "wire.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TICK_MS         50
+#define HELLO_EVERY_MS  1000
+#define DEALER_HWM      100000
+#define ENDPOINT_MAX    128
+#define SUSPECT_MS      400         /* a peer whose record went must answer by then */
+
+typedef struct {
+    uint32_t seq;
+    uint32_t bytes;
+    uint64_t origin;
+    uint32_t cseq;
+    uint8_t what;
+} flight_t;
+
+/* A data message received, until its last copy reached a local socket. */
+typedef struct {
+    uint32_t seq;
+    uint32_t bytes;
+    uint32_t pending;       /* copies queued, not yet written */
+    int handed;             /* the server has taken it (not parked) */
+} received_t;
+
+typedef struct parked {
+    struct parked *next;
+    zmq_msg_t msg;
+} parked_t;
+
+struct peer {
+    cluster_t *cluster;
+    char id[PROTO_ID_LEN + 1];          /* "" until a handshake tells */
+    char name[WIRE_NAME_MAX + 1];
+    char endpoint[ENDPOINT_MAX];
+    int is_static;
+    int by_mdns;                /* found (also) through mDNS */
+    int up;
+    int64_t suspect_since;      /* its mDNS record went away: is it alive? */
+    zsock_t *dealer;
+    int dealer_fd;
+    int got_ack, got_hello;
+    int hello_pending;          /* HELLO not taken: no connection yet */
+    uint64_t incarnation;
+    uint32_t heartbeat;         /* its PING interval, from its HELLO */
+    uint32_t tx_seq, rx_seq;
+    int64_t last_seen, last_ping, last_hello, up_since;
+    int64_t rtt_us;
+    int congested;
+    int touched;                /* sent on since its input was last read */
+    /* sending: credit and what it has not acknowledged */
+    int64_t credit;
+    flight_t *flights;
+    size_t fl_first, fl_count, fl_cap;
+    /* receiving: what we owe it credit for, what waits for a local client */
+    uint32_t handled_seq;
+    size_t handled_bytes;
+    received_t *rx;             /* ring of data messages not yet credited */
+    size_t rx_first, rx_count, rx_cap;
+    uint32_t epoch;             /* bumped when the ring is reset */
+    parked_t *parked, *parked_tail;
+    size_t parked_bytes;
+    /* its directory */
+    dict_t *names;
+    dict_t *subs;
+    /* local clients waiting for room on us */
+    client_t **waiters;
+    size_t nwaiters, capwaiters;
+};
+
+struct cluster {
+    loop_t *loop;
+    server_t *server;
+    node_config_t cfg;
+    char id[PROTO_ID_LEN + 1];
+    uint64_t incarnation;
+    zsock_t *router;
+    int router_fd;
+    int router_touched;
+    int port;
+    peer_t **peers;
+    size_t npeers, cappeers;
+    loop_timer_t *tick;
+    proto_buf_t out;
+    char self_endpoints[4][ENDPOINT_MAX];   /* dialled and found to be us */
+    size_t nself;
+    mdns_t *mdns;
+    peer_t *last_peer;          /* who sent the last ROUTER message */
+};
+
+static void s_lost(peer_t *p, const char *why);
+
+/* A peer is lost after two and a half of its own heartbeats of silence:
+   its PINGs come one heartbeat (and a tick) apart, so a live peer is never
+   near that, and a dead one is noticed within 2.5 heartbeats and a tick. */
+static int64_t s_timeout(const peer_t *p)
+{
+    return p->heartbeat ? 5 * (int64_t) p->heartbeat / 2 : 1250;
+}
+static size_t s_frame_bytes(size_t size);
+
+static int64_t s_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* --- identity ---------------------------------------------------------------------- */
+
+static int s_mkdirs(const char *path)
+{
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", path);
+    for (char *p = dir + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    return mkdir(dir, 0700) < 0 && errno != EEXIST ? -errno : 0;
+}
+
+/* Reads our id from the state directory, or makes one and keeps it, so a
+   restarted node is the same node to its peers. */
+static int s_load_id(cluster_t *self)
+{
+    char path[600];
+    int rc = s_mkdirs(self->cfg.state_dir);
+    if (rc < 0) {
+        zsys_error("cannot create state directory %s: %s", self->cfg.state_dir, strerror(-rc));
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/node.id", self->cfg.state_dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        char buf[64] = "";
+        if (!fgets(buf, sizeof buf, f))
+            buf[0] = 0;
+        fclose(f);
+        buf[strcspn(buf, "\n")] = 0;
+        if (proto_check_id(buf, strlen(buf)) == 0) {
+            strcpy(self->id, buf);
+            return 0;
+        }
+        zsys_warning("%s does not hold an id; making a new one", path);
+    }
+    uint8_t raw[PROTO_ID_LEN / 2];
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t) sizeof raw) {
+        zsys_error("cannot get random bytes for an id: %s", strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(self->id + 2 * i, 3, "%02x", raw[i]);
+    char tmp[620];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%s\n", self->id) < 0 || fclose(f) != 0 || rename(tmp, path) < 0) {
+        zsys_error("cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* --- sending ----------------------------------------------------------------------- */
+
+/* Sends the encoded message in self->out to peer's DEALER. Returns 0,
+   -EAGAIN (high-water mark) or another negative errno. */
+static int s_send(peer_t *p)
+{
+    cluster_t *self = p->cluster;
+    if (self->out.failed || !p->dealer)
+        return -ENOMEM;
+    p->touched = 1;
+    if (zmq_send(zsock_resolve(p->dealer), self->out.data, self->out.len, ZMQ_DONTWAIT) < 0) {
+        if (errno == EAGAIN)
+            p->congested = 1;
+        return -errno;
+    }
+    return 0;
+}
+
+static void s_begin(peer_t *p, uint8_t type, uint8_t flags)
+{
+    proto_begin(&p->cluster->out, type, flags, ++p->tx_seq);
+}
+
+static void s_send_hello(peer_t *p)
+{
+    cluster_t *self = p->cluster;
+    p->tx_seq = 0;
+    s_begin(p, P_HELLO, 0);
+    proto_str(&self->out, self->id, PROTO_ID_LEN);
+    proto_str(&self->out, self->cfg.name, strlen(self->cfg.name));
+    proto_u16(&self->out, (uint16_t) self->port);
+    proto_u64(&self->out, self->incarnation);
+    proto_u32(&self->out, self->cfg.heartbeat);
+    p->last_hello = loop_now(self->loop);
+    /* With ZMQ_IMMEDIATE a HELLO is refused until the connection is made;
+       cluster_idle sends it as soon as the DEALER can write. */
+    p->hello_pending = s_send(p) < 0;
+}
+
+/* Answers on the ROUTER, to the DEALER that spoke (HELLO_ACK, PONG, FAIL). */
+static void s_answer(cluster_t *self, const void *rid, size_t ridlen)
+{
+    void *router = zsock_resolve(self->router);
+    self->router_touched = 1;
+    if (self->out.failed ||
+        zmq_send(router, rid, ridlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(router, self->out.data, self->out.len, ZMQ_DONTWAIT) < 0) {
+        /* A peer that went away as we answered: it says HELLO again. */
+    }
+}
+
+/* --- peers ------------------------------------------------------------------------- */
+
+static void s_dealer_ready(loop_t *loop, int fd, int revents, void *arg);
+
+static int s_dealer_open(peer_t *p)
+{
+    cluster_t *self = p->cluster;
+    p->dealer = zsock_new(ZMQ_DEALER);
+    if (!p->dealer)
+        return -ENOMEM;
+    zsock_set_identity(p->dealer, self->id);
+    zsock_set_linger(p->dealer, 0);
+    zsock_set_sndhwm(p->dealer, DEALER_HWM);
+    zsock_set_rcvhwm(p->dealer, DEALER_HWM);
+    zsock_set_reconnect_ivl(p->dealer, 100);
+    zsock_set_reconnect_ivl_max(p->dealer, 1000);
+    /* Nothing is queued for a peer not connected: HELLOs would pile up
+       while it is away and all arrive when it returns, and data for it
+       must fail, not wait. */
+    zsock_set_immediate(p->dealer, 1);
+    if (zsock_connect(p->dealer, "%s", p->endpoint) < 0) {
+        zsys_warning("cannot connect to %s: %s", p->endpoint, zmq_strerror(zmq_errno()));
+        zsock_destroy(&p->dealer);
+        return -EINVAL;
+    }
+    p->dealer_fd = zsock_fd(p->dealer);
+    loop_fd_add(self->loop, p->dealer_fd, LOOP_IN, s_dealer_ready, p);
+    p->congested = 0;
+    p->got_ack = 0;
+    s_send_hello(p);
+    return 0;
+}
+
+static void s_dealer_close(peer_t *p)
+{
+    if (!p->dealer)
+        return;
+    loop_fd_del(p->cluster->loop, p->dealer_fd);
+    zsock_destroy(&p->dealer);
+    p->dealer_fd = -1;
+}
+
+static peer_t *s_by_id(cluster_t *self, const char *id, size_t len)
+{
+    for (size_t i = 0; i < self->npeers; i++)
+        if (self->peers[i]->id[0] && len == PROTO_ID_LEN &&
+            memcmp(self->peers[i]->id, id, len) == 0)
+            return self->peers[i];
+    return NULL;
+}
+
+static peer_t *s_by_endpoint(cluster_t *self, const char *endpoint)
+{
+    for (size_t i = 0; i < self->npeers; i++)
+        if (strcmp(self->peers[i]->endpoint, endpoint) == 0)
+            return self->peers[i];
+    return NULL;
+}
+
+static int s_is_self_endpoint(cluster_t *self, const char *endpoint)
+{
+    for (size_t i = 0; i < self->nself; i++)
+        if (strcmp(self->self_endpoints[i], endpoint) == 0)
+            return 1;
+    return 0;
+}
+
+/* A new peer to dial at endpoint. */
+static peer_t *s_peer_new(cluster_t *self, const char *endpoint, int is_static)
+{
+    if (self->npeers == self->cappeers) {
+        size_t cap = self->cappeers ? self->cappeers * 2 : 16;
+        peer_t **peers = realloc(self->peers, cap * sizeof *peers);
+        if (!peers)
+            return NULL;
+        self->peers = peers;
+        self->cappeers = cap;
+    }
+    peer_t *p = calloc(1, sizeof *p);
+    if (!p || !(p->names = dict_new()) || !(p->subs = dict_new())) {
+        if (p) {
+            dict_destroy(&p->names);
+            free(p);
+        }
+        return NULL;
+    }
+    p->cluster = self;
+    p->is_static = is_static;
+    p->dealer_fd = -1;
+    snprintf(p->endpoint, sizeof p->endpoint, "%s", endpoint);
+    strcpy(p->name, "-");
+    p->last_seen = loop_now(self->loop);
+    self->peers[self->npeers++] = p;
+    if (s_dealer_open(p) < 0) {
+        self->npeers--;
+        dict_destroy(&p->names);
+        dict_destroy(&p->subs);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void s_peer_free(peer_t *p)
+{
+    cluster_t *self = p->cluster;
+    if (self->last_peer == p)
+        self->last_peer = NULL;
+    for (size_t i = 0; i < self->npeers; i++)
+        if (self->peers[i] == p) {
+            self->peers[i] = self->peers[--self->npeers];
+            break;
+        }
+    s_dealer_close(p);
+    while (p->parked) {
+        parked_t *k = p->parked;
+        p->parked = k->next;
+        zmq_msg_close(&k->msg);
+        free(k);
+    }
+    dict_destroy(&p->names);
+    dict_destroy(&p->subs);
+    free(p->flights);
+    free(p->rx);
+    free(p->waiters);
+    free(p);
+}
+
+const char *peer_name(const peer_t *p)
+{
+    return p->name;
+}
+
+int peer_is_up(const peer_t *p)
+{
+    return p->up;
+}
+
+/* Tells the server about each name or pattern of a dictionary. */
+typedef struct {
+    server_t *server;
+    peer_t *peer;
+    int up;
+} each_t;
+
+static void s_each_name(const void *key, size_t len, void *value, void *arg)
+{
+    (void) value;
+    each_t *e = arg;
+    server_remote_name(e->server, e->peer, key, len, e->up);
+}
+
+static void s_each_sub(const void *key, size_t len, void *value, void *arg)
+{
+    (void) value;
+    each_t *e = arg;
+    server_remote_sub(e->server, e->peer, key, len, e->up);
+}
+
+static void s_resume_waiters(peer_t *p)
+{
+    /* The server may add waiters back while we resume: take the list. */
+    size_t n = p->nwaiters;
+    client_t **w = p->waiters;
+    p->waiters = NULL;
+    p->nwaiters = p->capwaiters = 0;
+    for (size_t i = 0; i < n; i++)
+        server_resume(p->cluster->server, w[i]);
+    free(w);
+}
+
+/* Sends a list message (NAMES_*, SUBS_*) item by item, in chunks. */
+typedef struct {
+    peer_t *peer;
+    uint8_t type;
+    uint16_t count;
+    size_t count_at;
+} list_t;
+
+static void s_list_flush(list_t *l)
+{
+    cluster_t *self = l->peer->cluster;
+    if (l->count == 0)
+        return;
+    self->out.data[l->count_at] = (uint8_t) (l->count >> 8);
+    self->out.data[l->count_at + 1] = (uint8_t) l->count;
+    s_send(l->peer);
+    l->count = 0;
+}
+
+static void s_list_add(void *arg, const char *s, size_t len)
+{
+    list_t *l = arg;
+    cluster_t *self = l->peer->cluster;
+    if (l->count == PROTO_LIST_MAX)
+        s_list_flush(l);
+    if (l->count == 0) {
+        s_begin(l->peer, l->type, 0);
+        l->count_at = self->out.len;
+        proto_u16(&self->out, 0);
+    }
+    proto_str(&self->out, s, len);
+    l->count++;
+}
+
+static void s_name_item(void *arg, const char *s, size_t len)
+{
+    list_t *l = arg;
+    if (l->type != P_NAMES_ADD) {
+        s_list_flush(l);
+        l->type = P_NAMES_ADD;
+    }
+    s_list_add(l, s, len);
+}
+
+static void s_sub_item(void *arg, const char *s, size_t len)
+{
+    list_t *l = arg;
+    if (l->type != P_SUBS_ADD) {
+        s_list_flush(l);
+        l->type = P_SUBS_ADD;
+    }
+    s_list_add(l, s, len);
+}
+
+/* Tells to one peer every other up peer (or, with only, just that one). */
+static void s_gossip(peer_t *to, peer_t *only)
+{
+    cluster_t *self = to->cluster;
+    uint16_t count = 0;
+    size_t count_at = 0;
+    for (size_t i = 0; i < self->npeers; i++) {
+        peer_t *p = self->peers[i];
+        if (p == to || !p->up || (only && p != only))
+            continue;
+        if (count == 0) {
+            s_begin(to, P_PEERS, 0);
+            count_at = self->out.len;
+            proto_u16(&self->out, 0);
+        }
+        proto_str(&self->out, p->id, PROTO_ID_LEN);
+        proto_str(&self->out, p->name, strlen(p->name));
+        proto_str(&self->out, p->endpoint, strlen(p->endpoint));
+        if (++count == PROTO_LIST_MAX)
+            break;
+    }
+    if (count > 0) {
+        self->out.data[count_at] = (uint8_t) (count >> 8);
+        self->out.data[count_at + 1] = (uint8_t) count;
+        s_send(to);
+    }
+}
+
+static void s_check_up(peer_t *p)
+{
+    cluster_t *self = p->cluster;
+    if (p->up || !p->got_ack || !p->got_hello)
+        return;
+    p->up = 1;
+    p->up_since = p->last_seen = p->last_ping = loop_now(self->loop);
+    p->credit = (int64_t) self->cfg.window;
+    p->congested = 0;
+    zsys_notice("peer %s (%.8s) up at %s (%s)", p->name, p->id, p->endpoint,
+                p->is_static ? "static" : p->by_mdns ? "mdns" : "gossip");
+    /* Our state, then whom we know; and everyone we know learns of it. */
+    list_t l = { .peer = p, .type = P_NAMES_ADD };
+    server_each_local(self->server, s_name_item, s_sub_item, &l);
+    s_list_flush(&l);
+    s_gossip(p, NULL);
+    for (size_t i = 0; i < self->npeers; i++)
+        if (self->peers[i] != p && self->peers[i]->up)
+            s_gossip(self->peers[i], p);
+    server_peer_state(self->server, p, 1);
+}
+
+/* Forgets everything of the peer's incarnation; the peer is dialled anew. */
+static void s_lost(peer_t *p, const char *why)
+{
+    cluster_t *self = p->cluster;
+    int was_up = p->up;
+    if (was_up)
+        zsys_notice("peer %s (%.8s) at %s lost: %s", p->name, p->id, p->endpoint, why);
+    p->up = 0;
+    p->got_ack = p->got_hello = 0;
+    p->incarnation = 0;
+    each_t e = { self->server, p, 0 };
+    dict_each(p->names, s_each_name, &e);
+    dict_each(p->subs, s_each_sub, &e);
+    dict_destroy(&p->names);
+    dict_destroy(&p->subs);
+    p->names = dict_new();
+    p->subs = dict_new();
+    /* Whatever it did not acknowledge fails back to its sender. */
+    while (p->fl_count > 0) {
+        flight_t *f = &p->flights[p->fl_first];
+        p->fl_first = (p->fl_first + 1) % p->fl_cap;
+        p->fl_count--;
+        if (f->origin)
+            server_fail_origin(self->server, f->origin, f->cseq, f->what, EHOSTUNREACH);
+    }
+    while (p->parked) {
+        parked_t *k = p->parked;
+        p->parked = k->next;
+        zmq_msg_close(&k->msg);
+        free(k);
+    }
+    p->parked_tail = NULL;
+    p->parked_bytes = 0;
+    p->handled_bytes = 0;
+    p->rx_count = 0;
+    p->epoch++;             /* copies still queued here no longer count */
+    if (was_up)
+        server_peer_state(self->server, p, 0);
+    s_resume_waiters(p);
+    /* A new DEALER: anything still queued in the old one is stale. */
+    s_dealer_close(p);
+    s_dealer_open(p);
+}
+
+/* Drops a peer for good: lost, then freed. */
+static void s_forget(peer_t *p, const char *why)
+{
+    s_lost(p, why);
+    server_peer_forget(p->cluster->server, p);
+    s_peer_free(p);
+}
+
+/* --- receiving ----------------------------------------------------------------------- */
+
+static void s_send_credit(peer_t *p)
+{
+    if (p->handled_bytes == 0 || !p->up)
+        return;
+    s_begin(p, P_CREDIT, 0);
+    proto_u32(&p->cluster->out, p->handled_seq);
+    proto_u32(&p->cluster->out, (uint32_t) (p->handled_bytes > UINT32_MAX ? UINT32_MAX : p->handled_bytes));
+    p->handled_bytes = 0;
+    s_send(p);
+}
+
+/* Credits every message at the front of the ring that is done: taken by
+   the server and written to every local socket it was queued for. A
+   message is acknowledged only once its receiver could read it, so one
+   still queued here when this node dies fails back to its sender. */
+static void s_advance(peer_t *p)
+{
+    while (p->rx_count > 0) {
+        received_t *r = &p->rx[p->rx_first];
+        if (!r->handed || r->pending > 0)
+            break;
+        p->handled_seq = r->seq;
+        p->handled_bytes += r->bytes;
+        p->rx_first = (p->rx_first + 1) % p->rx_cap;
+        p->rx_count--;
+    }
+    if (p->handled_bytes >= p->cluster->cfg.window / 8)
+        s_send_credit(p);
+}
+
+/* The entry of seq in the ring, or NULL. */
+static received_t *s_received(peer_t *p, uint32_t epoch, uint32_t seq)
+{
+    if (epoch != p->epoch)
+        return NULL;
+    for (size_t i = 0; i < p->rx_count; i++) {
+        received_t *r = &p->rx[(p->rx_first + i) % p->rx_cap];
+        if (r->seq == seq)
+            return r;
+    }
+    return NULL;
+}
+
+uint32_t peer_epoch(const peer_t *p)
+{
+    return p->epoch;
+}
+
+void cluster_hold(peer_t *p, uint32_t epoch, uint32_t seq)
+{
+    received_t *r = s_received(p, epoch, seq);
+    if (r)
+        r->pending++;
+}
+
+void cluster_release(peer_t *p, uint32_t epoch, uint32_t seq)
+{
+    received_t *r = s_received(p, epoch, seq);
+    if (r && r->pending > 0) {
+        r->pending--;
+        s_advance(p);
+    }
+}
+
+/* Records a data message as received, before it is handed over. */
+static int s_note(peer_t *p, uint32_t seq, size_t bytes)
+{
+    if (p->rx_count == p->rx_cap) {
+        size_t cap = p->rx_cap ? p->rx_cap * 2 : 64;
+        received_t *rx = malloc(cap * sizeof *rx);
+        if (!rx)
+            return -ENOMEM;
+        for (size_t i = 0; i < p->rx_count; i++)
+            rx[i] = p->rx[(p->rx_first + i) % p->rx_cap];
+        free(p->rx);
+        p->rx = rx;
+        p->rx_cap = cap;
+        p->rx_first = 0;
+    }
+    p->rx[(p->rx_first + p->rx_count++) % p->rx_cap] =
+        (received_t) { seq, (uint32_t) bytes, 0, 0 };
+    return 0;
+}
+
+/* Hands one data message to the server (decoded as m, or decoded again
+   from msg when m is NULL). Returns 1 if it must wait. */
+static int s_deliver(peer_t *p, zmq_msg_t *msg, const proto_msg_t *m)
+{
+    proto_msg_t again;
+    if (!m) {
+        if (proto_decode(zmq_msg_data(msg), zmq_msg_size(msg), &again) < 0)
+            return 0;       /* checked when it arrived */
+        m = &again;
+    }
+    client_t *blocked = NULL;
+    if (server_remote_data(p->cluster->server, p, m, &blocked) == REMOTE_BLOCKED)
+        return 1;
+    received_t *r = s_received(p, p->epoch, m->seq);
+    if (r)
+        r->handed = 1;
+    s_advance(p);
+    return 0;
+}
+
+static int s_park(peer_t *p, zmq_msg_t *msg)
+{
+    /* Credit bounds what a peer may send ahead; one that sends more does
+       not honour it. */
+    if (p->parked_bytes + zmq_msg_size(msg) > 2 * p->cluster->cfg.window + s_frame_bytes(0))
+        return -ENOBUFS;
+    parked_t *k = malloc(sizeof *k);
+    if (!k)
+        return -ENOMEM;
+    p->parked_bytes += zmq_msg_size(msg);
+    zmq_msg_init(&k->msg);
+    zmq_msg_move(&k->msg, msg);
+    k->next = NULL;
+    if (p->parked_tail)
+        p->parked_tail->next = k;
+    else
+        p->parked = k;
+    p->parked_tail = k;
+    return 0;
+}
+
+void cluster_resume(peer_t *p)
+{
+    while (p->parked) {
+        parked_t *k = p->parked;
+        if (s_deliver(p, &k->msg, NULL))
+            return;
+        p->parked = k->next;
+        if (!p->parked)
+            p->parked_tail = NULL;
+        p->parked_bytes -= zmq_msg_size(&k->msg);
+        zmq_msg_close(&k->msg);
+        free(k);
+    }
+}
+
+static void s_hello_ack(cluster_t *self, const proto_msg_t *m)
+{
+    proto_begin(&self->out, P_HELLO_ACK, 0, 0);
+    proto_str(&self->out, self->id, PROTO_ID_LEN);
+    proto_str(&self->out, self->cfg.name, strlen(self->cfg.name));
+    proto_u64(&self->out, self->incarnation);
+    s_answer(self, m->id, m->idlen);
+}
+
+static void s_on_hello(cluster_t *self, const proto_msg_t *m, const char *addr)
+{
+    if (m->idlen == PROTO_ID_LEN && memcmp(m->id, self->id, PROTO_ID_LEN) == 0) {
+        /* Our own HELLO: we dialled ourselves; the HELLO_ACK tells the
+           dialler so. Our id with another incarnation is another node. */
+        if (m->incarnation == self->incarnation)
+            s_hello_ack(self, m);
+        else
+            zsys_warning("a node at %s says HELLO with our own id %.8s (copied state directory?), "
+                         "ignoring", addr, self->id);
+        return;
+    }
+    peer_t *p = s_by_id(self, m->id, m->idlen);
+    /* A HELLO from a peer that is up: it has started over with us (its
+       DEALER is new), so must we. HELLOs are only repeated until answered. */
+    if (p && (p->up || (p->got_hello && p->incarnation != m->incarnation)))
+        s_lost(p, p->incarnation != m->incarnation ? "it restarted" : "it reconnected");
+    char endpoint[ENDPOINT_MAX];
+    snprintf(endpoint, sizeof endpoint, strchr(addr, ':') ? "tcp://[%s]:%u" : "tcp://%s:%u",
+             addr, (unsigned) m->port);
+    if (!p) {
+        /* A dialler still waiting for its HELLO_ACK may be this peer. */
+        p = s_by_endpoint(self, endpoint);
+        if (p && p->id[0])
+            p = NULL;
+        if (!p && !(p = s_peer_new(self, endpoint, 0)))
+            return;
+        memcpy(p->id, m->id, PROTO_ID_LEN);
+        p->id[PROTO_ID_LEN] = 0;
+    }
+    memcpy(p->name, m->name, m->namelen);
+    p->name[m->namelen] = 0;
+    p->got_hello = 1;
+    p->incarnation = m->incarnation;
+    p->heartbeat = m->heartbeat > 60000 ? 60000 : m->heartbeat;
+    p->rx_seq = m->seq;
+    p->last_seen = loop_now(self->loop);
+    s_hello_ack(self, m);
+    s_check_up(p);
+}
+
+static void s_on_data(peer_t *p, const proto_msg_t *m, zmq_msg_t *msg)
+{
+    /* A peer speaks for its own clients only: the address ends in
+       "@<its name>" (the codec checked the rest of its syntax). */
+    size_t nlen = strlen(p->name);
+    if (m->fromlen < nlen + 1 || m->from[m->fromlen - nlen - 1] != '@' ||
+        memcmp(m->from + m->fromlen - nlen, p->name, nlen) != 0) {
+        s_lost(p, "it sent a message from another node's client");
+        return;
+    }
+    if (s_note(p, m->seq, zmq_msg_size(msg)) < 0) {
+        s_lost(p, "out of memory holding its messages");
+        return;
+    }
+    if ((p->parked || s_deliver(p, msg, m)) && s_park(p, msg) < 0)
+        s_lost(p, "it does not honour flow control, or out of memory");
+}
+
+static void s_on_list(peer_t *p, const proto_msg_t *m)
+{
+    cluster_t *self = p->cluster;
+    const uint8_t *at = m->list;
+    for (unsigned i = 0; i < m->count; i++) {
+        const char *s;
+        size_t len;
+        proto_list_next(&at, &s, &len);
+        if (m->type == P_PEERS) {
+            const char *name, *endpoint;
+            size_t namelen, eplen;
+            proto_list_next(&at, &name, &namelen);
+            proto_list_next(&at, &endpoint, &eplen);
+            char ep[ENDPOINT_MAX];
+            if (eplen >= sizeof ep || memcmp(s, self->id, PROTO_ID_LEN) == 0 ||
+                s_by_id(self, s, len))
+                continue;
+            memcpy(ep, endpoint, eplen);
+            ep[eplen] = 0;
+            if (!s_by_endpoint(self, ep) && !s_is_self_endpoint(self, ep)) {
+                zsys_info("peer %.*s heard of %.*s at %s; connecting", (int) strlen(p->name),
+                          p->name, (int) namelen, name, ep);
+                s_peer_new(self, ep, 0);
+            }
+            continue;
+        }
+        int add = m->type == P_NAMES_ADD || m->type == P_SUBS_ADD;
+        dict_t *d = m->type == P_NAMES_ADD || m->type == P_NAMES_DEL ? p->names : p->subs;
+        int had = dict_get(d, s, len) != NULL;
+        if (add == had)
+            continue;
+        if (add && dict_put(d, s, len, (void *) 1) < 0)
+            continue;
+        if (!add)
+            dict_del(d, s, len);
+        if (d == p->names)
+            server_remote_name(self->server, p, s, len, add);
+        else
+            server_remote_sub(self->server, p, s, len, add);
+    }
+}
+
+static void s_on_credit(peer_t *p, const proto_msg_t *m)
+{
+    /* Acknowledged: every frame up to m->ack. */
+    while (p->fl_count > 0) {
+        flight_t *f = &p->flights[p->fl_first];
+        if ((int32_t) (m->ack - f->seq) < 0)
+            break;
+        p->fl_first = (p->fl_first + 1) % p->fl_cap;
+        p->fl_count--;
+    }
+    p->credit += m->credit;
+    if (p->credit > (int64_t) p->cluster->cfg.window)
+        p->credit = (int64_t) p->cluster->cfg.window;
+    if (p->nwaiters > 0 && p->credit > 0)
+        s_resume_waiters(p);
+}
+
+/* One message on the ROUTER: [routing id][body]. */
+static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
+{
+    proto_msg_t m;
+    int rc = proto_decode(zmq_msg_data(body), zmq_msg_size(body), &m);
+    /* The sender of the last message most likely sent this one too. */
+    peer_t *p = self->last_peer;
+    if (!p || zmq_msg_size(rid) != PROTO_ID_LEN || memcmp(p->id, zmq_msg_data(rid), PROTO_ID_LEN) != 0)
+        p = self->last_peer = s_by_id(self, zmq_msg_data(rid), zmq_msg_size(rid));
+    const char *addr = "?";
+    if (rc == -EPROTO || m.type == P_HELLO || (rc < 0 && !p)) {
+        addr = zmq_msg_gets(body, "Peer-Address");
+        if (!addr)
+            addr = "?";
+    }
+    if (rc == -EPROTO) {
+        zsys_error("node at %s speaks protocol version %u, we speak %u: refusing it",
+                   addr, m.version, PROTO_VERSION);
+        proto_begin(&self->out, P_FAIL, 0, 0);
+        proto_u32(&self->out, EPROTO);
+        proto_u32(&self->out, 0);
+        proto_u8(&self->out, 0);
+        proto_str(&self->out, "", 0);
+        proto_str(&self->out, "", 0);
+        const char *text = "protocol version not supported";
+        proto_str(&self->out, text, strlen(text));
+        s_answer(self, zmq_msg_data(rid), zmq_msg_size(rid));
+        return;
+    }
+    if (rc < 0) {
+        zsys_warning("malformed message from %s (%s)%s", p ? p->name : "an unknown node", addr,
+                     p ? "; dropping the peer" : ", ignoring");
+        if (p)
+            s_lost(p, "it sent a malformed message");
+        return;
+    }
+    if (m.type == P_HELLO) {
+        if (m.idlen != zmq_msg_size(rid) || memcmp(m.id, zmq_msg_data(rid), m.idlen) != 0) {
+            zsys_warning("HELLO from %s claims an id its connection does not carry, ignoring", addr);
+            return;
+        }
+        s_on_hello(self, &m, addr);
+        return;
+    }
+    if (!p || !p->got_hello)
+        return;         /* from before its HELLO: stale */
+    if (p->up && loop_now(self->loop) - p->last_seen > s_timeout(p)) {
+        /* Silent past its timeout, yet talking: we were stalled (stopped,
+           swapped out) and it has surely given us up and failed back what
+           we had not acknowledged. What it sent before that is void. */
+        s_lost(p, "silent past its timeout (were we stalled?)");
+        return;
+    }
+    if (m.seq != p->rx_seq + 1) {
+        char why[64];
+        snprintf(why, sizeof why, "sequence gap (%u after %u)", m.seq, p->rx_seq);
+        s_lost(p, why);
+        return;
+    }
+    p->rx_seq = m.seq;
+    p->last_seen = loop_now(self->loop);
+    switch (m.type) {
+    case P_MSG:
+    case P_REPLY:
+    case P_PUB:
+        s_on_data(p, &m, body);
+        break;
+    case P_NAMES_ADD:
+    case P_NAMES_DEL:
+    case P_SUBS_ADD:
+    case P_SUBS_DEL:
+    case P_PEERS:
+        s_on_list(p, &m);
+        break;
+    case P_ACK:
+        server_remote_ack(self->server, p, &m);
+        break;
+    case P_FAIL:
+        server_remote_fail(self->server, p, &m);
+        break;
+    case P_PING:
+        proto_begin(&self->out, P_PONG, 0, 0);
+        proto_u64(&self->out, m.stamp);
+        s_answer(self, zmq_msg_data(rid), zmq_msg_size(rid));
+        break;
+    case P_BYE:
+        /* A static peer is dialled until it returns; one found otherwise
+           finds us again through its own seeds or its mDNS record. */
+        if (p->is_static)
+            s_lost(p, "it said goodbye");
+        else
+            s_forget(p, "it said goodbye");
+        break;
+    case P_CREDIT:
+        s_on_credit(p, &m);
+        break;
+    default:
+        break;          /* HELLO_ACK, PONG belong on a DEALER */
+    }
+}
+
+/* Reads what the ROUTER has, a bounded batch. Returns 1 if more is left. */
+static int s_router_drain(cluster_t *self)
+{
+    void *router = zsock_resolve(self->router);
+    /* Until EAGAIN, which also takes in ZeroMQ's pending commands: asking
+       ZMQ_EVENTS first would cost a poll() and a getpid() per message. */
+    self->router_touched = 0;
+    for (int i = 0; i < 1024; i++) {
+        zmq_msg_t rid, body;
+        zmq_msg_init(&rid);
+        zmq_msg_init(&body);
+        if (zmq_msg_recv(&rid, router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&rid);
+            zmq_msg_close(&body);
+            return 0;
+        }
+        int more = zmq_msg_more(&rid);
+        if (more && zmq_msg_recv(&body, router, ZMQ_DONTWAIT) >= 0 && !zmq_msg_more(&body))
+            s_router_message(self, &rid, &body);
+        else {
+            /* Not [id][one frame]: skip the rest of it. */
+            while (zmq_msg_more(&body) && zmq_msg_recv(&body, router, ZMQ_DONTWAIT) >= 0)
+                ;
+        }
+        zmq_msg_close(&rid);
+        zmq_msg_close(&body);
+    }
+    self->router_touched = 1;   /* more to read: on the next turn */
+    return 1;
+}
+
+static void s_router_ready(loop_t *loop, int fd, int revents, void *arg)
+{
+    (void) loop;
+    (void) fd;
+    (void) revents;
+    s_router_drain(arg);
+}
+
+/* What comes back on a DEALER: HELLO_ACK, PONG, FAIL. */
+static void s_dealer_message(peer_t *p, const uint8_t *data, size_t size)
+{
+    cluster_t *self = p->cluster;
+    proto_msg_t m;
+    int rc = proto_decode(data, size, &m);
+    if (rc < 0) {
+        zsys_warning("malformed answer from %s, ignoring", p->endpoint);
+        return;
+    }
+    if (m.type == P_FAIL && m.error == EPROTO) {
+        zsys_error("node at %s refused us: %.*s", p->endpoint, (int) m.textlen, m.text);
+        return;
+    }
+    if (m.type == P_PONG) {
+        p->rtt_us = s_now_us() - (int64_t) m.stamp;
+        p->last_seen = loop_now(self->loop);
+        return;
+    }
+    if (m.type != P_HELLO_ACK)
+        return;
+    if (memcmp(m.id, self->id, PROTO_ID_LEN) == 0) {
+        /* We dialled ourselves (a seed list or gossip naming us). */
+        if (self->nself < 4)
+            snprintf(self->self_endpoints[self->nself++], ENDPOINT_MAX, "%s", p->endpoint);
+        s_peer_free(p);
+        return;
+    }
+    peer_t *other = s_by_id(self, m.id, m.idlen);
+    if (other && other != p) {
+        /* The same peer reached two ways: keep one DEALER. */
+        other->is_static |= p->is_static;
+        if (other->dealer && other->got_ack) {
+            s_peer_free(p);
+            return;
+        }
+        s_dealer_close(other);
+        other->dealer = p->dealer;
+        other->dealer_fd = p->dealer_fd;
+        other->tx_seq = p->tx_seq;
+        snprintf(other->endpoint, sizeof other->endpoint, "%s", p->endpoint);
+        loop_fd_del(self->loop, p->dealer_fd);
+        loop_fd_add(self->loop, other->dealer_fd, LOOP_IN, s_dealer_ready, other);
+        p->dealer = NULL;
+        s_peer_free(p);
+        p = other;
+    } else if (!p->id[0]) {
+        memcpy(p->id, m.id, PROTO_ID_LEN);
+        p->id[PROTO_ID_LEN] = 0;
+    }
+    memcpy(p->name, m.name, m.namelen);
+    p->name[m.namelen] = 0;
+    p->got_ack = 1;
+    s_check_up(p);
+}
+
+/* Reads a DEALER. Returns 1 if more is left. */
+static int s_dealer_drain(peer_t *p)
+{
+    p->touched = 0;
+    for (int i = 0; i < 256; i++) {
+        if (!p->dealer)
+            return 0;
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, zsock_resolve(p->dealer), ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&msg);
+            return 0;
+        }
+        /* The peer may be freed by what it says (a self dial, a merge). */
+        cluster_t *self = p->cluster;
+        size_t before = self->npeers;
+        s_dealer_message(p, zmq_msg_data(&msg), zmq_msg_size(&msg));
+        zmq_msg_close(&msg);
+        if (self->npeers != before)
+            return 1;
+    }
+    p->touched = 1;
+    return 1;
+}
+
+static void s_dealer_ready(loop_t *loop, int fd, int revents, void *arg)
+{
+    (void) loop;
+    (void) fd;
+    (void) revents;
+    s_dealer_drain(arg);
+}
+
+int cluster_idle(cluster_t *self)
+{
+    /* A socket we sent on may hold input its descriptor will not signal:
+       the send consumed the edge. Read those before sleeping. */
+    int more = self->router_touched && s_router_drain(self);
+    for (size_t i = 0; i < self->npeers; i++) {
+        peer_t *p = self->peers[i];
+        if (p->touched && s_dealer_drain(p))
+            return 1;
+        if ((p->congested || p->hello_pending) && zsock_events(p->dealer) & ZMQ_POLLOUT) {
+            if (p->hello_pending)
+                s_send_hello(p);
+            p->congested = 0;
+            s_resume_waiters(p);
+        }
+    }
+    return more;
+}
+
+static void s_tick(loop_t *loop, void *arg)
+{
+    cluster_t *self = arg;
+    int64_t now = loop_now(loop);
+    for (size_t i = 0; i < self->npeers; i++) {
+        peer_t *p = self->peers[i];
+        if (p->suspect_since && now - p->suspect_since >= SUSPECT_MS) {
+            int silent = p->last_seen < p->suspect_since;
+            p->suspect_since = 0;
+            if (silent) {
+                s_forget(p, "its mDNS record went away and it does not answer");
+                i--;
+                continue;
+            }
+        }
+        int64_t timeout = s_timeout(p);
+        if (p->up && now - p->last_seen > timeout) {
+            char why[64];
+            snprintf(why, sizeof why, "silent for %lld ms", (long long) (now - p->last_seen));
+            s_lost(p, why);
+            continue;
+        }
+        if (p->up && now - p->last_ping >= (int64_t) self->cfg.heartbeat) {
+            s_begin(p, P_PING, 0);
+            proto_u64(&self->out, (uint64_t) s_now_us());
+            s_send(p);
+            p->last_ping = now;
+        }
+        if (p->up)
+            s_send_credit(p);
+        else if (!p->got_ack && now - p->last_hello >= HELLO_EVERY_MS)
+            s_send_hello(p);
+    }
+    self->tick = loop_timer_add(loop, TICK_MS, s_tick, self);
+}
+
+/* --- what the server asks ------------------------------------------------------------ */
+
+const char *cluster_id(const cluster_t *self)
+{
+    return self->id;
+}
+
+int cluster_port(const cluster_t *self)
+{
+    return self->port;
+}
+
+static void s_tell_all(cluster_t *self, uint8_t type, const char *s, size_t len)
+{
+    for (size_t i = 0; i < self->npeers; i++) {
+        peer_t *p = self->peers[i];
+        if (!p->up)
+            continue;
+        s_begin(p, type, 0);
+        proto_u16(&self->out, 1);
+        proto_str(&self->out, s, len);
+        s_send(p);
+    }
+}
+
+void cluster_local_name(cluster_t *self, const char *name, size_t len, int up)
+{
+    s_tell_all(self, up ? P_NAMES_ADD : P_NAMES_DEL, name, len);
+}
+
+void cluster_local_sub(cluster_t *self, const char *pattern, size_t len, int up)
+{
+    s_tell_all(self, up ? P_SUBS_ADD : P_SUBS_DEL, pattern, len);
+}
+
+peer_t *cluster_find_node(cluster_t *self, const char *name, size_t len)
+{
+    for (size_t i = 0; i < self->npeers; i++) {
+        peer_t *p = self->peers[i];
+        if (p->up && strlen(p->name) == len && memcmp(p->name, name, len) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+/* Bytes a data frame of size payload takes on the wire, at most. */
+static size_t s_frame_bytes(size_t size)
+{
+    return PROTO_HEAD + 16 + 2 * 256 + size;
+}
+
+int cluster_room(const peer_t *p, size_t size)
+{
+    if (!p->up)
+        return 1;       /* the send fails at once: nothing to wait for */
+    if (p->congested)
+        return 0;
+    return p->credit >= (int64_t) s_frame_bytes(size) || p->fl_count == 0;
+}
+
+int cluster_wait(peer_t *p, client_t *c)
+{
+    if (p->nwaiters == p->capwaiters) {
+        size_t cap = p->capwaiters ? p->capwaiters * 2 : 8;
+        client_t **w = realloc(p->waiters, cap * sizeof *w);
+        if (!w)
+            return -ENOMEM;
+        p->waiters = w;
+        p->capwaiters = cap;
+    }
+    p->waiters[p->nwaiters++] = c;
+    return 0;
+}
+
+void cluster_unwait(peer_t *p, client_t *c)
+{
+    for (size_t i = 0; i < p->nwaiters; i++)
+        if (p->waiters[i] == c) {
+            p->waiters[i] = p->waiters[--p->nwaiters];
+            return;
+        }
+}
+
+/* Sends the data frame whose head is in self->out, followed by its
+   payload, and remembers it until acknowledged. The frame is built in the
+   ZeroMQ message itself: the payload is copied once. */
+static int s_send_data(peer_t *p, uint64_t origin, uint32_t cseq, uint8_t what,
+                       const void *data, size_t size)
+{
+    cluster_t *self = p->cluster;
+    if (self->out.failed) {
+        p->tx_seq--;
+        return -ENOMEM;
+    }
+    if (p->fl_count == p->fl_cap) {
+        size_t cap = p->fl_cap ? p->fl_cap * 2 : 64;
+        flight_t *f = malloc(cap * sizeof *f);
+        if (!f)
+            return -ENOMEM;
+        for (size_t i = 0; i < p->fl_count; i++)
+            f[i] = p->flights[(p->fl_first + i) % p->fl_cap];
+        free(p->flights);
+        p->flights = f;
+        p->fl_cap = cap;
+        p->fl_first = 0;
+    }
+    size_t len = self->out.len + size;
+    zmq_msg_t msg;
+    if (zmq_msg_init_size(&msg, len) < 0) {
+        p->tx_seq--;
+        return -ENOMEM;
+    }
+    memcpy(zmq_msg_data(&msg), self->out.data, self->out.len);
+    if (size)
+        memcpy((uint8_t *) zmq_msg_data(&msg) + self->out.len, data, size);
+    p->touched = 1;
+    if (zmq_msg_send(&msg, zsock_resolve(p->dealer), ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&msg);
+        /* At the high-water mark with credit left, or disconnected: the
+           link is stuck and the frame's seq is spent. Start over rather
+           than leave a gap. */
+        s_lost(p, "its connection is stuck");
+        return -EHOSTUNREACH;
+    }
+    p->credit -= (int64_t) len;
+    p->flights[(p->fl_first + p->fl_count++) % p->fl_cap] =
+        (flight_t) { p->tx_seq, (uint32_t) len, origin, cseq, what };
+    return 0;
+}
+
+int cluster_msg(peer_t *p, uint8_t kind, uint8_t flags, uint32_t cseq, uint32_t timeout,
+                const char *from, size_t fromlen, const char *to, size_t tolen,
+                const void *data, size_t size, uint64_t origin)
+{
+    if (!p->up)
+        return -EHOSTUNREACH;
+    proto_buf_t *b = &p->cluster->out;
+    s_begin(p, P_MSG, flags);
+    proto_u8(b, kind);
+    proto_u32(b, cseq);
+    proto_u32(b, timeout);
+    proto_str(b, from, fromlen);
+    proto_str(b, to, tolen);
+    return s_send_data(p, origin, cseq, kind == P_KIND_REQUEST ? WIRE_REQUEST : WIRE_SEND,
+                       data, size);
+}
+
+int cluster_reply(peer_t *p, uint32_t rid, const char *to, size_t tolen,
+                  const char *from, size_t fromlen, const void *data, size_t size,
+                  uint64_t origin)
+{
+    if (!p->up)
+        return -EHOSTUNREACH;
+    proto_buf_t *b = &p->cluster->out;
+    s_begin(p, P_REPLY, 0);
+    proto_u32(b, rid);
+    proto_str(b, to, tolen);
+    proto_str(b, from, fromlen);
+    return s_send_data(p, origin, 0, WIRE_REPLY, data, size);
+}
+
+/* Does one of peer's patterns match topic? */
+typedef struct {
+    const char *topic;
+    size_t len;
+    int hit;
+} match_t;
+
+static void s_match(const void *key, size_t len, void *value, void *arg)
+{
+    (void) value;
+    match_t *m = arg;
+    if (!m->hit && wire_match(key, len, m->topic, m->len))
+        m->hit = 1;
+}
+
+static int s_wants(const peer_t *p, const char *topic, size_t len)
+{
+    match_t m = { topic, len, 0 };
+    if (p->up)
+        dict_each(p->subs, s_match, &m);
+    return m.hit;
+}
+
+int cluster_pub_room(cluster_t *self, const char *topic, size_t len, size_t size,
+                     peer_t **ret_blocked)
+{
+    for (size_t i = 0; i < self->npeers; i++) {
+        peer_t *p = self->peers[i];
+        if (s_wants(p, topic, len) && !cluster_room(p, size)) {
+            *ret_blocked = p;
+            return 0;
+        }
+    }
+    return 1;
+}
+
+void cluster_pub(cluster_t *self, const char *topic, size_t len, const char *from,
+                 size_t fromlen, const void *data, size_t size, uint64_t origin,
+                 uint32_t cseq)
+{
+    for (size_t i = 0; i < self->npeers; i++) {
+        peer_t *p = self->peers[i];
+        if (!s_wants(p, topic, len))
+            continue;
+        s_begin(p, P_PUB, 0);
+        proto_u32(&self->out, cseq);
+        proto_str(&self->out, topic, len);
+        proto_str(&self->out, from, fromlen);
+        if (s_send_data(p, origin, cseq, WIRE_PUBLISH, data, size) == -ENOMEM)
+            server_fail_origin(self->server, origin, cseq, WIRE_PUBLISH, ENOMEM);
+    }
+}
+
+void cluster_ack(peer_t *p, uint32_t cseq, const char *to, size_t tolen)
+{
+    if (!p->up)
+        return;
+    s_begin(p, P_ACK, 0);
+    proto_u32(&p->cluster->out, cseq);
+    proto_str(&p->cluster->out, to, tolen);
+    s_send(p);
+}
+
+void cluster_fail(peer_t *p, int err, uint32_t cseq, uint8_t what, const char *to,
+                  size_t tolen, const char *name, size_t namelen, const char *text)
+{
+    if (!p->up)
+        return;
+    proto_buf_t *b = &p->cluster->out;
+    s_begin(p, P_FAIL, 0);
+    proto_u32(b, (uint32_t) err);
+    proto_u32(b, cseq);
+    proto_u8(b, what);
+    proto_str(b, to, tolen);
+    proto_str(b, name, namelen);
+    proto_str(b, text, strlen(text));
+    s_send(p);
+}
+
+void cluster_list(cluster_t *self, void (*line) (void *arg, const char *fmt, ...), void *arg)
+{
+    int64_t now = loop_now(self->loop);
+    line(arg, "%s\t%s\ttcp://*:%d\tself\tup\t0\t0\t-\n", self->cfg.name, self->id, self->port);
+    for (size_t i = 0; i < self->npeers; i++) {
+        peer_t *p = self->peers[i];
+        line(arg, "%s\t%s\t%s\t%s\t%s\t%lld\t%lld\t-\n", p->name, p->id[0] ? p->id : "-",
+             p->endpoint, p->is_static ? "static" : p->by_mdns ? "mdns" : "gossip",
+             p->up ? "up" : "connecting",
+             (long long) (p->up ? p->rtt_us : 0), (long long) (now - p->last_seen));
+    }
+}
+
+/* mDNS found a node, or its record went away. */
+static void s_mdns(void *arg, const char *id, const char *name, const char *endpoint, int up)
+{
+    cluster_t *self = arg;
+    peer_t *p = s_by_id(self, id, strlen(id));
+    if (!up) {
+        /* Gone from mDNS: dead (its daemon withdrew it) or only its
+           avahi-daemon restarted. A ping decides, quickly. */
+        if (p && p->up && !p->suspect_since) {
+            p->suspect_since = loop_now(self->loop);
+            s_begin(p, P_PING, 0);
+            proto_u64(&self->out, (uint64_t) s_now_us());
+            s_send(p);
+        } else if (p && !p->up && p->by_mdns && !p->is_static)
+            s_forget(p, "its mDNS record went away");
+        return;
+    }
+    if (p) {
+        p->by_mdns = 1;
+        return;
+    }
+    if (s_is_self_endpoint(self, endpoint))
+        return;
+    p = s_by_endpoint(self, endpoint);
+    if (p && p->id[0])
+        return;
+    zsys_info("mDNS: found %s (%.8s) at %s; connecting", name, id, endpoint);
+    if (!p && !(p = s_peer_new(self, endpoint, 0)))
+        return;
+    /* The id from its TXT record; its HELLO_ACK will confirm it. */
+    snprintf(p->id, sizeof p->id, "%s", id);
+    p->by_mdns = 1;
+}
+
+/* --- life ---------------------------------------------------------------------------- */
+
+cluster_t *cluster_new(loop_t *loop, server_t *server, const node_config_t *config)
+{
+    cluster_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->loop = loop;
+    self->server = server;
+    self->cfg = *config;
+    self->router_fd = -1;
+    if (getrandom(&self->incarnation, sizeof self->incarnation, 0) != sizeof self->incarnation)
+        self->incarnation = (uint64_t) s_now_us();
+    if (s_load_id(self) < 0) {
+        free(self);
+        return NULL;
+    }
+    self->router = zsock_new(ZMQ_ROUTER);
+    if (!self->router) {
+        zsys_error("cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
+        cluster_destroy(&self);
+        return NULL;
+    }
+    zsock_set_router_handover(self->router, 1);
+    zsock_set_router_mandatory(self->router, 1);
+    zsock_set_linger(self->router, 0);
+    zsock_set_rcvhwm(self->router, 0);
+    zsock_set_sndhwm(self->router, DEALER_HWM);
+    char port[16];
+    if (self->cfg.port)
+        snprintf(port, sizeof port, "%u", self->cfg.port);
+    else
+        strcpy(port, "*");
+    self->port = zsock_bind(self->router, "tcp://%s:%s", self->cfg.bind, port);
+    if (self->port < 0) {
+        zsys_error("cannot listen on tcp://%s:%s: %s", self->cfg.bind, port,
+                   zmq_strerror(zmq_errno()));
+        cluster_destroy(&self);
+        return NULL;
+    }
+    if (self->port == 0)
+        self->port = (int) self->cfg.port;
+    self->router_fd = zsock_fd(self->router);
+    self->router_touched = 1;
+    loop_fd_add(loop, self->router_fd, LOOP_IN, s_router_ready, self);
+    for (size_t i = 0; i < self->cfg.npeers; i++)
+        if (!s_by_endpoint(self, self->cfg.peers[i]) && !s_peer_new(self, self->cfg.peers[i], 1))
+            zsys_warning("cannot add peer %s, ignoring", self->cfg.peers[i]);
+    self->tick = loop_timer_add(loop, TICK_MS, s_tick, self);
+    zsys_notice("node id %s listening on tcp://%s:%d", self->id, self->cfg.bind, self->port);
+    if (!self->cfg.no_mdns && !(self->mdns = mdns_new(loop, self->cfg.name, self->id, self->port,
+                                                      s_mdns, self)))
+        zsys_warning("mDNS off: out of memory");
+    return self;
+}
+
+void cluster_destroy(cluster_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    cluster_t *self = *self_p;
+    mdns_destroy(&self->mdns);
+    /* Goodbye to every peer, given a moment to leave. */
+    for (size_t i = 0; i < self->npeers; i++) {
+        peer_t *p = self->peers[i];
+        if (p->up) {
+            s_begin(p, P_BYE, 0);
+            zsock_set_linger(p->dealer, 200);
+            s_send(p);
+        }
+    }
+    while (self->npeers > 0)
+        s_peer_free(self->peers[self->npeers - 1]);
+    free(self->peers);
+    loop_timer_cancel(self->loop, self->tick);
+    if (self->router_fd >= 0)
+        loop_fd_del(self->loop, self->router_fd);
+    zsock_destroy(&self->router);
+    proto_free(&self->out);
+    free(self);
+    *self_p = NULL;
+}

@@ -1,0 +1,129 @@
+/*  proto.h: the node-to-node codec (docs/protocol-node.md).
+
+    Each ZeroMQ message between nodes is one frame:
+
+      sig:u8 0xA9  version:u8  type:u8  flags:u8  seq:u32  fields...
+
+    Integers are big-endian; str8 is a u8 length and that many bytes; a
+    payload runs to the end of the frame. Decoding checks every length
+    against the end, the fields each type requires, the syntax of names,
+    and rejects trailing bytes; it allocates nothing and returns views. */
+#ifndef IPCNET_PROTO_H
+#define IPCNET_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_SIG       0xA9
+#define PROTO_VERSION   1
+#define PROTO_HEAD      8
+#define PROTO_ID_LEN    32          /* node ids: 32 lowercase hex digits */
+#define PROTO_LIST_MAX  1024        /* items in one list message */
+
+enum {
+    P_HELLO = 1,        /* id, name, port:u16, incarnation:u64, heartbeat_ms:u32 */
+    P_HELLO_ACK = 2,    /* id, name, incarnation:u64 (ROUTER's answer to HELLO) */
+    P_NAMES_ADD = 3,    /* count:u16, count x str8 name */
+    P_NAMES_DEL = 4,
+    P_SUBS_ADD = 5,     /* count:u16, count x str8 pattern */
+    P_SUBS_DEL = 6,
+    P_PEERS = 7,        /* count:u16, count x (id, name, endpoint) */
+    P_MSG = 8,          /* kind:u8, cseq:u32, timeout:u32, from, to, payload */
+    P_REPLY = 9,        /* cseq:u32 (request id), to, from, payload */
+    P_PUB = 10,         /* cseq:u32 (publisher's seq), topic, from, payload */
+    P_ACK = 11,         /* cseq:u32, to */
+    P_FAIL = 12,        /* error:u32, cseq:u32, what:u8, to, name, text */
+    P_PING = 13,        /* stamp:u64 */
+    P_PONG = 14,        /* stamp:u64 */
+    P_BYE = 15,
+    P_CREDIT = 16,      /* ack:u32 (last seq handled), bytes:u32 */
+};
+
+/* MSG kinds */
+enum { P_KIND_SEND = 1, P_KIND_REQUEST = 2 };
+
+/* Flags */
+#define P_F_CONFIRM 0x01    /* MSG: answer ACK once queued for a holder */
+
+/* A decoded message; strings and payload are views into the frame. The
+   list of NAMES/SUBS/PEERS stays encoded: walk it with proto_list_next. */
+typedef struct {
+    uint8_t version, type, flags;
+    uint32_t seq;
+    const char *id;   size_t idlen;
+    const char *name; size_t namelen;
+    uint16_t port;
+    uint64_t incarnation;
+    uint32_t heartbeat;
+    uint16_t count;
+    const uint8_t *list; size_t listlen;
+    uint8_t kind;       /* MSG: P_KIND_*; FAIL: the local frame type that failed */
+    uint32_t cseq;
+    uint32_t timeout;
+    uint32_t error;
+    const char *from; size_t fromlen;
+    const char *to;   size_t tolen;
+    const char *text; size_t textlen;
+    uint64_t stamp;
+    uint32_t ack, credit;
+    const uint8_t *data; size_t size;
+} proto_msg_t;
+
+/* Decodes one frame. Returns 0; -EPROTO if the signature is right but the
+   version is not ours (*ret then has version and type); -EBADMSG for
+   anything else wrong. */
+int proto_decode(const uint8_t *buf, size_t len, proto_msg_t *ret);
+
+/* The next item of a decoded list: a name (NAMES/SUBS), or for PEERS an
+   id, name and endpoint. Lists were checked by proto_decode. */
+void proto_list_next(const uint8_t **at, const char **s, size_t *len);
+
+/* A growing buffer to encode into, zeroed before first use. Encoding
+   never fails half way: when memory runs out, failed is set and the
+   message must not be sent. */
+typedef struct {
+    uint8_t *data;
+    size_t len, cap;
+    int failed;
+} proto_buf_t;
+
+void proto_begin(proto_buf_t *b, uint8_t type, uint8_t flags, uint32_t seq);
+void proto_bytes(proto_buf_t *b, const void *data, size_t len);
+void proto_free(proto_buf_t *b);
+
+/* Room for n more bytes (growing the buffer), or NULL with failed set. */
+uint8_t *proto_grow(proto_buf_t *b, size_t n);
+
+/* Integers and short strings: inline, as every message is made of them. */
+static inline void proto_put(proto_buf_t *b, uint64_t v, size_t n)
+{
+    uint8_t *at;
+    if (!b->failed && b->cap - b->len >= n) {
+        at = b->data + b->len;
+        b->len += n;
+    } else if (!(at = proto_grow(b, n)))
+        return;
+    for (size_t i = 0; i < n; i++)
+        at[i] = (uint8_t) (v >> (8 * (n - 1 - i)));
+}
+
+static inline void proto_u8(proto_buf_t *b, uint8_t v)   { proto_put(b, v, 1); }
+static inline void proto_u16(proto_buf_t *b, uint16_t v) { proto_put(b, v, 2); }
+static inline void proto_u32(proto_buf_t *b, uint32_t v) { proto_put(b, v, 4); }
+static inline void proto_u64(proto_buf_t *b, uint64_t v) { proto_put(b, v, 8); }
+
+/* A str8: len <= 255, else failed is set. */
+static inline void proto_str(proto_buf_t *b, const char *s, size_t len)
+{
+    if (len > 255) {
+        b->failed = 1;
+        return;
+    }
+    proto_put(b, len, 1);
+    proto_bytes(b, s, len);
+}
+
+/* Checks an id: 32 lowercase hex digits. */
+int proto_check_id(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,218 @@
+/*  fuzz_proto.c: a libFuzzer target for the node-to-node codec.
+
+    The input is one ZeroMQ message from a peer, decoded by proto_decode()
+    from a heap copy of exactly its length, so that ASan sees a read past
+    its end. What decodes must be sound: every view inside the message and
+    in the order of its fields, lists walked with proto_list_next() to their
+    exact end with every item valid for its kind, and the fields encoding
+    back (proto_begin, proto_u8, ...) to the very same bytes. A message of
+    another version must say so and decode nothing else. Any breach aborts,
+    which libFuzzer reports. */
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+#include "wire.h"
+
+#define CHECK(cond)  do { if (!(cond)) abort (); } while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Is the view of n bytes at p inside the len bytes at buf? */
+static int s_inside(const uint8_t *buf, size_t len, const void *p, size_t n)
+{
+    const uint8_t *q = p;
+    return q && q >= buf && q <= buf + len && n <= (size_t) (buf + len - q);
+}
+
+/* Walks a decoded list as the node does, checking every item. */
+static void s_list(const uint8_t *buf, size_t len, const proto_msg_t *m)
+{
+    CHECK(m->count >= 1 && m->count <= PROTO_LIST_MAX);
+    CHECK(m->list == buf + PROTO_HEAD + 2 && m->listlen == len - PROTO_HEAD - 2);
+    const uint8_t *at = m->list, *end = m->list + m->listlen;
+    int fields = m->type == P_PEERS ? 3 : 1;
+    for (unsigned i = 0; i < m->count; i++)
+        for (int f = 0; f < fields; f++) {
+            const char *s;
+            size_t n;
+            CHECK(at < end);
+            proto_list_next(&at, &s, &n);
+            CHECK(at <= end && s + n == (const char *) at);
+            CHECK(s_inside(buf, len, s, n));
+            if (m->type == P_PEERS && f == 0)
+                CHECK(proto_check_id(s, n) == 0);
+            else if (m->type == P_PEERS && f == 2)
+                CHECK(n >= 7 && memcmp(s, "tcp://", 6) == 0 && !memchr(s, ' ', n));
+            else if (m->type == P_SUBS_ADD || m->type == P_SUBS_DEL)
+                CHECK(wire_check_pattern(s, n) == 0);
+            else
+                CHECK(wire_check_name(s, n) == 0);
+        }
+    CHECK(at == end);
+}
+
+/* Encodes the decoded fields again, as docs/protocol-node.md section 6
+   lays them out. */
+static void s_encode(proto_buf_t *b, const proto_msg_t *m)
+{
+    proto_begin(b, m->type, m->flags, m->seq);
+    switch (m->type) {
+    case P_HELLO:
+    case P_HELLO_ACK:
+        proto_str(b, m->id, m->idlen);
+        proto_str(b, m->name, m->namelen);
+        if (m->type == P_HELLO)
+            proto_u16(b, m->port);
+        proto_u64(b, m->incarnation);
+        if (m->type == P_HELLO)
+            proto_u32(b, m->heartbeat);
+        break;
+    case P_NAMES_ADD: case P_NAMES_DEL: case P_SUBS_ADD: case P_SUBS_DEL: case P_PEERS:
+        proto_u16(b, m->count);
+        proto_bytes(b, m->list, m->listlen);
+        break;
+    case P_MSG:
+        proto_u8(b, m->kind);
+        proto_u32(b, m->cseq);
+        proto_u32(b, m->timeout);
+        proto_str(b, m->from, m->fromlen);
+        proto_str(b, m->to, m->tolen);
+        proto_bytes(b, m->data, m->size);
+        break;
+    case P_REPLY:
+        proto_u32(b, m->cseq);
+        proto_str(b, m->to, m->tolen);
+        proto_str(b, m->from, m->fromlen);
+        proto_bytes(b, m->data, m->size);
+        break;
+    case P_PUB:
+        proto_str(b, m->to, m->tolen);
+        proto_str(b, m->from, m->fromlen);
+        proto_bytes(b, m->data, m->size);
+        break;
+    case P_ACK:
+        proto_u32(b, m->cseq);
+        proto_str(b, m->to, m->tolen);
+        break;
+    case P_FAIL:
+        proto_u32(b, m->error);
+        proto_u32(b, m->cseq);
+        proto_u8(b, m->kind);
+        proto_str(b, m->to, m->tolen);
+        proto_str(b, m->name, m->namelen);
+        proto_str(b, m->text, m->textlen);
+        break;
+    case P_PING:
+    case P_PONG:
+        proto_u64(b, m->stamp);
+        break;
+    case P_BYE:
+        break;
+    case P_CREDIT:
+        proto_u32(b, m->ack);
+        proto_u32(b, m->credit);
+        break;
+    default:
+        abort();        /* an unknown type decoded */
+    }
+}
+
+/* Checks a message that decoded (len bytes at buf). */
+static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
+{
+    CHECK(len >= PROTO_HEAD && buf[0] == PROTO_SIG);
+    CHECK(m->version == PROTO_VERSION && m->type == buf[2] && m->flags == buf[3]);
+    CHECK(m->seq == wire_get32(buf + 4));
+    switch (m->type) {
+    case P_HELLO:
+    case P_HELLO_ACK:
+        CHECK(m->id == (const char *) buf + 9 && proto_check_id(m->id, m->idlen) == 0);
+        CHECK(m->name == m->id + m->idlen + 1 && s_inside(buf, len, m->name, m->namelen));
+        CHECK(wire_check_name(m->name, m->namelen) == 0);
+        if (m->type == P_HELLO)
+            CHECK(m->port != 0 && m->heartbeat != 0);
+        break;
+    case P_NAMES_ADD: case P_NAMES_DEL: case P_SUBS_ADD: case P_SUBS_DEL: case P_PEERS:
+        s_list(buf, len, m);
+        break;
+    case P_MSG:
+        CHECK(m->kind == P_KIND_SEND || m->kind == P_KIND_REQUEST);
+        CHECK(m->from == (const char *) buf + 18 && m->to == m->from + m->fromlen + 1);
+        CHECK(m->fromlen >= 1 && m->tolen >= 1);
+        CHECK(m->data == (const uint8_t *) m->to + m->tolen);
+        break;
+    case P_REPLY:
+        CHECK(m->to == (const char *) buf + 13 && m->from == m->to + m->tolen + 1);
+        CHECK(m->fromlen >= 1 && m->tolen >= 1);
+        CHECK(m->data == (const uint8_t *) m->from + m->fromlen);
+        break;
+    case P_PUB:
+        CHECK(m->to == (const char *) buf + 9 && wire_check_name(m->to, m->tolen) == 0);
+        CHECK(m->from == m->to + m->tolen + 1 && m->fromlen >= 1);
+        CHECK(m->data == (const uint8_t *) m->from + m->fromlen);
+        break;
+    case P_ACK:
+        CHECK(m->to == (const char *) buf + 13 && m->tolen >= 1);
+        CHECK(m->to + m->tolen == (const char *) buf + len);
+        break;
+    case P_FAIL:
+        CHECK(m->error >= 1 && m->error <= 4095);
+        CHECK(m->to == (const char *) buf + 18);
+        CHECK(m->name == m->to + m->tolen + 1 && m->text == m->name + m->namelen + 1);
+        CHECK(m->text + m->textlen == (const char *) buf + len);
+        break;
+    case P_PING: case P_PONG: case P_CREDIT:
+        CHECK(len == PROTO_HEAD + 8);
+        break;
+    case P_BYE:
+        CHECK(len == PROTO_HEAD);
+        break;
+    default:
+        abort();
+    }
+    if (m->type == P_MSG || m->type == P_REPLY || m->type == P_PUB) {
+        CHECK(s_inside(buf, len, m->to, m->tolen) && s_inside(buf, len, m->from, m->fromlen));
+        CHECK(s_inside(buf, len, m->data, m->size) && m->data + m->size == buf + len);
+    }
+    /* Touch every byte of the strings, so ASan checks them too. */
+    volatile unsigned sum = 0;
+    for (size_t i = 0; i < m->fromlen; i++)
+        sum += (uint8_t) m->from[i];
+    for (size_t i = 0; i < m->textlen; i++)
+        sum += (uint8_t) m->text[i];
+
+    proto_buf_t b = { 0 };
+    s_encode(&b, m);
+    CHECK(!b.failed && b.len == len && memcmp(b.data, buf, len) == 0);
+    proto_free(&b);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    uint8_t *buf = malloc(size ? size : 1);
+    if (!buf)
+        return 0;
+    memcpy(buf, data, size);
+
+    proto_msg_t m, before;
+    memset(&m, 0x5a, sizeof m);
+    before = m;
+    int rc = proto_decode(buf, size, &m);
+    if (rc == 0)
+        s_sound(buf, size, &m);
+    else if (rc == -EPROTO) {
+        CHECK(size >= PROTO_HEAD && buf[0] == PROTO_SIG && buf[1] != PROTO_VERSION);
+        CHECK(m.version == buf[1] && m.type == buf[2] && m.flags == buf[3]);
+        CHECK(m.seq == wire_get32(buf + 4));
+        CHECK(m.id == NULL && m.list == NULL && m.data == NULL && m.size == 0);
+    } else {
+        CHECK(rc == -EBADMSG);
+        CHECK(memcmp(&m, &before, sizeof m) == 0);
+    }
+    free(buf);
+    return 0;
+}

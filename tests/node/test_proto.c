@@ -1,0 +1,2074 @@
+/*  test_proto.c: unit tests of the node-to-node codec (node/proto.c).
+
+    The examples of docs/protocol-node.md (section 14) are replayed byte for
+    byte, and read back from the document itself so that the two cannot
+    drift apart; so is the table of shortest messages (section 6). Malformed
+    input is made by cutting good messages at every length, flipping every
+    byte and scrambling at random. Each decode works on a heap copy of
+    exactly the bytes under test, so that valgrind or ASan see any read past
+    the end of a message, and everything that decodes must lie inside its
+    buffer, carry well-formed addresses where the spec asks for them, and
+    encode back to the very same bytes. */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proto.h"
+#include "wire.h"
+
+#define ID_A "5f0c3e9a7b214d68a1e2c3b4d5f60718"     /* alpha, as in the spec */
+#define ID_B "c2d4e6f8091a2b3c4d5e6f708192a3b4"     /* beta */
+#define N_TYPES 16                                  /* P_HELLO .. P_CREDIT */
+
+/* --- the spec's examples (docs/protocol-node.md, section 14) ------------- */
+
+/* 14.1 HELLO from alpha: seq 1, port 5680, heartbeat 500 ms. */
+static const uint8_t s_ex_hello[] = {
+    0xa9, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01,
+    0x20, '5', 'f', '0', 'c', '3', 'e', '9', 'a', '7', 'b', '2', '1', '4', 'd', '6', '8',
+    'a', '1', 'e', '2', 'c', '3', 'b', '4', 'd', '5', 'f', '6', '0', '7', '1', '8',
+    0x05, 'a', 'l', 'p', 'h', 'a',
+    0x16, 0x30,
+    0x8e, 0x3b, 0x1f, 0x2a, 0x6c, 0x4d, 0x5e, 0x07,
+    0x00, 0x00, 0x01, 0xf4,
+};
+
+/* 14.2 HELLO_ACK from beta, seq 0. */
+static const uint8_t s_ex_hello_ack[] = {
+    0xa9, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x20, 'c', '2', 'd', '4', 'e', '6', 'f', '8', '0', '9', '1', 'a', '2', 'b', '3', 'c',
+    '4', 'd', '5', 'e', '6', 'f', '7', '0', '8', '1', '9', '2', 'a', '3', 'b', '4',
+    0x04, 'b', 'e', 't', 'a',
+    0x13, 0x57, 0x9b, 0xdf, 0x24, 0x68, 0xac, 0xe0,
+};
+
+/* 14.3 NAMES_ADD from alpha, seq 2: "printer", "sensors.temp". */
+static const uint8_t s_ex_names[] = {
+    0xa9, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x02,
+    0x00, 0x02,
+    0x07, 'p', 'r', 'i', 'n', 't', 'e', 'r',
+    0x0c, 's', 'e', 'n', 's', 'o', 'r', 's', '.', 't', 'e', 'm', 'p',
+};
+
+/* 14.4 MSG, SEND with CONFIRM, seq 5: cseq 7 ":3@alpha" -> "printer", "hello". */
+static const uint8_t s_ex_msg[] = {
+    0xa9, 0x01, 0x08, 0x01, 0x00, 0x00, 0x00, 0x05,
+    0x01, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00,
+    0x08, ':', '3', '@', 'a', 'l', 'p', 'h', 'a',
+    0x07, 'p', 'r', 'i', 'n', 't', 'e', 'r',
+    'h', 'e', 'l', 'l', 'o',
+};
+
+/* 14.5 FAIL ENOENT for 14.4, on beta's DEALER with seq 4. */
+static const uint8_t s_ex_fail[] = {
+    0xa9, 0x01, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x04,
+    0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x07, 0x08,
+    0x08, ':', '3', '@', 'a', 'l', 'p', 'h', 'a',
+    0x07, 'p', 'r', 'i', 'n', 't', 'e', 'r',
+    0x0c, 'n', 'o', ' ', 's', 'u', 'c', 'h', ' ', 'n', 'a', 'm', 'e',
+};
+
+/* 14.6 CREDIT on beta's DEALER, seq 5: ack 5, 39 bytes. */
+static const uint8_t s_ex_credit[] = {
+    0xa9, 0x01, 0x10, 0x00, 0x00, 0x00, 0x00, 0x05,
+    0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x27,
+};
+
+/* 14.7 PUB on beta's DEALER, seq 6: cseq 12 "sensors.temp" from ":2@beta", "21.5". */
+static const uint8_t s_ex_pub[] = {
+    0xa9, 0x01, 0x0a, 0x00, 0x00, 0x00, 0x00, 0x06,
+    0x00, 0x00, 0x00, 0x0c,
+    0x0c, 's', 'e', 'n', 's', 'o', 'r', 's', '.', 't', 'e', 'm', 'p',
+    0x07, ':', '2', '@', 'b', 'e', 't', 'a',
+    '2', '1', '.', '5',
+};
+
+typedef struct {
+    const uint8_t *bytes;
+    size_t len;
+} example_t;
+
+static const example_t s_examples[] = {
+    { s_ex_hello, sizeof s_ex_hello },
+    { s_ex_hello_ack, sizeof s_ex_hello_ack },
+    { s_ex_names, sizeof s_ex_names },
+    { s_ex_msg, sizeof s_ex_msg },
+    { s_ex_fail, sizeof s_ex_fail },
+    { s_ex_credit, sizeof s_ex_credit },
+    { s_ex_pub, sizeof s_ex_pub },
+};
+#define N_EXAMPLES (sizeof s_examples / sizeof s_examples[0])
+
+/* --- encoding helpers ---------------------------------------------------- */
+
+static void s_str(proto_buf_t *b, const char *s)
+{
+    proto_str(b, s, strlen(s));
+}
+
+/* Takes the bytes of an encoded message (given to the caller, who frees
+   them) and checks that encoding did not fail. */
+static uint8_t *s_take(proto_buf_t *b, size_t *ret_len)
+{
+    assert_false(b->failed);
+    assert_non_null(b->data);
+    *ret_len = b->len;
+    uint8_t *data = b->data;
+    *b = (proto_buf_t) { 0 };
+    return data;
+}
+
+static void s_hello(proto_buf_t *b, uint32_t seq, const char *id, const char *name,
+                    uint16_t port, uint64_t inc, uint32_t heartbeat)
+{
+    proto_begin(b, P_HELLO, 0, seq);
+    s_str(b, id);
+    s_str(b, name);
+    proto_u16(b, port);
+    proto_u64(b, inc);
+    proto_u32(b, heartbeat);
+}
+
+static void s_hello_ack(proto_buf_t *b, uint32_t seq, const char *id, const char *name,
+                        uint64_t inc)
+{
+    proto_begin(b, P_HELLO_ACK, 0, seq);
+    s_str(b, id);
+    s_str(b, name);
+    proto_u64(b, inc);
+}
+
+/* A NAMES or SUBS list with count as given (which may lie about items). */
+static void s_list(proto_buf_t *b, uint8_t type, uint32_t seq, uint16_t count,
+                   const char *const *items, size_t n)
+{
+    proto_begin(b, type, 0, seq);
+    proto_u16(b, count);
+    for (size_t i = 0; i < n; i++)
+        s_str(b, items[i]);
+}
+
+/* PEERS: items holds n triplets id, name, endpoint. */
+static void s_peers(proto_buf_t *b, uint32_t seq, uint16_t count,
+                    const char *const *items, size_t n)
+{
+    proto_begin(b, P_PEERS, 0, seq);
+    proto_u16(b, count);
+    for (size_t i = 0; i < 3 * n; i++)
+        s_str(b, items[i]);
+}
+
+static void s_msg(proto_buf_t *b, uint8_t flags, uint32_t seq, uint8_t kind, uint32_t cseq,
+                  uint32_t timeout, const char *from, const char *to,
+                  const void *payload, size_t size)
+{
+    proto_begin(b, P_MSG, flags, seq);
+    proto_u8(b, kind);
+    proto_u32(b, cseq);
+    proto_u32(b, timeout);
+    s_str(b, from);
+    s_str(b, to);
+    proto_bytes(b, payload, size);
+}
+
+static void s_reply(proto_buf_t *b, uint32_t seq, uint32_t cseq, const char *to,
+                    const char *from, const void *payload, size_t size)
+{
+    proto_begin(b, P_REPLY, 0, seq);
+    proto_u32(b, cseq);
+    s_str(b, to);
+    s_str(b, from);
+    proto_bytes(b, payload, size);
+}
+
+static void s_pub(proto_buf_t *b, uint32_t seq, uint32_t cseq, const char *topic,
+                  const char *from, const void *payload, size_t size)
+{
+    proto_begin(b, P_PUB, 0, seq);
+    proto_u32(b, cseq);
+    s_str(b, topic);
+    s_str(b, from);
+    proto_bytes(b, payload, size);
+}
+
+static void s_ack(proto_buf_t *b, uint32_t seq, uint32_t cseq, const char *to)
+{
+    proto_begin(b, P_ACK, 0, seq);
+    proto_u32(b, cseq);
+    s_str(b, to);
+}
+
+static void s_fail(proto_buf_t *b, uint32_t seq, uint32_t error, uint32_t cseq, uint8_t what,
+                   const char *to, const char *name, const char *text)
+{
+    proto_begin(b, P_FAIL, 0, seq);
+    proto_u32(b, error);
+    proto_u32(b, cseq);
+    proto_u8(b, what);
+    s_str(b, to);
+    s_str(b, name);
+    s_str(b, text);
+}
+
+static void s_u64_msg(proto_buf_t *b, uint8_t type, uint32_t seq, uint64_t v)
+{
+    proto_begin(b, type, 0, seq);
+    proto_u64(b, v);
+}
+
+static void s_credit(proto_buf_t *b, uint32_t seq, uint32_t ack, uint32_t bytes)
+{
+    proto_begin(b, P_CREDIT, 0, seq);
+    proto_u32(b, ack);
+    proto_u32(b, bytes);
+}
+
+/* Encodes a decoded message again, field by field as the spec's tables
+   say (section 6): the bytes must come out as they went in. */
+static void s_encode(proto_buf_t *b, const proto_msg_t *m)
+{
+    proto_begin(b, m->type, m->flags, m->seq);
+    switch (m->type) {
+    case P_HELLO:
+    case P_HELLO_ACK:
+        proto_str(b, m->id, m->idlen);
+        proto_str(b, m->name, m->namelen);
+        if (m->type == P_HELLO)
+            proto_u16(b, m->port);
+        proto_u64(b, m->incarnation);
+        if (m->type == P_HELLO)
+            proto_u32(b, m->heartbeat);
+        break;
+    case P_NAMES_ADD: case P_NAMES_DEL: case P_SUBS_ADD: case P_SUBS_DEL: case P_PEERS:
+        proto_u16(b, m->count);
+        proto_bytes(b, m->list, m->listlen);
+        break;
+    case P_MSG:
+        proto_u8(b, m->kind);
+        proto_u32(b, m->cseq);
+        proto_u32(b, m->timeout);
+        proto_str(b, m->from, m->fromlen);
+        proto_str(b, m->to, m->tolen);
+        proto_bytes(b, m->data, m->size);
+        break;
+    case P_REPLY:
+        proto_u32(b, m->cseq);
+        proto_str(b, m->to, m->tolen);
+        proto_str(b, m->from, m->fromlen);
+        proto_bytes(b, m->data, m->size);
+        break;
+    case P_PUB:
+        proto_u32(b, m->cseq);
+        proto_str(b, m->to, m->tolen);
+        proto_str(b, m->from, m->fromlen);
+        proto_bytes(b, m->data, m->size);
+        break;
+    case P_ACK:
+        proto_u32(b, m->cseq);
+        proto_str(b, m->to, m->tolen);
+        break;
+    case P_FAIL:
+        proto_u32(b, m->error);
+        proto_u32(b, m->cseq);
+        proto_u8(b, m->kind);
+        proto_str(b, m->to, m->tolen);
+        proto_str(b, m->name, m->namelen);
+        proto_str(b, m->text, m->textlen);
+        break;
+    case P_PING:
+    case P_PONG:
+        proto_u64(b, m->stamp);
+        break;
+    case P_BYE:
+        break;
+    case P_CREDIT:
+        proto_u32(b, m->ack);
+        proto_u32(b, m->credit);
+        break;
+    default:
+        fail_msg("decoded an unknown type 0x%02x", m->type);
+    }
+}
+
+/* --- decoding helpers ---------------------------------------------------- */
+
+/* A heap copy of exactly len bytes (given), so that a read past the end is
+   caught by the memory checkers. */
+static uint8_t *s_dup(const uint8_t *buf, size_t len)
+{
+    uint8_t *copy = malloc(len ? len : 1);
+    assert_non_null(copy);
+    if (len)
+        memcpy(copy, buf, len);
+    return copy;
+}
+
+/* The address checks, written again here from the spec (protocol-local.md
+   section 7.3) rather than borrowed from the codec. A client id: ':' and
+   1 to 19 decimal digits, not all zero. */
+static bool s_is_client_id(const char *s, size_t len)
+{
+    if (len < 2 || len > 20 || s[0] != ':')
+        return false;
+    bool nonzero = false;
+    for (size_t i = 1; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        nonzero |= s[i] != '0';
+    }
+    return nonzero;
+}
+
+/* A unique address: ":N@node". */
+static bool s_is_address(const char *s, size_t len)
+{
+    const char *at = memchr(s, '@', len);
+    if (!at)
+        return false;
+    size_t idlen = (size_t) (at - s);
+    return s_is_client_id(s, idlen) && wire_check_name(at + 1, len - idlen - 1) == 0;
+}
+
+/* A destination: "name", "name@node", ":N" or ":N@node". */
+static bool s_is_dest(const char *s, size_t len)
+{
+    const char *at = memchr(s, '@', len);
+    size_t tlen = at ? (size_t) (at - s) : len;
+    if (at && wire_check_name(at + 1, len - tlen - 1) < 0)
+        return false;
+    return len <= 255 && (s_is_client_id(s, tlen) || wire_check_name(s, tlen) == 0);
+}
+
+/* A view of n bytes at p must lie inside the len bytes at buf. */
+static void s_assert_in(const uint8_t *buf, size_t len, const void *p, size_t n)
+{
+    const uint8_t *q = p;
+    assert_non_null(q);
+    assert_true(q >= buf && q <= buf + len);
+    assert_true(n <= (size_t) (buf + len - q));
+}
+
+/* Walks a decoded list with proto_list_next: every item inside the list,
+   valid for its kind, and the list used up exactly. */
+static void s_assert_list(const uint8_t *buf, size_t len, const proto_msg_t *m)
+{
+    assert_true(m->count >= 1 && m->count <= PROTO_LIST_MAX);
+    assert_ptr_equal(m->list, buf + PROTO_HEAD + 2);
+    assert_int_equal(m->listlen, len - PROTO_HEAD - 2);
+    const uint8_t *at = m->list, *end = m->list + m->listlen;
+    for (unsigned i = 0; i < m->count; i++) {
+        const char *s;
+        size_t n;
+        for (int f = 0; f < (m->type == P_PEERS ? 3 : 1); f++) {
+            assert_true(at < end);
+            proto_list_next(&at, &s, &n);
+            assert_true(at <= end);
+            assert_ptr_equal(s + n, (const char *) at);
+            s_assert_in(buf, len, s, n);
+            if (m->type == P_PEERS && f == 0)
+                assert_int_equal(proto_check_id(s, n), 0);
+            else if (m->type == P_PEERS && f == 2)
+                assert_true(n >= 7 && memcmp(s, "tcp://", 6) == 0);
+            else if (m->type == P_SUBS_ADD || m->type == P_SUBS_DEL)
+                assert_int_equal(wire_check_pattern(s, n), 0);
+            else
+                assert_int_equal(wire_check_name(s, n), 0);
+        }
+    }
+    assert_ptr_equal(at, end);
+}
+
+/* A decoded message points inside its buffer, in the order of its fields,
+   fills it exactly, and encodes back to the same bytes. */
+static void s_assert_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
+{
+    assert_true(len >= PROTO_HEAD);
+    assert_int_equal(m->version, PROTO_VERSION);
+    assert_int_equal(m->type, buf[2]);
+    assert_int_equal(m->flags, buf[3]);
+    assert_int_equal(m->seq, wire_get32(buf + 4));
+    const uint8_t *end = buf + len;
+    switch (m->type) {
+    case P_HELLO:
+    case P_HELLO_ACK:
+        assert_ptr_equal(m->id, buf + 9);
+        assert_int_equal(proto_check_id(m->id, m->idlen), 0);
+        assert_ptr_equal(m->name, m->id + m->idlen + 1);
+        s_assert_in(buf, len, m->name, m->namelen);
+        assert_int_equal(wire_check_name(m->name, m->namelen), 0);
+        if (m->type == P_HELLO)
+            assert_true(m->port != 0 && m->heartbeat != 0);
+        break;
+    case P_NAMES_ADD: case P_NAMES_DEL: case P_SUBS_ADD: case P_SUBS_DEL: case P_PEERS:
+        s_assert_list(buf, len, m);
+        break;
+    case P_MSG:
+        assert_true(m->kind == P_KIND_SEND || m->kind == P_KIND_REQUEST);
+        assert_int_equal(m->cseq, wire_get32(buf + 9));
+        assert_int_equal(m->timeout, wire_get32(buf + 13));
+        assert_ptr_equal(m->from, buf + 18);
+        assert_ptr_equal(m->to, m->from + m->fromlen + 1);
+        assert_ptr_equal(m->data, (const uint8_t *) m->to + m->tolen);
+        assert_true(s_is_address(m->from, m->fromlen));
+        assert_true(s_is_dest(m->to, m->tolen));
+        break;
+    case P_REPLY:
+        assert_int_equal(m->cseq, wire_get32(buf + 8));
+        assert_ptr_equal(m->to, buf + 13);
+        assert_ptr_equal(m->from, m->to + m->tolen + 1);
+        assert_ptr_equal(m->data, (const uint8_t *) m->from + m->fromlen);
+        assert_true(s_is_address(m->to, m->tolen));
+        assert_true(s_is_address(m->from, m->fromlen));
+        break;
+    case P_PUB:
+        assert_int_equal(m->cseq, wire_get32(buf + 8));
+        assert_ptr_equal(m->to, buf + 13);
+        assert_int_equal(wire_check_name(m->to, m->tolen), 0);
+        assert_ptr_equal(m->from, m->to + m->tolen + 1);
+        assert_ptr_equal(m->data, (const uint8_t *) m->from + m->fromlen);
+        assert_true(s_is_address(m->from, m->fromlen));
+        break;
+    case P_ACK:
+        assert_int_equal(m->cseq, wire_get32(buf + 8));
+        assert_ptr_equal(m->to, buf + 13);
+        assert_ptr_equal(m->to + m->tolen, (const char *) end);
+        assert_true(s_is_address(m->to, m->tolen));
+        break;
+    case P_FAIL:
+        assert_true(m->error >= 1 && m->error <= 4095);
+        assert_int_equal(m->error, wire_get32(buf + 8));
+        assert_int_equal(m->cseq, wire_get32(buf + 12));
+        assert_int_equal(m->kind, buf[16]);
+        assert_ptr_equal(m->to, buf + 18);
+        assert_ptr_equal(m->name, m->to + m->tolen + 1);
+        assert_ptr_equal(m->text, m->name + m->namelen + 1);
+        assert_ptr_equal(m->text + m->textlen, (const char *) end);
+        /* An empty to only in the answer to a HELLO of another version. */
+        if (m->tolen == 0)
+            assert_int_equal(m->error, EPROTO);
+        else
+            assert_true(s_is_address(m->to, m->tolen));
+        break;
+    case P_PING: case P_PONG: case P_CREDIT:
+        assert_int_equal(len, PROTO_HEAD + 8);
+        break;
+    case P_BYE:
+        assert_int_equal(len, PROTO_HEAD);
+        break;
+    default:
+        fail_msg("decoded an unknown type 0x%02x", m->type);
+    }
+    if (m->type == P_MSG || m->type == P_REPLY || m->type == P_PUB) {
+        assert_true(m->fromlen >= 4 && m->tolen >= 1);
+        s_assert_in(buf, len, m->to, m->tolen);
+        s_assert_in(buf, len, m->from, m->fromlen);
+        s_assert_in(buf, len, m->data, m->size);
+        assert_ptr_equal(m->data + m->size, end);
+    }
+
+    proto_buf_t b = { 0 };
+    s_encode(&b, m);
+    assert_false(b.failed);
+    assert_int_equal(b.len, len);
+    assert_memory_equal(b.data, buf, len);
+    proto_free(&b);
+}
+
+static const void *s_rebase(const void *p, const uint8_t *from, const uint8_t *to)
+{
+    return p ? to + ((const uint8_t *) p - from) : NULL;
+}
+
+/* Decodes a heap copy of exactly len bytes. On success checks that the
+   message is sound and fills *ret with views into buf (the copy is gone);
+   on -EPROTO checks the head; anything else must be -EBADMSG, with *ret
+   untouched. */
+static int s_decode(const uint8_t *buf, size_t len, proto_msg_t *ret)
+{
+    uint8_t *copy = s_dup(buf, len);
+    proto_msg_t m;
+    memset(&m, 0x5a, sizeof m);
+    proto_msg_t before = m;
+    int rc = proto_decode(copy, len, &m);
+    if (rc == 0) {
+        s_assert_sound(copy, len, &m);
+        m.id = s_rebase(m.id, copy, buf);
+        m.name = s_rebase(m.name, copy, buf);
+        m.list = s_rebase(m.list, copy, buf);
+        m.from = s_rebase(m.from, copy, buf);
+        m.to = s_rebase(m.to, copy, buf);
+        m.text = s_rebase(m.text, copy, buf);
+        m.data = s_rebase(m.data, copy, buf);
+    } else if (rc == -EPROTO) {
+        assert_true(len >= PROTO_HEAD && buf[0] == PROTO_SIG && buf[1] != PROTO_VERSION);
+        assert_int_equal(m.version, buf[1]);
+        assert_int_equal(m.type, buf[2]);
+        assert_int_equal(m.flags, buf[3]);
+        assert_int_equal(m.seq, wire_get32(buf + 4));
+    } else {
+        assert_int_equal(rc, -EBADMSG);
+        assert_memory_equal(&m, &before, sizeof m);
+    }
+    free(copy);
+    if (ret)
+        *ret = m;
+    return rc;
+}
+
+/* Decodes what b holds (through s_decode), then frees it; returns
+   proto_decode's answer. */
+static int s_try(proto_buf_t *b)
+{
+    assert_false(b->failed);
+    int rc = s_decode(b->data, b->len, NULL);
+    proto_free(b);
+    return rc;
+}
+
+/* --- samples ------------------------------------------------------------- */
+
+typedef struct {
+    uint8_t *bytes;     /* owned */
+    size_t len;
+} sample_t;
+
+static const uint8_t s_binary[] = { 'p', 0x00, 'a', 0xff, 'y', 0x80, '\n', 0x7f };
+
+/* Appends the encoded message in b to the samples (taking its bytes). */
+static void s_add(sample_t *out, size_t *n, proto_buf_t *b)
+{
+    out[*n].bytes = s_take(b, &out[*n].len);
+    (*n)++;
+}
+
+/* The shortest valid message of each type, in type order; out has room for
+   N_TYPES. Their lengths are the "codec minimum" column of section 6: a
+   unique address is at least ":1@a", a name or destination one byte, and
+   only a FAIL with error EPROTO may leave its to empty. */
+static size_t s_minimal(sample_t *out)
+{
+    static const char *const one[] = { "a" };
+    static const char *const peer[] = { ID_B, "b", "tcp://x" };
+    proto_buf_t b = { 0 };
+    size_t n = 0;
+    s_hello(&b, 0, ID_A, "a", 1, 0, 1);                     s_add(out, &n, &b);
+    s_hello_ack(&b, 0, ID_B, "b", 0);                       s_add(out, &n, &b);
+    s_list(&b, P_NAMES_ADD, 0, 1, one, 1);                  s_add(out, &n, &b);
+    s_list(&b, P_NAMES_DEL, 0, 1, one, 1);                  s_add(out, &n, &b);
+    s_list(&b, P_SUBS_ADD, 0, 1, one, 1);                   s_add(out, &n, &b);
+    s_list(&b, P_SUBS_DEL, 0, 1, one, 1);                   s_add(out, &n, &b);
+    s_peers(&b, 0, 1, peer, 1);                             s_add(out, &n, &b);
+    s_msg(&b, 0, 0, P_KIND_SEND, 0, 0, ":1@a", "t", NULL, 0); s_add(out, &n, &b);
+    s_reply(&b, 0, 0, ":1@a", ":1@b", NULL, 0);             s_add(out, &n, &b);
+    s_pub(&b, 0, 0, "t", ":1@a", NULL, 0);                  s_add(out, &n, &b);
+    s_ack(&b, 0, 0, ":1@a");                                s_add(out, &n, &b);
+    s_fail(&b, 0, EPROTO, 0, 0, "", "", "");                s_add(out, &n, &b);
+    s_u64_msg(&b, P_PING, 0, 0);                            s_add(out, &n, &b);
+    s_u64_msg(&b, P_PONG, 0, 0);                            s_add(out, &n, &b);
+    proto_begin(&b, P_BYE, 0, 0);                           s_add(out, &n, &b);
+    s_credit(&b, 0, 0, 0);                                  s_add(out, &n, &b);
+    assert_int_equal(n, N_TYPES);
+    return n;
+}
+
+#define MAX_SAMPLES 64
+
+/* The messages the malformed-input tests start from: the spec's examples,
+   the shortest of each type, and full ones of each type with unusual
+   numbers. Returns their count; free them with s_free_samples. */
+static size_t s_samples(sample_t *out)
+{
+    static const char *const names[] = { "printer", "sensors.temp", "a", "x/y-z_0" };
+    static const char *const pats[] = { "*", "sensors.*", "printer", "p*" };
+    static const char *const peers[] = {
+        ID_A, "alpha", "tcp://192.168.1.20:5680",
+        ID_B, "beta.lan", "tcp://[fe80::1%eth0]:49152",
+    };
+    proto_buf_t b = { 0 };
+    size_t n = 0;
+    for (size_t i = 0; i < N_EXAMPLES; i++, n++) {
+        out[n].bytes = s_dup(s_examples[i].bytes, s_examples[i].len);
+        out[n].len = s_examples[i].len;
+    }
+    n += s_minimal(out + n);
+
+    s_hello(&b, 1, ID_B, "beta.example-1", 65535, UINT64_MAX, UINT32_MAX);
+    s_add(out, &n, &b);
+    s_hello_ack(&b, 0, ID_A, "Z", 0x8000000000000001ull);
+    s_add(out, &n, &b);
+    for (uint8_t t = P_NAMES_ADD; t <= P_SUBS_DEL; t++) {
+        s_list(&b, t, 0x01020304u + t, 4, t <= P_NAMES_DEL ? names : pats, 4);
+        s_add(out, &n, &b);
+    }
+    s_peers(&b, 0xfffffffe, 2, peers, 2);
+    s_add(out, &n, &b);
+    s_msg(&b, P_F_CONFIRM, 9, P_KIND_SEND, 0xffffffff, 0, ":1@alpha", "printer@beta",
+          s_binary, sizeof s_binary);
+    s_add(out, &n, &b);
+    s_msg(&b, 0x80, 0x7fffffff, P_KIND_REQUEST, 0x80000000, 30000, ":18@alpha", ":4@beta",
+          s_binary, sizeof s_binary);
+    s_add(out, &n, &b);
+    s_reply(&b, 3, 0x80000000, ":18@alpha", ":4@beta", s_binary, sizeof s_binary);
+    s_add(out, &n, &b);
+    s_msg(&b, 0, 10, P_KIND_SEND, 1, 0, ":9999999999999999999@a", ":4", NULL, 0);
+    s_add(out, &n, &b);
+    s_pub(&b, 4, 0xfffffffe, "sensors.temp", ":2@beta", s_binary, sizeof s_binary);
+    s_add(out, &n, &b);
+    s_ack(&b, 5, 77, ":1@alpha");
+    s_add(out, &n, &b);
+    s_fail(&b, 6, ECONNRESET, 0x80000000, WIRE_REQUEST, ":18@alpha", "printer",
+           "holder gone");
+    s_add(out, &n, &b);
+    s_fail(&b, 7, 4095, 0xffffffff, 0xff, ":1@b", "", "");
+    s_add(out, &n, &b);
+    s_fail(&b, 0, EPROTO, 0, 0, "", "beta", "protocol version not supported");
+    s_add(out, &n, &b);
+    s_u64_msg(&b, P_PING, 7, 0x0102030405060708ull);
+    s_add(out, &n, &b);
+    s_u64_msg(&b, P_PONG, 0, UINT64_MAX);
+    s_add(out, &n, &b);
+    proto_begin(&b, P_BYE, 0xff, 0xffffffff);
+    s_add(out, &n, &b);
+    s_credit(&b, 8, 0xfffffffe, 4u << 20);
+    s_add(out, &n, &b);
+    assert_true(n <= MAX_SAMPLES);
+    return n;
+}
+
+static void s_free_samples(sample_t *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(s[i].bytes);
+}
+
+/* The offset where a type's payload begins, or 0 if its type has none. */
+static size_t s_payload_at(const uint8_t *buf, size_t len)
+{
+    proto_msg_t m;
+    assert_int_equal(s_decode(buf, len, &m), 0);
+    if (m.type != P_MSG && m.type != P_REPLY && m.type != P_PUB)
+        return 0;
+    return (size_t) (m.data - buf);
+}
+
+/* --- round trips, type by type ------------------------------------------ */
+
+static void test_proto_hello_roundtrip(void **state)
+{
+    (void) state;
+    proto_buf_t b = { 0 };
+    proto_msg_t m;
+    s_hello(&b, 1, ID_A, "alpha", 5680, 0x8e3b1f2a6c4d5e07ull, 500);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.version, 1);
+    assert_int_equal(m.type, P_HELLO);
+    assert_int_equal(m.flags, 0);
+    assert_int_equal(m.seq, 1);
+    assert_int_equal(m.idlen, 32);
+    assert_memory_equal(m.id, ID_A, 32);
+    assert_int_equal(m.namelen, 5);
+    assert_memory_equal(m.name, "alpha", 5);
+    assert_int_equal(m.port, 5680);
+    assert_true(m.incarnation == 0x8e3b1f2a6c4d5e07ull);
+    assert_int_equal(m.heartbeat, 500);
+
+    /* Extremes travel unchanged; the longest name fits. */
+    char longest[255];
+    memset(longest, 'n', sizeof longest);
+    proto_begin(&b, P_HELLO, 0, 0xffffffff);
+    s_str(&b, ID_B);
+    proto_str(&b, longest, sizeof longest);
+    proto_u16(&b, 65535);
+    proto_u64(&b, UINT64_MAX);
+    proto_u32(&b, UINT32_MAX);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.seq, 0xffffffff);
+    assert_memory_equal(m.id, ID_B, 32);
+    assert_int_equal(m.namelen, 255);
+    assert_memory_equal(m.name, longest, 255);
+    assert_int_equal(m.port, 65535);
+    assert_true(m.incarnation == UINT64_MAX);
+    assert_int_equal(m.heartbeat, UINT32_MAX);
+    proto_free(&b);
+}
+
+static void test_proto_hello_ack_roundtrip(void **state)
+{
+    (void) state;
+    proto_buf_t b = { 0 };
+    proto_msg_t m;
+    s_hello_ack(&b, 0, ID_B, "beta", 0x13579bdf2468ace0ull);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.type, P_HELLO_ACK);
+    assert_int_equal(m.seq, 0);
+    assert_memory_equal(m.id, ID_B, 32);
+    assert_int_equal(m.idlen, 32);
+    assert_int_equal(m.namelen, 4);
+    assert_memory_equal(m.name, "beta", 4);
+    assert_true(m.incarnation == 0x13579bdf2468ace0ull);
+    /* No port or heartbeat in a HELLO_ACK, and an incarnation of 0 is fine. */
+    assert_int_equal(m.port, 0);
+    assert_int_equal(m.heartbeat, 0);
+    s_hello_ack(&b, 0, ID_B, "beta", 0);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_true(m.incarnation == 0);
+    proto_free(&b);
+}
+
+/* Walks a name or pattern list and compares it with want[]. */
+static void s_assert_items(const proto_msg_t *m, const char *const *want, size_t n)
+{
+    assert_int_equal(m->count, n);
+    const uint8_t *at = m->list;
+    for (size_t i = 0; i < n; i++) {
+        const char *s;
+        size_t len;
+        proto_list_next(&at, &s, &len);
+        assert_int_equal(len, strlen(want[i]));
+        assert_memory_equal(s, want[i], len);
+    }
+    assert_ptr_equal(at, m->list + m->listlen);
+}
+
+static void test_proto_lists_roundtrip(void **state)
+{
+    (void) state;
+    static const char *const names[] = { "printer", "sensors.temp", "_x", "/a/b" };
+    static const char *const pats[] = { "*", "sensors.*", "printer", "p*" };
+    proto_buf_t b = { 0 };
+    proto_msg_t m;
+    for (uint8_t t = P_NAMES_ADD; t <= P_SUBS_DEL; t++) {
+        const char *const *items = t <= P_NAMES_DEL ? names : pats;
+        s_list(&b, t, 42, 4, items, 4);
+        assert_int_equal(s_decode(b.data, b.len, &m), 0);
+        assert_int_equal(m.type, t);
+        assert_int_equal(m.seq, 42);
+        s_assert_items(&m, items, 4);
+    }
+    proto_free(&b);
+}
+
+static void test_proto_peers_roundtrip(void **state)
+{
+    (void) state;
+    static const char *const peers[] = {
+        ID_A, "alpha", "tcp://192.168.1.20:5680",
+        ID_B, "beta", "tcp://[::1]:5681",
+        "00000000000000000000000000000000", "c", "tcp://h",
+    };
+    proto_buf_t b = { 0 };
+    proto_msg_t m;
+    s_peers(&b, 9, 3, peers, 3);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.type, P_PEERS);
+    /* count counts peers, and each peer is three strings. */
+    assert_int_equal(m.count, 3);
+    const uint8_t *at = m.list;
+    for (size_t i = 0; i < 9; i++) {
+        const char *s;
+        size_t len;
+        proto_list_next(&at, &s, &len);
+        assert_int_equal(len, strlen(peers[i]));
+        assert_memory_equal(s, peers[i], len);
+    }
+    assert_ptr_equal(at, m.list + m.listlen);
+    proto_free(&b);
+}
+
+static void test_proto_msg_roundtrip(void **state)
+{
+    (void) state;
+    proto_buf_t b = { 0 };
+    proto_msg_t m;
+
+    s_msg(&b, P_F_CONFIRM, 5, P_KIND_SEND, 7, 0, ":3@alpha", "printer", "hello", 5);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.type, P_MSG);
+    assert_int_equal(m.flags, P_F_CONFIRM);
+    assert_int_equal(m.seq, 5);
+    assert_int_equal(m.kind, P_KIND_SEND);
+    assert_int_equal(m.cseq, 7);
+    assert_int_equal(m.timeout, 0);
+    assert_int_equal(m.fromlen, 8);
+    assert_memory_equal(m.from, ":3@alpha", 8);
+    assert_int_equal(m.tolen, 7);
+    assert_memory_equal(m.to, "printer", 7);
+    assert_int_equal(m.size, 5);
+    assert_memory_equal(m.data, "hello", 5);
+
+    s_msg(&b, 0, 6, P_KIND_REQUEST, 0xfedcba98, 30000, ":18@alpha", ":4@beta",
+          s_binary, sizeof s_binary);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.flags, 0);
+    assert_int_equal(m.kind, P_KIND_REQUEST);
+    assert_int_equal(m.cseq, 0xfedcba98);
+    assert_int_equal(m.timeout, 30000);
+    assert_memory_equal(m.from, ":18@alpha", m.fromlen);
+    assert_memory_equal(m.to, ":4@beta", m.tolen);
+    assert_int_equal(m.size, sizeof s_binary);
+    assert_memory_equal(m.data, s_binary, sizeof s_binary);
+
+    /* An empty payload is a payload. */
+    s_msg(&b, 0, 7, P_KIND_SEND, 1, 0, ":1@a", "x", NULL, 0);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.size, 0);
+    assert_ptr_equal(m.data, b.data + b.len);
+    proto_free(&b);
+}
+
+static void test_proto_msg_large_payload(void **state)
+{
+    (void) state;
+    size_t size = (size_t) 1 << 20;
+    uint8_t *payload = malloc(size);
+    assert_non_null(payload);
+    for (size_t i = 0; i < size; i++)
+        payload[i] = (uint8_t) (i * 31 + 7);
+    proto_buf_t b = { 0 };
+    proto_msg_t m;
+    s_msg(&b, 0, 1, P_KIND_SEND, 1, 0, ":1@a", "big", payload, size);
+    assert_int_equal(b.len, PROTO_HEAD + 1 + 4 + 4 + 5 + 4 + size);
+    assert_true(b.cap >= b.len);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.size, size);
+    assert_memory_equal(m.data, payload, size);
+    proto_free(&b);
+    free(payload);
+}
+
+static void test_proto_reply_pub_ack_roundtrip(void **state)
+{
+    (void) state;
+    proto_buf_t b = { 0 };
+    proto_msg_t m;
+
+    s_reply(&b, 11, 0x80000001, ":18@alpha", ":4@beta", "answer", 6);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.type, P_REPLY);
+    assert_int_equal(m.seq, 11);
+    assert_int_equal(m.cseq, 0x80000001);
+    /* to comes first on the wire, then from. */
+    assert_int_equal(m.tolen, 9);
+    assert_memory_equal(m.to, ":18@alpha", 9);
+    assert_ptr_equal(m.to, b.data + 13);
+    assert_int_equal(m.fromlen, 7);
+    assert_memory_equal(m.from, ":4@beta", 7);
+    assert_int_equal(m.size, 6);
+    assert_memory_equal(m.data, "answer", 6);
+
+    s_pub(&b, 12, 0xc0ffee01, "sensors.temp", ":2@beta", s_binary, sizeof s_binary);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.type, P_PUB);
+    assert_int_equal(m.seq, 12);
+    /* The publisher's seq comes first; the topic comes back in the to
+       field. */
+    assert_int_equal(m.cseq, 0xc0ffee01);
+    assert_int_equal(m.tolen, 12);
+    assert_memory_equal(m.to, "sensors.temp", 12);
+    assert_ptr_equal(m.to, b.data + 13);
+    assert_int_equal(m.fromlen, 7);
+    assert_memory_equal(m.from, ":2@beta", m.fromlen);
+    assert_int_equal(m.size, sizeof s_binary);
+    assert_memory_equal(m.data, s_binary, m.size);
+
+    s_ack(&b, 13, 0xdeadbeef, ":1@alpha");
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.type, P_ACK);
+    assert_int_equal(m.seq, 13);
+    assert_int_equal(m.cseq, 0xdeadbeef);
+    assert_int_equal(m.tolen, 8);
+    assert_memory_equal(m.to, ":1@alpha", 8);
+    proto_free(&b);
+}
+
+static void test_proto_fail_roundtrip(void **state)
+{
+    (void) state;
+    proto_buf_t b = { 0 };
+    proto_msg_t m;
+    s_fail(&b, 4, ENOENT, 7, WIRE_SEND, ":3@alpha", "printer", "no such name");
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.type, P_FAIL);
+    assert_int_equal(m.seq, 4);
+    assert_int_equal(m.error, ENOENT);
+    assert_int_equal(m.cseq, 7);
+    /* what comes back in the kind field. */
+    assert_int_equal(m.kind, WIRE_SEND);
+    assert_memory_equal(m.to, ":3@alpha", m.tolen);
+    assert_memory_equal(m.name, "printer", m.namelen);
+    assert_int_equal(m.textlen, 12);
+    assert_memory_equal(m.text, "no such name", 12);
+
+    /* The answer to a HELLO of another version (section 13): seq, cseq and
+       what 0, to and name empty, only a text. */
+    s_fail(&b, 0, EPROTO, 0, 0, "", "", "protocol version not supported");
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.error, EPROTO);
+    assert_int_equal(m.seq + m.cseq + m.kind, 0);
+    assert_int_equal(m.tolen + m.namelen, 0);
+    assert_int_equal(m.textlen, strlen("protocol version not supported"));
+    assert_memory_equal(m.text, "protocol version not supported", m.textlen);
+
+    /* Only to is required, outside that answer. */
+    s_fail(&b, 1, 1, 0, 0, ":1@a", "", "");
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.tolen, 4);
+    assert_int_equal(m.namelen + m.textlen, 0);
+    /* A FAIL about a PUB names the publisher's seq. */
+    s_fail(&b, 2, EMSGSIZE, 0xc0ffee01, WIRE_PUBLISH, ":2@beta", "sensors.temp", "too large");
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.cseq, 0xc0ffee01);
+    assert_int_equal(m.kind, WIRE_PUBLISH);
+    proto_free(&b);
+}
+
+static void test_proto_ping_pong_bye_credit_roundtrip(void **state)
+{
+    (void) state;
+    proto_buf_t b = { 0 };
+    proto_msg_t m;
+    static const uint64_t stamps[] = { 0, 1, 0x0102030405060708ull, UINT64_MAX };
+    for (size_t i = 0; i < 4; i++)
+        for (uint8_t t = P_PING; t <= P_PONG; t++) {
+            s_u64_msg(&b, t, (uint32_t) i, stamps[i]);
+            assert_int_equal(b.len, 16);
+            assert_int_equal(s_decode(b.data, b.len, &m), 0);
+            assert_int_equal(m.type, t);
+            assert_int_equal(m.seq, i);
+            assert_true(m.stamp == stamps[i]);
+        }
+
+    proto_begin(&b, P_BYE, 0, 99);
+    assert_int_equal(b.len, PROTO_HEAD);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.type, P_BYE);
+    assert_int_equal(m.seq, 99);
+
+    s_credit(&b, 5, 0xffffffff, 39);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.type, P_CREDIT);
+    assert_int_equal(m.ack, 0xffffffff);
+    assert_int_equal(m.credit, 39);
+    proto_free(&b);
+}
+
+/* Flags other than CONFIRM, and on every type, are not looked at. */
+static void test_proto_flags_travel_unchanged(void **state)
+{
+    (void) state;
+    static sample_t s[MAX_SAMPLES];
+    size_t n = s_samples(s);
+    for (size_t i = 0; i < n; i++) {
+        for (unsigned f = 0; f < 256; f += 0x11) {
+            s[i].bytes[3] = (uint8_t) f;
+            proto_msg_t m;
+            assert_int_equal(s_decode(s[i].bytes, s[i].len, &m), 0);
+            assert_int_equal(m.flags, f);
+        }
+    }
+    s_free_samples(s, n);
+}
+
+/* --- the spec's examples ------------------------------------------------- */
+
+static void test_proto_spec_examples_decode(void **state)
+{
+    (void) state;
+    proto_msg_t m;
+
+    assert_int_equal(s_decode(s_ex_hello, sizeof s_ex_hello, &m), 0);
+    assert_int_equal(m.type, P_HELLO);
+    assert_int_equal(m.seq, 1);
+    assert_memory_equal(m.id, ID_A, 32);
+    assert_memory_equal(m.name, "alpha", m.namelen);
+    assert_int_equal(m.port, 5680);
+    assert_true(m.incarnation == 0x8e3b1f2a6c4d5e07ull);
+    assert_int_equal(m.heartbeat, 500);
+
+    assert_int_equal(s_decode(s_ex_hello_ack, sizeof s_ex_hello_ack, &m), 0);
+    assert_int_equal(m.type, P_HELLO_ACK);
+    assert_int_equal(m.seq, 0);
+    assert_memory_equal(m.id, ID_B, 32);
+    assert_memory_equal(m.name, "beta", m.namelen);
+    assert_true(m.incarnation == 0x13579bdf2468ace0ull);
+
+    static const char *const names[] = { "printer", "sensors.temp" };
+    assert_int_equal(s_decode(s_ex_names, sizeof s_ex_names, &m), 0);
+    assert_int_equal(m.type, P_NAMES_ADD);
+    assert_int_equal(m.seq, 2);
+    s_assert_items(&m, names, 2);
+
+    assert_int_equal(s_decode(s_ex_msg, sizeof s_ex_msg, &m), 0);
+    assert_int_equal(m.type, P_MSG);
+    assert_int_equal(m.flags, P_F_CONFIRM);
+    assert_int_equal(m.seq, 5);
+    assert_int_equal(m.kind, P_KIND_SEND);
+    assert_int_equal(m.cseq, 7);
+    assert_int_equal(m.timeout, 0);
+    assert_memory_equal(m.from, ":3@alpha", m.fromlen);
+    assert_memory_equal(m.to, "printer", m.tolen);
+    assert_int_equal(m.size, 5);
+    assert_memory_equal(m.data, "hello", 5);
+
+    assert_int_equal(s_decode(s_ex_fail, sizeof s_ex_fail, &m), 0);
+    assert_int_equal(m.type, P_FAIL);
+    assert_int_equal(m.seq, 4);
+    assert_int_equal(m.error, ENOENT);
+    assert_int_equal(m.cseq, 7);
+    assert_int_equal(m.kind, WIRE_SEND);
+    assert_memory_equal(m.to, ":3@alpha", m.tolen);
+    assert_memory_equal(m.name, "printer", m.namelen);
+    assert_memory_equal(m.text, "no such name", m.textlen);
+
+    assert_int_equal(s_decode(s_ex_credit, sizeof s_ex_credit, &m), 0);
+    assert_int_equal(m.type, P_CREDIT);
+    assert_int_equal(m.seq, 5);
+    assert_int_equal(m.ack, 5);
+    /* The CREDIT covers exactly the MSG of 14.4. */
+    assert_int_equal(m.credit, sizeof s_ex_msg);
+
+    assert_int_equal(s_decode(s_ex_pub, sizeof s_ex_pub, &m), 0);
+    assert_int_equal(m.type, P_PUB);
+    assert_int_equal(m.flags, 0);
+    assert_int_equal(m.seq, 6);
+    assert_int_equal(m.cseq, 12);
+    assert_int_equal(m.tolen, 12);
+    assert_memory_equal(m.to, "sensors.temp", 12);
+    assert_int_equal(m.fromlen, 7);
+    assert_memory_equal(m.from, ":2@beta", 7);
+    assert_int_equal(m.size, 4);
+    assert_memory_equal(m.data, "21.5", 4);
+}
+
+/* Encoding the examples' fields from scratch gives the examples' bytes. */
+static void test_proto_spec_examples_encode(void **state)
+{
+    (void) state;
+    static const char *const names[] = { "printer", "sensors.temp" };
+    proto_buf_t b = { 0 };
+    s_hello(&b, 1, ID_A, "alpha", 5680, 0x8e3b1f2a6c4d5e07ull, 500);
+    assert_int_equal(b.len, sizeof s_ex_hello);
+    assert_memory_equal(b.data, s_ex_hello, b.len);
+    s_hello_ack(&b, 0, ID_B, "beta", 0x13579bdf2468ace0ull);
+    assert_int_equal(b.len, sizeof s_ex_hello_ack);
+    assert_memory_equal(b.data, s_ex_hello_ack, b.len);
+    s_list(&b, P_NAMES_ADD, 2, 2, names, 2);
+    assert_int_equal(b.len, sizeof s_ex_names);
+    assert_memory_equal(b.data, s_ex_names, b.len);
+    s_msg(&b, P_F_CONFIRM, 5, P_KIND_SEND, 7, 0, ":3@alpha", "printer", "hello", 5);
+    assert_int_equal(b.len, sizeof s_ex_msg);
+    assert_memory_equal(b.data, s_ex_msg, b.len);
+    s_fail(&b, 4, ENOENT, 7, WIRE_SEND, ":3@alpha", "printer", "no such name");
+    assert_int_equal(b.len, sizeof s_ex_fail);
+    assert_memory_equal(b.data, s_ex_fail, b.len);
+    s_credit(&b, 5, 5, sizeof s_ex_msg);
+    assert_int_equal(b.len, sizeof s_ex_credit);
+    assert_memory_equal(b.data, s_ex_credit, b.len);
+    s_pub(&b, 6, 12, "sensors.temp", ":2@beta", "21.5", 4);
+    assert_int_equal(b.len, sizeof s_ex_pub);
+    assert_memory_equal(b.data, s_ex_pub, b.len);
+    proto_free(&b);
+}
+
+/* Where the spec is: $TOP_SRCDIR (set by 'make check'), else the source
+   tree this file was compiled from. Returns a malloc'd path (given). */
+static char *s_spec_path(void)
+{
+    const char *rel = "docs/protocol-node.md";
+    const char *top = getenv("TOP_SRCDIR");
+    char *path = NULL;
+    if (top && *top) {
+        if (asprintf(&path, "%s/%s", top, rel) < 0)
+            return NULL;
+        return path;
+    }
+    const char *me = __FILE__, *tail = "tests/node/test_proto.c";
+    size_t mlen = strlen(me), tlen = strlen(tail);
+    int prefix = mlen >= tlen && strcmp(me + mlen - tlen, tail) == 0
+               ? (int) (mlen - tlen) : 0;
+    if (asprintf(&path, "%.*s%s", prefix, me, rel) < 0)
+        return NULL;
+    return path;
+}
+
+/* Opens the spec, or skips the test when it cannot be found. */
+static FILE *s_open_spec(void)
+{
+    char *path = s_spec_path();
+    assert_non_null(path);
+    FILE *in = fopen(path, "r");
+    if (!in) {
+        print_message("cannot read %s: %s (set TOP_SRCDIR)\n", path, strerror(errno));
+        free(path);
+        skip();
+    }
+    free(path);
+    return in;
+}
+
+/* Reads the ```hexdump blocks of the spec into blocks[] (bytes before the
+   '|' of each line). Returns the number of blocks. */
+#define MAX_BLOCKS 16
+typedef struct {
+    uint8_t bytes[1024];
+    size_t len;
+} block_t;
+
+static size_t s_read_blocks(FILE *in, block_t *blocks)
+{
+    char line[512];
+    size_t n = 0;
+    bool inside = false;
+    while (fgets(line, sizeof line, in)) {
+        if (!inside) {
+            if (strncmp(line, "```hexdump", 10) == 0) {
+                assert_true(n < MAX_BLOCKS);
+                blocks[n].len = 0;
+                inside = true;
+            }
+            continue;
+        }
+        if (strncmp(line, "```", 3) == 0) {
+            inside = false;
+            n++;
+            continue;
+        }
+        char *bar = strchr(line, '|');
+        assert_non_null(bar);       /* every dump line is "bytes | meaning" */
+        *bar = '\0';
+        for (char *tok = strtok(line, " \t"); tok; tok = strtok(NULL, " \t")) {
+            char *end;
+            unsigned long v = strtoul(tok, &end, 16);
+            assert_int_equal(strlen(tok), 2);
+            assert_true(*end == '\0' && v <= 0xff);
+            assert_true(blocks[n].len < sizeof blocks[n].bytes);
+            blocks[n].bytes[blocks[n].len++] = (uint8_t) v;
+        }
+    }
+    assert_false(inside);
+    return n;
+}
+
+static void test_proto_spec_examples_match_doc(void **state)
+{
+    (void) state;
+    FILE *in = s_open_spec();
+    static block_t blocks[MAX_BLOCKS];
+    size_t n = s_read_blocks(in, blocks);
+    fclose(in);
+    assert_int_equal(n, N_EXAMPLES);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(blocks[i].len, s_examples[i].len);
+        assert_memory_equal(blocks[i].bytes, s_examples[i].bytes, blocks[i].len);
+    }
+}
+
+/* The table of section 6 gives each type's code and the length of its
+   shortest valid message; the codec must agree with both. */
+static void test_proto_spec_type_table_matches(void **state)
+{
+    (void) state;
+    static sample_t mins[N_TYPES];
+    size_t nmin = s_minimal(mins);
+    FILE *in = s_open_spec();
+    char line[512];
+    bool seen[N_TYPES + 1] = { false };
+    size_t rows = 0;
+    while (fgets(line, sizeof line, in)) {
+        unsigned code, min;
+        char *p = strstr(line, "| `0x");
+        /* The last column: "ack, bytes | 16 bytes |" has two. */
+        char *q = NULL;
+        for (char *r = strstr(line, " bytes |"); r; r = strstr(r + 1, " bytes |"))
+            q = r;
+        if (line[0] != '|' || !p || !q || sscanf(p, "| `0x%x`", &code) != 1)
+            continue;
+        while (q > line && q[-1] >= '0' && q[-1] <= '9')
+            q--;
+        assert_int_equal(sscanf(q, "%u bytes |", &min), 1);
+        assert_true(code >= 1 && code <= N_TYPES);
+        assert_false(seen[code]);
+        seen[code] = true;
+        rows++;
+        if (mins[code - 1].len != min)
+            fail_msg("type 0x%02x: the spec says %u bytes, the shortest is %zu",
+                     code, min, mins[code - 1].len);
+        assert_int_equal(mins[code - 1].bytes[2], code);
+    }
+    fclose(in);
+    assert_int_equal(rows, N_TYPES);
+    s_free_samples(mins, nmin);
+}
+
+/* --- the head ------------------------------------------------------------ */
+
+static void test_proto_decode_short_or_unsigned(void **state)
+{
+    (void) state;
+    proto_msg_t m;
+    /* Fewer than 8 bytes is never a message, whatever they say. */
+    for (size_t len = 0; len < PROTO_HEAD; len++)
+        assert_int_equal(s_decode(s_ex_hello, len, &m), -EBADMSG);
+    static const uint8_t v2[7] = { PROTO_SIG, 2, P_HELLO, 0, 0, 0, 1 };
+    assert_int_equal(s_decode(v2, sizeof v2, &m), -EBADMSG);
+
+    uint8_t buf[sizeof s_ex_credit];
+    for (unsigned sig = 0; sig < 256; sig++) {
+        if (sig == PROTO_SIG)
+            continue;
+        memcpy(buf, s_ex_credit, sizeof buf);
+        buf[0] = (uint8_t) sig;
+        assert_int_equal(s_decode(buf, sizeof buf, &m), -EBADMSG);
+        buf[1] = 2;     /* a wrong signature wins over a wrong version */
+        assert_int_equal(s_decode(buf, sizeof buf, &m), -EBADMSG);
+    }
+}
+
+static void test_proto_decode_wrong_version(void **state)
+{
+    (void) state;
+    static sample_t s[MAX_SAMPLES];
+    size_t n = s_samples(s);
+    for (size_t i = 0; i < n; i++) {
+        for (unsigned v = 0; v < 256; v++) {
+            if (v == PROTO_VERSION)
+                continue;
+            s[i].bytes[1] = (uint8_t) v;
+            proto_msg_t m;
+            memset(&m, 0x5a, sizeof m);
+            assert_int_equal(proto_decode(s[i].bytes, s[i].len, &m), -EPROTO);
+            assert_int_equal(m.version, v);
+            assert_int_equal(m.type, s[i].bytes[2]);
+            assert_int_equal(m.flags, s[i].bytes[3]);
+            assert_int_equal(m.seq, wire_get32(s[i].bytes + 4));
+            /* Nothing of the body is decoded. */
+            assert_null(m.id);
+            assert_null(m.data);
+            assert_int_equal(m.count, 0);
+            assert_int_equal(s_decode(s[i].bytes, s[i].len, NULL), -EPROTO);
+        }
+        s[i].bytes[1] = PROTO_VERSION;
+    }
+    s_free_samples(s, n);
+
+    /* Whatever the body, even none or an unknown type: the head is read. */
+    uint8_t head[PROTO_HEAD + 3] = { PROTO_SIG, 2, 0xee, 0x81, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3 };
+    for (size_t len = PROTO_HEAD; len <= sizeof head; len++) {
+        proto_msg_t m;
+        assert_int_equal(s_decode(head, len, &m), -EPROTO);
+        assert_int_equal(m.version, 2);
+        assert_int_equal(m.type, 0xee);
+        assert_int_equal(m.flags, 0x81);
+        assert_int_equal(m.seq, 0xdeadbeef);
+    }
+}
+
+static void test_proto_decode_unknown_types(void **state)
+{
+    (void) state;
+    uint8_t buf[PROTO_HEAD + 16];
+    memset(buf, 0, sizeof buf);
+    buf[0] = PROTO_SIG;
+    buf[1] = PROTO_VERSION;
+    for (unsigned t = 0; t < 256; t++) {
+        if (t >= P_HELLO && t <= P_CREDIT)
+            continue;
+        buf[2] = (uint8_t) t;
+        for (size_t len = PROTO_HEAD; len <= sizeof buf; len++)
+            assert_int_equal(s_decode(buf, len, NULL), -EBADMSG);
+    }
+}
+
+static void test_proto_decode_leaves_ret_on_failure(void **state)
+{
+    (void) state;
+    proto_msg_t m, before;
+    memset(&m, 0x5a, sizeof m);
+    before = m;
+    uint8_t buf[sizeof s_ex_msg];
+    memcpy(buf, s_ex_msg, sizeof buf);
+    buf[8] = 3;         /* kind 3 */
+    assert_int_equal(proto_decode(buf, sizeof buf, &m), -EBADMSG);
+    assert_memory_equal(&m, &before, sizeof m);
+    assert_int_equal(proto_decode(buf, 3, &m), -EBADMSG);
+    assert_memory_equal(&m, &before, sizeof m);
+}
+
+/* --- malformed input ----------------------------------------------------- */
+
+static void test_proto_decode_trailing_bytes(void **state)
+{
+    (void) state;
+    static sample_t s[MAX_SAMPLES];
+    size_t n = s_samples(s);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = s[i].len, at = s_payload_at(s[i].bytes, len);
+        for (size_t extra = 1; extra <= 3; extra++) {
+            uint8_t *longer = malloc(len + extra);
+            assert_non_null(longer);
+            memcpy(longer, s[i].bytes, len);
+            memset(longer + len, 0, extra);
+            proto_msg_t m;
+            int rc = s_decode(longer, len + extra, &m);
+            if (at) {
+                /* A payload runs to the end: the bytes are payload. */
+                assert_int_equal(rc, 0);
+                assert_int_equal(m.size, len + extra - at);
+            } else
+                assert_int_equal(rc, -EBADMSG);
+            free(longer);
+        }
+    }
+    s_free_samples(s, n);
+}
+
+/* A message cut short is refused, except a MSG, REPLY or PUB cut inside its
+   payload, which is a message with a shorter payload. */
+static void test_proto_decode_cut_at_every_length(void **state)
+{
+    (void) state;
+    static sample_t s[MAX_SAMPLES];
+    size_t n = s_samples(s);
+    size_t shorter = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = s[i].len, at = s_payload_at(s[i].bytes, len);
+        proto_msg_t whole;
+        assert_int_equal(s_decode(s[i].bytes, len, &whole), 0);
+        for (size_t cut = 0; cut < len; cut++) {
+            proto_msg_t m;
+            int rc = s_decode(s[i].bytes, cut, &m);
+            if (!at || cut < at) {
+                if (rc != -EBADMSG)
+                    fail_msg("sample %zu (type 0x%02x) cut at %zu of %zu: %d",
+                             i, s[i].bytes[2], cut, len, rc);
+                continue;
+            }
+            assert_int_equal(rc, 0);
+            assert_int_equal(m.size, cut - at);
+            assert_ptr_equal(m.data, s[i].bytes + at);
+            assert_int_equal(m.cseq, whole.cseq);
+            assert_int_equal(m.fromlen, whole.fromlen);
+            assert_int_equal(m.tolen, whole.tolen);
+            shorter++;
+        }
+    }
+    assert_true(shorter > 0);
+    s_free_samples(s, n);
+}
+
+/* Whatever one byte becomes, the message is refused, or is of another
+   version, or decodes to views inside it that encode back to it. */
+static void test_proto_decode_flip_every_byte(void **state)
+{
+    (void) state;
+    static sample_t s[MAX_SAMPLES];
+    size_t n = s_samples(s);
+    size_t accepted = 0, refused = 0, other = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *msg = s[i].bytes;
+        size_t len = s[i].len;
+        for (size_t at = 0; at < len; at++) {
+            uint8_t orig = msg[at];
+            const uint8_t values[] = {
+                0x00, 0x01, 0x02, 0x20, 0x2a, 0x7f, 0x80, 0xfe, 0xff,
+                orig ^ 0x01, orig ^ 0x20, orig ^ 0x80, (uint8_t) (orig + 1), (uint8_t) (orig - 1),
+            };
+            for (size_t v = 0; v < sizeof values; v++) {
+                if (values[v] == orig)
+                    continue;
+                msg[at] = values[v];
+                int rc = s_decode(msg, len, NULL);
+                if (rc == 0)
+                    accepted++;
+                else if (rc == -EPROTO)
+                    other++;
+                else
+                    refused++;
+            }
+            msg[at] = orig;
+        }
+    }
+    /* All three happen: seq and numbers are free, lengths and names not. */
+    assert_true(accepted > 0 && refused > 0 && other > 0);
+    s_free_samples(s, n);
+}
+
+/* Many bytes changed at once, inserted or removed, from a fixed seed so
+   that a failure can be replayed. */
+static uint32_t s_rand(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return (uint32_t) (*x >> 16);
+}
+
+static void test_proto_decode_scrambled(void **state)
+{
+    (void) state;
+    static sample_t s[MAX_SAMPLES];
+    size_t n = s_samples(s);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    uint8_t buf[1024];
+    size_t accepted = 0;
+    for (unsigned round = 0; round < 200000; round++) {
+        const sample_t *from = &s[s_rand(&x) % n];
+        size_t len = from->len;
+        assert_true(len <= sizeof buf);
+        memcpy(buf, from->bytes, len);
+        unsigned edits = 1 + s_rand(&x) % 4;
+        for (unsigned e = 0; e < edits; e++) {
+            unsigned what = s_rand(&x) % 4;
+            size_t at = len ? s_rand(&x) % len : 0;
+            if (what <= 1 && len)
+                buf[at] = (uint8_t) s_rand(&x);             /* change a byte */
+            else if (what == 2 && len < sizeof buf) {       /* insert one */
+                memmove(buf + at + 1, buf + at, len - at);
+                buf[at] = (uint8_t) s_rand(&x);
+                len++;
+            } else if (len) {                               /* remove one */
+                memmove(buf + at, buf + at + 1, len - at - 1);
+                len--;
+            }
+        }
+        /* Keep the head mostly right, so that the bodies get fuzzed. */
+        if (len >= 2 && s_rand(&x) % 8) {
+            buf[0] = PROTO_SIG;
+            buf[1] = PROTO_VERSION;
+        }
+        if (s_decode(buf, len, NULL) == 0)
+            accepted++;
+    }
+    assert_true(accepted > 0);
+    s_free_samples(s, n);
+}
+
+/* --- the rules of each type ---------------------------------------------- */
+
+static const char *const s_bad_ids[] = {
+    "", "5f0c3e9a7b214d68a1e2c3b4d5f6071",        /* 31 */
+    "5f0c3e9a7b214d68a1e2c3b4d5f607180",          /* 33 */
+    "5F0C3E9A7B214D68A1E2C3B4D5F60718",           /* upper case */
+    "5f0c3e9a7b214d68a1e2c3b4d5f6071g",
+    "5f0c3e9a7b214d68 1e2c3b4d5f60718",
+    "5f0c3e9a-7b21-4d68-a1e2-c3b4d5f6",
+    "0x0c3e9a7b214d68a1e2c3b4d5f60718",
+};
+static const char *const s_bad_names[] = {
+    "", ".", "-a", ".hidden", "a b", "a@b", "a*", "*", ":1", "caf\xc3\xa9", "tab\t",
+};
+
+static void test_proto_check_id(void **state)
+{
+    (void) state;
+    static const char *const good[] = {
+        ID_A, ID_B, "00000000000000000000000000000000",
+        "ffffffffffffffffffffffffffffffff", "0123456789abcdef0123456789abcdef",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        assert_int_equal(proto_check_id(good[i], strlen(good[i])), 0);
+    for (size_t i = 0; i < sizeof s_bad_ids / sizeof s_bad_ids[0]; i++)
+        if (proto_check_id(s_bad_ids[i], strlen(s_bad_ids[i])) != -EINVAL)
+            fail_msg("id '%s' accepted", s_bad_ids[i]);
+    /* Only len bytes count; a NUL inside is not hex. */
+    assert_int_equal(proto_check_id(ID_A "ff", 32), 0);
+    char nul[32];
+    memcpy(nul, ID_A, 32);
+    nul[16] = '\0';
+    assert_int_equal(proto_check_id(nul, 32), -EINVAL);
+    for (unsigned c = 0; c < 256; c++) {
+        memcpy(nul, ID_A, 32);
+        nul[31] = (char) c;
+        bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+        assert_int_equal(proto_check_id(nul, 32), hex ? 0 : -EINVAL);
+    }
+}
+
+static void test_proto_hello_rules(void **state)
+{
+    (void) state;
+    proto_buf_t b = { 0 };
+    for (size_t i = 0; i < sizeof s_bad_ids / sizeof s_bad_ids[0]; i++) {
+        s_hello(&b, 1, s_bad_ids[i], "alpha", 5680, 1, 500);
+        assert_int_equal(s_try(&b), -EBADMSG);
+        s_hello_ack(&b, 0, s_bad_ids[i], "beta", 1);
+        assert_int_equal(s_try(&b), -EBADMSG);
+    }
+    for (size_t i = 0; i < sizeof s_bad_names / sizeof s_bad_names[0]; i++) {
+        s_hello(&b, 1, ID_A, s_bad_names[i], 5680, 1, 500);
+        assert_int_equal(s_try(&b), -EBADMSG);
+        s_hello_ack(&b, 0, ID_B, s_bad_names[i], 1);
+        assert_int_equal(s_try(&b), -EBADMSG);
+    }
+    /* Port and heartbeat 0 are refused; their smallest values are fine. */
+    s_hello(&b, 1, ID_A, "alpha", 0, 1, 500);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    s_hello(&b, 1, ID_A, "alpha", 5680, 1, 0);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    s_hello(&b, 1, ID_A, "alpha", 1, 0, 1);
+    assert_int_equal(s_try(&b), 0);
+    /* A HELLO_ACK is not a HELLO: without port and heartbeat, and a HELLO's
+       body under a HELLO_ACK type has bytes left over. */
+    s_hello(&b, 1, ID_A, "alpha", 5680, 1, 500);
+    b.data[2] = P_HELLO_ACK;
+    assert_int_equal(s_try(&b), -EBADMSG);
+    s_hello_ack(&b, 0, ID_B, "beta", 1);
+    b.data[2] = P_HELLO;
+    assert_int_equal(s_try(&b), -EBADMSG);
+}
+
+/* Unique addresses (":N@node") and destinations, good and bad. */
+static const char *const s_good_addresses[] = {
+    ":1@a", ":3@alpha", ":18@beta.lan", ":9999999999999999999@n", ":42@_x/y-z.0",
+    ":007@a",       /* leading zeros: still 1*19DIGIT, value 7 */
+};
+static const char *const s_bad_addresses[] = {
+    "", ":", ":@a", ":0@a", ":00@a", ":1", ":1@", "1@a", "a@b", "printer",
+    "printer@beta", ":x@a", ":1x@a", ":-1@a", ":+1@a", ": 1@a", ":1 @a", ":1@a b",
+    ":1@.a", ":1@-a", ":1@a@b", ":1@@a", ":1@a*", ":1@*", "@a", ":1@a\n",
+    ":12345678901234567890@a",      /* 20 digits */
+    ":99999999999999999999@a",
+};
+static const char *const s_good_dests[] = {
+    "printer", "printer@beta", ":4", ":4@beta", "a", "x/y-z_0@n.1",
+    ":9999999999999999999", "_@_",
+};
+static const char *const s_bad_dests[] = {
+    "", "@", "@beta", "printer@", "printer@beta@gamma", ":0", ":0@beta", ":", ":@b",
+    ":x", ".printer", "-p", "a b", "*", "p*", "p*@b", "printer@.b", "printer@b c",
+    ":12345678901234567890", "caf\xc3\xa9", "printer@b*",
+};
+#define N_OF(a) (sizeof (a) / sizeof (a)[0])
+
+/* The longest unique address and destination, 255 bytes each. */
+static void s_longest(char *address, char *dest)
+{
+    memcpy(address, ":1234567890123456789@", 21);
+    memset(address + 21, 'n', 234);
+    address[255] = '\0';
+    memset(dest, 'd', 120);
+    dest[120] = '@';
+    memset(dest + 121, 'm', 134);
+    dest[255] = '\0';
+}
+
+/* Spec and test agree on which strings are addresses and destinations. */
+static void test_proto_address_oracle(void **state)
+{
+    (void) state;
+    for (size_t i = 0; i < N_OF(s_good_addresses); i++)
+        assert_true(s_is_address(s_good_addresses[i], strlen(s_good_addresses[i])) &&
+                    s_is_dest(s_good_addresses[i], strlen(s_good_addresses[i])));
+    for (size_t i = 0; i < N_OF(s_bad_addresses); i++)
+        assert_false(s_is_address(s_bad_addresses[i], strlen(s_bad_addresses[i])));
+    for (size_t i = 0; i < N_OF(s_good_dests); i++)
+        assert_true(s_is_dest(s_good_dests[i], strlen(s_good_dests[i])));
+    for (size_t i = 0; i < N_OF(s_bad_dests); i++)
+        assert_false(s_is_dest(s_bad_dests[i], strlen(s_bad_dests[i])));
+}
+
+static void test_proto_msg_rules(void **state)
+{
+    (void) state;
+    proto_buf_t b = { 0 };
+    for (unsigned kind = 0; kind < 256; kind++) {
+        s_msg(&b, 0, 1, (uint8_t) kind, 1, 0, ":1@a", "x", "p", 1);
+        bool ok = kind == P_KIND_SEND || kind == P_KIND_REQUEST;
+        assert_int_equal(s_try(&b), ok ? 0 : -EBADMSG);
+    }
+
+    /* from: a unique address; to: a destination, any of the four kinds. */
+    for (size_t i = 0; i < N_OF(s_good_addresses); i++) {
+        s_msg(&b, 0, 1, P_KIND_SEND, 1, 0, s_good_addresses[i], "x", "p", 1);
+        if (s_try(&b) != 0)
+            fail_msg("MSG from '%s' refused", s_good_addresses[i]);
+        s_msg(&b, 0, 1, P_KIND_REQUEST, 1, 0, ":1@a", s_good_addresses[i], "p", 1);
+        if (s_try(&b) != 0)
+            fail_msg("MSG to '%s' refused", s_good_addresses[i]);
+    }
+    for (size_t i = 0; i < N_OF(s_bad_addresses); i++) {
+        s_msg(&b, 0, 1, P_KIND_SEND, 1, 0, s_bad_addresses[i], "x", "p", 1);
+        if (s_try(&b) != -EBADMSG)
+            fail_msg("MSG from '%s' accepted", s_bad_addresses[i]);
+    }
+    for (size_t i = 0; i < N_OF(s_good_dests); i++) {
+        s_msg(&b, 0, 1, P_KIND_SEND, 1, 0, ":1@a", s_good_dests[i], "p", 1);
+        if (s_try(&b) != 0)
+            fail_msg("MSG to '%s' refused", s_good_dests[i]);
+        /* A destination that is not a unique address is no sender. */
+        if (!s_is_address(s_good_dests[i], strlen(s_good_dests[i]))) {
+            s_msg(&b, 0, 1, P_KIND_SEND, 1, 0, s_good_dests[i], ":1@a", "p", 1);
+            if (s_try(&b) != -EBADMSG)
+                fail_msg("MSG from '%s' accepted", s_good_dests[i]);
+        }
+    }
+    for (size_t i = 0; i < N_OF(s_bad_dests); i++) {
+        s_msg(&b, 0, 1, P_KIND_SEND, 1, 0, ":1@a", s_bad_dests[i], "p", 1);
+        if (s_try(&b) != -EBADMSG)
+            fail_msg("MSG to '%s' accepted", s_bad_dests[i]);
+    }
+
+    char address[256], dest[256], name[256];
+    s_longest(address, dest);
+    memset(name, 'n', 255);
+    name[255] = '\0';
+    s_msg(&b, 0, 1, P_KIND_REQUEST, 1, 1, address, dest, NULL, 0);
+    assert_int_equal(s_try(&b), 0);
+    s_msg(&b, 0, 1, P_KIND_REQUEST, 1, 1, address, name, NULL, 0);
+    assert_int_equal(s_try(&b), 0);
+    /* A name of 255 bytes is not an address. */
+    s_msg(&b, 0, 1, P_KIND_REQUEST, 1, 1, name, address, NULL, 0);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    proto_free(&b);
+}
+
+static void test_proto_reply_pub_ack_rules(void **state)
+{
+    (void) state;
+    proto_buf_t b = { 0 };
+
+    /* REPLY: both to and from are unique addresses; a destination that is
+       not one (a name, ":N" without its node) will not do. */
+    for (size_t i = 0; i < N_OF(s_good_addresses); i++) {
+        s_reply(&b, 1, 1, s_good_addresses[i], ":1@b", "p", 1);
+        assert_int_equal(s_try(&b), 0);
+        s_reply(&b, 1, 1, ":1@a", s_good_addresses[i], "p", 1);
+        assert_int_equal(s_try(&b), 0);
+    }
+    for (size_t i = 0; i < N_OF(s_bad_addresses); i++) {
+        s_reply(&b, 1, 1, s_bad_addresses[i], ":1@b", "p", 1);
+        if (s_try(&b) != -EBADMSG)
+            fail_msg("REPLY to '%s' accepted", s_bad_addresses[i]);
+        s_reply(&b, 1, 1, ":1@a", s_bad_addresses[i], "p", 1);
+        if (s_try(&b) != -EBADMSG)
+            fail_msg("REPLY from '%s' accepted", s_bad_addresses[i]);
+    }
+    s_reply(&b, 1, 1, "printer", ":1@b", "p", 1);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    s_reply(&b, 1, 1, ":4", ":1@b", "p", 1);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    s_reply(&b, 1, 1, ":1@a", "printer@b", "p", 1);
+    assert_int_equal(s_try(&b), -EBADMSG);
+
+    char address[256], dest[256];
+    s_longest(address, dest);
+    s_reply(&b, 1, 1, address, address, NULL, 0);
+    assert_int_equal(s_try(&b), 0);
+
+    /* PUB: the topic is a name, not a pattern; the publisher a unique
+       address. The cseq is any number. */
+    for (size_t i = 0; i < N_OF(s_bad_names); i++) {
+        s_pub(&b, 1, 1, s_bad_names[i], ":1@a", "p", 1);
+        assert_int_equal(s_try(&b), -EBADMSG);
+    }
+    s_pub(&b, 1, 1, "sensors.*", ":1@a", "p", 1);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    s_pub(&b, 1, 1, "sensors@beta", ":1@a", "p", 1);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    for (size_t i = 0; i < N_OF(s_good_addresses); i++) {
+        s_pub(&b, 1, 0, "topic", s_good_addresses[i], "p", 1);
+        assert_int_equal(s_try(&b), 0);
+    }
+    for (size_t i = 0; i < N_OF(s_bad_addresses); i++) {
+        s_pub(&b, 1, UINT32_MAX, "topic", s_bad_addresses[i], "p", 1);
+        if (s_try(&b) != -EBADMSG)
+            fail_msg("PUB from '%s' accepted", s_bad_addresses[i]);
+    }
+    s_pub(&b, 1, 1, dest + 121, address, NULL, 0);     /* a 134-byte topic */
+    assert_int_equal(s_try(&b), 0);
+    char topic[256];
+    memset(topic, 't', 255);
+    topic[255] = '\0';
+    s_pub(&b, 1, 1, topic, address, NULL, 0);
+    assert_int_equal(s_try(&b), 0);
+    /* Without its cseq (the PUB of before), the topic's length byte is
+       read from cseq: the message does not parse. */
+    proto_begin(&b, P_PUB, 0, 1);
+    s_str(&b, "topic");
+    s_str(&b, ":1@a");
+    assert_int_equal(s_try(&b), -EBADMSG);
+
+    /* ACK: the client to tell is a unique address. */
+    for (size_t i = 0; i < N_OF(s_good_addresses); i++) {
+        s_ack(&b, 1, 1, s_good_addresses[i]);
+        assert_int_equal(s_try(&b), 0);
+    }
+    for (size_t i = 0; i < N_OF(s_bad_addresses); i++) {
+        s_ack(&b, 1, 1, s_bad_addresses[i]);
+        if (s_try(&b) != -EBADMSG)
+            fail_msg("ACK to '%s' accepted", s_bad_addresses[i]);
+    }
+    s_ack(&b, 1, 1, "printer");
+    assert_int_equal(s_try(&b), -EBADMSG);
+    s_ack(&b, 1, 1, address);
+    assert_int_equal(s_try(&b), 0);
+    proto_free(&b);
+}
+
+static void test_proto_fail_rules(void **state)
+{
+    (void) state;
+    static const uint32_t good[] = { 1, ENOENT, EPROTO, ECONNRESET, EHOSTUNREACH, 4095 };
+    static const uint32_t bad[] = { 0, 4096, 65536, 0x7fffffff, 0xffffffff };
+    proto_buf_t b = { 0 };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        s_fail(&b, 1, good[i], 1, WIRE_SEND, ":1@a", "x", "t");
+        assert_int_equal(s_try(&b), 0);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        s_fail(&b, 1, bad[i], 1, WIRE_SEND, ":1@a", "x", "t");
+        assert_int_equal(s_try(&b), -EBADMSG);
+        /* An empty to does not save a bad error number. */
+        s_fail(&b, 0, bad[i], 0, 0, "", "", "t");
+        assert_int_equal(s_try(&b), -EBADMSG);
+    }
+    /* what is passed on whatever it is; name and text are free text. */
+    for (unsigned what = 0; what < 256; what++) {
+        s_fail(&b, 1, ENOENT, 1, (uint8_t) what, ":1@a", "a b\x01\xff", "t\n");
+        assert_int_equal(s_try(&b), 0);
+    }
+
+    /* to: the client to tell, a unique address... */
+    for (size_t i = 0; i < N_OF(s_good_addresses); i++) {
+        s_fail(&b, 1, ENOENT, 1, WIRE_SEND, s_good_addresses[i], "x", "t");
+        assert_int_equal(s_try(&b), 0);
+    }
+    for (size_t i = 0; i < N_OF(s_bad_addresses); i++) {
+        if (!*s_bad_addresses[i])
+            continue;
+        /* ... whatever the error, EPROTO too. */
+        s_fail(&b, 1, ENOENT, 1, WIRE_SEND, s_bad_addresses[i], "x", "t");
+        if (s_try(&b) != -EBADMSG)
+            fail_msg("FAIL to '%s' accepted", s_bad_addresses[i]);
+        s_fail(&b, 0, EPROTO, 0, 0, s_bad_addresses[i], "", "t");
+        if (s_try(&b) != -EBADMSG)
+            fail_msg("FAIL EPROTO to '%s' accepted", s_bad_addresses[i]);
+    }
+    s_fail(&b, 1, ENOENT, 1, WIRE_SEND, "printer", "x", "t");
+    assert_int_equal(s_try(&b), -EBADMSG);
+    char address[256], dest[256];
+    s_longest(address, dest);
+    s_fail(&b, 1, ENOENT, 1, WIRE_SEND, address, dest, dest);
+    assert_int_equal(s_try(&b), 0);
+
+    /* ... or empty, only in the answer to a HELLO of another version:
+       error EPROTO. An EPROTO with a to is fine too. */
+    for (uint32_t error = 1; error <= 4095; error++) {
+        s_fail(&b, 0, error, 0, 0, "", "", "protocol version not supported");
+        assert_int_equal(s_try(&b), error == EPROTO ? 0 : -EBADMSG);
+    }
+    s_fail(&b, 0, EPROTO, 7, WIRE_SEND, "", "printer", "");
+    assert_int_equal(s_try(&b), 0);
+    s_fail(&b, 3, EPROTO, 7, WIRE_SEND, ":3@alpha", "printer", "");
+    assert_int_equal(s_try(&b), 0);
+    proto_free(&b);
+}
+
+/* --- lists --------------------------------------------------------------- */
+
+/* A list of n items built by item(i, buf), with count as given. */
+static int s_list_of(uint8_t type, uint16_t count, size_t n,
+                     const char *(*item)(size_t i, char *buf, size_t f))
+{
+    proto_buf_t b = { 0 };
+    char tmp[256];
+    proto_begin(&b, type, 0, 1);
+    proto_u16(&b, count);
+    for (size_t i = 0; i < n; i++)
+        for (size_t f = 0; f < (type == P_PEERS ? 3u : 1u); f++)
+            s_str(&b, item(i, tmp, f));
+    return s_try(&b);
+}
+
+static const char *s_item_name(size_t i, char *buf, size_t f)
+{
+    (void) f;
+    snprintf(buf, 256, "name.%zu", i);
+    return buf;
+}
+
+static const char *s_item_pattern(size_t i, char *buf, size_t f)
+{
+    (void) f;
+    snprintf(buf, 256, "topic.%zu.*", i);
+    return buf;
+}
+
+static const char *s_item_peer(size_t i, char *buf, size_t f)
+{
+    if (f == 0)
+        snprintf(buf, 256, "%032zx", i);
+    else if (f == 1)
+        snprintf(buf, 256, "node-%zu", i);
+    else
+        snprintf(buf, 256, "tcp://10.0.%zu.%zu:5680", i / 256, i % 256);
+    return buf;
+}
+
+static void test_proto_list_limits(void **state)
+{
+    (void) state;
+    for (uint8_t t = P_NAMES_ADD; t <= P_PEERS; t++) {
+        const char *(*item)(size_t, char *, size_t) =
+            t <= P_NAMES_DEL ? s_item_name : t <= P_SUBS_DEL ? s_item_pattern : s_item_peer;
+        assert_int_equal(s_list_of(t, 0, 0, item), -EBADMSG);      /* empty */
+        assert_int_equal(s_list_of(t, 1, 1, item), 0);
+        assert_int_equal(s_list_of(t, PROTO_LIST_MAX, PROTO_LIST_MAX, item), 0);
+        assert_int_equal(s_list_of(t, PROTO_LIST_MAX + 1, PROTO_LIST_MAX + 1, item), -EBADMSG);
+        assert_int_equal(s_list_of(t, 0xffff, 0xffff, item), -EBADMSG);
+        /* A count that lies either way. */
+        assert_int_equal(s_list_of(t, 3, 2, item), -EBADMSG);
+        assert_int_equal(s_list_of(t, 2, 3, item), -EBADMSG);
+        assert_int_equal(s_list_of(t, 0, 1, item), -EBADMSG);
+        assert_int_equal(s_list_of(t, 0xffff, 1, item), -EBADMSG);
+    }
+}
+
+/* The biggest list there is: 1024 names of 255 bytes, walked to the end. */
+static void test_proto_list_longest(void **state)
+{
+    (void) state;
+    char name[255];
+    proto_buf_t b = { 0 };
+    proto_begin(&b, P_NAMES_ADD, 0, 1);
+    proto_u16(&b, PROTO_LIST_MAX);
+    for (size_t i = 0; i < PROTO_LIST_MAX; i++) {
+        memset(name, 'a' + (int) (i % 26), sizeof name);
+        proto_str(&b, name, sizeof name);
+    }
+    assert_int_equal(b.len, PROTO_HEAD + 2 + PROTO_LIST_MAX * 256);
+    proto_msg_t m;
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.count, PROTO_LIST_MAX);
+    const uint8_t *at = m.list;
+    for (size_t i = 0; i < PROTO_LIST_MAX; i++) {
+        const char *s;
+        size_t len;
+        proto_list_next(&at, &s, &len);
+        assert_int_equal(len, 255);
+        assert_true(s[0] == 'a' + (int) (i % 26) && s[254] == s[0]);
+    }
+    assert_ptr_equal(at, b.data + b.len);
+    proto_free(&b);
+}
+
+static void test_proto_list_bad_items(void **state)
+{
+    (void) state;
+    static const char *const bad_patterns[] = {
+        "", "**", "*a", "a**", "a*b", ".*", "-*", "a b*", "@*", "*.x",
+    };
+    static const char *const bad_endpoints[] = {
+        "", "tcp://", "tcp:/", "tcp:/x:1", "udp://h:1", "TCP://h:1", "ipc:///tmp/x",
+        "tcp://h :1", "tcp://h\t1", "tcp://h\x7f", "tcp://h\x80", "tcp://\xc3\xa9",
+        " tcp://h:1", "tcp://h\n",
+    };
+    static const char *const good_endpoints[] = {
+        "tcp://h", "tcp://192.168.1.1:5680", "tcp://[::1]:5680", "tcp://a.b-c:1",
+    };
+    proto_buf_t b = { 0 };
+
+    /* A bad item anywhere spoils the list: first, middle, last. */
+    for (size_t pos = 0; pos < 3; pos++) {
+        const char *items[3] = { "good", "good.too", "fine" };
+        for (size_t i = 0; i < sizeof s_bad_names / sizeof s_bad_names[0]; i++) {
+            items[pos] = s_bad_names[i];
+            for (uint8_t t = P_NAMES_ADD; t <= P_NAMES_DEL; t++) {
+                s_list(&b, t, 1, 3, items, 3);
+                assert_int_equal(s_try(&b), -EBADMSG);
+            }
+        }
+        for (size_t i = 0; i < sizeof bad_patterns / sizeof bad_patterns[0]; i++) {
+            items[pos] = bad_patterns[i];
+            for (uint8_t t = P_SUBS_ADD; t <= P_SUBS_DEL; t++) {
+                s_list(&b, t, 1, 3, items, 3);
+                assert_int_equal(s_try(&b), -EBADMSG);
+            }
+        }
+    }
+    /* Patterns are not names: a NAMES list refuses them. */
+    static const char *const pats[] = { "*", "sensors.*" };
+    s_list(&b, P_NAMES_ADD, 1, 2, pats, 2);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    s_list(&b, P_SUBS_ADD, 1, 2, pats, 2);
+    assert_int_equal(s_try(&b), 0);
+
+    /* PEERS: the id, the name and the endpoint are each checked. */
+    const char *peer[6] = { ID_A, "alpha", "tcp://h:1", ID_B, "beta", "tcp://g:2" };
+    for (size_t i = 0; i < sizeof s_bad_ids / sizeof s_bad_ids[0]; i++) {
+        peer[3] = s_bad_ids[i];
+        s_peers(&b, 1, 2, peer, 2);
+        assert_int_equal(s_try(&b), -EBADMSG);
+    }
+    peer[3] = ID_B;
+    for (size_t i = 0; i < sizeof s_bad_names / sizeof s_bad_names[0]; i++) {
+        peer[1] = s_bad_names[i];
+        s_peers(&b, 1, 2, peer, 2);
+        assert_int_equal(s_try(&b), -EBADMSG);
+    }
+    peer[1] = "alpha";
+    for (size_t i = 0; i < sizeof bad_endpoints / sizeof bad_endpoints[0]; i++) {
+        peer[5] = bad_endpoints[i];
+        s_peers(&b, 1, 2, peer, 2);
+        if (s_try(&b) != -EBADMSG)
+            fail_msg("endpoint '%s' accepted", bad_endpoints[i]);
+    }
+    for (size_t i = 0; i < sizeof good_endpoints / sizeof good_endpoints[0]; i++) {
+        peer[5] = good_endpoints[i];
+        s_peers(&b, 1, 2, peer, 2);
+        if (s_try(&b) != 0)
+            fail_msg("endpoint '%s' refused", good_endpoints[i]);
+    }
+    /* A peer is three strings: two strings short is not a peer. */
+    proto_begin(&b, P_PEERS, 0, 1);
+    proto_u16(&b, 1);
+    s_str(&b, ID_A);
+    assert_int_equal(s_try(&b), -EBADMSG);
+}
+
+/* --- the encoder --------------------------------------------------------- */
+
+static void test_proto_encode_string_too_long_fails(void **state)
+{
+    (void) state;
+    char s[256];
+    memset(s, 'a', sizeof s);
+    proto_buf_t b = { 0 };
+    proto_begin(&b, P_ACK, 0, 1);
+    proto_u32(&b, 1);
+    proto_str(&b, s, 255);
+    assert_false(b.failed);
+    proto_str(&b, s, 256);
+    assert_true(b.failed);
+    /* Once failed, it stays failed and writes nothing more. */
+    size_t len = b.len;
+    proto_u64(&b, 1);
+    proto_bytes(&b, s, 10);
+    assert_true(b.failed);
+    assert_int_equal(b.len, len);
+    /* proto_begin starts over, in the same memory. */
+    uint8_t *data = b.data;
+    proto_begin(&b, P_BYE, 0, 2);
+    assert_false(b.failed);
+    assert_int_equal(b.len, PROTO_HEAD);
+    assert_ptr_equal(b.data, data);
+    assert_int_equal(s_decode(b.data, b.len, NULL), 0);
+    proto_free(&b);
+    assert_null(b.data);
+    assert_int_equal(b.len + b.cap + (size_t) b.failed, 0);
+    proto_free(&b);     /* twice is fine */
+}
+
+static void test_proto_encode_head_layout(void **state)
+{
+    (void) state;
+    proto_buf_t b = { 0 };
+    proto_begin(&b, 0xab, 0xcd, 0x01020304);
+    proto_u8(&b, 0x11);
+    proto_u16(&b, 0x2233);
+    proto_u32(&b, 0x44556677);
+    proto_u64(&b, 0x8899aabbccddeeffull);
+    proto_str(&b, "xy", 2);
+    proto_str(&b, NULL, 0);
+    proto_bytes(&b, NULL, 0);
+    proto_bytes(&b, "z", 1);
+    static const uint8_t want[] = {
+        0xa9, 0x01, 0xab, 0xcd, 0x01, 0x02, 0x03, 0x04,
+        0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+        0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+        0x02, 'x', 'y', 0x00, 'z',
+    };
+    assert_false(b.failed);
+    assert_int_equal(b.len, sizeof want);
+    assert_memory_equal(b.data, want, sizeof want);
+    proto_free(&b);
+}
+
+/* A length no message can have fails the buffer instead of wrapping its
+   size arithmetic around (the bytes behind it are never read). A growth
+   loop that wraps spins forever: the alarm turns that into a failure. */
+static void test_proto_encode_refuses_absurd_sizes(void **state)
+{
+    (void) state;
+    static const size_t sizes[] = {
+        SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - PROTO_HEAD, SIZE_MAX / 2 + 1, SIZE_MAX / 2,
+        SIZE_MAX / 4 + 1, SIZE_MAX / 4 - PROTO_HEAD + 1,
+    };
+    alarm(30);
+    proto_buf_t b = { 0 };
+    proto_begin(&b, P_MSG, 0, 1);
+    uint8_t *data = b.data;
+    size_t cap = b.cap;
+    assert_non_null(data);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        proto_begin(&b, P_MSG, 0, 1);
+        assert_false(b.failed);
+        proto_bytes(&b, "x", sizes[i]);
+        if (!b.failed)
+            fail_msg("proto_bytes took %zu bytes", sizes[i]);
+        /* Nothing was written or allocated, and nothing more will be. */
+        assert_int_equal(b.len, PROTO_HEAD);
+        assert_int_equal(b.cap, cap);
+        assert_ptr_equal(b.data, data);
+        proto_u32(&b, 1);
+        proto_str(&b, "ab", 2);
+        assert_true(b.failed);
+        assert_int_equal(b.len, PROTO_HEAD);
+    }
+    /* The buffer is as good as before. */
+    s_ack(&b, 1, 2, ":1@a");
+    assert_int_equal(s_try(&b), 0);
+    proto_free(&b);
+    alarm(0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_proto_hello_roundtrip),
+        cmocka_unit_test(test_proto_hello_ack_roundtrip),
+        cmocka_unit_test(test_proto_lists_roundtrip),
+        cmocka_unit_test(test_proto_peers_roundtrip),
+        cmocka_unit_test(test_proto_msg_roundtrip),
+        cmocka_unit_test(test_proto_msg_large_payload),
+        cmocka_unit_test(test_proto_reply_pub_ack_roundtrip),
+        cmocka_unit_test(test_proto_fail_roundtrip),
+        cmocka_unit_test(test_proto_ping_pong_bye_credit_roundtrip),
+        cmocka_unit_test(test_proto_flags_travel_unchanged),
+        cmocka_unit_test(test_proto_spec_examples_decode),
+        cmocka_unit_test(test_proto_spec_examples_encode),
+        cmocka_unit_test(test_proto_spec_examples_match_doc),
+        cmocka_unit_test(test_proto_spec_type_table_matches),
+        cmocka_unit_test(test_proto_decode_short_or_unsigned),
+        cmocka_unit_test(test_proto_decode_wrong_version),
+        cmocka_unit_test(test_proto_decode_unknown_types),
+        cmocka_unit_test(test_proto_decode_leaves_ret_on_failure),
+        cmocka_unit_test(test_proto_decode_trailing_bytes),
+        cmocka_unit_test(test_proto_decode_cut_at_every_length),
+        cmocka_unit_test(test_proto_decode_flip_every_byte),
+        cmocka_unit_test(test_proto_decode_scrambled),
+        cmocka_unit_test(test_proto_check_id),
+        cmocka_unit_test(test_proto_hello_rules),
+        cmocka_unit_test(test_proto_address_oracle),
+        cmocka_unit_test(test_proto_msg_rules),
+        cmocka_unit_test(test_proto_reply_pub_ack_rules),
+        cmocka_unit_test(test_proto_fail_rules),
+        cmocka_unit_test(test_proto_list_limits),
+        cmocka_unit_test(test_proto_list_longest),
+        cmocka_unit_test(test_proto_list_bad_items),
+        cmocka_unit_test(test_proto_encode_string_too_long_fails),
+        cmocka_unit_test(test_proto_encode_refuses_absurd_sizes),
+        cmocka_unit_test(test_proto_encode_head_layout),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
