@@ -1,0 +1,932 @@
+/*  harness.c: runs a real ipc-node for a test; see harness.h. */
+
+#include "harness.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_HELPERS 64
+#define MAX_ARGS    32
+
+extern char **environ;
+
+/* What the watchdog must clean up; plain globals so the handler may read
+   them. */
+static volatile pid_t s_node_pid;
+static char s_node_dir[64];
+static char s_node_sock[108];
+static char s_node_log[128];
+static volatile pid_t s_helpers[MAX_HELPERS];
+static char s_test[128];
+/* Nodes of multi-node tests (harness_start_named), for the watchdog. */
+static volatile pid_t s_nodes_pid[HARNESS_MAX_NODES];
+static char s_nodes_dir[HARNESS_MAX_NODES][64];
+
+int64_t harness_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void s_sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static unsigned s_scale(void)
+{
+    const char *s = getenv("TEST_TIMEOUT_SCALE");
+    long v = s ? strtol(s, NULL, 10) : 1;
+    return v >= 1 && v <= 100 ? (unsigned) v : 1;
+}
+
+const char *harness_binary(void)
+{
+    const char *s = getenv("IPC_NODE");
+    return s && *s ? s : "./ipc-node";
+}
+
+static void s_track(pid_t pid)
+{
+    for (int i = 0; i < MAX_HELPERS; i++)
+        if (s_helpers[i] == 0) {
+            s_helpers[i] = pid;
+            return;
+        }
+    fprintf(stderr, "harness: too many helpers, pid %d untracked\n", (int) pid);
+}
+
+static void s_untrack(pid_t pid)
+{
+    for (int i = 0; i < MAX_HELPERS; i++)
+        if (s_helpers[i] == pid)
+            s_helpers[i] = 0;
+}
+
+/* Removes the files in dir and dir itself (one level: all we create). */
+static void s_rmdir(const char *dir)
+{
+    if (!dir[0])
+        return;
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            char path[512];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            if (unlink(path) < 0 && errno == EISDIR)
+                rmdir(path);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static void s_dump_log(const node_t *node)
+{
+    FILE *f = fopen(node->log, "r");
+    if (!f)
+        return;
+    fprintf(stderr, "---- ipc-node stderr (%s) ----\n", node->log);
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n++ < 200)
+        fputs(line, stderr);
+    fprintf(stderr, "---- end ----\n");
+    fclose(f);
+}
+
+/* fork + exec the binary with argv[1..], stdout+stderr to errfile, the
+   child dies with us (PDEATHSIG). */
+static pid_t s_spawn(char *const argv[], const char *errfile, const char *env_extra)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        signal(SIGALRM, SIG_DFL);
+        signal(SIGPIPE, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        int in = open("/dev/null", O_RDONLY);
+        if (in >= 0) {
+            dup2(in, 0);
+            close(in);
+        }
+        int out = open(errfile ? errfile : "/dev/null",
+                       O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (out >= 0) {
+            dup2(out, 1);
+            dup2(out, 2);
+            close(out);
+        }
+        if (env_extra) {
+            char kv[512];
+            snprintf(kv, sizeof kv, "%s", env_extra);
+            char *eq = strchr(kv, '=');
+            if (eq) {
+                *eq = 0;
+                setenv(kv, eq + 1, 1);
+            }
+        }
+        char *args[MAX_ARGS + 1];
+        int n = 0;
+        args[n++] = (char *) harness_binary();
+        for (int i = 1; argv[i] && n < MAX_ARGS; i++)
+            args[n++] = argv[i];
+        args[n] = NULL;
+        execve(args[0], args, environ);
+        fprintf(stderr, "harness: exec %s: %s\n", args[0], strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+int harness_waitpid(pid_t pid, int timeout_ms, int *ret_status)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    for (;;) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            if (ret_status)
+                *ret_status = status;
+            return 0;
+        }
+        if (r < 0 && errno != EINTR)
+            return -errno;
+        if (harness_now_ms() >= deadline)
+            return -ETIMEDOUT;
+        s_sleep_ms(5);
+    }
+}
+
+static void s_forget(node_t *node);
+
+/* Does something accept connections at path? */
+static int s_accepts(const char *path)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int ok = connect(fd, (struct sockaddr *) &sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+int harness_prepare(node_t *ret)
+{
+    memset(ret, 0, sizeof *ret);
+    snprintf(ret->dir, sizeof ret->dir, "/tmp/ipcnet-test-XXXXXX");
+    if (!mkdtemp(ret->dir)) {
+        int err = -errno;
+        ret->dir[0] = 0;
+        return err;
+    }
+    snprintf(ret->sock, sizeof ret->sock, "%s/node.sock", ret->dir);
+    snprintf(ret->log, sizeof ret->log, "%s/node.log", ret->dir);
+    memcpy(s_node_dir, ret->dir, sizeof s_node_dir);
+    memcpy(s_node_sock, ret->sock, sizeof s_node_sock);
+    memcpy(s_node_log, ret->log, sizeof s_node_log);
+    return 0;
+}
+
+int harness_launch(node_t *node, char *const extra[], int via_env)
+{
+    char *argv[MAX_ARGS + 1];
+    int n = 0;
+    argv[n++] = "ipc-node";
+    if (!via_env) {
+        argv[n++] = "--socket";
+        argv[n++] = node->sock;
+    }
+    argv[n++] = "--name";
+    argv[n++] = HARNESS_NODE_NAME;
+    /* Any free TCP port and a state directory of its own, so that nodes of
+       tests running at once never meet. */
+    argv[n++] = "--port";
+    argv[n++] = "0";
+    argv[n++] = "--state-dir";
+    argv[n++] = node->dir;
+    argv[n++] = "--no-mdns";
+    for (int i = 0; extra && extra[i] && n < MAX_ARGS; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+
+    char env[200];
+    snprintf(env, sizeof env, "IPCNET_SOCKET=%s", node->sock);
+    pid_t pid = s_spawn(argv, node->log, via_env ? env : NULL);
+    if (pid < 0) {
+        s_forget(node);
+        return (int) pid;
+    }
+    node->pid = pid;
+    s_node_pid = pid;
+
+    int64_t deadline = harness_now_ms() + HARNESS_START_MS * (int) s_scale();
+    for (;;) {
+        if (s_accepts(node->sock))
+            return 0;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            fprintf(stderr, "harness: ipc-node exited at start (status 0x%x)\n", status);
+            s_dump_log(node);
+            node->pid = 0;
+            s_node_pid = 0;
+            s_forget(node);
+            return -ECHILD;
+        }
+        if (harness_now_ms() >= deadline) {
+            fprintf(stderr, "harness: ipc-node did not accept on %s within %d ms\n",
+                    node->sock, HARNESS_START_MS);
+            s_dump_log(node);
+            harness_kill(node);
+            return -ETIMEDOUT;
+        }
+        s_sleep_ms(10);
+    }
+}
+
+static int s_start(node_t *ret, char *const extra[], int via_env)
+{
+    int rc = harness_prepare(ret);
+    return rc < 0 ? rc : harness_launch(ret, extra, via_env);
+}
+
+int harness_startv(node_t *ret, char *const extra[])
+{
+    return s_start(ret, extra, 0);
+}
+
+int harness_start(node_t *ret, ...)
+{
+    char *extra[MAX_ARGS + 1];
+    int n = 0;
+    va_list ap;
+    va_start(ap, ret);
+    char *a;
+    while ((a = va_arg(ap, char *)) && n < MAX_ARGS)
+        extra[n++] = a;
+    va_end(ap);
+    extra[n] = NULL;
+    return s_start(ret, extra, 0);
+}
+
+int harness_start_env(node_t *ret)
+{
+    return s_start(ret, NULL, 1);
+}
+
+pid_t harness_spawn_node(char *const argv[], const char *errfile, const char *env_extra)
+{
+    pid_t pid = s_spawn(argv, errfile, env_extra);
+    if (pid > 0)
+        s_track(pid);
+    return pid;
+}
+
+static void s_untrack_node(const node_t *node);
+
+static void s_forget(node_t *node)
+{
+    s_untrack_node(node);
+    if (s_node_pid == node->pid)
+        s_node_pid = 0;
+    node->pid = 0;
+    s_rmdir(node->dir);
+    node->dir[0] = 0;
+    s_node_dir[0] = 0;
+}
+
+void harness_cleanup(node_t *node)
+{
+    if (node->pid > 0)
+        harness_kill(node);
+    else
+        s_forget(node);
+}
+
+void harness_kill(node_t *node)
+{
+    if (node->pid > 0) {
+        kill(node->pid, SIGKILL);
+        harness_waitpid(node->pid, 5000, &node->status);
+    }
+    s_forget(node);
+}
+
+int harness_alive(node_t *node)
+{
+    if (node->pid <= 0)
+        return 0;
+    int status;
+    pid_t r = waitpid(node->pid, &status, WNOHANG);
+    if (r == node->pid) {
+        node->status = status;
+        fprintf(stderr, "harness: ipc-node %d died (status 0x%x)\n", (int) node->pid, status);
+        s_dump_log(node);
+        if (s_node_pid == node->pid)
+            s_node_pid = 0;
+        for (int i = 0; i < HARNESS_MAX_NODES; i++)
+            if (s_nodes_pid[i] == node->pid)
+                s_nodes_pid[i] = 0;
+        node->pid = 0;
+        return 0;
+    }
+    return 1;
+}
+
+int harness_stop(node_t *node)
+{
+    return harness_stop_with(node, SIGTERM);
+}
+
+int harness_stop_with(node_t *node, int sig)
+{
+    int rc = 0;
+    if (node->pid <= 0) {
+        fprintf(stderr, "harness: ipc-node was already gone at stop (status 0x%x)\n",
+                node->status);
+        s_dump_log(node);
+        s_forget(node);
+        return -1;
+    }
+    kill(node->pid, sig);
+    int status = 0;
+    if (harness_waitpid(node->pid, HARNESS_STOP_MS * (int) s_scale(), &status) < 0) {
+        fprintf(stderr, "harness: ipc-node %d ignored signal %d for %d ms, killing it\n",
+                (int) node->pid, sig, HARNESS_STOP_MS);
+        kill(node->pid, SIGKILL);
+        harness_waitpid(node->pid, 5000, &status);
+        rc = -1;
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        if (WIFSIGNALED(status))
+            fprintf(stderr, "harness: ipc-node died of signal %d on signal %d\n",
+                    WTERMSIG(status), sig);
+        else
+            fprintf(stderr, "harness: ipc-node exited %d on signal %d, not 0\n",
+                    WEXITSTATUS(status), sig);
+        rc = -1;
+    }
+    node->status = status;
+    if (rc == 0 && access(node->sock, F_OK) == 0) {
+        fprintf(stderr, "harness: ipc-node left its socket %s behind\n", node->sock);
+        rc = -1;
+    }
+    if (rc < 0 || getenv("HARNESS_VERBOSE"))
+        s_dump_log(node);
+    s_forget(node);
+    return rc;
+}
+
+pid_t harness_fork(void)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* A helper never outlives its test: it dies with the test process
+           and has its own alarm in case the parent forgets it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        signal(SIGALRM, SIG_DFL);
+        alarm(60 * s_scale());
+        memset((void *) s_helpers, 0, sizeof s_helpers);
+        s_node_pid = 0;
+        s_node_dir[0] = 0;
+    } else if (pid > 0)
+        s_track(pid);
+    return pid;
+}
+
+int harness_reap(pid_t pid, int timeout_ms)
+{
+    int status = 0;
+    int rc = harness_waitpid(pid, timeout_ms * (int) s_scale(), &status);
+    if (rc < 0) {
+        fprintf(stderr, "harness: helper %d did not exit within %d ms, killing it\n",
+                (int) pid, timeout_ms);
+        kill(pid, SIGKILL);
+        harness_waitpid(pid, 5000, &status);
+        s_untrack(pid);
+        return -1;
+    }
+    s_untrack(pid);
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
+}
+
+void harness_reap_all(void)
+{
+    for (int i = 0; i < MAX_HELPERS; i++) {
+        pid_t pid = s_helpers[i];
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            harness_waitpid(pid, 5000, NULL);
+            s_helpers[i] = 0;
+        }
+    }
+}
+
+static void s_on_alarm(int sig)
+{
+    (void) sig;
+    static const char a[] = "\nharness: WATCHDOG: test '";
+    static const char b[] = "' hung; killing the node and helpers\n";
+    if (write(2, a, sizeof a - 1) < 0 || write(2, s_test, strlen(s_test)) < 0 ||
+        write(2, b, sizeof b - 1) < 0) {
+        /* nothing to do */
+    }
+    if (s_node_pid > 0)
+        kill(s_node_pid, SIGKILL);
+    for (int i = 0; i < MAX_HELPERS; i++)
+        if (s_helpers[i] > 0)
+            kill(s_helpers[i], SIGKILL);
+    if (s_node_dir[0]) {
+        unlink(s_node_sock);
+        unlink(s_node_log);
+        rmdir(s_node_dir);
+    }
+    for (int i = 0; i < HARNESS_MAX_NODES; i++) {
+        if (s_nodes_pid[i] > 0)
+            kill(s_nodes_pid[i], SIGKILL);
+        if (s_nodes_dir[i][0]) {
+            static const char *files[] = { "node.sock", "node.log", "node.id", "node.id.tmp" };
+            char path[128];
+            for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
+                /* no snprintf in a signal handler */
+                size_t n = strlen(s_nodes_dir[i]), m = strlen(files[k]);
+                if (n + 1 + m + 1 > sizeof path)
+                    continue;
+                memcpy(path, s_nodes_dir[i], n);
+                path[n] = '/';
+                memcpy(path + n + 1, files[k], m + 1);
+                unlink(path);
+            }
+            rmdir(s_nodes_dir[i]);
+        }
+    }
+    _exit(1);
+}
+
+void harness_watchdog(const char *test, unsigned seconds)
+{
+    if (seconds == 0) {
+        alarm(0);
+        return;
+    }
+    snprintf(s_test, sizeof s_test, "%s", test ? test : "?");
+    struct sigaction sa = { .sa_handler = s_on_alarm };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(seconds * s_scale());
+}
+
+ipcnet_t *harness_connect(const node_t *node, const char *label)
+{
+    ipcnet_t *c = NULL;
+    int rc = ipcnet_connect(&c, node->sock, label, 0);
+    if (rc < 0) {
+        fprintf(stderr, "harness: ipcnet_connect(%s): %s\n", node->sock, ipcnet_strerror(rc));
+        return NULL;
+    }
+    return c;
+}
+
+void harness_sync(ipcnet_t *c)
+{
+    char *text = NULL;
+    int rc = ipcnet_query(c, IPCNET_Q_STATS, &text);
+    if (rc < 0)
+        fprintf(stderr, "harness: sync query failed: %s\n", ipcnet_strerror(rc));
+    free(text);
+}
+
+int harness_recv(ipcnet_t *c, ipcnet_msg_t *ret, int timeout_ms)
+{
+    return ipcnet_recv(c, ret, timeout_ms);
+}
+
+long harness_rss_kib(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int) pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+int harness_instrumented(pid_t pid)
+{
+    const char *env = getenv("TEST_NO_RSS");
+    if (env && *env && strcmp(env, "0") != 0)
+        return 1;
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int) pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, "libasan") || strstr(line, "vgpreload") ||
+                strstr(line, "memcheck") || strstr(line, "libtsan");
+    fclose(f);
+    return found;
+}
+
+long harness_raise_nofile(long want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -1;
+    if ((long) rl.rlim_cur < want) {
+        rlim_t n = (rlim_t) want;
+        if (rl.rlim_max != RLIM_INFINITY && n > rl.rlim_max)
+            n = rl.rlim_max;
+        rl.rlim_cur = n;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return (long) rl.rlim_cur;
+}
+
+/* --- raw protocol ----------------------------------------------------- */
+
+int harness_raw_connect(const node_t *node)
+{
+    if (!node->sock[0])
+        return -EINVAL;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", node->sock);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+int harness_raw_write(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    int64_t deadline = harness_now_ms() + 5000;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                int left = (int) (deadline - harness_now_ms());
+                if (left <= 0)
+                    return -ETIMEDOUT;
+                struct pollfd pfd = { fd, POLLOUT, 0 };
+                poll(&pfd, 1, left);
+                continue;
+            }
+            return -errno;
+        }
+        p += n;
+        len -= (size_t) n;
+    }
+    return 0;
+}
+
+int harness_raw_frame(int fd, uint8_t type, uint16_t flags, uint32_t seq,
+                      uint32_t aux, const char *s1, const char *s2,
+                      const void *payload, size_t size)
+{
+    uint8_t head[WIRE_HEAD_MAX];
+    size_t n = wire_encode(head, type, flags, seq, aux, s1, s1 ? strlen(s1) : 0,
+                           s2, s2 ? strlen(s2) : 0, size);
+    int rc = harness_raw_write(fd, head, n);
+    if (rc == 0 && size > 0)
+        rc = harness_raw_write(fd, payload, size);
+    return rc;
+}
+
+/* Reads exactly len bytes before the deadline. 0, -ECONNRESET on EOF. */
+static int s_read_full(int fd, uint8_t *buf, size_t len, int64_t deadline, int *ret_eof)
+{
+    size_t have = 0;
+    while (have < len) {
+        int left = (int) (deadline - harness_now_ms());
+        if (left <= 0)
+            return -ETIMEDOUT;
+        struct pollfd pfd = { fd, POLLIN, 0 };
+        int r = poll(&pfd, 1, left);
+        if (r < 0 && errno != EINTR)
+            return -errno;
+        if (r <= 0)
+            continue;
+        ssize_t n = recv(fd, buf + have, len - have, MSG_DONTWAIT);
+        if (n == 0) {
+            *ret_eof = 1;
+            return 0;
+        }
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            if (errno == ECONNRESET) {
+                *ret_eof = 1;
+                return 0;
+            }
+            return -errno;
+        }
+        have += (size_t) n;
+    }
+    return 0;
+}
+
+ssize_t harness_raw_read_frame(int fd, uint8_t *buf, size_t cap, int timeout_ms,
+                               wire_frame_t *ret)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    int eof = 0;
+    if (cap < WIRE_MIN)
+        return -EINVAL;
+    int rc = s_read_full(fd, buf, 5, deadline, &eof);
+    if (rc < 0)
+        return rc;
+    if (eof)
+        return 0;
+    ssize_t len = wire_peek(buf, 5, cap);
+    if (len <= 0)
+        return len < 0 ? len : -EBADMSG;
+    rc = s_read_full(fd, buf + 5, (size_t) len - 5, deadline, &eof);
+    if (rc < 0)
+        return rc;
+    if (eof)
+        return 0;
+    if (wire_decode(buf, (size_t) len, ret) < 0)
+        return -EBADMSG;
+    return len;
+}
+
+int harness_raw_hello(int fd, const char *label)
+{
+    int rc = harness_raw_frame(fd, WIRE_HELLO, 0, 1, WIRE_VERSION, label, NULL, NULL, 0);
+    if (rc < 0)
+        return rc;
+    uint8_t buf[WIRE_HEAD_MAX];
+    wire_frame_t f;
+    ssize_t n = harness_raw_read_frame(fd, buf, sizeof buf, 5000, &f);
+    if (n <= 0)
+        return n == 0 ? -ECONNRESET : (int) n;
+    return f.type == WIRE_WELCOME ? 0 : -EPROTO;
+}
+
+int harness_raw_wait_closed(int fd, int timeout_ms)
+{
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    static uint8_t sink[65536];
+    for (;;) {
+        int left = (int) (deadline - harness_now_ms());
+        if (left <= 0)
+            return -ETIMEDOUT;
+        struct pollfd pfd = { fd, POLLIN, 0 };
+        int r = poll(&pfd, 1, left);
+        if (r < 0 && errno != EINTR)
+            return -errno;
+        if (r <= 0)
+            continue;
+        ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n == 0)
+            return 0;
+        if (n < 0 && (errno == ECONNRESET || errno == EPIPE))
+            return 0;
+        if (n < 0 && errno != EINTR && errno != EAGAIN)
+            return -errno;
+    }
+}
+
+/* --- several nodes ------------------------------------------------------ */
+
+static void s_untrack_node(const node_t *node)
+{
+    if (!node->dir[0])
+        return;
+    for (int i = 0; i < HARNESS_MAX_NODES; i++)
+        if (strcmp(s_nodes_dir[i], node->dir) == 0) {
+            s_nodes_pid[i] = 0;
+            s_nodes_dir[i][0] = 0;
+        }
+}
+
+/* Remembers node (its directory, and its pid once it has one). */
+static void s_track_node(const node_t *node)
+{
+    int free_slot = -1;
+    for (int i = 0; i < HARNESS_MAX_NODES; i++) {
+        if (strcmp(s_nodes_dir[i], node->dir) == 0) {
+            s_nodes_pid[i] = node->pid;
+            return;
+        }
+        if (free_slot < 0 && !s_nodes_dir[i][0])
+            free_slot = i;
+    }
+    if (free_slot < 0) {
+        fprintf(stderr, "harness: too many nodes, %s untracked\n", node->dir);
+        return;
+    }
+    memcpy(s_nodes_dir[free_slot], node->dir, sizeof s_nodes_dir[free_slot]);
+    s_nodes_pid[free_slot] = node->pid;
+}
+
+static int s_launch_named(node_t *node, const char *name, char *const extra[])
+{
+    char *args[MAX_ARGS + 1];
+    int n = 0;
+    args[n++] = "--name";
+    args[n++] = (char *) name;
+    args[n++] = "--bind";
+    args[n++] = "127.0.0.1";
+    args[n++] = "--no-mdns";
+    for (int i = 0; extra && extra[i] && n < MAX_ARGS - 9; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    s_track_node(node);
+    int rc = harness_launch(node, args, 0);
+    if (rc == 0)
+        s_track_node(node);
+    return rc;
+}
+
+int harness_start_named(node_t *ret, const char *name, char *const extra[])
+{
+    int rc = harness_prepare(ret);
+    if (rc < 0)
+        return rc;
+    return s_launch_named(ret, name, extra);
+}
+
+int harness_restart_named(node_t *node, const char *name, char *const extra[])
+{
+    if (node->pid > 0 || !node->dir[0])
+        return -EINVAL;
+    memcpy(s_node_dir, node->dir, sizeof s_node_dir);
+    memcpy(s_node_sock, node->sock, sizeof s_node_sock);
+    memcpy(s_node_log, node->log, sizeof s_node_log);
+    return s_launch_named(node, name, extra);
+}
+
+void harness_crash(node_t *node)
+{
+    if (node->pid <= 0)
+        return;
+    kill(node->pid, SIGKILL);
+    harness_waitpid(node->pid, 5000, &node->status);
+    for (int i = 0; i < HARNESS_MAX_NODES; i++)
+        if (s_nodes_pid[i] == node->pid)
+            s_nodes_pid[i] = 0;
+    if (s_node_pid == node->pid)
+        s_node_pid = 0;
+    node->pid = 0;
+}
+
+int harness_stop_wait(node_t *node, int sig)
+{
+    int rc = 0;
+    if (node->pid <= 0) {
+        fprintf(stderr, "harness: ipc-node was already gone (status 0x%x)\n", node->status);
+        s_dump_log(node);
+        s_forget(node);
+        return -1;
+    }
+    int status = 0;
+    if (harness_waitpid(node->pid, HARNESS_STOP_MS * (int) s_scale(), &status) < 0) {
+        fprintf(stderr, "harness: ipc-node %d ignored signal %d for %d ms, killing it\n",
+                (int) node->pid, sig, HARNESS_STOP_MS);
+        kill(node->pid, SIGKILL);
+        harness_waitpid(node->pid, 5000, &status);
+        rc = -1;
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        if (WIFSIGNALED(status))
+            fprintf(stderr, "harness: ipc-node died of signal %d on signal %d\n",
+                    WTERMSIG(status), sig);
+        else
+            fprintf(stderr, "harness: ipc-node exited %d on signal %d, not 0\n",
+                    WEXITSTATUS(status), sig);
+        rc = -1;
+    }
+    node->status = status;
+    if (rc == 0 && access(node->sock, F_OK) == 0) {
+        fprintf(stderr, "harness: ipc-node left its socket %s behind\n", node->sock);
+        rc = -1;
+    }
+    if (rc < 0 || getenv("HARNESS_VERBOSE"))
+        s_dump_log(node);
+    s_forget(node);
+    return rc;
+}
+
+int harness_node_port(const node_t *node)
+{
+    ipcnet_t *c = harness_connect(node, "port-probe");
+    if (!c)
+        return -ECONNREFUSED;
+    char *text = NULL;
+    int rc = ipcnet_query(c, IPCNET_Q_PEERS, &text);
+    ipcnet_close(&c);
+    if (rc < 0)
+        return rc;
+    /* name \t id \t address \t source ...: the first line is the node. */
+    rc = -EBADMSG;
+    char *line = text, *end = strchr(text, '\n');
+    if (end)
+        *end = 0;
+    char *tab1 = strchr(line, '\t');
+    char *tab2 = tab1 ? strchr(tab1 + 1, '\t') : NULL;
+    char *tab3 = tab2 ? strchr(tab2 + 1, '\t') : NULL;
+    if (tab3) {
+        *tab3 = 0;
+        char *colon = strrchr(tab2 + 1, ':');
+        long port = colon ? strtol(colon + 1, NULL, 10) : 0;
+        if (port > 0 && port < 65536 && strstr(tab3 + 1, "self") == tab3 + 1)
+            rc = (int) port;
+    }
+    free(text);
+    return rc;
+}
+
+/* Can a TCP socket bind 127.0.0.1:port now? */
+static int s_port_free(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t) port);
+    int ok = bind(fd, (struct sockaddr *) &sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+int harness_free_port(void)
+{
+    /* Below the kernel's ephemeral range: no outgoing connection (say, a
+       peer dialling this very port while its node is down) can take it
+       as its source port and keep a restarted node from binding it. */
+    int low = 32768;
+    FILE *fp = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (fp) {
+        if (fscanf(fp, "%d", &low) != 1)
+            low = 32768;
+        fclose(fp);
+    }
+    int first = 10000, span = low - first;
+    if (span < 1000) {
+        first = 1024;
+        span = low - first;
+    }
+    if (span < 100)
+        return -EADDRNOTAVAIL;
+    uint32_t x = (uint32_t) getpid() * 2654435761u ^ (uint32_t) harness_now_ms();
+    for (int tries = 0; tries < 200; tries++) {
+        x = x * 1103515245u + 12345u;
+        int port = first + (int) ((x >> 8) % (uint32_t) span);
+        if (s_port_free(port))
+            return port;
+    }
+    return -EADDRINUSE;
+}

@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# test_cli.sh: ipc-node's command-line verbs against a real node.
+#
+# Starts its own node in a mktemp directory, runs every verb with a bound
+# (timeout) and stops the node by pid. Prints "N passed, N failed" and
+# exits non-zero if anything failed. Needs $IPC_NODE (else ./ipc-node).
+
+set -u
+
+NODE=${IPC_NODE:-./ipc-node}
+NODE_NAME=clinode
+T=10                                # seconds allowed to any one command
+DIR=$(mktemp -d /tmp/ipcnet-cli-XXXXXX) || exit 1
+SOCK=$DIR/node.sock
+NODE_PID=
+BG_PIDS=()
+passed=0
+failed=0
+
+cleanup() {
+    local p
+    for p in "${BG_PIDS[@]}"; do
+        kill -TERM "$p" 2>/dev/null
+    done
+    if [ -n "$NODE_PID" ]; then
+        kill -TERM "$NODE_PID" 2>/dev/null
+    fi
+    sleep 0.2
+    for p in "${BG_PIDS[@]}" $NODE_PID; do
+        kill -KILL "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+ok() {
+    passed=$((passed + 1))
+    echo "ok - $1"
+}
+
+not_ok() {
+    failed=$((failed + 1))
+    echo "not ok - $1"
+    shift
+    local line
+    for line in "$@"; do
+        echo "#   $line"
+    done
+}
+
+# check DESCRIPTION CONDITION-STATUS [details...]: record the outcome of the
+# last test expression (pass "$?" or a computed 0/1).
+check() {
+    local what=$1 status=$2
+    shift 2
+    if [ "$status" -eq 0 ]; then
+        ok "$what"
+    else
+        not_ok "$what" "$@" "rc=$RC" "stdout: $(head -c 600 "$DIR/out")" \
+            "stderr: $(head -c 600 "$DIR/err")"
+    fi
+}
+
+# cli ARGS...: runs ipc-node --socket $SOCK ARGS with a bound; sets RC, OUT, ERR.
+cli() {
+    timeout -k 2 "$T" "$NODE" --socket "$SOCK" "$@" >"$DIR/out" 2>"$DIR/err"
+    RC=$?
+    OUT=$(cat "$DIR/out")
+}
+
+# raw ARGS...: like cli without --socket.
+raw() {
+    timeout -k 2 "$T" "$NODE" "$@" >"$DIR/out" 2>"$DIR/err"
+    RC=$?
+    OUT=$(cat "$DIR/out")
+}
+
+# bg TAG ARGS...: starts a verb in the background (bounded to 30 s), output
+# in $DIR/TAG.out and $DIR/TAG.err; its pid in BG.
+bg() {
+    local tag=$1
+    shift
+    timeout -k 2 30 "$NODE" --socket "$SOCK" "$@" >"$DIR/$tag.out" 2>"$DIR/$tag.err" &
+    BG=$!
+    BG_PIDS+=("$BG")
+}
+
+# bg_wait PID SECONDS: waits (bounded) for a background verb; sets BGRC
+# (124 if it had to be killed).
+bg_wait() {
+    local pid=$1 secs=$2 i
+    for ((i = 0; i < secs * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null
+        sleep 0.2
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        BGRC=124
+    else
+        wait "$pid" 2>/dev/null
+        BGRC=$?
+    fi
+}
+
+# bg_kill PID: stops a background verb that is not meant to end by itself.
+bg_kill() {
+    kill -TERM "$1" 2>/dev/null
+    bg_wait "$1" 3
+}
+
+# wait_service NAME: until --services lists NAME (bounded, 5 s).
+wait_service() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        timeout -k 2 "$T" "$NODE" --socket "$SOCK" --services 2>/dev/null | grep -q -- "$1" &&
+            return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# wait_line FILE TEXT: until FILE has the line TEXT (bounded, 5 s).
+wait_line() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        grep -qxF -- "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+if [ ! -x "$NODE" ]; then
+    echo "test_cli.sh: no ipc-node binary at '$NODE' (set IPC_NODE)" >&2
+    exit 1
+fi
+
+# --- verbs that need no node ------------------------------------------------
+
+raw --version
+[ "$RC" -eq 0 ] && [ "$(head -n 1 "$DIR/out")" = "ipc-node 0.1.0" ]
+check "--version prints 'ipc-node 0.1.0'" $?
+
+raw --help
+[ "$RC" -eq 0 ] && grep -q -- --socket "$DIR/out" && grep -q -- --services "$DIR/out" &&
+    grep -q -- --send "$DIR/out" && grep -q -- --listen "$DIR/out"
+check "--help: exit 0, usage on stdout" $?
+
+raw --no-such-option
+[ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && [ -s "$DIR/err" ] && grep -q -- no-such-option "$DIR/err"
+check "a bad option: non-zero exit and a message naming it" $?
+
+cli --services
+[ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && [ -s "$DIR/err" ]
+check "--services with no node running: non-zero exit and a message" $?
+
+# --- the node -----------------------------------------------------------------
+
+timeout -k 5 300 "$NODE" --socket "$SOCK" --name "$NODE_NAME" --port 0 --state-dir "$DIR" --no-mdns 2>"$DIR/node.log" &
+NODE_PID=$!
+started=1
+for ((i = 0; i < 50; i++)); do
+    timeout -k 2 "$T" "$NODE" --socket "$SOCK" --services >/dev/null 2>&1 && { started=0; break; }
+    kill -0 "$NODE_PID" 2>/dev/null || break
+    sleep 0.1
+done
+RC=$started
+: >"$DIR/out"
+cp "$DIR/node.log" "$DIR/err" 2>/dev/null
+check "the node starts and answers --services within 5 s" "$started"
+if [ "$started" -ne 0 ]; then
+    echo "$passed passed, $((failed + 1)) failed (no node, the rest skipped)"
+    exit 1
+fi
+
+start=$(date +%s%N)
+raw --socket "$SOCK" --name other
+took=$((($(date +%s%N) - start) / 1000000))
+[ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && [ "$took" -lt 3000 ]
+check "a second node on the same socket exits non-zero at once (${took} ms)" $?
+grep -qiE 'another|already' "$DIR/err"
+check "... saying on stderr that another node serves the socket" $?
+cli --services
+check "the first node still serves after the second was refused" "$RC"
+
+IPCNET_SOCKET=$SOCK timeout -k 2 "$T" "$NODE" --services >"$DIR/out" 2>"$DIR/err"
+RC=$?
+check "IPCNET_SOCKET names the node for a verb" "$RC"
+
+cli --peers
+[ "$RC" -eq 0 ] && grep -q -- "$NODE_NAME" "$DIR/out"
+check "--peers lists this node" $?
+
+cli --stats
+[ "$RC" -eq 0 ] && grep -q clients "$DIR/out"
+check "--stats shows clients" $?
+
+# --- send / listen ------------------------------------------------------------
+
+cli --send nobody.home hello
+[ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && [ "$(wc -l <"$DIR/err")" -eq 1 ] &&
+    grep -q nobody.home "$DIR/err"
+check "--send to a name nobody holds: non-zero, one line naming it" $?
+
+bg q.one --listen q.one --count 2
+LPID=$BG
+wait_service q.one
+RC=$?
+check "--listen binds its name (seen in --services)" "$RC"
+
+cli --services
+[ "$RC" -eq 0 ] && grep -E "q\.one" "$DIR/out" | grep -q -- "$NODE_NAME"
+check "--services table shows the name and its node" $?
+
+cli --services --json
+RC_JSON=$RC
+if command -v jq >/dev/null 2>&1; then
+    jq -e --arg node "$NODE_NAME" 'type == "array" and
+        all(.[]; has("name") and has("node") and has("holder") and has("label")) and
+        (map(select(.name == "q.one" and .node == $node)) | length == 1)' \
+        "$DIR/out" >/dev/null 2>&1
+    JSON_OK=$?
+else
+    python3 - "$DIR/out" "$NODE_NAME" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert isinstance(d, list)
+assert all(set(("name", "node", "holder", "label")) <= set(o) for o in d)
+assert len([o for o in d if o["name"] == "q.one" and o["node"] == sys.argv[2]]) == 1
+EOF
+    JSON_OK=$?
+fi
+[ "$RC_JSON" -eq 0 ] && [ "$JSON_OK" -eq 0 ]
+check "--services --json: an array of {name,node,holder,label}" $?
+
+cli --send q.one hello
+check "--send to a held name exits 0" "$RC"
+cli --send q.one world
+check "--send a second message exits 0" "$RC"
+bg_wait "$LPID" 5
+RC=$BGRC
+cp "$DIR/q.one.out" "$DIR/out"
+cp "$DIR/q.one.err" "$DIR/err"
+[ "$BGRC" -eq 0 ] && [ "$(cat "$DIR/q.one.out")" = "$(printf 'hello\nworld')" ]
+check "--listen --count 2 prints both payloads, one per line, and exits 0" $?
+
+# --- request / reply ------------------------------------------------------------
+
+bg echo --listen echo.svc --echo --count 1
+EPID=$BG
+wait_service echo.svc
+cli --request echo.svc ping
+[ "$RC" -eq 0 ] && [ "$OUT" = "ping" ] && [ "$(tail -c 1 "$DIR/out" | od -An -c | tr -d ' ')" = '\n' ]
+check "--request to an --echo listener prints the reply and a newline" $?
+bg_wait "$EPID" 5
+RC=$BGRC
+cp "$DIR/echo.out" "$DIR/out"
+cp "$DIR/echo.err" "$DIR/err"
+[ "$BGRC" -eq 0 ] && grep -qx ping "$DIR/echo.out"
+check "--listen --echo prints the request and exits after --count" $?
+
+bg slow --listen slow.svc --count 5
+SPID=$BG
+wait_service slow.svc
+start=$(date +%s%N)
+cli --request slow.svc q --timeout 300
+took=$((($(date +%s%N) - start) / 1000000))
+[ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && [ -s "$DIR/err" ] && [ "$took" -lt 5000 ]
+check "--request --timeout 300 to a silent holder fails in time (${took} ms)" $?
+bg_kill "$SPID"
+
+cli --request nobody.home q
+[ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && grep -q nobody.home "$DIR/err"
+check "--request to a name nobody holds: non-zero, names it" $?
+
+# --- publish / subscribe ----------------------------------------------------------
+
+bg sub --subscribe 'news.*' --count 1
+SUBPID=$BG
+pub_rc=0
+for ((i = 0; i < 50; i++)); do
+    kill -0 "$SUBPID" 2>/dev/null || break
+    cli --publish news.today 'hello world'
+    [ "$RC" -eq 0 ] || pub_rc=$RC
+    sleep 0.1
+done
+RC=$pub_rc
+check "--publish exits 0" "$pub_rc"
+bg_wait "$SUBPID" 5
+RC=$BGRC
+cp "$DIR/sub.out" "$DIR/out"
+cp "$DIR/sub.err" "$DIR/err"
+[ "$BGRC" -eq 0 ] && [ "$(cat "$DIR/sub.out")" = "news.today hello world" ]
+check "--subscribe 'news.*' --count 1 prints 'TOPIC DATA' and exits" $?
+
+bg sub2 --subscribe other.topic --count 1
+SUB2=$BG
+sleep 0.3
+cli --publish news.today 'not for you'
+sleep 0.3
+RC=0
+[ ! -s "$DIR/sub2.out" ]
+check "--subscribe gets nothing of topics it did not ask for" $?
+bg_kill "$SUB2"
+
+# --- watch ------------------------------------------------------------------------
+
+bg wlisten --listen w.one --count 1
+WLPID=$BG
+wait_service w.one
+bg watch --watch 'w.*' --count 2
+WPID=$BG
+wait_line "$DIR/watch.out" "up w.one $NODE_NAME"
+RC=$?
+cp "$DIR/watch.out" "$DIR/out"
+cp "$DIR/watch.err" "$DIR/err"
+check "--watch prints 'up NAME NODE' for a held name" "$RC"
+cli --send w.one bye
+bg_wait "$WLPID" 5
+bg_wait "$WPID" 5
+RC=$BGRC
+cp "$DIR/watch.out" "$DIR/out"
+[ "$BGRC" -eq 0 ] && [ "$(cat "$DIR/watch.out")" = "$(printf 'up w.one %s\ndown w.one %s' "$NODE_NAME" "$NODE_NAME")" ]
+check "--watch prints 'down NAME NODE' when the holder goes, exits after --count" $?
+
+# --- stop ---------------------------------------------------------------------------
+
+kill -TERM "$NODE_PID"
+for ((i = 0; i < 50; i++)); do
+    kill -0 "$NODE_PID" 2>/dev/null || break
+    sleep 0.1
+done
+if kill -0 "$NODE_PID" 2>/dev/null; then
+    kill -KILL "$NODE_PID"
+    wait "$NODE_PID" 2>/dev/null
+    RC=124
+else
+    wait "$NODE_PID"
+    RC=$?
+fi
+NODE_PID=
+: >"$DIR/out"
+cp "$DIR/node.log" "$DIR/err"
+[ "$RC" -eq 0 ] && [ ! -e "$SOCK" ]
+check "SIGTERM stops the node: exit 0, socket removed" $?
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

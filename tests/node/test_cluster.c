@@ -1,0 +1,2092 @@
+/*  test_cluster.c: several ipc-node daemons talking to each other.
+
+    Every test starts its own nodes (real processes, each in its own
+    temporary directory with its own socket and state directory) that meet
+    over ZeroMQ on 127.0.0.1 only, and talks to them through libipcnet. A
+    watchdog bounds each test; every wait polls a condition with a
+    deadline; every node is stopped by pid with SIGTERM and must exit 0,
+    except the ones a test kills on purpose.
+
+    Liveness figures (the time from kill() to what another node observes)
+    are printed; the bounds asserted are the product's promises: a node
+    killed with SIGKILL is lost within 2 s with the default heartbeat
+    (500 ms) and within 1 s with --heartbeat 300; a node stopped with
+    SIGTERM is dropped at once (< 500 ms).
+
+    Run one test: tests/node/test_cluster 'test_cluster_liveness*'
+*/
+
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#define NODES           5
+#define MAX_CLIENTS     32
+#define WAIT_MS         5000    /* longest wait for something that must come */
+#define QUIET_MS        300     /* how long to wait for something that must not */
+#define MESH_MS         5000    /* a cluster must be meshed within this */
+#define POLL_MS         20      /* polling period of liveness observations */
+#define LOST_DEFAULT_MS 2000    /* promise: SIGKILLed node lost, default heartbeat */
+#define LOST_FAST_MS    1000    /* promise: the same with --heartbeat 300 */
+#define BYE_MS          500     /* promise: a node stopped with SIGTERM is dropped */
+#define RESTART_MS      5000    /* a restarted node is back within this */
+
+static const char *s_names[NODES] = { "alpha", "beta", "gamma", "delta", "epsilon" };
+
+typedef struct {
+    node_t n[NODES];
+    int port[NODES];
+    const char *heartbeat;      /* --heartbeat for every node, or NULL */
+    ipcnet_t *q[NODES];         /* query connection to each node */
+    ipcnet_t *c[MAX_CLIENTS];   /* clients the teardown closes */
+} fx_t;
+
+/* --- fixtures ------------------------------------------------------------ */
+
+static int setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    int rc = 0;
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        ipcnet_close(&f->c[i]);
+    for (int i = 0; i < NODES; i++)
+        ipcnet_close(&f->q[i]);
+    harness_reap_all();
+    for (int i = 0; i < NODES; i++)
+        if (f->n[i].pid > 0)
+            kill(f->n[i].pid, SIGCONT);     /* in case a test stopped it */
+    for (int i = NODES - 1; i >= 0; i--) {
+        if (f->n[i].pid > 0) {
+            if (harness_stop(&f->n[i]) < 0) {
+                fprintf(stderr, "teardown: node %s did not stop cleanly\n", s_names[i]);
+                rc = -1;
+            }
+        } else
+            harness_cleanup(&f->n[i]);
+    }
+    harness_watchdog(NULL, 0);
+    free(f);
+    return rc;
+}
+
+#define WATCH(secs) harness_watchdog(__func__, (secs))
+
+/* --- nodes --------------------------------------------------------------- */
+
+/* Starts node i ("alpha", "beta", ...) with --peer to node seed (-1: none),
+   on port (0: any free one), with f->heartbeat. */
+static void s_launch(fx_t *f, int i, int seed, int port, int restart)
+{
+    char peer[64], portarg[16];
+    char *extra[12];
+    int n = 0;
+    if (seed >= 0) {
+        assert_true(f->port[seed] > 0);
+        snprintf(peer, sizeof peer, "tcp://127.0.0.1:%d", f->port[seed]);
+        extra[n++] = "--peer";
+        extra[n++] = peer;
+    }
+    if (f->heartbeat) {
+        extra[n++] = "--heartbeat";
+        extra[n++] = (char *) f->heartbeat;
+    }
+    snprintf(portarg, sizeof portarg, "%d", port);
+    extra[n++] = "--port";
+    extra[n++] = portarg;
+    extra[n] = NULL;
+    int rc = restart ? harness_restart_named(&f->n[i], s_names[i], extra)
+                     : harness_start_named(&f->n[i], s_names[i], extra);
+    if (rc < 0) {
+        if (port) {
+            char cmd[128];
+            /* Who holds the port (a diagnosis, if ss is there). */
+            snprintf(cmd, sizeof cmd, "echo 'sockets on port %d:' >&2; "
+                     "ss -tanp 2>/dev/null | grep ':%d ' >&2", port, port);
+            if (system(cmd) < 0)
+                print_message("(ss failed)\n");
+        }
+        fail_msg("cannot %s node %s: %s", restart ? "restart" : "start", s_names[i],
+                 strerror(-rc));
+    }
+    int p = harness_node_port(&f->n[i]);
+    if (p <= 0)
+        fail_msg("node %s: cannot read its port: %s", s_names[i], strerror(-p));
+    if (port)
+        assert_int_equal(p, port);
+    f->port[i] = p;
+}
+
+static void s_start(fx_t *f, int i, int seed)
+{
+    s_launch(f, i, seed, 0, 0);
+}
+
+/* For a node to be restarted on the same port: a fixed port, below the
+   ephemeral range (see harness_free_port). */
+static void s_start_fixed(fx_t *f, int i, int seed)
+{
+    int port = harness_free_port();
+    if (port <= 0)
+        fail_msg("no free port: %s", strerror(-port));
+    s_launch(f, i, seed, port, 0);
+}
+
+/* SIGKILL, keeping the directory (state dir, node id) for a restart. */
+static int64_t s_crash(fx_t *f, int i)
+{
+    ipcnet_close(&f->q[i]);
+    int64_t t0 = harness_now_ms();
+    kill(f->n[i].pid, SIGKILL);
+    harness_crash(&f->n[i]);
+    return t0;
+}
+
+/* --- clients ------------------------------------------------------------- */
+
+static ipcnet_t *s_conn(fx_t *f, int i, const char *label)
+{
+    ipcnet_t *c = harness_connect(&f->n[i], label);
+    if (!c)
+        fail_msg("cannot connect to node %s", s_names[i]);
+    for (int k = 0; k < MAX_CLIENTS; k++)
+        if (!f->c[k]) {
+            f->c[k] = c;
+            return c;
+        }
+    fail_msg("too many clients");
+    return NULL;
+}
+
+static void s_close(fx_t *f, ipcnet_t **c)
+{
+    for (int k = 0; k < MAX_CLIENTS; k++)
+        if (f->c[k] == *c)
+            f->c[k] = NULL;
+    ipcnet_close(c);
+}
+
+static const char *s_kind(ipcnet_kind_t k)
+{
+    switch (k) {
+    case IPCNET_MSG_SEND:    return "SEND";
+    case IPCNET_MSG_REQUEST: return "REQUEST";
+    case IPCNET_MSG_REPLY:   return "REPLY";
+    case IPCNET_MSG_PUBLISH: return "PUBLISH";
+    case IPCNET_MSG_EVENT:   return "EVENT";
+    case IPCNET_MSG_ERROR:   return "ERROR";
+    }
+    return "?";
+}
+
+static const char *s_event(int ev)
+{
+    switch (ev) {
+    case IPCNET_EV_NAME_UP:   return "NAME_UP";
+    case IPCNET_EV_NAME_DOWN: return "NAME_DOWN";
+    case IPCNET_EV_PEER_UP:   return "PEER_UP";
+    case IPCNET_EV_PEER_DOWN: return "PEER_DOWN";
+    }
+    return "?";
+}
+
+static void s_expect(ipcnet_t *c, ipcnet_kind_t kind, ipcnet_msg_t *ret)
+{
+    int rc = ipcnet_recv(c, ret, WAIT_MS);
+    if (rc < 0)
+        fail_msg("expected a %s message, got %s", s_kind(kind), ipcnet_strerror(rc));
+    if (ret->kind != kind)
+        fail_msg("expected a %s message, got %s (name '%s', error %d)", s_kind(kind),
+                 s_kind(ret->kind), ret->name, ret->error);
+}
+
+static void s_expect_text(ipcnet_t *c, ipcnet_kind_t kind, const char *name,
+                          const char *text)
+{
+    ipcnet_msg_t m;
+    s_expect(c, kind, &m);
+    if (name)
+        assert_string_equal(m.name, name);
+    if (m.size != strlen(text) || memcmp(m.data, text, m.size) != 0)
+        fail_msg("expected '%s', got '%.*s'", text, (int) m.size, (const char *) m.data);
+}
+
+static void s_expect_nothing(ipcnet_t *c)
+{
+    ipcnet_msg_t m;
+    int rc = ipcnet_recv(c, &m, QUIET_MS);
+    if (rc == 0)
+        fail_msg("expected nothing, got a %s message (name '%s', event %d, error %d, "
+                 "%zu bytes)", s_kind(m.kind), m.name, m.event, m.error, m.size);
+    assert_true(rc == -ETIMEDOUT || rc == -EAGAIN);
+}
+
+/* Waits for one event (kind, name, node) on a watcher, skipping other
+   events; any other kind of message fails. Returns the time it took. */
+static int64_t s_wait_event(ipcnet_t *w, int event, const char *name, const char *node,
+                            int timeout_ms)
+{
+    int64_t t0 = harness_now_ms(), deadline = t0 + timeout_ms;
+    for (;;) {
+        int left = (int) (deadline - harness_now_ms());
+        if (left <= 0)
+            fail_msg("no %s event for '%s' on node '%s' within %d ms", s_event(event), name,
+                     node, timeout_ms);
+        ipcnet_msg_t m;
+        int rc = ipcnet_recv(w, &m, left);
+        if (rc == -ETIMEDOUT || rc == -EAGAIN)
+            continue;
+        if (rc < 0)
+            fail_msg("watcher: %s", ipcnet_strerror(rc));
+        if (m.kind != IPCNET_MSG_EVENT)
+            fail_msg("watcher got a %s message", s_kind(m.kind));
+        if (m.event == event && strcmp(m.name, name) == 0 && strcmp(m.node, node) == 0)
+            return harness_now_ms() - t0;
+    }
+}
+
+static void s_bind(ipcnet_t *c, const char *name)
+{
+    int rc = ipcnet_bind(c, name);
+    if (rc < 0)
+        fail_msg("bind '%s': %s", name, ipcnet_strerror(rc));
+}
+
+static void s_send(ipcnet_t *c, const char *dest, const char *text, int flags)
+{
+    int rc = ipcnet_send(c, dest, text, strlen(text), flags);
+    if (rc < 0)
+        fail_msg("send to '%s': %s", dest, ipcnet_strerror(rc));
+}
+
+/* --- listings ------------------------------------------------------------ */
+
+static ipcnet_t *s_q(fx_t *f, int i)
+{
+    if (!f->q[i]) {
+        f->q[i] = harness_connect(&f->n[i], "query");
+        if (!f->q[i])
+            fail_msg("cannot connect to node %s for a query", s_names[i]);
+    }
+    return f->q[i];
+}
+
+static char *s_query(fx_t *f, int i, int what)
+{
+    char *text = NULL;
+    int rc = ipcnet_query(s_q(f, i), what, &text);
+    if (rc < 0)
+        fail_msg("query %d on node %s: %s", what, s_names[i], ipcnet_strerror(rc));
+    assert_non_null(text);
+    return text;
+}
+
+#define FIELDS 8
+
+/* Splits line (modified) at tabs into at most FIELDS fields; returns how
+   many. */
+static int s_split(char *line, char *field[FIELDS])
+{
+    int n = 0;
+    for (char *p = line; n < FIELDS; ) {
+        field[n++] = p;
+        p = strchr(p, '\t');
+        if (!p)
+            break;
+        *p++ = 0;
+    }
+    return n;
+}
+
+typedef struct {
+    char name[64];
+    char id[64];
+    char address[128];
+    char source[16];
+    char state[16];
+} peer_row_t;
+
+/* The line of peer name in node i's PEERS listing. Returns 1 if found. The
+   first line must be the node itself, with source "self". */
+static int s_peer(fx_t *f, int i, const char *name, peer_row_t *ret)
+{
+    char *t = s_query(f, i, IPCNET_Q_PEERS);
+    int found = 0, lineno = 0;
+    for (char *line = t; line && *line; lineno++) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = 0;
+        char *fl[FIELDS];
+        int n = s_split(line, fl);
+        if (n != 8)
+            fail_msg("node %s: peers line %d has %d fields, not 8", s_names[i], lineno, n);
+        if (lineno == 0 && (strcmp(fl[0], s_names[i]) || strcmp(fl[3], "self")))
+            fail_msg("node %s: first peers line is '%s' from '%s', not itself", s_names[i],
+                     fl[0], fl[3]);
+        if (!found && strcmp(fl[0], name) == 0) {
+            found = 1;
+            if (ret) {
+                snprintf(ret->name, sizeof ret->name, "%s", fl[0]);
+                snprintf(ret->id, sizeof ret->id, "%s", fl[1]);
+                snprintf(ret->address, sizeof ret->address, "%s", fl[2]);
+                snprintf(ret->source, sizeof ret->source, "%s", fl[3]);
+                snprintf(ret->state, sizeof ret->state, "%s", fl[4]);
+            }
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(t);
+    return found;
+}
+
+static int s_peer_up(fx_t *f, int i, const char *name)
+{
+    peer_row_t r;
+    return s_peer(f, i, name, &r) && strcmp(r.state, "up") == 0;
+}
+
+/* How many peers (not itself) node i lists as up. */
+static int s_count_up(fx_t *f, int i)
+{
+    char *t = s_query(f, i, IPCNET_Q_PEERS);
+    int up = 0, lineno = 0;
+    for (char *line = t; line && *line; lineno++) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = 0;
+        char *fl[FIELDS];
+        if (lineno > 0 && s_split(line, fl) >= 5 && strcmp(fl[4], "up") == 0)
+            up++;
+        line = nl ? nl + 1 : NULL;
+    }
+    free(t);
+    return up;
+}
+
+static void s_dump(fx_t *f, int i, int what)
+{
+    if (f->n[i].pid <= 0)
+        return;
+    char *text = NULL;
+    if (ipcnet_query(s_q(f, i), what, &text) == 0) {
+        print_message("node %s %s:\n%s", s_names[i], what == IPCNET_Q_PEERS ? "peers" : "services",
+                      text);
+        free(text);
+    }
+}
+
+/* Waits until each of the first count nodes (skipping node skip) sees
+   every other one up. Returns the time it took. */
+static int64_t s_wait_mesh_but(fx_t *f, int count, int skip, int timeout_ms)
+{
+    int64_t t0 = harness_now_ms(), deadline = t0 + timeout_ms;
+    for (;;) {
+        int ok = 1;
+        for (int i = 0; ok && i < count; i++)
+            for (int k = 0; ok && k < count; k++)
+                if (i != k && i != skip && k != skip && !s_peer_up(f, i, s_names[k]))
+                    ok = 0;
+        if (ok)
+            return harness_now_ms() - t0;
+        if (harness_now_ms() > deadline) {
+            for (int i = 0; i < count; i++)
+                if (i != skip)
+                    s_dump(f, i, IPCNET_Q_PEERS);
+            fail_msg("%d nodes not meshed within %d ms", count - (skip >= 0), timeout_ms);
+        }
+        usleep(POLL_MS * 1000);
+    }
+}
+
+static int64_t s_wait_mesh(fx_t *f, int count)
+{
+    return s_wait_mesh_but(f, count, -1, MESH_MS);
+}
+
+/* Does node i list name as held on node `node`? With holder non-NULL, the
+   holder and label columns must match too. */
+static int s_has_service(fx_t *f, int i, const char *name, const char *node,
+                         const char *holder, const char *label)
+{
+    char *t = s_query(f, i, IPCNET_Q_SERVICES);
+    int found = 0;
+    for (char *line = t; line && *line; ) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = 0;
+        char *fl[FIELDS];
+        int n = s_split(line, fl);
+        if (n != 4)
+            fail_msg("node %s: services line with %d fields, not 4", s_names[i], n);
+        if (strcmp(fl[0], name) == 0 && strcmp(fl[1], node) == 0 &&
+            (!holder || (strcmp(fl[2], holder) == 0 && strcmp(fl[3], label) == 0)))
+            found = 1;
+        line = nl ? nl + 1 : NULL;
+    }
+    free(t);
+    return found;
+}
+
+/* Waits until node i lists (present) or no longer lists name@node. */
+static int64_t s_wait_service(fx_t *f, int i, const char *name, const char *node,
+                              int present, int timeout_ms)
+{
+    int64_t t0 = harness_now_ms(), deadline = t0 + timeout_ms;
+    for (;;) {
+        if (s_has_service(f, i, name, node, NULL, NULL) == present)
+            return harness_now_ms() - t0;
+        if (harness_now_ms() > deadline) {
+            s_dump(f, i, IPCNET_Q_SERVICES);
+            fail_msg("node %s: '%s' on %s still %s after %d ms", s_names[i], name, node,
+                     present ? "missing" : "listed", timeout_ms);
+        }
+        usleep(POLL_MS * 1000);
+    }
+}
+
+/* Makes sure every node in targets (count nodes, skipping from) has handled
+   everything node from told it so far: a fresh name bound on from travels
+   the same link after it, so once the others list it they have the rest. */
+static void s_fence(fx_t *f, int from, int count)
+{
+    static int serial;
+    char name[64];
+    snprintf(name, sizeof name, "fence.%d.%d", from, ++serial);
+    ipcnet_t *c = s_conn(f, from, "fence");
+    s_bind(c, name);
+    for (int i = 0; i < count; i++)
+        if (i != from)
+            s_wait_service(f, i, name, s_names[from], 1, WAIT_MS);
+    s_close(f, &c);
+}
+
+/* The id of node i as it says itself (its first PEERS line). */
+static void s_self_id(fx_t *f, int i, char ret[64])
+{
+    peer_row_t r;
+    assert_true(s_peer(f, i, s_names[i], &r));
+    snprintf(ret, 64, "%s", r.id);
+}
+
+static char *s_read_file(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return strdup("");
+    static char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    buf[n] = 0;
+    fclose(fp);
+    return strdup(buf);
+}
+
+static void s_wait_ready(int fd)
+{
+    struct pollfd pfd = { fd, POLLIN, 0 };
+    int r = poll(&pfd, 1, WAIT_MS);
+    assert_int_equal(r, 1);
+    char b;
+    assert_int_equal(read(fd, &b, 1), 1);
+}
+
+/* --- peers --------------------------------------------------------------- */
+
+/* Two nodes: the one given --peer lists the seed as static, both see each
+   other up with the ids kept in their state directories, and the first
+   line of each listing is the node itself. */
+static void test_cluster_two_nodes(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    int64_t took = s_wait_mesh(f, 2);
+    print_message("two nodes meshed in %lld ms\n", (long long) took);
+
+    for (int i = 0; i < 2; i++) {
+        char path[200];
+        snprintf(path, sizeof path, "%s/node.id", f->n[i].dir);
+        char *file = s_read_file(path);
+        file[strcspn(file, "\n")] = 0;
+        if (strlen(file) != 32 || strspn(file, "0123456789abcdef") != 32)
+            fail_msg("%s holds '%s', not 32 hex digits", path, file);
+        char self[64];
+        s_self_id(f, i, self);
+        assert_string_equal(self, file);
+        peer_row_t r;
+        assert_true(s_peer(f, 1 - i, s_names[i], &r));
+        assert_string_equal(r.id, file);            /* the other knows it by that id */
+        assert_string_equal(r.state, "up");
+        char want[64];
+        snprintf(want, sizeof want, "tcp://127.0.0.1:%d", f->port[i]);
+        assert_string_equal(r.address, want);
+        free(file);
+    }
+    peer_row_t r;
+    assert_true(s_peer(f, 1, "alpha", &r));
+    assert_string_equal(r.source, "static");
+    assert_true(s_peer(f, 0, "beta", &r));
+    if (strcmp(r.source, "static") && strcmp(r.source, "gossip"))
+        fail_msg("alpha lists beta with source '%s'", r.source);
+
+    /* Each client knows its node. */
+    ipcnet_t *a = s_conn(f, 0, "a");
+    ipcnet_t *b = s_conn(f, 1, "b");
+    assert_string_equal(ipcnet_node(a), "alpha");
+    assert_string_equal(ipcnet_node(b), "beta");
+    assert_non_null(strstr(ipcnet_address(b), "@beta"));
+}
+
+/* Gossip: gamma seeds only alpha, yet alpha, beta and gamma all see each
+   other, and gamma knows beta through gossip. */
+static void test_cluster_gossip_mesh(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_wait_mesh(f, 2);
+    s_start(f, 2, 0);
+    int64_t took = s_wait_mesh(f, 3);
+    print_message("gamma joined the mesh through one seed in %lld ms\n", (long long) took);
+    peer_row_t r;
+    assert_true(s_peer(f, 2, "beta", &r));
+    assert_string_equal(r.source, "gossip");
+    assert_true(s_peer(f, 2, "alpha", &r));
+    assert_string_equal(r.source, "static");
+    assert_true(s_peer(f, 1, "gamma", &r));
+    assert_string_equal(r.source, "gossip");
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(s_count_up(f, i), 2);
+}
+
+/* --- send ---------------------------------------------------------------- */
+
+/* A name held only on beta: alpha lists it with holder "-", a send from
+   alpha reaches it with the sender's address, in order. */
+static void test_cluster_send_remote(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_wait_mesh(f, 2);
+    ipcnet_t *h = s_conn(f, 1, "holder");
+    s_bind(h, "svc.remote");
+    int64_t took = s_wait_service(f, 0, "svc.remote", "beta", 1, WAIT_MS);
+    print_message("a name bound on beta listed on alpha after %lld ms\n", (long long) took);
+    assert_true(s_has_service(f, 0, "svc.remote", "beta", "-", "-"));
+    assert_true(s_has_service(f, 1, "svc.remote", "beta", ipcnet_address(h), "holder"));
+
+    ipcnet_t *s = s_conn(f, 0, "sender");
+    s_send(s, "svc.remote", "hello", IPCNET_CONFIRM);
+    ipcnet_msg_t m;
+    s_expect(h, IPCNET_MSG_SEND, &m);
+    assert_string_equal(m.name, "svc.remote");
+    assert_string_equal(m.source, ipcnet_address(s));
+    assert_non_null(strstr(m.source, "@alpha"));
+    assert_int_equal(m.size, 5);
+    assert_memory_equal(m.data, "hello", 5);
+
+    /* Empty payload, and a large one. */
+    assert_int_equal(ipcnet_send(s, "svc.remote", NULL, 0, IPCNET_CONFIRM), 0);
+    s_expect(h, IPCNET_MSG_SEND, &m);
+    assert_int_equal(m.size, 0);
+    size_t big = 1024 * 1024 + 7;
+    uint8_t *buf = malloc(big);
+    assert_non_null(buf);
+    for (size_t i = 0; i < big; i++)
+        buf[i] = (uint8_t) (i * 31 + 7);
+    assert_int_equal(ipcnet_send(s, "svc.remote", buf, big, IPCNET_CONFIRM), 0);
+    s_expect(h, IPCNET_MSG_SEND, &m);
+    assert_int_equal(m.size, big);
+    assert_memory_equal(m.data, buf, big);
+    free(buf);
+
+    /* Many without confirmation arrive in order; nothing comes back. */
+    for (int i = 0; i < 500; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "msg %d", i);
+        s_send(s, "svc.remote", text, 0);
+    }
+    for (int i = 0; i < 500; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "msg %d", i);
+        s_expect_text(h, IPCNET_MSG_SEND, "svc.remote", text);
+    }
+    s_expect_nothing(h);
+    s_expect_nothing(s);
+
+    /* The holder answers to the sender's unique address. */
+    s_send(h, ipcnet_address(s), "back", IPCNET_CONFIRM);
+    s_expect(s, IPCNET_MSG_SEND, &m);
+    assert_string_equal(m.source, ipcnet_address(h));
+    assert_int_equal(m.size, 4);
+    assert_memory_equal(m.data, "back", 4);
+}
+
+/* A name held on alpha and on beta: every send from alpha goes to alpha's
+   holder; from beta, to beta's. */
+static void test_cluster_send_local_first(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_wait_mesh(f, 2);
+    ipcnet_t *ha = s_conn(f, 0, "holder-a");
+    ipcnet_t *hb = s_conn(f, 1, "holder-b");
+    s_bind(ha, "svc.both");
+    s_bind(hb, "svc.both");
+    s_wait_service(f, 0, "svc.both", "beta", 1, WAIT_MS);
+    s_wait_service(f, 1, "svc.both", "alpha", 1, WAIT_MS);
+
+    ipcnet_t *sa = s_conn(f, 0, "sender-a");
+    ipcnet_t *sb = s_conn(f, 1, "sender-b");
+    for (int i = 0; i < 10; i++) {
+        s_send(sa, "svc.both", "from a", IPCNET_CONFIRM);
+        s_send(sb, "svc.both", "from b", IPCNET_CONFIRM);
+    }
+    for (int i = 0; i < 10; i++) {
+        s_expect_text(ha, IPCNET_MSG_SEND, "svc.both", "from a");
+        s_expect_text(hb, IPCNET_MSG_SEND, "svc.both", "from b");
+    }
+    s_expect_nothing(ha);
+    s_expect_nothing(hb);
+
+    /* Once alpha's holder leaves, alpha's sends cross to beta. */
+    s_close(f, &ha);
+    harness_sync(sa);
+    s_send(sa, "svc.both", "crossed", IPCNET_CONFIRM);
+    s_expect_text(hb, IPCNET_MSG_SEND, "svc.both", "crossed");
+}
+
+/* Holders on beta and gamma, none on alpha: sends from alpha alternate. */
+static void test_cluster_send_round_robin(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    enum { PER = 10 };
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_start(f, 2, 0);
+    s_wait_mesh(f, 3);
+    ipcnet_t *h[2] = { s_conn(f, 1, "holder-b"), s_conn(f, 2, "holder-c") };
+    s_bind(h[0], "svc.rr");
+    s_bind(h[1], "svc.rr");
+    s_wait_service(f, 0, "svc.rr", "beta", 1, WAIT_MS);
+    s_wait_service(f, 0, "svc.rr", "gamma", 1, WAIT_MS);
+
+    ipcnet_t *s = s_conn(f, 0, "sender");
+    for (int i = 0; i < 2 * PER; i++) {
+        char text[16];
+        snprintf(text, sizeof text, "%d", i);
+        s_send(s, "svc.rr", text, IPCNET_CONFIRM);
+    }
+    int seen[2 * PER] = { 0 };
+    for (int k = 0; k < 2; k++) {
+        int count = 0, last = -1;
+        ipcnet_msg_t m;
+        while (ipcnet_recv(h[k], &m, QUIET_MS) == 0) {
+            assert_int_equal(m.kind, IPCNET_MSG_SEND);
+            char text[16] = "";
+            memcpy(text, m.data, m.size < 15 ? m.size : 15);
+            int v = atoi(text);
+            assert_in_range(v, 0, 2 * PER - 1);
+            assert_true(v > last);
+            last = v;
+            seen[v]++;
+            count++;
+        }
+        if (count != PER)
+            fail_msg("holder on %s got %d of %d messages: not round robin",
+                     k ? "gamma" : "beta", count, 2 * PER);
+    }
+    for (int v = 0; v < 2 * PER; v++)
+        if (seen[v] != 1)
+            fail_msg("message %d delivered %d times", v, seen[v]);
+}
+
+/* name@node pins the node; unknown names and nodes are errors. */
+static void test_cluster_send_pinned(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_start(f, 2, 0);
+    s_wait_mesh(f, 3);
+    ipcnet_t *hb = s_conn(f, 1, "holder-b");
+    ipcnet_t *hc = s_conn(f, 2, "holder-c");
+    s_bind(hb, "svc.pin");
+    s_bind(hc, "svc.pin");
+    s_wait_service(f, 0, "svc.pin", "beta", 1, WAIT_MS);
+    s_wait_service(f, 0, "svc.pin", "gamma", 1, WAIT_MS);
+
+    ipcnet_t *s = s_conn(f, 0, "sender");
+    for (int i = 0; i < 5; i++) {
+        s_send(s, "svc.pin@gamma", "to gamma", IPCNET_CONFIRM);
+        s_send(s, "svc.pin@beta", "to beta", IPCNET_CONFIRM);
+    }
+    /* The receiver sees the destination as the sender wrote it. */
+    for (int i = 0; i < 5; i++) {
+        s_expect_text(hc, IPCNET_MSG_SEND, "svc.pin@gamma", "to gamma");
+        s_expect_text(hb, IPCNET_MSG_SEND, "svc.pin@beta", "to beta");
+    }
+    s_expect_nothing(hb);
+    s_expect_nothing(hc);
+
+    /* Pinned to a node where nobody holds it, or to ourselves. */
+    int rc = ipcnet_send(s, "svc.pin@alpha", "x", 1, IPCNET_CONFIRM);
+    if (rc != -ENOENT)
+        fail_msg("svc.pin@alpha (held elsewhere only): %s, want -ENOENT", ipcnet_strerror(rc));
+    rc = ipcnet_send(s, "nobody.here@beta", "x", 1, IPCNET_CONFIRM);
+    if (rc != -ENOENT)
+        fail_msg("nobody.here@beta: %s, want -ENOENT", ipcnet_strerror(rc));
+    rc = ipcnet_send(s, "nobody.here", "x", 1, IPCNET_CONFIRM);
+    if (rc != -ENOENT)
+        fail_msg("nobody.here: %s, want -ENOENT", ipcnet_strerror(rc));
+    rc = ipcnet_send(s, "svc.pin@nosuchnode", "x", 1, IPCNET_CONFIRM);
+    if (rc != -EHOSTUNREACH)
+        fail_msg("svc.pin@nosuchnode: %s, want -EHOSTUNREACH", ipcnet_strerror(rc));
+
+    /* Without confirmation the same errors come back as messages. */
+    ipcnet_msg_t m;
+    assert_int_equal(ipcnet_send(s, "nobody.here@beta", "x", 1, 0), 0);
+    uint32_t id = ipcnet_last_id(s);
+    s_expect(s, IPCNET_MSG_ERROR, &m);
+    assert_int_equal(m.error, -ENOENT);
+    assert_int_equal(m.id, id);
+    assert_int_equal(ipcnet_send(s, "svc.pin@nosuchnode", "x", 1, 0), 0);
+    id = ipcnet_last_id(s);
+    s_expect(s, IPCNET_MSG_ERROR, &m);
+    assert_int_equal(m.error, -EHOSTUNREACH);
+    assert_int_equal(m.id, id);
+    s_expect_nothing(s);
+    s_expect_nothing(hb);
+    s_expect_nothing(hc);
+}
+
+/* ":N@node" reaches that client on another node; a gone one is -ENOENT. */
+static void test_cluster_send_unique_address(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_wait_mesh(f, 2);
+    ipcnet_t *b = s_conn(f, 1, "b");
+    ipcnet_t *a = s_conn(f, 0, "a");
+    char addr[128];
+    snprintf(addr, sizeof addr, "%s", ipcnet_address(b));
+    assert_non_null(strstr(addr, "@beta"));
+
+    s_send(a, addr, "direct", IPCNET_CONFIRM);
+    ipcnet_msg_t m;
+    s_expect(b, IPCNET_MSG_SEND, &m);
+    assert_string_equal(m.source, ipcnet_address(a));
+    assert_int_equal(m.size, 6);
+    assert_memory_equal(m.data, "direct", 6);
+    s_send(b, m.source, "and back", IPCNET_CONFIRM);
+    s_expect_text(a, IPCNET_MSG_SEND, NULL, "and back");
+
+    s_close(f, &b);
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    int rc;
+    /* The close is seen by beta at once; alpha asks beta. */
+    while ((rc = ipcnet_send(a, addr, "late", 4, IPCNET_CONFIRM)) == 0 &&
+           harness_now_ms() < deadline)
+        usleep(POLL_MS * 1000);
+    if (rc != -ENOENT)
+        fail_msg("send to a closed remote client's address %s: %s (want -ENOENT)", addr,
+                 ipcnet_strerror(rc));
+    rc = ipcnet_send(a, ":999999@beta", "x", 1, IPCNET_CONFIRM);
+    if (rc != -ENOENT)
+        fail_msg(":999999@beta: %s (want -ENOENT)", ipcnet_strerror(rc));
+    rc = ipcnet_send(a, ":1@nosuchnode", "x", 1, IPCNET_CONFIRM);
+    if (rc != -EHOSTUNREACH)
+        fail_msg(":1@nosuchnode: %s (want -EHOSTUNREACH)", ipcnet_strerror(rc));
+}
+
+/* --- request / reply ----------------------------------------------------- */
+
+/* Requests from alpha to a holder on beta: async in this process, and
+   blocking against a responder process. */
+static void test_cluster_request_reply(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_wait_mesh(f, 2);
+    ipcnet_t *h = s_conn(f, 1, "server");
+    s_bind(h, "svc.calc");
+    s_wait_service(f, 0, "svc.calc", "beta", 1, WAIT_MS);
+    ipcnet_t *r = s_conn(f, 0, "client");
+
+    uint32_t id = 0;
+    assert_int_equal(ipcnet_request_async(r, "svc.calc", "ping", 4, 3000, &id), 0);
+    ipcnet_msg_t m;
+    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    assert_string_equal(m.name, "svc.calc");
+    assert_string_equal(m.source, ipcnet_address(r));
+    assert_int_equal(m.size, 4);
+    assert_memory_equal(m.data, "ping", 4);
+    assert_true(m.timeout_ms > 0 && m.timeout_ms <= 3000);
+    assert_int_equal(ipcnet_reply(h, &m, "pong", 4), 0);
+    s_expect(r, IPCNET_MSG_REPLY, &m);
+    assert_int_equal(m.id, id);
+    assert_string_equal(m.source, ipcnet_address(h));
+    assert_int_equal(m.size, 4);
+    assert_memory_equal(m.data, "pong", 4);
+
+    /* Two outstanding, answered out of order, keep their ids. */
+    uint32_t id1, id2;
+    assert_int_equal(ipcnet_request_async(r, "svc.calc@beta", "one", 3, 3000, &id1), 0);
+    assert_int_equal(ipcnet_request_async(r, "svc.calc", "two", 3, 3000, &id2), 0);
+    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    char src[128];
+    snprintf(src, sizeof src, "%s", m.source);
+    uint32_t req1 = m.id;
+    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    assert_int_equal(ipcnet_reply(h, &m, "TWO", 3), 0);
+    assert_int_equal(ipcnet_reply_to(h, src, req1, "ONE", 3), 0);
+    s_expect(r, IPCNET_MSG_REPLY, &m);
+    assert_int_equal(m.id, id2);
+    assert_memory_equal(m.data, "TWO", 3);
+    s_expect(r, IPCNET_MSG_REPLY, &m);
+    assert_int_equal(m.id, id1);
+    assert_memory_equal(m.data, "ONE", 3);
+
+    /* A request nobody holds: -ENOENT; to a node nobody knows: -EHOSTUNREACH. */
+    assert_int_equal(ipcnet_request(r, "svc.none", "q", 1, 3000, &m), -ENOENT);
+    assert_int_equal(ipcnet_request(r, "svc.none@beta", "q", 1, 3000, &m), -ENOENT);
+    assert_int_equal(ipcnet_request(r, "svc.calc@nosuchnode", "q", 1, 3000, &m), -EHOSTUNREACH);
+
+    /* Blocking requests against a responder process on beta. */
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = harness_fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        ipcnet_t *u = harness_connect(&f->n[1], "upper");
+        if (!u || ipcnet_bind(u, "svc.upper") < 0)
+            _exit(2);
+        if (write(pfd[1], "r", 1) != 1)
+            _exit(3);
+        for (int i = 0; i < 3; i++) {
+            ipcnet_msg_t q;
+            if (ipcnet_recv(u, &q, 15000) < 0 || q.kind != IPCNET_MSG_REQUEST)
+                _exit(4);
+            char out[64];
+            size_t n = q.size < sizeof out ? q.size : sizeof out;
+            for (size_t k = 0; k < n; k++) {
+                char ch = ((const char *) q.data)[k];
+                out[k] = ch >= 'a' && ch <= 'z' ? (char) (ch - 32) : ch;
+            }
+            if (ipcnet_reply(u, &q, out, n) < 0)
+                _exit(5);
+        }
+        ipcnet_flush(u, 5000);
+        ipcnet_close(&u);
+        _exit(0);
+    }
+    close(pfd[1]);
+    s_wait_ready(pfd[0]);
+    close(pfd[0]);
+    s_wait_service(f, 0, "svc.upper", "beta", 1, WAIT_MS);
+    const char *in[] = { "hello", "abc", "" };
+    const char *out[] = { "HELLO", "ABC", "" };
+    for (int i = 0; i < 3; i++) {
+        int rc = ipcnet_request(r, "svc.upper", in[i], strlen(in[i]), 5000, &m);
+        if (rc < 0)
+            fail_msg("request %d across nodes: %s", i, ipcnet_strerror(rc));
+        assert_int_equal(m.kind, IPCNET_MSG_REPLY);
+        assert_int_equal(m.size, strlen(out[i]));
+        assert_memory_equal(m.data, out[i], m.size);
+    }
+    assert_int_equal(harness_reap(pid, 5000), 0);
+}
+
+/* A remote holder that never answers: -ETIMEDOUT after about the timeout. */
+static void test_cluster_request_timeout(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_wait_mesh(f, 2);
+    ipcnet_t *h = s_conn(f, 1, "sleeper");
+    s_bind(h, "svc.slow");
+    s_wait_service(f, 0, "svc.slow", "beta", 1, WAIT_MS);
+    ipcnet_t *r = s_conn(f, 0, "client");
+
+    ipcnet_msg_t m;
+    int64_t t0 = harness_now_ms();
+    int rc = ipcnet_request(r, "svc.slow", "q", 1, 300, &m);
+    int64_t took = harness_now_ms() - t0;
+    if (rc != -ETIMEDOUT)
+        fail_msg("request to a silent remote holder: %s (want -ETIMEDOUT)", ipcnet_strerror(rc));
+    print_message("remote request timed out after %lld ms (timeout 300 ms)\n", (long long) took);
+    if (took < 250 || took > 3000)
+        fail_msg("timed out after %lld ms for a 300 ms timeout", (long long) took);
+    s_expect(h, IPCNET_MSG_REQUEST, &m);         /* it did arrive */
+    assert_true(m.timeout_ms <= 300);
+
+    /* The async form: an ERROR message with the id. */
+    uint32_t id;
+    assert_int_equal(ipcnet_request_async(r, "svc.slow", "q2", 2, 300, &id), 0);
+    s_expect(r, IPCNET_MSG_ERROR, &m);
+    assert_int_equal(m.error, -ETIMEDOUT);
+    assert_int_equal(m.id, id);
+}
+
+/* The remote holder closes before replying: -ECONNRESET, long before the
+   timeout. */
+static void test_cluster_request_holder_closes(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_wait_mesh(f, 2);
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = harness_fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        ipcnet_t *h = harness_connect(&f->n[1], "flaky");
+        if (!h || ipcnet_bind(h, "svc.flaky") < 0)
+            _exit(2);
+        if (write(pfd[1], "r", 1) != 1)
+            _exit(3);
+        ipcnet_msg_t m;
+        if (ipcnet_recv(h, &m, 15000) < 0 || m.kind != IPCNET_MSG_REQUEST)
+            _exit(4);
+        _exit(0);               /* the socket closes with the process */
+    }
+    close(pfd[1]);
+    s_wait_ready(pfd[0]);
+    close(pfd[0]);
+    s_wait_service(f, 0, "svc.flaky", "beta", 1, WAIT_MS);
+
+    ipcnet_t *c = s_conn(f, 0, "requester");
+    ipcnet_msg_t m;
+    int64_t t0 = harness_now_ms();
+    int rc = ipcnet_request(c, "svc.flaky", "q", 1, 10000, &m);
+    int64_t took = harness_now_ms() - t0;
+    assert_int_equal(harness_reap(pid, 5000), 0);
+    print_message("remote holder closed: %s after %lld ms\n", ipcnet_strerror(rc),
+                  (long long) took);
+    if (rc != -ECONNRESET)
+        fail_msg("request to a remote holder that closed: %s after %lld ms "
+                 "(want -ECONNRESET)", ipcnet_strerror(rc), (long long) took);
+    assert_true(took < 5000);
+
+    /* The same through request_async, with the holder in this process. */
+    ipcnet_t *h = s_conn(f, 1, "flaky2");
+    s_bind(h, "svc.flaky2");
+    s_wait_service(f, 0, "svc.flaky2", "beta", 1, WAIT_MS);
+    uint32_t id;
+    assert_int_equal(ipcnet_request_async(c, "svc.flaky2", "q", 1, 10000, &id), 0);
+    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    s_close(f, &h);
+    s_expect(c, IPCNET_MSG_ERROR, &m);
+    assert_int_equal(m.error, -ECONNRESET);
+    assert_int_equal(m.id, id);
+}
+
+/* --- publish / subscribe ------------------------------------------------- */
+
+/* A publication reaches every matching subscriber on every node, exact and
+   pattern subscriptions alike, and no one else. */
+static void test_cluster_publish(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_start(f, 2, 0);
+    s_wait_mesh(f, 3);
+    ipcnet_t *p = s_conn(f, 0, "publisher");
+    ipcnet_t *local = s_conn(f, 0, "local-exact");
+    ipcnet_t *exact = s_conn(f, 1, "exact");
+    ipcnet_t *prefix = s_conn(f, 1, "prefix");
+    ipcnet_t *all = s_conn(f, 2, "all");
+    ipcnet_t *other = s_conn(f, 2, "other");
+    assert_int_equal(ipcnet_subscribe(local, "a.b"), 0);
+    assert_int_equal(ipcnet_subscribe(exact, "a.b"), 0);
+    assert_int_equal(ipcnet_subscribe(prefix, "a.*"), 0);
+    assert_int_equal(ipcnet_subscribe(all, "*"), 0);
+    assert_int_equal(ipcnet_subscribe(other, "c.*"), 0);
+    s_fence(f, 1, 3);
+    s_fence(f, 2, 3);
+
+    assert_int_equal(ipcnet_publish(p, "a.b", "x", 1, 0), 0);
+    ipcnet_t *got[] = { local, exact, prefix, all };
+    for (int i = 0; i < 4; i++) {
+        ipcnet_msg_t m;
+        s_expect(got[i], IPCNET_MSG_PUBLISH, &m);
+        assert_string_equal(m.name, "a.b");
+        assert_string_equal(m.source, ipcnet_address(p));
+        assert_int_equal(m.size, 1);
+        assert_memory_equal(m.data, "x", 1);
+    }
+    s_expect_nothing(other);
+    s_expect_nothing(p);
+
+    assert_int_equal(ipcnet_publish(p, "c.d", "y", 1, 0), 0);
+    s_expect_text(all, IPCNET_MSG_PUBLISH, "c.d", "y");
+    s_expect_text(other, IPCNET_MSG_PUBLISH, "c.d", "y");
+    s_expect_nothing(exact);
+    s_expect_nothing(prefix);
+    s_expect_nothing(local);
+
+    /* Many, in order, from a publisher on beta to subscribers everywhere. */
+    ipcnet_t *pb = s_conn(f, 1, "publisher-b");
+    for (int i = 0; i < 200; i++) {
+        char text[16];
+        snprintf(text, sizeof text, "%d", i);
+        assert_int_equal(ipcnet_publish(pb, "a.b", text, strlen(text), 0), 0);
+    }
+    for (int i = 0; i < 200; i++) {
+        char text[16];
+        snprintf(text, sizeof text, "%d", i);
+        s_expect_text(local, IPCNET_MSG_PUBLISH, "a.b", text);
+        s_expect_text(exact, IPCNET_MSG_PUBLISH, "a.b", text);
+        s_expect_text(prefix, IPCNET_MSG_PUBLISH, "a.b", text);
+        s_expect_text(all, IPCNET_MSG_PUBLISH, "a.b", text);
+    }
+
+    /* Unsubscribed on beta: no more there. */
+    assert_int_equal(ipcnet_unsubscribe(prefix, "a.*"), 0);
+    s_fence(f, 1, 3);
+    assert_int_equal(ipcnet_publish(p, "a.z", "z", 1, 0), 0);
+    s_expect_text(all, IPCNET_MSG_PUBLISH, "a.z", "z");
+    s_expect_nothing(prefix);
+    s_expect_nothing(exact);
+    s_expect_nothing(local);
+    s_expect_nothing(p);
+}
+
+/* --- watch --------------------------------------------------------------- */
+
+/* A watcher on alpha sees remote names come and go with their node, and
+   peers come and go when its pattern matches the peer's name. */
+static void test_cluster_watch(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_wait_mesh(f, 2);
+    ipcnet_t *hb = s_conn(f, 1, "holder");
+    s_bind(hb, "svc.early");
+    s_wait_service(f, 0, "svc.early", "beta", 1, WAIT_MS);
+
+    ipcnet_t *w = s_conn(f, 0, "watch-all");
+    ipcnet_t *wg = s_conn(f, 0, "watch-gamma");
+    ipcnet_t *ws = s_conn(f, 0, "watch-svc");
+    assert_int_equal(ipcnet_watch(w, "*"), 0);
+    assert_int_equal(ipcnet_watch(wg, "gam*"), 0);
+    assert_int_equal(ipcnet_watch(ws, "svc.*"), 0);
+    /* A remote name held at watch time is reported with its node. */
+    s_wait_event(w, IPCNET_EV_NAME_UP, "svc.early", "beta", WAIT_MS);
+    s_wait_event(ws, IPCNET_EV_NAME_UP, "svc.early", "beta", WAIT_MS);
+
+    /* A name bound on beta now. */
+    s_bind(hb, "svc.later");
+    int64_t took = s_wait_event(w, IPCNET_EV_NAME_UP, "svc.later", "beta", WAIT_MS);
+    print_message("NAME_UP from beta after %lld ms\n", (long long) took);
+    s_wait_event(ws, IPCNET_EV_NAME_UP, "svc.later", "beta", WAIT_MS);
+
+    /* gamma joins: PEER_UP for the watchers whose pattern matches it. */
+    s_start(f, 2, 0);
+    took = s_wait_event(wg, IPCNET_EV_PEER_UP, "gamma", "gamma", MESH_MS);
+    print_message("PEER_UP gamma after %lld ms\n", (long long) took);
+    s_wait_event(w, IPCNET_EV_PEER_UP, "gamma", "gamma", MESH_MS);
+    s_wait_mesh(f, 3);
+    ipcnet_t *hc = s_conn(f, 2, "holder-c");
+    s_bind(hc, "gamma.svc");
+    s_wait_event(wg, IPCNET_EV_NAME_UP, "gamma.svc", "gamma", WAIT_MS);
+    s_wait_event(w, IPCNET_EV_NAME_UP, "gamma.svc", "gamma", WAIT_MS);
+
+    /* The last holder closes: NAME_DOWN with the node. */
+    s_close(f, &hb);
+    took = s_wait_event(w, IPCNET_EV_NAME_DOWN, "svc.later", "beta", WAIT_MS);
+    print_message("NAME_DOWN from beta after %lld ms\n", (long long) took);
+    s_wait_event(ws, IPCNET_EV_NAME_DOWN, "svc.early", "beta", WAIT_MS);
+
+    /* gamma stops: PEER_DOWN (and its name goes down). */
+    ipcnet_close(&f->q[2]);
+    s_close(f, &hc);
+    kill(f->n[2].pid, SIGTERM);
+    s_wait_event(wg, IPCNET_EV_PEER_DOWN, "gamma", "gamma", WAIT_MS);
+    s_wait_event(w, IPCNET_EV_PEER_DOWN, "gamma", "gamma", WAIT_MS);
+    assert_int_equal(harness_stop_wait(&f->n[2], SIGTERM), 0);
+
+    /* ws ("svc.*") saw no peer events and no gamma.svc. */
+    ipcnet_msg_t m;
+    while (ipcnet_recv(ws, &m, QUIET_MS) == 0) {
+        assert_int_equal(m.kind, IPCNET_MSG_EVENT);
+        if (m.event == IPCNET_EV_PEER_UP || m.event == IPCNET_EV_PEER_DOWN ||
+            strncmp(m.name, "svc.", 4) != 0)
+            fail_msg("watcher of 'svc.*' got %s for '%s' (node '%s')", s_event(m.event),
+                     m.name, m.node);
+    }
+    /* wg ("gam*") saw nothing of beta. */
+    while (ipcnet_recv(wg, &m, QUIET_MS) == 0) {
+        assert_int_equal(m.kind, IPCNET_MSG_EVENT);
+        if (strncmp(m.name, "gam", 3) != 0)
+            fail_msg("watcher of 'gam*' got %s for '%s' (node '%s')", s_event(m.event),
+                     m.name, m.node);
+    }
+}
+
+/* --- liveness ------------------------------------------------------------ */
+
+typedef struct {
+    int64_t services;   /* the dead node's name left the listing */
+    int64_t peer;       /* the dead node no longer listed up */
+    int64_t name_down;  /* the watcher's NAME_DOWN */
+    int64_t peer_down;  /* the watcher's PEER_DOWN */
+} lost_t;
+
+static int64_t s_max4(const lost_t *l)
+{
+    int64_t m = l->services;
+    if (l->peer > m)
+        m = l->peer;
+    if (l->name_down > m)
+        m = l->name_down;
+    if (l->peer_down > m)
+        m = l->peer_down;
+    return m;
+}
+
+/* Watches nodes obs[0..nobs-1] all at once from t0 (the kill) until each
+   has noticed, in every way, that node dead and its name svc are gone:
+   their listings are polled every POLL_MS; w[k] (NULL: none) watches "*"
+   on obs[k] and its events are timed as they arrive. Waits up to
+   limit_ms + 3 s so that a late observation is measured rather than cut
+   off; a missing one stays -1. */
+static void s_observe_loss(fx_t *f, const int *obs, ipcnet_t *const *w, int nobs, int dead,
+                           const char *svc, int64_t t0, int limit_ms, lost_t *ret)
+{
+    for (int k = 0; k < nobs; k++)
+        ret[k] = (lost_t) { -1, -1, w[k] ? -1 : -2, w[k] ? -1 : -2 };
+    int64_t deadline = t0 + limit_ms + 3000;
+    for (;;) {
+        int done = 1;
+        for (int k = 0; k < nobs; k++) {
+            lost_t *l = &ret[k];
+            if (l->services < 0 && !s_has_service(f, obs[k], svc, s_names[dead], NULL, NULL))
+                l->services = harness_now_ms() - t0;
+            if (l->peer < 0 && !s_peer_up(f, obs[k], s_names[dead]))
+                l->peer = harness_now_ms() - t0;
+            done &= l->services >= 0 && l->peer >= 0 && l->name_down != -1 && l->peer_down != -1;
+        }
+        if (done || harness_now_ms() > deadline)
+            return;
+        /* Until the next poll, take the watchers' events as they come; an
+           event says the listings are worth polling at once. */
+        int64_t next = harness_now_ms() + POLL_MS;
+        for (int any = 0; !any; ) {
+            struct pollfd pfd[NODES];
+            int n = 0;
+            for (int k = 0; k < nobs; k++) {
+                ipcnet_msg_t m;
+                while (w[k] && ipcnet_recv(w[k], &m, 0) == 0) {
+                    any = 1;
+                    int64_t at = harness_now_ms() - t0;
+                    if (m.kind != IPCNET_MSG_EVENT)
+                        fail_msg("watcher got a %s message", s_kind(m.kind));
+                    if (m.event == IPCNET_EV_NAME_DOWN && !strcmp(m.name, svc) &&
+                        !strcmp(m.node, s_names[dead]) && ret[k].name_down < 0)
+                        ret[k].name_down = at;
+                    if (m.event == IPCNET_EV_PEER_DOWN && !strcmp(m.name, s_names[dead]) &&
+                        !strcmp(m.node, s_names[dead]) && ret[k].peer_down < 0)
+                        ret[k].peer_down = at;
+                }
+                if (w[k])
+                    pfd[n++] = (struct pollfd) { ipcnet_fd(w[k]), POLLIN, 0 };
+            }
+            int left = (int) (next - harness_now_ms());
+            if (left <= 0)
+                break;
+            if (n == 0)
+                usleep((useconds_t) left * 1000);
+            else
+                poll(pfd, (nfds_t) n, left);
+        }
+    }
+}
+
+static const char *s_ms(int64_t v, char buf[24])
+{
+    if (v == -2)
+        return "-";
+    if (v == -1)
+        return "never";
+    snprintf(buf, 24, "%lld ms", (long long) v);
+    return buf;
+}
+
+/* Prints what obs noticed and when; fails unless it noticed every way
+   (-2: not watched) within limit_ms. */
+static void s_check_loss(const char *what, const char *obs, const lost_t *l, int limit_ms)
+{
+    char b1[24], b2[24], b3[24], b4[24];
+    print_message("%s: %s noticed after: services %s, peers %s, NAME_DOWN %s, "
+                  "PEER_DOWN %s (limit %d ms)\n", what, obs, s_ms(l->services, b1),
+                  s_ms(l->peer, b2), s_ms(l->name_down, b3), s_ms(l->peer_down, b4),
+                  limit_ms);
+    if (l->services == -1 || l->peer == -1 || l->name_down == -1 || l->peer_down == -1)
+        fail_msg("%s: %s did not notice in every way within %d ms", what, obs, limit_ms + 3000);
+    if (s_max4(l) > limit_ms)
+        fail_msg("%s: %s took %lld ms to notice (limit %d ms)", what, obs,
+                 (long long) s_max4(l), limit_ms);
+}
+
+/* Three nodes; beta holds svc.lost and is killed (SIGKILL) or stopped
+   (SIGTERM). alpha and gamma must notice within limit_ms. */
+static void s_liveness(fx_t *f, int sig, int limit_ms, const char *what)
+{
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_start(f, 2, 0);
+    s_wait_mesh(f, 3);
+    ipcnet_t *h = s_conn(f, 1, "doomed");
+    s_bind(h, "svc.lost");
+    s_wait_service(f, 0, "svc.lost", "beta", 1, WAIT_MS);
+    s_wait_service(f, 2, "svc.lost", "beta", 1, WAIT_MS);
+    ipcnet_t *wa = s_conn(f, 0, "watch-a");
+    ipcnet_t *wc = s_conn(f, 2, "watch-c");
+    assert_int_equal(ipcnet_watch(wa, "*"), 0);
+    assert_int_equal(ipcnet_watch(wc, "*"), 0);
+    s_wait_event(wa, IPCNET_EV_NAME_UP, "svc.lost", "beta", WAIT_MS);
+    s_wait_event(wc, IPCNET_EV_NAME_UP, "svc.lost", "beta", WAIT_MS);
+    /* Let the links settle into their heartbeat rhythm. */
+    usleep(600 * 1000);
+    assert_true(s_peer_up(f, 0, "beta") && s_peer_up(f, 2, "beta"));
+
+    ipcnet_close(&f->q[1]);
+    int64_t t0 = harness_now_ms();
+    kill(f->n[1].pid, sig);
+    lost_t l[2];
+    const int obs[2] = { 0, 2 };
+    ipcnet_t *const w[2] = { wa, wc };
+    s_observe_loss(f, obs, w, 2, 1, "svc.lost", t0, limit_ms, l);
+    if (sig == SIGKILL)
+        harness_crash(&f->n[1]);
+    else
+        assert_int_equal(harness_stop_wait(&f->n[1], sig), 0);
+    s_check_loss(what, "alpha", &l[0], limit_ms);
+    s_check_loss(what, "gamma", &l[1], limit_ms);
+
+    /* Sends to its name now fail at once; pinned to it, too. */
+    ipcnet_t *s = s_conn(f, 0, "sender");
+    int rc = ipcnet_send(s, "svc.lost", "x", 1, IPCNET_CONFIRM);
+    if (rc != -ENOENT)
+        fail_msg("send to a lost node's name: %s (want -ENOENT)", ipcnet_strerror(rc));
+    rc = ipcnet_send(s, "svc.lost@beta", "x", 1, IPCNET_CONFIRM);
+    print_message("send pinned to the lost node: %s\n", ipcnet_strerror(rc));
+    assert_true(rc == -EHOSTUNREACH || rc == -ENOENT);
+    ipcnet_msg_t m;
+    rc = ipcnet_request(s, "svc.lost", "q", 1, 3000, &m);
+    if (rc != -ENOENT)
+        fail_msg("request to a lost node's name: %s (want -ENOENT)", ipcnet_strerror(rc));
+
+    /* The two others still talk. */
+    assert_true(s_peer_up(f, 0, "gamma") && s_peer_up(f, 2, "alpha"));
+    ipcnet_t *hc = s_conn(f, 2, "survivor");
+    s_bind(hc, "svc.alive");
+    s_wait_service(f, 0, "svc.alive", "gamma", 1, WAIT_MS);
+    s_send(s, "svc.alive", "still here", IPCNET_CONFIRM);
+    s_expect_text(hc, IPCNET_MSG_SEND, "svc.alive", "still here");
+    s_close(f, &h);
+}
+
+/* SIGKILL with the default heartbeat (500 ms): lost within 2 s. */
+static void test_cluster_liveness_kill(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_liveness(f, SIGKILL, LOST_DEFAULT_MS, "SIGKILL, heartbeat 500 ms");
+}
+
+/* SIGKILL with --heartbeat 300 on all nodes: lost within 1 s. */
+static void test_cluster_liveness_kill_fast(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    f->heartbeat = "300";
+    s_liveness(f, SIGKILL, LOST_FAST_MS, "SIGKILL, heartbeat 300 ms");
+}
+
+/* SIGTERM: the node says goodbye, the others drop it at once. */
+static void test_cluster_liveness_goodbye(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_liveness(f, SIGTERM, BYE_MS, "SIGTERM");
+}
+
+/* beta is frozen (SIGSTOP: a hung node, or a cut link). A send with
+   IPCNET_CONFIRM from alpha meanwhile gets -EHOSTUNREACH once alpha loses
+   it, within the liveness window; when beta thaws (SIGCONT) the two meet
+   again by themselves and beta's names come back. */
+static void test_cluster_frozen_node(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_wait_mesh(f, 2);
+    ipcnet_t *h = s_conn(f, 1, "frozen-holder");
+    s_bind(h, "svc.frozen");
+    s_wait_service(f, 0, "svc.frozen", "beta", 1, WAIT_MS);
+    usleep(600 * 1000);
+    ipcnet_t *s = s_conn(f, 0, "sender");
+    s_send(s, "svc.frozen", "before", IPCNET_CONFIRM);
+    s_expect_text(h, IPCNET_MSG_SEND, "svc.frozen", "before");
+
+    /* Nothing may talk to beta while it is stopped: it would not answer. */
+    int64_t t0 = harness_now_ms();
+    kill(f->n[1].pid, SIGSTOP);
+    int rc = ipcnet_send(s, "svc.frozen", "during", 6, IPCNET_CONFIRM);
+    int64_t took = harness_now_ms() - t0;
+    print_message("confirmed send to a frozen node: %s after %lld ms\n", ipcnet_strerror(rc),
+                  (long long) took);
+    if (rc != -EHOSTUNREACH) {
+        kill(f->n[1].pid, SIGCONT);
+        fail_msg("confirmed send to a frozen node: %s (want -EHOSTUNREACH)",
+                 ipcnet_strerror(rc));
+    }
+    if (took > LOST_DEFAULT_MS) {
+        kill(f->n[1].pid, SIGCONT);
+        fail_msg("the error came %lld ms after beta froze (limit %d ms)", (long long) took,
+                 LOST_DEFAULT_MS);
+    }
+    int gone = !s_peer_up(f, 0, "beta") && !s_has_service(f, 0, "svc.frozen", "beta", NULL, NULL);
+    rc = ipcnet_send(s, "svc.frozen", "x", 1, IPCNET_CONFIRM);
+    kill(f->n[1].pid, SIGCONT);
+    int64_t t1 = harness_now_ms();
+    assert_true(gone);
+    assert_int_equal(rc, -ENOENT);
+
+    /* Thawed: back together without a restart. */
+    s_wait_mesh(f, 2);
+    s_wait_service(f, 0, "svc.frozen", "beta", 1, RESTART_MS);
+    print_message("beta thawed: up again on alpha with its name after %lld ms\n",
+                  (long long) (harness_now_ms() - t1));
+    s_send(s, "svc.frozen", "after", IPCNET_CONFIRM);
+    ipcnet_msg_t m;
+    s_expect(h, IPCNET_MSG_SEND, &m);
+    if (m.size == 6 && memcmp(m.data, "during", 6) == 0) {
+        /* Reported failed to the sender, yet delivered when beta woke up. */
+        print_message("note: the message failed back as -EHOSTUNREACH was delivered "
+                      "after beta thawed\n");
+        s_expect(h, IPCNET_MSG_SEND, &m);
+    }
+    assert_int_equal(m.size, 5);
+    assert_memory_equal(m.data, "after", 5);
+    s_expect_nothing(h);
+}
+
+/* beta is killed and started again with the same state directory, name
+   and port: alpha and gamma see it up again with the same id without any
+   restart of their own, and its names come back. */
+static void test_cluster_restart_same_id(void **state)
+{
+    fx_t *f = *state;
+    WATCH(90);
+    s_start(f, 0, -1);
+    s_start_fixed(f, 1, 0);
+    s_start(f, 2, 0);
+    s_wait_mesh(f, 3);
+    peer_row_t before_a, before_c;
+    assert_true(s_peer(f, 0, "beta", &before_a));
+    assert_true(s_peer(f, 2, "beta", &before_c));
+    assert_string_equal(before_a.id, before_c.id);
+    char self[64];
+    s_self_id(f, 1, self);
+    assert_string_equal(self, before_a.id);
+    int port_b = f->port[1];
+    ipcnet_t *h = s_conn(f, 1, "holder");
+    s_bind(h, "svc.phoenix");
+    s_wait_service(f, 0, "svc.phoenix", "beta", 1, WAIT_MS);
+    s_wait_service(f, 2, "svc.phoenix", "beta", 1, WAIT_MS);
+
+    int64_t t0 = s_crash(f, 1);
+    lost_t l[2];
+    const int obs[2] = { 0, 2 };
+    ipcnet_t *const w[2] = { NULL, NULL };
+    s_observe_loss(f, obs, w, 2, 1, "svc.phoenix", t0, LOST_DEFAULT_MS, l);
+    for (int k = 0; k < 2; k++) {
+        s_check_loss("beta killed", s_names[obs[k]], &l[k], LOST_DEFAULT_MS);
+    }
+
+    /* Same directory (hence id), name and port; the same seed. */
+    int64_t t1 = harness_now_ms();
+    s_launch(f, 1, 0, port_b, 1);
+    s_wait_mesh(f, 3);
+    int64_t took = harness_now_ms() - t1;
+    print_message("beta restarted: the mesh was whole again %lld ms after the restart\n",
+                  (long long) took);
+    assert_true(took <= RESTART_MS);
+    peer_row_t after_a, after_c;
+    assert_true(s_peer(f, 0, "beta", &after_a));
+    assert_true(s_peer(f, 2, "beta", &after_c));
+    assert_string_equal(after_a.id, before_a.id);
+    assert_string_equal(after_c.id, before_a.id);
+    assert_string_equal(after_a.state, "up");
+    s_self_id(f, 1, self);
+    assert_string_equal(self, before_a.id);
+
+    /* Only one beta is listed on alpha. */
+    char *t = s_query(f, 0, IPCNET_Q_PEERS);
+    int lines = 0;
+    for (const char *p = t; (p = strstr(p, "beta\t")); p++)
+        if (p == t || p[-1] == '\n')
+            lines++;
+    if (lines != 1)
+        fail_msg("alpha lists beta %d times after its restart:\n%s", lines, t);
+    free(t);
+
+    /* The old holder saw its node go; a client binds the name again on
+       the new beta, and alpha and gamma reach it. */
+    ipcnet_msg_t m;
+    int rc = ipcnet_recv(h, &m, WAIT_MS);
+    assert_true(rc < 0 && rc != -ETIMEDOUT && rc != -EAGAIN);
+    s_close(f, &h);
+    h = s_conn(f, 1, "holder-again");
+    s_bind(h, "svc.phoenix");
+    s_wait_service(f, 0, "svc.phoenix", "beta", 1, RESTART_MS);
+    s_wait_service(f, 2, "svc.phoenix", "beta", 1, RESTART_MS);
+    ipcnet_t *s = s_conn(f, 0, "sender");
+    s_send(s, "svc.phoenix", "risen", IPCNET_CONFIRM);
+    s_expect_text(h, IPCNET_MSG_SEND, "svc.phoenix", "risen");
+    ipcnet_t *sc = s_conn(f, 2, "sender-c");
+    s_send(sc, "svc.phoenix", "risen too", IPCNET_CONFIRM);
+    s_expect_text(h, IPCNET_MSG_SEND, "svc.phoenix", "risen too");
+    /* And beta reaches the others. */
+    ipcnet_t *ha = s_conn(f, 0, "holder-a");
+    s_bind(ha, "svc.alpha");
+    s_wait_service(f, 1, "svc.alpha", "alpha", 1, WAIT_MS);
+    s_send(h, "svc.alpha", "hi alpha", IPCNET_CONFIRM);
+    s_expect_text(ha, IPCNET_MSG_SEND, "svc.alpha", "hi alpha");
+}
+
+/* The seed itself (alpha, no --peer) is killed and restarted with the same
+   state directory and port: beta and gamma, which were told of it by
+   --peer, take it back. */
+static void test_cluster_restart_seed(void **state)
+{
+    fx_t *f = *state;
+    WATCH(90);
+    s_start_fixed(f, 0, -1);
+    s_start(f, 1, 0);
+    s_start(f, 2, 0);
+    s_wait_mesh(f, 3);
+    char id[64];
+    s_self_id(f, 0, id);
+    int port_a = f->port[0];
+
+    int64_t t0 = s_crash(f, 0);
+    lost_t l[2];
+    const int obs[2] = { 1, 2 };
+    ipcnet_t *const w[2] = { NULL, NULL };
+    s_observe_loss(f, obs, w, 2, 0, "nothing.here", t0, LOST_DEFAULT_MS, l);
+    for (int k = 0; k < 2; k++)
+        s_check_loss("seed alpha killed", s_names[obs[k]], &l[k], LOST_DEFAULT_MS);
+    ipcnet_t *hb = s_conn(f, 1, "holder-b");
+    s_bind(hb, "svc.b");
+    /* beta and gamma still see each other. */
+    s_wait_mesh_but(f, 3, 0, MESH_MS);
+    s_wait_service(f, 2, "svc.b", "beta", 1, WAIT_MS);
+
+    int64_t t1 = harness_now_ms();
+    s_launch(f, 0, -1, port_a, 1);
+    s_wait_mesh(f, 3);
+    int64_t took = harness_now_ms() - t1;
+    print_message("seed alpha restarted: the mesh was whole again %lld ms after the restart\n",
+                  (long long) took);
+    assert_true(took <= RESTART_MS);
+    char again[64];
+    s_self_id(f, 0, again);
+    assert_string_equal(again, id);
+    peer_row_t r;
+    assert_true(s_peer(f, 1, "alpha", &r));
+    assert_string_equal(r.id, id);
+    assert_true(s_peer(f, 2, "alpha", &r));
+    assert_string_equal(r.id, id);
+
+    /* alpha learns beta's names again and reaches them. */
+    s_wait_service(f, 0, "svc.b", "beta", 1, WAIT_MS);
+    ipcnet_t *s = s_conn(f, 0, "sender");
+    s_send(s, "svc.b", "back", IPCNET_CONFIRM);
+    s_expect_text(hb, IPCNET_MSG_SEND, "svc.b", "back");
+}
+
+/* --- no silent loss ------------------------------------------------------ */
+
+/* A request is in the hands of a holder on beta when beta is killed: the
+   requester on alpha gets a definite error (-EHOSTUNREACH or -ETIMEDOUT)
+   within the liveness window, not a hang. */
+static void test_cluster_request_node_killed(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_wait_mesh(f, 2);
+    pid_t node_b = f->n[1].pid;
+    int pfd[2], tfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    assert_int_equal(pipe(tfd), 0);
+    pid_t pid = harness_fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        /* Holds the name; on the request, kills beta and says when. */
+        close(pfd[0]);
+        close(tfd[0]);
+        ipcnet_t *h = harness_connect(&f->n[1], "doomed");
+        if (!h || ipcnet_bind(h, "svc.doomed") < 0)
+            _exit(2);
+        if (write(pfd[1], "r", 1) != 1)
+            _exit(3);
+        ipcnet_msg_t m;
+        if (ipcnet_recv(h, &m, 15000) < 0 || m.kind != IPCNET_MSG_REQUEST)
+            _exit(4);
+        int64_t t = harness_now_ms();
+        kill(node_b, SIGKILL);
+        if (write(tfd[1], &t, sizeof t) != sizeof t)
+            _exit(5);
+        _exit(0);
+    }
+    close(pfd[1]);
+    close(tfd[1]);
+    s_wait_ready(pfd[0]);
+    close(pfd[0]);
+    s_wait_service(f, 0, "svc.doomed", "beta", 1, WAIT_MS);
+    usleep(600 * 1000);         /* heartbeats in their rhythm */
+    ipcnet_close(&f->q[1]);
+
+    ipcnet_t *c = s_conn(f, 0, "requester");
+    ipcnet_msg_t m;
+    int rc = ipcnet_request(c, "svc.doomed", "q", 1, 10000, &m);
+    int64_t done = harness_now_ms();
+    int64_t killed = 0;
+    assert_int_equal(read(tfd[0], &killed, sizeof killed), (ssize_t) sizeof killed);
+    close(tfd[0]);
+    assert_int_equal(harness_reap(pid, 5000), 0);
+    harness_crash(&f->n[1]);
+    print_message("request to a holder whose node was killed: %s %lld ms after the kill\n",
+                  ipcnet_strerror(rc), (long long) (done - killed));
+    if (rc != -EHOSTUNREACH && rc != -ETIMEDOUT)
+        fail_msg("request: %s (want -EHOSTUNREACH or -ETIMEDOUT)", ipcnet_strerror(rc));
+    if (done - killed > LOST_DEFAULT_MS)
+        fail_msg("the error came %lld ms after the kill (limit %d ms)",
+                 (long long) (done - killed), LOST_DEFAULT_MS);
+
+    /* The async form, against a holder in this process on a new node. */
+    s_start(f, 2, 0);
+    s_wait_mesh_but(f, 3, 1, MESH_MS);
+    ipcnet_t *h = s_conn(f, 2, "doomed2");
+    s_bind(h, "svc.doomed2");
+    s_wait_service(f, 0, "svc.doomed2", "gamma", 1, WAIT_MS);
+    uint32_t id;
+    assert_int_equal(ipcnet_request_async(c, "svc.doomed2", "q", 1, 10000, &id), 0);
+    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    int64_t t0 = s_crash(f, 2);
+    rc = ipcnet_recv(c, &m, LOST_DEFAULT_MS + 3000);
+    int64_t took = harness_now_ms() - t0;
+    if (rc < 0)
+        fail_msg("no answer %lld ms after the node was killed: %s", (long long) took,
+                 ipcnet_strerror(rc));
+    assert_int_equal(m.kind, IPCNET_MSG_ERROR);
+    assert_int_equal(m.id, id);
+    print_message("async request: ERROR %s %lld ms after the kill\n",
+                  ipcnet_strerror(m.error), (long long) took);
+    assert_true(m.error == -EHOSTUNREACH || m.error == -ETIMEDOUT);
+    assert_true(took <= LOST_DEFAULT_MS);
+}
+
+#define LOSS_SIZE    1024
+#define LOSS_SETTLED 200        /* delivered, then a heartbeat before the kill */
+#define LOSS_BEFORE  1500       /* sent just before the kill */
+#define LOSS_AFTER   300        /* sent right after it */
+#define LOSS_GAP_MS  150        /* between the last before and the kill */
+
+/* Reads message indices the receiver reports until want of them came (or
+   its end, want 0). Returns how many were read. */
+static uint32_t s_read_arrivals(int fd, uint8_t *arrived, uint32_t total, uint32_t want,
+                                int timeout_ms)
+{
+    uint32_t got = 0;
+    int64_t deadline = harness_now_ms() + timeout_ms;
+    while (!want || got < want) {
+        struct pollfd p = { fd, POLLIN, 0 };
+        int left = (int) (deadline - harness_now_ms());
+        if (left <= 0)
+            fail_msg("the receiver reported %u messages, %u expected", got, want);
+        if (poll(&p, 1, left) <= 0)
+            continue;
+        uint32_t idx;
+        ssize_t n = read(fd, &idx, sizeof idx);
+        if (n == 0)
+            break;
+        assert_int_equal(n, (ssize_t) sizeof idx);
+        if (idx >= total)
+            fail_msg("the receiver got a message that was not sent (index %u)", idx);
+        if (arrived[idx])
+            fail_msg("message #%u arrived twice", idx);
+        arrived[idx] = 1;
+        got++;
+    }
+    return got;
+}
+
+/* Messages (no confirmation) from alpha to a holder on beta, and beta is
+   killed in the middle: each one either reached the holder or came back
+   to the sender as an error. The holder (another process) reports every
+   message it got through a pipe, reading until its node's socket closes.
+
+   A message can do both: beta handed it to the holder but died before
+   its acknowledgement (CREDIT, sent every few tens of ms) reached alpha,
+   which must then fail it back: the sender cannot know. Those are counted
+   and printed, not failed. But messages delivered and given time to be
+   acknowledged before the kill (the first LOSS_SETTLED) must not come
+   back as errors.
+
+   The holder reads slowly, so that when beta dies it holds messages
+   queued for its holder that it has already acknowledged to alpha: those
+   must not vanish either. */
+static void test_cluster_no_silent_loss(void **state)
+{
+    fx_t *f = *state;
+    WATCH(90);
+    enum { TOTAL = LOSS_SETTLED + LOSS_BEFORE + LOSS_AFTER };
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_wait_mesh(f, 2);
+    int pfd[2], dfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    assert_int_equal(pipe(dfd), 0);
+    pid_t pid = harness_fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        close(dfd[0]);
+        ipcnet_t *h = harness_connect(&f->n[1], "receiver");
+        if (!h || ipcnet_bind(h, "svc.loss") < 0)
+            _exit(2);
+        if (write(pfd[1], "r", 1) != 1)
+            _exit(3);
+        for (;;) {
+            ipcnet_msg_t m;
+            int rc = ipcnet_recv(h, &m, 20000);
+            if (rc < 0)
+                break;          /* its node died: -ECONNRESET */
+            uint32_t idx = UINT32_MAX;
+            if (m.kind == IPCNET_MSG_SEND && m.size == LOSS_SIZE)
+                memcpy(&idx, m.data, sizeof idx);
+            if (write(dfd[1], &idx, sizeof idx) != sizeof idx)
+                _exit(4);
+            if (idx >= LOSS_SETTLED && idx < TOTAL)
+                usleep(200);    /* a slow reader: beta queues for it */
+        }
+        _exit(0);
+    }
+    close(pfd[1]);
+    close(dfd[1]);
+    s_wait_ready(pfd[0]);
+    close(pfd[0]);
+    s_wait_service(f, 0, "svc.loss", "beta", 1, WAIT_MS);
+    usleep(600 * 1000);
+    ipcnet_close(&f->q[1]);
+
+    ipcnet_t *s = s_conn(f, 0, "sender");
+    static uint32_t ids[TOTAL];
+    static uint8_t arrived[TOTAL], failed[TOTAL];
+    memset(arrived, 0, sizeof arrived);
+    memset(failed, 0, sizeof failed);
+    uint8_t buf[LOSS_SIZE];
+    uint32_t sent = 0, refused = 0, got = 0;
+    int64_t t0 = 0;
+    int64_t give_up = harness_now_ms() + 20000;
+    while (sent < TOTAL) {
+        if (sent == LOSS_SETTLED) {
+            /* All delivered, then a heartbeat for the acknowledgements. */
+            assert_int_equal(ipcnet_flush(s, 5000), 0);
+            got += s_read_arrivals(dfd[0], arrived, TOTAL, LOSS_SETTLED, WAIT_MS);
+            usleep(500 * 1000);
+            ipcnet_msg_t m;
+            int rc = ipcnet_recv(s, &m, 0);
+            if (rc == 0)
+                fail_msg("sender got a %s message (error %d) before the kill",
+                         s_kind(m.kind), m.error);
+        }
+        if (sent == LOSS_SETTLED + LOSS_BEFORE) {
+            /* A moment for beta to take them in and acknowledge what it
+               took, then the kill while its reader still lags behind. */
+            assert_int_equal(ipcnet_flush(s, 5000), 0);
+            usleep(LOSS_GAP_MS * 1000);
+            t0 = harness_now_ms();
+            kill(f->n[1].pid, SIGKILL);
+        }
+        for (size_t k = 0; k < sizeof buf; k++)
+            buf[k] = (uint8_t) (sent + k);
+        memcpy(buf, &sent, sizeof sent);
+        int rc = ipcnet_send(s, "svc.loss", buf, sizeof buf, IPCNET_DONTWAIT);
+        if (rc == -EAGAIN) {
+            /* Not sent: try the same one again shortly. */
+            refused++;
+            if (harness_now_ms() > give_up)
+                fail_msg("sender stuck at %u of %u with -EAGAIN", sent, TOTAL);
+            struct pollfd p = { ipcnet_fd(s), POLLOUT, 0 };
+            poll(&p, 1, 5);
+            continue;
+        }
+        if (rc < 0)
+            fail_msg("send %u: %s", sent, ipcnet_strerror(rc));
+        ids[sent++] = ipcnet_last_id(s);
+    }
+    assert_int_equal(ipcnet_flush(s, 5000), 0);
+    harness_crash(&f->n[1]);
+
+    /* What the receiver got (it stops when its node's socket closes). */
+    got += s_read_arrivals(dfd[0], arrived, TOTAL, 0, 10000);
+    close(dfd[0]);
+    assert_int_equal(harness_reap(pid, 5000), 0);
+
+    /* What came back: errors with the ids of the sends. */
+    uint32_t unreach = 0, noent = 0, other = 0, dup_failed = 0, stray = 0;
+    int64_t last_error = 0;
+    int64_t deadline = t0 + LOST_DEFAULT_MS + 5000;
+    for (;;) {
+        uint32_t accounted = 0;
+        for (uint32_t i = 0; i < TOTAL; i++)
+            accounted += arrived[i] || failed[i];
+        int left = (int) (deadline - harness_now_ms());
+        if (accounted == TOTAL)
+            left = QUIET_MS;    /* all told: wait a little for duplicates */
+        if (left <= 0)
+            break;
+        ipcnet_msg_t m;
+        int rc = ipcnet_recv(s, &m, left);
+        if (rc == -ETIMEDOUT || rc == -EAGAIN) {
+            if (accounted == TOTAL)
+                break;
+            continue;
+        }
+        if (rc < 0)
+            fail_msg("sender recv: %s", ipcnet_strerror(rc));
+        if (m.kind != IPCNET_MSG_ERROR)
+            fail_msg("sender got a %s message", s_kind(m.kind));
+        last_error = harness_now_ms() - t0;
+        if (m.error == -EHOSTUNREACH)
+            unreach++;
+        else if (m.error == -ENOENT)
+            noent++;
+        else
+            other++;
+        uint32_t i;
+        for (i = 0; i < TOTAL && ids[i] != m.id; i++)
+            ;
+        if (i == TOTAL) {
+            stray++;
+            continue;
+        }
+        if (failed[i])
+            dup_failed++;
+        failed[i] = m.error == -ENOENT ? 2 : 1;
+    }
+    uint32_t errors = 0, both = 0, both_noent = 0, neither = 0, first_missing = UINT32_MAX;
+    uint32_t settled_failed = 0, arrived_after = 0;
+    for (uint32_t i = 0; i < TOTAL; i++) {
+        errors += failed[i] != 0;
+        both += arrived[i] && failed[i];
+        both_noent += arrived[i] && failed[i] == 2;
+        settled_failed += i < LOSS_SETTLED && failed[i];
+        arrived_after += i >= LOSS_SETTLED && arrived[i];
+        if (!arrived[i] && !failed[i] && !neither++)
+            first_missing = i;
+    }
+    print_message("no silent loss: sent %u (%u settled, %u just before the kill, %u after; "
+                  "%u refused with EAGAIN and sent again), arrived %u (%u of the unsettled), "
+                  "errors %u (EHOSTUNREACH %u, ENOENT %u, other %u), both arrived and "
+                  "failed %u (%u of them ENOENT), neither %u; last error %lld ms after the kill\n",
+                  sent, LOSS_SETTLED, LOSS_BEFORE, LOSS_AFTER, refused, got, arrived_after,
+                  errors, unreach, noent, other, both, both_noent, neither, (long long) last_error);
+    assert_int_equal(other, 0);
+    assert_int_equal(stray, 0);
+    assert_int_equal(dup_failed, 0);
+    if (neither)
+        fail_msg("%u messages neither arrived nor came back as errors (first: #%u): "
+                 "silent loss", neither, first_missing);
+    if (settled_failed)
+        fail_msg("%u messages delivered and acknowledged long before the kill came back "
+                 "as errors", settled_failed);
+    if (both_noent)
+        fail_msg("%u messages that arrived came back as -ENOENT (no such name)", both_noent);
+    /* Every message is accounted for; those that did both are counted once. */
+    assert_int_equal(sent, got + errors - both);
+    if (last_error > LOST_DEFAULT_MS)
+        fail_msg("the last error came %lld ms after the kill (limit %d ms)",
+                 (long long) last_error, LOST_DEFAULT_MS);
+}
+
+/* --- flow control -------------------------------------------------------- */
+
+#define FC_SIZE     1024
+#define FC_MAX      100000      /* attempts at most */
+#define FC_RSS_KIB  (128 * 1024)
+
+/* A holder on beta that does not read: the sender on alpha, with
+   IPCNET_DONTWAIT, meets -EAGAIN; neither node grows past 128 MiB; once
+   the holder reads, every accepted message arrives, in order. */
+static void test_cluster_flow_control(void **state)
+{
+    fx_t *f = *state;
+    WATCH(180);
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_wait_mesh(f, 2);
+    ipcnet_t *r = s_conn(f, 1, "slow-reader");
+    s_bind(r, "svc.slow");
+    s_wait_service(f, 0, "svc.slow", "beta", 1, WAIT_MS);
+    ipcnet_t *s = s_conn(f, 0, "fast-sender");
+    long rss0[2] = { harness_rss_kib(f->n[0].pid), harness_rss_kib(f->n[1].pid) };
+    long peak[2] = { 0, 0 };
+
+    uint8_t buf[FC_SIZE];
+    uint32_t accepted = 0, eagain = 0, attempts = 0;
+    int64_t t0 = harness_now_ms(), first_eagain = -1;
+    while (attempts < FC_MAX && eagain < 200) {
+        attempts++;
+        for (size_t k = 0; k < sizeof buf; k++)
+            buf[k] = (uint8_t) (accepted * 7 + k);
+        memcpy(buf, &accepted, sizeof accepted);
+        int rc = ipcnet_send(s, "svc.slow", buf, sizeof buf, IPCNET_DONTWAIT);
+        if (rc == 0)
+            accepted++;
+        else if (rc == -EAGAIN) {
+            if (eagain++ == 0)
+                first_eagain = harness_now_ms() - t0;
+            /* Give the nodes time to move what they can, then try again:
+               the -EAGAIN must persist while nobody reads. */
+            usleep(eagain < 20 ? 20 * 1000 : 1000);
+        } else
+            fail_msg("send %u with DONTWAIT: %s", accepted, ipcnet_strerror(rc));
+        if (attempts % 500 == 0 || rc == -EAGAIN)
+            for (int i = 0; i < 2; i++) {
+                long v = harness_rss_kib(f->n[i].pid);
+                if (v > peak[i])
+                    peak[i] = v;
+            }
+    }
+    print_message("flow control: %u accepted (%u KiB) before -EAGAIN (first after %lld ms), "
+                  "%u EAGAIN in %u attempts; RSS alpha %ld -> peak %ld KiB, "
+                  "beta %ld -> peak %ld KiB\n", accepted, accepted * FC_SIZE / 1024,
+                  (long long) first_eagain, eagain, attempts, rss0[0], peak[0], rss0[1],
+                  peak[1]);
+    if (eagain == 0)
+        fail_msg("%u messages of %d bytes accepted without any -EAGAIN", accepted, FC_SIZE);
+    assert_true(accepted > 0);
+    for (int i = 0; i < 2; i++) {
+        if (harness_instrumented(f->n[i].pid))
+            print_message("note: node %s is instrumented: RSS not checked\n", s_names[i]);
+        else if (peak[i] > FC_RSS_KIB)
+            fail_msg("node %s RSS reached %ld KiB (limit %d KiB)", s_names[i], peak[i],
+                     FC_RSS_KIB);
+    }
+    assert_true(harness_alive(&f->n[0]) && harness_alive(&f->n[1]));
+
+    /* Now the holder reads: all accepted arrive in order, intact. */
+    uint32_t next = 0;
+    int64_t deadline = harness_now_ms() + 60000;
+    while (next < accepted) {
+        if (harness_now_ms() > deadline)
+            fail_msg("only %u of %u accepted messages arrived", next, accepted);
+        int rc = ipcnet_flush(s, 0);
+        if (rc < 0 && rc != -EAGAIN && rc != -ETIMEDOUT)
+            fail_msg("flush: %s", ipcnet_strerror(rc));
+        ipcnet_msg_t m;
+        rc = ipcnet_recv(r, &m, 50);
+        if (rc == -ETIMEDOUT || rc == -EAGAIN)
+            continue;
+        if (rc < 0)
+            fail_msg("recv after %u of %u: %s", next, accepted, ipcnet_strerror(rc));
+        assert_int_equal(m.kind, IPCNET_MSG_SEND);
+        assert_int_equal(m.size, FC_SIZE);
+        uint32_t seq;
+        memcpy(&seq, m.data, sizeof seq);
+        if (seq != next)
+            fail_msg("message %u arrived where %u was due (lost or reordered)", seq, next);
+        const uint8_t *d = m.data;
+        for (size_t k = sizeof seq; k < FC_SIZE; k++)
+            if (d[k] != (uint8_t) (seq * 7 + k))
+                fail_msg("message %u corrupted at byte %zu", seq, k);
+        next++;
+    }
+    assert_int_equal(ipcnet_flush(s, 5000), 0);
+    s_expect_nothing(r);
+    ipcnet_msg_t m;
+    int rc = ipcnet_recv(s, &m, 0);
+    if (rc == 0)
+        fail_msg("sender got a %s message (error %d) during flow control", s_kind(m.kind),
+                 m.error);
+    /* And the link works normally afterwards. */
+    s_send(s, "svc.slow", "after", IPCNET_CONFIRM);
+    s_expect_text(r, IPCNET_MSG_SEND, "svc.slow", "after");
+    assert_true(s_peer_up(f, 0, "beta") && s_peer_up(f, 1, "alpha"));
+}
+
+/* --- untrusted peers ----------------------------------------------------- */
+
+/* Random bytes written to a node's TCP port by a plain socket: the node
+   goes on serving its clients and its peers. */
+static void test_cluster_garbage_tcp(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    s_start(f, 1, 0);
+    s_wait_mesh(f, 2);
+    for (int round = 0; round < 5; round++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        struct sockaddr_in sa = { .sin_family = AF_INET };
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sa.sin_port = htons((uint16_t) f->port[round % 2]);
+        assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof sa), 0);
+        uint8_t junk[1000];
+        assert_int_equal(getrandom(junk, sizeof junk, 0), (ssize_t) sizeof junk);
+        if (round == 4)
+            memset(junk, 0xff, sizeof junk);    /* a huge length, if it reads one */
+        ssize_t n = send(fd, junk, sizeof junk, MSG_NOSIGNAL);
+        if (n < 0)
+            print_message("round %d: write: %s\n", round, strerror(errno));
+        usleep(50 * 1000);
+        close(fd);
+    }
+    assert_true(harness_alive(&f->n[0]) && harness_alive(&f->n[1]));
+
+    /* Clients still bind and send, across the link too. */
+    ipcnet_t *h = s_conn(f, 0, "holder");
+    s_bind(h, "svc.after.garbage");
+    s_wait_service(f, 1, "svc.after.garbage", "alpha", 1, WAIT_MS);
+    ipcnet_t *s = s_conn(f, 1, "sender");
+    s_send(s, "svc.after.garbage", "fine", IPCNET_CONFIRM);
+    s_expect_text(h, IPCNET_MSG_SEND, "svc.after.garbage", "fine");
+    ipcnet_t *sl = s_conn(f, 0, "local-sender");
+    s_send(sl, "svc.after.garbage", "local", IPCNET_CONFIRM);
+    s_expect_text(h, IPCNET_MSG_SEND, "svc.after.garbage", "local");
+    /* The peers stayed up, and a new one still joins. */
+    assert_true(s_peer_up(f, 0, "beta") && s_peer_up(f, 1, "alpha"));
+    s_start(f, 2, 0);
+    s_wait_mesh(f, 3);
+}
+
+/* --- five nodes ---------------------------------------------------------- */
+
+/* Five nodes, each seeded with the previous one only: all see four peers
+   up within 5 s, and a publication from the first reaches a subscriber on
+   each of the five. */
+static void test_cluster_five_nodes(void **state)
+{
+    fx_t *f = *state;
+    WATCH(90);
+    for (int i = 0; i < NODES; i++)
+        s_start(f, i, i - 1);
+    int64_t took = s_wait_mesh(f, NODES);
+    print_message("five chained nodes meshed %lld ms after the last one started\n",
+                  (long long) took);
+    for (int i = 0; i < NODES; i++)
+        assert_int_equal(s_count_up(f, i), NODES - 1);
+
+    ipcnet_t *sub[NODES];
+    const char *pattern[NODES] = { "five.*", "five.hello", "*", "five.*", "five.hello" };
+    for (int i = 0; i < NODES; i++) {
+        sub[i] = s_conn(f, i, "subscriber");
+        assert_int_equal(ipcnet_subscribe(sub[i], pattern[i]), 0);
+    }
+    for (int i = 1; i < NODES; i++)
+        s_fence(f, i, NODES);
+    ipcnet_t *p = s_conn(f, 0, "publisher");
+    assert_int_equal(ipcnet_publish(p, "five.hello", "hi all", 6, 0), 0);
+    for (int i = 0; i < NODES; i++) {
+        ipcnet_msg_t m;
+        s_expect(sub[i], IPCNET_MSG_PUBLISH, &m);
+        assert_string_equal(m.name, "five.hello");
+        assert_string_equal(m.source, ipcnet_address(p));
+        assert_int_equal(m.size, 6);
+        assert_memory_equal(m.data, "hi all", 6);
+    }
+    for (int i = 0; i < NODES; i++)
+        s_expect_nothing(sub[i]);       /* exactly once each */
+    s_expect_nothing(p);
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_cluster_two_nodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_gossip_mesh, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_send_remote, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_send_local_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_send_round_robin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_send_pinned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_send_unique_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_request_reply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_request_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_request_holder_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_publish, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_watch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_liveness_kill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_liveness_kill_fast, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_liveness_goodbye, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_frozen_node, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_restart_same_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_restart_seed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_request_node_killed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_no_silent_loss, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_flow_control, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_garbage_tcp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_five_nodes, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("cluster", tests, NULL, NULL);
+}
