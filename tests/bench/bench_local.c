@@ -897,6 +897,11 @@ static int s_node_start(run_t *r, const char *log)
     argv[argc++] = r->sock;
     argv[argc++] = (char *) "--name";
     argv[argc++] = (char *) "bench";
+    argv[argc++] = (char *) "--port";
+    argv[argc++] = (char *) "0";
+    argv[argc++] = (char *) "--state-dir";
+    argv[argc++] = s_tmpdir;
+    argv[argc++] = (char *) "--no-mdns";
     char *extra = cfg->node_args ? strdup(cfg->node_args) : NULL;
     char *save = NULL;
     for (char *t = extra ? strtok_r(extra, " \t", &save) : NULL; t && argc < 63;
