@@ -4,10 +4,12 @@
     from a heap copy of exactly its length, so that ASan sees a read past
     its end. What decodes must be sound: every view inside the message and
     in the order of its fields, lists walked with proto_list_next() to their
-    exact end with every item valid for its kind, and the fields encoding
-    back (proto_begin, proto_u8, ...) to the very same bytes. A message of
-    another version must say so and decode nothing else. Any breach aborts,
-    which libFuzzer reports. */
+    exact end with every item valid for its kind, every address and
+    destination well-formed (checked here again from the spec, not with the
+    codec's own helper), and the fields encoding back (proto_begin,
+    proto_u8, ...) to the very same bytes. A message of another version must
+    say so and decode nothing else. Any breach aborts, which libFuzzer
+    reports. */
 
 #include <errno.h>
 #include <stdint.h>
@@ -26,6 +28,41 @@ static int s_inside(const uint8_t *buf, size_t len, const void *p, size_t n)
 {
     const uint8_t *q = p;
     return q && q >= buf && q <= buf + len && n <= (size_t) (buf + len - q);
+}
+
+/* A client id: ':' and 1 to 19 decimal digits, not all zero
+   (docs/protocol-local.md section 7.3). */
+static int s_is_client_id(const char *s, size_t len)
+{
+    if (len < 2 || len > 20 || s[0] != ':')
+        return 0;
+    int nonzero = 0;
+    for (size_t i = 1; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        nonzero |= s[i] != '0';
+    }
+    return nonzero;
+}
+
+/* A unique address, ":N@node". */
+static int s_is_address(const char *s, size_t len)
+{
+    const char *at = memchr(s, '@', len);
+    if (!at)
+        return 0;
+    size_t idlen = (size_t) (at - s);
+    return s_is_client_id(s, idlen) && wire_check_name(at + 1, len - idlen - 1) == 0;
+}
+
+/* A destination: "name", "name@node", ":N" or ":N@node". */
+static int s_is_dest(const char *s, size_t len)
+{
+    const char *at = memchr(s, '@', len);
+    size_t tlen = at ? (size_t) (at - s) : len;
+    if (at && wire_check_name(at + 1, len - tlen - 1) < 0)
+        return 0;
+    return len <= 255 && (s_is_client_id(s, tlen) || wire_check_name(s, tlen) == 0);
 }
 
 /* Walks a decoded list as the node does, checking every item. */
@@ -90,6 +127,7 @@ static void s_encode(proto_buf_t *b, const proto_msg_t *m)
         proto_bytes(b, m->data, m->size);
         break;
     case P_PUB:
+        proto_u32(b, m->cseq);
         proto_str(b, m->to, m->tolen);
         proto_str(b, m->from, m->fromlen);
         proto_bytes(b, m->data, m->size);
@@ -141,27 +179,34 @@ static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
         break;
     case P_MSG:
         CHECK(m->kind == P_KIND_SEND || m->kind == P_KIND_REQUEST);
+        CHECK(m->cseq == wire_get32(buf + 9) && m->timeout == wire_get32(buf + 13));
         CHECK(m->from == (const char *) buf + 18 && m->to == m->from + m->fromlen + 1);
-        CHECK(m->fromlen >= 1 && m->tolen >= 1);
+        CHECK(s_is_address(m->from, m->fromlen) && s_is_dest(m->to, m->tolen));
         CHECK(m->data == (const uint8_t *) m->to + m->tolen);
         break;
     case P_REPLY:
+        CHECK(m->cseq == wire_get32(buf + 8));
         CHECK(m->to == (const char *) buf + 13 && m->from == m->to + m->tolen + 1);
-        CHECK(m->fromlen >= 1 && m->tolen >= 1);
+        CHECK(s_is_address(m->to, m->tolen) && s_is_address(m->from, m->fromlen));
         CHECK(m->data == (const uint8_t *) m->from + m->fromlen);
         break;
     case P_PUB:
-        CHECK(m->to == (const char *) buf + 9 && wire_check_name(m->to, m->tolen) == 0);
-        CHECK(m->from == m->to + m->tolen + 1 && m->fromlen >= 1);
+        CHECK(m->cseq == wire_get32(buf + 8));
+        CHECK(m->to == (const char *) buf + 13 && wire_check_name(m->to, m->tolen) == 0);
+        CHECK(m->from == m->to + m->tolen + 1 && s_is_address(m->from, m->fromlen));
         CHECK(m->data == (const uint8_t *) m->from + m->fromlen);
         break;
     case P_ACK:
-        CHECK(m->to == (const char *) buf + 13 && m->tolen >= 1);
+        CHECK(m->cseq == wire_get32(buf + 8));
+        CHECK(m->to == (const char *) buf + 13 && s_is_address(m->to, m->tolen));
         CHECK(m->to + m->tolen == (const char *) buf + len);
         break;
     case P_FAIL:
-        CHECK(m->error >= 1 && m->error <= 4095);
+        CHECK(m->error >= 1 && m->error <= 4095 && m->error == wire_get32(buf + 8));
+        CHECK(m->cseq == wire_get32(buf + 12) && m->kind == buf[16]);
         CHECK(m->to == (const char *) buf + 18);
+        /* An empty to only in the answer to a HELLO of another version. */
+        CHECK(m->tolen ? s_is_address(m->to, m->tolen) : m->error == EPROTO);
         CHECK(m->name == m->to + m->tolen + 1 && m->text == m->name + m->namelen + 1);
         CHECK(m->text + m->textlen == (const char *) buf + len);
         break;
@@ -182,8 +227,13 @@ static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
     volatile unsigned sum = 0;
     for (size_t i = 0; i < m->fromlen; i++)
         sum += (uint8_t) m->from[i];
+    for (size_t i = 0; i < m->tolen; i++)
+        sum += (uint8_t) m->to[i];
+    for (size_t i = 0; i < m->namelen; i++)
+        sum += (uint8_t) m->name[i];
     for (size_t i = 0; i < m->textlen; i++)
         sum += (uint8_t) m->text[i];
+    (void) sum;
 
     proto_buf_t b = { 0 };
     s_encode(&b, m);
