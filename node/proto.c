@@ -129,13 +129,16 @@ int proto_decode(const uint8_t *buf, size_t len, proto_msg_t *ret)
     case P_HELLO_ACK:
         m.id = s_str(&c, &m.idlen);
         m.name = s_str(&c, &m.namelen);
-        if (m.type == P_HELLO)
+        if (m.type == P_HELLO) {
+            m.cluster = s_str(&c, &m.clusterlen);
             m.port = (uint16_t) s_uint(&c, 2);
+        }
         m.incarnation = s_uint(&c, 8);
         if (m.type == P_HELLO)
             m.heartbeat = (uint32_t) s_uint(&c, 4);
         if (!c.bad && (proto_check_id(m.id, m.idlen) < 0 || wire_check_name(m.name, m.namelen) < 0 ||
-                       (m.type == P_HELLO && (m.port == 0 || m.heartbeat == 0))))
+                       (m.type == P_HELLO && (wire_check_name(m.cluster, m.clusterlen) < 0 ||
+                                              m.port == 0 || m.heartbeat == 0))))
             rc = -EBADMSG;
         break;
     case P_NAMES_ADD:
@@ -195,9 +198,11 @@ int proto_decode(const uint8_t *buf, size_t len, proto_msg_t *ret)
         m.to = s_str(&c, &m.tolen);
         m.name = s_str(&c, &m.namelen);
         m.text = s_str(&c, &m.textlen);
-        /* to is empty only in the answer to a HELLO (EPROTO). */
+        /* to is empty only in the refusal of a HELLO: another protocol
+           version (EPROTO) or another cluster (EACCES). */
         if (!c.bad && (m.error == 0 || m.error >= 4096 ||
-                       (m.tolen > 0 ? s_check_address(m.to, m.tolen) < 0 : m.error != EPROTO)))
+                       (m.tolen > 0 ? s_check_address(m.to, m.tolen) < 0
+                                    : m.error != EPROTO && m.error != EACCES)))
             rc = -EBADMSG;
         break;
     case P_PING:

@@ -21,7 +21,7 @@
 #define PROTO_LIST_MAX  1024        /* items in one list message */
 
 enum {
-    P_HELLO = 1,        /* id, name, port:u16, incarnation:u64, heartbeat_ms:u32 */
+    P_HELLO = 1,        /* id, name, cluster, port:u16, incarnation:u64, heartbeat_ms:u32 */
     P_HELLO_ACK = 2,    /* id, name, incarnation:u64 (ROUTER's answer to HELLO) */
     P_NAMES_ADD = 3,    /* count:u16, count x str8 name */
     P_NAMES_DEL = 4,
@@ -52,6 +52,7 @@ typedef struct {
     uint32_t seq;
     const char *id;   size_t idlen;
     const char *name; size_t namelen;
+    const char *cluster; size_t clusterlen;
     uint16_t port;
     uint64_t incarnation;
     uint32_t heartbeat;

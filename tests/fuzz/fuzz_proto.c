@@ -102,8 +102,10 @@ static void s_encode(proto_buf_t *b, const proto_msg_t *m)
     case P_HELLO_ACK:
         proto_str(b, m->id, m->idlen);
         proto_str(b, m->name, m->namelen);
-        if (m->type == P_HELLO)
+        if (m->type == P_HELLO) {
+            proto_str(b, m->cluster, m->clusterlen);
             proto_u16(b, m->port);
+        }
         proto_u64(b, m->incarnation);
         if (m->type == P_HELLO)
             proto_u32(b, m->heartbeat);
@@ -171,8 +173,16 @@ static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
         CHECK(m->id == (const char *) buf + 9 && proto_check_id(m->id, m->idlen) == 0);
         CHECK(m->name == m->id + m->idlen + 1 && s_inside(buf, len, m->name, m->namelen));
         CHECK(wire_check_name(m->name, m->namelen) == 0);
-        if (m->type == P_HELLO)
+        if (m->type == P_HELLO) {
+            /* The cluster follows the name and is a name too; then port,
+               incarnation and heartbeat, 14 bytes, end the message. */
+            CHECK(m->cluster == m->name + m->namelen + 1);
+            CHECK(s_inside(buf, len, m->cluster, m->clusterlen));
+            CHECK(wire_check_name(m->cluster, m->clusterlen) == 0);
+            CHECK(m->cluster + m->clusterlen + 14 == (const char *) buf + len);
             CHECK(m->port != 0 && m->heartbeat != 0);
+        } else
+            CHECK(m->clusterlen == 0 && m->name + m->namelen + 8 == (const char *) buf + len);
         break;
     case P_NAMES_ADD: case P_NAMES_DEL: case P_SUBS_ADD: case P_SUBS_DEL: case P_PEERS:
         s_list(buf, len, m);
@@ -205,8 +215,10 @@ static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
         CHECK(m->error >= 1 && m->error <= 4095 && m->error == wire_get32(buf + 8));
         CHECK(m->cseq == wire_get32(buf + 12) && m->kind == buf[16]);
         CHECK(m->to == (const char *) buf + 18);
-        /* An empty to only in the answer to a HELLO of another version. */
-        CHECK(m->tolen ? s_is_address(m->to, m->tolen) : m->error == EPROTO);
+        /* An empty to only in the answers refusing a HELLO: of another
+           version (EPROTO) or of another cluster (EACCES). */
+        CHECK(m->tolen ? s_is_address(m->to, m->tolen)
+                       : m->error == EPROTO || m->error == EACCES);
         CHECK(m->name == m->to + m->tolen + 1 && m->text == m->name + m->namelen + 1);
         CHECK(m->text + m->textlen == (const char *) buf + len);
         break;
@@ -231,6 +243,8 @@ static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
         sum += (uint8_t) m->to[i];
     for (size_t i = 0; i < m->namelen; i++)
         sum += (uint8_t) m->name[i];
+    for (size_t i = 0; i < m->clusterlen; i++)
+        sum += (uint8_t) m->cluster[i];
     for (size_t i = 0; i < m->textlen; i++)
         sum += (uint8_t) m->text[i];
     (void) sum;
@@ -258,7 +272,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(size >= PROTO_HEAD && buf[0] == PROTO_SIG && buf[1] != PROTO_VERSION);
         CHECK(m.version == buf[1] && m.type == buf[2] && m.flags == buf[3]);
         CHECK(m.seq == wire_get32(buf + 4));
-        CHECK(m.id == NULL && m.list == NULL && m.data == NULL && m.size == 0);
+        CHECK(m.id == NULL && m.cluster == NULL && m.list == NULL && m.data == NULL &&
+              m.size == 0);
     } else {
         CHECK(rc == -EBADMSG);
         CHECK(memcmp(&m, &before, sizeof m) == 0);

@@ -29,15 +29,18 @@
 #define ID_A "5f0c3e9a7b214d68a1e2c3b4d5f60718"     /* alpha, as in the spec */
 #define ID_B "c2d4e6f8091a2b3c4d5e6f708192a3b4"     /* beta */
 #define N_TYPES 16                                  /* P_HELLO .. P_CREDIT */
+#define N_OF(a) (sizeof (a) / sizeof (a)[0])
 
 /* --- the spec's examples (docs/protocol-node.md, section 14) ------------- */
 
-/* 14.1 HELLO from alpha: seq 1, port 5680, heartbeat 500 ms. */
+/* 14.1 HELLO from alpha: seq 1, cluster "ipcnet", port 5680, heartbeat
+   500 ms. */
 static const uint8_t s_ex_hello[] = {
     0xa9, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01,
     0x20, '5', 'f', '0', 'c', '3', 'e', '9', 'a', '7', 'b', '2', '1', '4', 'd', '6', '8',
     'a', '1', 'e', '2', 'c', '3', 'b', '4', 'd', '5', 'f', '6', '0', '7', '1', '8',
     0x05, 'a', 'l', 'p', 'h', 'a',
+    0x06, 'i', 'p', 'c', 'n', 'e', 't',
     0x16, 0x30,
     0x8e, 0x3b, 0x1f, 0x2a, 0x6c, 0x4d, 0x5e, 0x07,
     0x00, 0x00, 0x01, 0xf4,
@@ -93,6 +96,16 @@ static const uint8_t s_ex_pub[] = {
     '2', '1', '.', '5',
 };
 
+/* 14.8 FAIL EACCES on beta's ROUTER: the refusal of a HELLO of another
+   cluster; seq, cseq and what 0, to and name empty. */
+static const uint8_t s_ex_refuse[] = {
+    0xa9, 0x01, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x0d, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00,
+    0x00,
+    0x0f, 'a', 'n', 'o', 't', 'h', 'e', 'r', ' ', 'c', 'l', 'u', 's', 't', 'e', 'r',
+};
+
 typedef struct {
     const uint8_t *bytes;
     size_t len;
@@ -106,6 +119,7 @@ static const example_t s_examples[] = {
     { s_ex_fail, sizeof s_ex_fail },
     { s_ex_credit, sizeof s_ex_credit },
     { s_ex_pub, sizeof s_ex_pub },
+    { s_ex_refuse, sizeof s_ex_refuse },
 };
 #define N_EXAMPLES (sizeof s_examples / sizeof s_examples[0])
 
@@ -129,11 +143,12 @@ static uint8_t *s_take(proto_buf_t *b, size_t *ret_len)
 }
 
 static void s_hello(proto_buf_t *b, uint32_t seq, const char *id, const char *name,
-                    uint16_t port, uint64_t inc, uint32_t heartbeat)
+                    const char *cluster, uint16_t port, uint64_t inc, uint32_t heartbeat)
 {
     proto_begin(b, P_HELLO, 0, seq);
     s_str(b, id);
     s_str(b, name);
+    s_str(b, cluster);
     proto_u16(b, port);
     proto_u64(b, inc);
     proto_u32(b, heartbeat);
@@ -243,8 +258,10 @@ static void s_encode(proto_buf_t *b, const proto_msg_t *m)
     case P_HELLO_ACK:
         proto_str(b, m->id, m->idlen);
         proto_str(b, m->name, m->namelen);
-        if (m->type == P_HELLO)
+        if (m->type == P_HELLO) {
+            proto_str(b, m->cluster, m->clusterlen);
             proto_u16(b, m->port);
+        }
         proto_u64(b, m->incarnation);
         if (m->type == P_HELLO)
             proto_u32(b, m->heartbeat);
@@ -406,8 +423,15 @@ static void s_assert_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
         assert_ptr_equal(m->name, m->id + m->idlen + 1);
         s_assert_in(buf, len, m->name, m->namelen);
         assert_int_equal(wire_check_name(m->name, m->namelen), 0);
-        if (m->type == P_HELLO)
+        if (m->type == P_HELLO) {
+            /* The cluster follows the name, and is a name too. */
+            assert_ptr_equal(m->cluster, m->name + m->namelen + 1);
+            s_assert_in(buf, len, m->cluster, m->clusterlen);
+            assert_int_equal(wire_check_name(m->cluster, m->clusterlen), 0);
+            assert_ptr_equal(m->cluster + m->clusterlen + 14, (const char *) end);
             assert_true(m->port != 0 && m->heartbeat != 0);
+        } else
+            assert_ptr_equal(m->name + m->namelen + 8, (const char *) end);
         break;
     case P_NAMES_ADD: case P_NAMES_DEL: case P_SUBS_ADD: case P_SUBS_DEL: case P_PEERS:
         s_assert_list(buf, len, m);
@@ -453,9 +477,10 @@ static void s_assert_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
         assert_ptr_equal(m->name, m->to + m->tolen + 1);
         assert_ptr_equal(m->text, m->name + m->namelen + 1);
         assert_ptr_equal(m->text + m->textlen, (const char *) end);
-        /* An empty to only in the answer to a HELLO of another version. */
+        /* An empty to only in the answers refusing a HELLO: of another
+           version (EPROTO) or of another cluster (EACCES). */
         if (m->tolen == 0)
-            assert_int_equal(m->error, EPROTO);
+            assert_true(m->error == EPROTO || m->error == EACCES);
         else
             assert_true(s_is_address(m->to, m->tolen));
         break;
@@ -504,6 +529,7 @@ static int s_decode(const uint8_t *buf, size_t len, proto_msg_t *ret)
         s_assert_sound(copy, len, &m);
         m.id = s_rebase(m.id, copy, buf);
         m.name = s_rebase(m.name, copy, buf);
+        m.cluster = s_rebase(m.cluster, copy, buf);
         m.list = s_rebase(m.list, copy, buf);
         m.from = s_rebase(m.from, copy, buf);
         m.to = s_rebase(m.to, copy, buf);
@@ -553,15 +579,16 @@ static void s_add(sample_t *out, size_t *n, proto_buf_t *b)
 
 /* The shortest valid message of each type, in type order; out has room for
    N_TYPES. Their lengths are the "codec minimum" column of section 6: a
-   unique address is at least ":1@a", a name or destination one byte, and
-   only a FAIL with error EPROTO may leave its to empty. */
+   unique address is at least ":1@a", a name (node and cluster names too)
+   or destination one byte, and a FAIL may leave its to empty (with error
+   EPROTO or EACCES). */
 static size_t s_minimal(sample_t *out)
 {
     static const char *const one[] = { "a" };
     static const char *const peer[] = { ID_B, "b", "tcp://x" };
     proto_buf_t b = { 0 };
     size_t n = 0;
-    s_hello(&b, 0, ID_A, "a", 1, 0, 1);                     s_add(out, &n, &b);
+    s_hello(&b, 0, ID_A, "a", "c", 1, 0, 1);                s_add(out, &n, &b);
     s_hello_ack(&b, 0, ID_B, "b", 0);                       s_add(out, &n, &b);
     s_list(&b, P_NAMES_ADD, 0, 1, one, 1);                  s_add(out, &n, &b);
     s_list(&b, P_NAMES_DEL, 0, 1, one, 1);                  s_add(out, &n, &b);
@@ -602,7 +629,7 @@ static size_t s_samples(sample_t *out)
     }
     n += s_minimal(out + n);
 
-    s_hello(&b, 1, ID_B, "beta.example-1", 65535, UINT64_MAX, UINT32_MAX);
+    s_hello(&b, 1, ID_B, "beta.example-1", "lab/floor-2_b.x", 65535, UINT64_MAX, UINT32_MAX);
     s_add(out, &n, &b);
     s_hello_ack(&b, 0, ID_A, "Z", 0x8000000000000001ull);
     s_add(out, &n, &b);
@@ -632,6 +659,8 @@ static size_t s_samples(sample_t *out)
     s_fail(&b, 7, 4095, 0xffffffff, 0xff, ":1@b", "", "");
     s_add(out, &n, &b);
     s_fail(&b, 0, EPROTO, 0, 0, "", "beta", "protocol version not supported");
+    s_add(out, &n, &b);
+    s_fail(&b, 0, EACCES, 0, 0, "", "", "another cluster");
     s_add(out, &n, &b);
     s_u64_msg(&b, P_PING, 7, 0x0102030405060708ull);
     s_add(out, &n, &b);
@@ -668,7 +697,7 @@ static void test_proto_hello_roundtrip(void **state)
     (void) state;
     proto_buf_t b = { 0 };
     proto_msg_t m;
-    s_hello(&b, 1, ID_A, "alpha", 5680, 0x8e3b1f2a6c4d5e07ull, 500);
+    s_hello(&b, 1, ID_A, "alpha", "ipcnet", 5680, 0x8e3b1f2a6c4d5e07ull, 500);
     assert_int_equal(s_decode(b.data, b.len, &m), 0);
     assert_int_equal(m.version, 1);
     assert_int_equal(m.type, P_HELLO);
@@ -678,16 +707,20 @@ static void test_proto_hello_roundtrip(void **state)
     assert_memory_equal(m.id, ID_A, 32);
     assert_int_equal(m.namelen, 5);
     assert_memory_equal(m.name, "alpha", 5);
+    assert_int_equal(m.clusterlen, 6);
+    assert_memory_equal(m.cluster, "ipcnet", 6);
     assert_int_equal(m.port, 5680);
     assert_true(m.incarnation == 0x8e3b1f2a6c4d5e07ull);
     assert_int_equal(m.heartbeat, 500);
 
-    /* Extremes travel unchanged; the longest name fits. */
-    char longest[255];
+    /* Extremes travel unchanged; the longest name and cluster fit. */
+    char longest[255], cluster[255];
     memset(longest, 'n', sizeof longest);
+    memset(cluster, 'c', sizeof cluster);
     proto_begin(&b, P_HELLO, 0, 0xffffffff);
     s_str(&b, ID_B);
     proto_str(&b, longest, sizeof longest);
+    proto_str(&b, cluster, sizeof cluster);
     proto_u16(&b, 65535);
     proto_u64(&b, UINT64_MAX);
     proto_u32(&b, UINT32_MAX);
@@ -696,6 +729,8 @@ static void test_proto_hello_roundtrip(void **state)
     assert_memory_equal(m.id, ID_B, 32);
     assert_int_equal(m.namelen, 255);
     assert_memory_equal(m.name, longest, 255);
+    assert_int_equal(m.clusterlen, 255);
+    assert_memory_equal(m.cluster, cluster, 255);
     assert_int_equal(m.port, 65535);
     assert_true(m.incarnation == UINT64_MAX);
     assert_int_equal(m.heartbeat, UINT32_MAX);
@@ -716,7 +751,9 @@ static void test_proto_hello_ack_roundtrip(void **state)
     assert_int_equal(m.namelen, 4);
     assert_memory_equal(m.name, "beta", 4);
     assert_true(m.incarnation == 0x13579bdf2468ace0ull);
-    /* No port or heartbeat in a HELLO_ACK, and an incarnation of 0 is fine. */
+    /* No cluster, port or heartbeat in a HELLO_ACK, and an incarnation of
+       0 is fine. */
+    assert_int_equal(m.clusterlen, 0);
     assert_int_equal(m.port, 0);
     assert_int_equal(m.heartbeat, 0);
     s_hello_ack(&b, 0, ID_B, "beta", 0);
@@ -991,9 +1028,12 @@ static void test_proto_spec_examples_decode(void **state)
     assert_int_equal(m.seq, 1);
     assert_memory_equal(m.id, ID_A, 32);
     assert_memory_equal(m.name, "alpha", m.namelen);
+    assert_int_equal(m.clusterlen, 6);
+    assert_memory_equal(m.cluster, "ipcnet", 6);
     assert_int_equal(m.port, 5680);
     assert_true(m.incarnation == 0x8e3b1f2a6c4d5e07ull);
     assert_int_equal(m.heartbeat, 500);
+    assert_int_equal(sizeof s_ex_hello, 68);
 
     assert_int_equal(s_decode(s_ex_hello_ack, sizeof s_ex_hello_ack, &m), 0);
     assert_int_equal(m.type, P_HELLO_ACK);
@@ -1048,6 +1088,16 @@ static void test_proto_spec_examples_decode(void **state)
     assert_memory_equal(m.from, ":2@beta", 7);
     assert_int_equal(m.size, 4);
     assert_memory_equal(m.data, "21.5", 4);
+
+    assert_int_equal(s_decode(s_ex_refuse, sizeof s_ex_refuse, &m), 0);
+    assert_int_equal(m.type, P_FAIL);
+    assert_int_equal(m.seq, 0);
+    assert_int_equal(m.error, EACCES);
+    assert_int_equal(m.cseq, 0);
+    assert_int_equal(m.kind, 0);
+    assert_int_equal(m.tolen + m.namelen, 0);
+    assert_int_equal(m.textlen, 15);
+    assert_memory_equal(m.text, "another cluster", 15);
 }
 
 /* Encoding the examples' fields from scratch gives the examples' bytes. */
@@ -1056,7 +1106,7 @@ static void test_proto_spec_examples_encode(void **state)
     (void) state;
     static const char *const names[] = { "printer", "sensors.temp" };
     proto_buf_t b = { 0 };
-    s_hello(&b, 1, ID_A, "alpha", 5680, 0x8e3b1f2a6c4d5e07ull, 500);
+    s_hello(&b, 1, ID_A, "alpha", "ipcnet", 5680, 0x8e3b1f2a6c4d5e07ull, 500);
     assert_int_equal(b.len, sizeof s_ex_hello);
     assert_memory_equal(b.data, s_ex_hello, b.len);
     s_hello_ack(&b, 0, ID_B, "beta", 0x13579bdf2468ace0ull);
@@ -1077,6 +1127,9 @@ static void test_proto_spec_examples_encode(void **state)
     s_pub(&b, 6, 12, "sensors.temp", ":2@beta", "21.5", 4);
     assert_int_equal(b.len, sizeof s_ex_pub);
     assert_memory_equal(b.data, s_ex_pub, b.len);
+    s_fail(&b, 0, EACCES, 0, 0, "", "", "another cluster");
+    assert_int_equal(b.len, sizeof s_ex_refuse);
+    assert_memory_equal(b.data, s_ex_refuse, b.len);
     proto_free(&b);
 }
 
@@ -1499,27 +1552,48 @@ static void test_proto_hello_rules(void **state)
     (void) state;
     proto_buf_t b = { 0 };
     for (size_t i = 0; i < sizeof s_bad_ids / sizeof s_bad_ids[0]; i++) {
-        s_hello(&b, 1, s_bad_ids[i], "alpha", 5680, 1, 500);
+        s_hello(&b, 1, s_bad_ids[i], "alpha", "ipcnet", 5680, 1, 500);
         assert_int_equal(s_try(&b), -EBADMSG);
         s_hello_ack(&b, 0, s_bad_ids[i], "beta", 1);
         assert_int_equal(s_try(&b), -EBADMSG);
     }
     for (size_t i = 0; i < sizeof s_bad_names / sizeof s_bad_names[0]; i++) {
-        s_hello(&b, 1, ID_A, s_bad_names[i], 5680, 1, 500);
+        s_hello(&b, 1, ID_A, s_bad_names[i], "ipcnet", 5680, 1, 500);
         assert_int_equal(s_try(&b), -EBADMSG);
         s_hello_ack(&b, 0, ID_B, s_bad_names[i], 1);
         assert_int_equal(s_try(&b), -EBADMSG);
+        /* The cluster is a name: not empty, no pattern, no '@'. */
+        s_hello(&b, 1, ID_A, "alpha", s_bad_names[i], 5680, 1, 500);
+        if (s_try(&b) != -EBADMSG)
+            fail_msg("HELLO of cluster '%s' accepted", s_bad_names[i]);
+    }
+    static const char *const good_clusters[] = {
+        "ipcnet", "c", "lab-2", "a.b_c/d", "_x", "0", "IPCNET",
+    };
+    for (size_t i = 0; i < N_OF(good_clusters); i++) {
+        s_hello(&b, 1, ID_A, "alpha", good_clusters[i], 5680, 1, 500);
+        if (s_try(&b) != 0)
+            fail_msg("HELLO of cluster '%s' refused", good_clusters[i]);
     }
     /* Port and heartbeat 0 are refused; their smallest values are fine. */
-    s_hello(&b, 1, ID_A, "alpha", 0, 1, 500);
+    s_hello(&b, 1, ID_A, "alpha", "ipcnet", 0, 1, 500);
     assert_int_equal(s_try(&b), -EBADMSG);
-    s_hello(&b, 1, ID_A, "alpha", 5680, 1, 0);
+    s_hello(&b, 1, ID_A, "alpha", "ipcnet", 5680, 1, 0);
     assert_int_equal(s_try(&b), -EBADMSG);
-    s_hello(&b, 1, ID_A, "alpha", 1, 0, 1);
+    s_hello(&b, 1, ID_A, "alpha", "ipcnet", 1, 0, 1);
     assert_int_equal(s_try(&b), 0);
-    /* A HELLO_ACK is not a HELLO: without port and heartbeat, and a HELLO's
-       body under a HELLO_ACK type has bytes left over. */
-    s_hello(&b, 1, ID_A, "alpha", 5680, 1, 500);
+    /* A HELLO of before the cluster (id, name, port, incarnation,
+       heartbeat) does not parse: its port is read as a cluster's length. */
+    proto_begin(&b, P_HELLO, 0, 1);
+    s_str(&b, ID_A);
+    s_str(&b, "alpha");
+    proto_u16(&b, 5680);
+    proto_u64(&b, 1);
+    proto_u32(&b, 500);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    /* A HELLO_ACK is not a HELLO: without cluster, port and heartbeat, and
+       a HELLO's body under a HELLO_ACK type has bytes left over. */
+    s_hello(&b, 1, ID_A, "alpha", "ipcnet", 5680, 1, 500);
     b.data[2] = P_HELLO_ACK;
     assert_int_equal(s_try(&b), -EBADMSG);
     s_hello_ack(&b, 0, ID_B, "beta", 1);
@@ -1548,7 +1622,6 @@ static const char *const s_bad_dests[] = {
     ":x", ".printer", "-p", "a b", "*", "p*", "p*@b", "printer@.b", "printer@b c",
     ":12345678901234567890", "caf\xc3\xa9", "printer@b*",
 };
-#define N_OF(a) (sizeof (a) / sizeof (a)[0])
 
 /* The longest unique address and destination, 255 bytes each. */
 static void s_longest(char *address, char *dest)
@@ -1761,16 +1834,53 @@ static void test_proto_fail_rules(void **state)
     s_fail(&b, 1, ENOENT, 1, WIRE_SEND, address, dest, dest);
     assert_int_equal(s_try(&b), 0);
 
-    /* ... or empty, only in the answer to a HELLO of another version:
-       error EPROTO. An EPROTO with a to is fine too. */
-    for (uint32_t error = 1; error <= 4095; error++) {
-        s_fail(&b, 0, error, 0, 0, "", "", "protocol version not supported");
-        assert_int_equal(s_try(&b), error == EPROTO ? 0 : -EBADMSG);
+    /* ... or empty: see test_proto_fail_refusals. */
+    proto_free(&b);
+}
+
+/* The FAILs that refuse a HELLO, on the ROUTER: of another version
+   (EPROTO, section 13) and of another cluster (EACCES, section 7.5). Only
+   they may leave to empty; with a to, they are ordinary FAILs. */
+static void test_proto_fail_refusals(void **state)
+{
+    (void) state;
+    proto_buf_t b = { 0 };
+    proto_msg_t m;
+    static const struct {
+        uint32_t error;
+        const char *text;
+    } refusals[] = {
+        { EPROTO, "protocol version not supported" },
+        { EACCES, "another cluster" },
+    };
+    for (size_t i = 0; i < N_OF(refusals); i++) {
+        /* As a node sends it: seq, cseq and what 0, to and name empty. */
+        s_fail(&b, 0, refusals[i].error, 0, 0, "", "", refusals[i].text);
+        if (s_decode(b.data, b.len, &m) != 0) {
+            proto_free(&b);
+            fail_msg("FAIL %u with an empty to refused (protocol-node.md 6.10)",
+                     refusals[i].error);
+        }
+        assert_int_equal(m.type, P_FAIL);
+        assert_int_equal(m.error, refusals[i].error);
+        assert_int_equal(m.seq + m.cseq + m.kind, 0);
+        assert_int_equal(m.tolen + m.namelen, 0);
+        assert_int_equal(m.textlen, strlen(refusals[i].text));
+        assert_memory_equal(m.text, refusals[i].text, m.textlen);
+        /* Whatever else it carries. */
+        s_fail(&b, 0, refusals[i].error, 7, WIRE_SEND, "", "printer", "");
+        assert_int_equal(s_try(&b), 0);
+        s_fail(&b, 3, refusals[i].error, 7, WIRE_SEND, ":3@alpha", "printer", "");
+        assert_int_equal(s_try(&b), 0);
     }
-    s_fail(&b, 0, EPROTO, 7, WIRE_SEND, "", "printer", "");
-    assert_int_equal(s_try(&b), 0);
-    s_fail(&b, 3, EPROTO, 7, WIRE_SEND, ":3@alpha", "printer", "");
-    assert_int_equal(s_try(&b), 0);
+    /* Any other error with an empty to is malformed. */
+    for (uint32_t error = 1; error <= 4095; error++) {
+        s_fail(&b, 0, error, 0, 0, "", "", "refused");
+        int rc = s_try(&b);
+        int want = error == EPROTO || error == EACCES ? 0 : -EBADMSG;
+        if (rc != want)
+            fail_msg("FAIL %u with an empty to: %d, want %d", error, rc, want);
+    }
     proto_free(&b);
 }
 
@@ -2063,6 +2173,7 @@ int main(void)
         cmocka_unit_test(test_proto_msg_rules),
         cmocka_unit_test(test_proto_reply_pub_ack_rules),
         cmocka_unit_test(test_proto_fail_rules),
+        cmocka_unit_test(test_proto_fail_refusals),
         cmocka_unit_test(test_proto_list_limits),
         cmocka_unit_test(test_proto_list_longest),
         cmocka_unit_test(test_proto_list_bad_items),
