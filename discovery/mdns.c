@@ -40,6 +40,7 @@ struct mdns {
     char *service;              /* our service name; changes on collision */
     char id[ID_LEN + 1];
     char name[256];
+    char cluster[64];
     int port;
     mdns_fn *fn;
     void *arg;
@@ -110,15 +111,16 @@ static void s_register(mdns_t *self)
     }
     if (!avahi_entry_group_is_empty(self->group))
         return;
-    char id[8 + ID_LEN], port[16], name[300];
+    char id[8 + ID_LEN], port[16], name[300], cluster[80];
     snprintf(id, sizeof id, "id=%s", self->id);
+    snprintf(cluster, sizeof cluster, "cluster=%s", self->cluster);
     snprintf(port, sizeof port, "port=%d", self->port);
     snprintf(name, sizeof name, "name=%s", self->name);
     for (int tries = 0; tries < 16; tries++) {
         int rc = avahi_entry_group_add_service(self->group, AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC,
                                                0, self->service, MDNS_TYPE, NULL, NULL,
                                                (uint16_t) self->port, id, "v=1", port, name,
-                                               NULL);
+                                               cluster, NULL);
         if (rc == AVAHI_ERR_COLLISION) {
             char *alt = avahi_alternative_service_name(self->service);
             avahi_free(self->service);
@@ -162,9 +164,12 @@ static void s_resolved(AvahiServiceResolver *r, AvahiIfIndex iface, AvahiProtoco
     (void) host;
     (void) flags;
     mdns_t *self = arg;
-    char id[64], version[16], nodename[256], addr[AVAHI_ADDRESS_STR_MAX];
+    char id[64], version[16], nodename[256], cluster[64], addr[AVAHI_ADDRESS_STR_MAX];
     if (event == AVAHI_RESOLVER_FOUND && a && a->proto == AVAHI_PROTO_INET &&
-        s_txt(txt, "id", id, sizeof id) && strlen(id) == ID_LEN && strcmp(id, self->id) != 0) {
+        s_txt(txt, "id", id, sizeof id) && strlen(id) == ID_LEN && strcmp(id, self->id) != 0 &&
+        /* a record without a cluster is of the default one */
+        strcmp(s_txt(txt, "cluster", cluster, sizeof cluster) ? cluster : "ipcnet",
+               self->cluster) == 0) {
         if (!s_txt(txt, "v", version, sizeof version) || strcmp(version, "1") != 0)
             zsys_warning("mDNS: node '%s' speaks protocol version %s, we speak 1: ignoring it",
                          name, s_txt(txt, "v", version, sizeof version) ? version : "?");
@@ -296,7 +301,8 @@ static void s_client_new(mdns_t *self)
     self->client = c;
 }
 
-mdns_t *mdns_new(loop_t *loop, const char *name, const char *id, int port, mdns_fn *fn, void *arg)
+mdns_t *mdns_new(loop_t *loop, const char *name, const char *id, const char *cluster, int port,
+                 mdns_fn *fn, void *arg)
 {
     mdns_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -307,6 +313,7 @@ mdns_t *mdns_new(loop_t *loop, const char *name, const char *id, int port, mdns_
     self->arg = arg;
     snprintf(self->id, sizeof self->id, "%s", id);
     snprintf(self->name, sizeof self->name, "%s", name);
+    snprintf(self->cluster, sizeof self->cluster, "%s", cluster);
     self->service = avahi_strdup(name);
     self->poll = avahi_poll_new(loop);
     if (!self->service || !self->poll) {

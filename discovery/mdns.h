@@ -1,7 +1,8 @@
 /*  mdns.h: finding nodes on the LAN with mDNS / DNS-SD through Avahi.
 
     The node publishes a _ipcnode._tcp service whose TXT records carry its
-    id, protocol version, port and name, and browses for the same type.
+    id, protocol version, port, name and cluster, and browses for the same
+    type.
     Each node found (not ourselves) is reported with its id and an endpoint
     to dial; a record that goes away is reported too. It runs as a client of
     the system avahi-daemon on the node's loop: if the daemon is absent or
@@ -21,10 +22,10 @@ typedef struct mdns mdns_t;
 typedef void (mdns_fn) (void *arg, const char *id, const char *name, const char *endpoint,
                         int up);
 
-/* Starts publishing and browsing. Returns NULL only when out of memory;
-   an absent daemon is waited for. */
-mdns_t *mdns_new(loop_t *loop, const char *name, const char *id, int port, mdns_fn *fn,
-                 void *arg);
+/* Starts publishing and browsing; only nodes of our cluster are reported.
+   Returns NULL only when out of memory; an absent daemon is waited for. */
+mdns_t *mdns_new(loop_t *loop, const char *name, const char *id, const char *cluster, int port,
+                 mdns_fn *fn, void *arg);
 
 /* Withdraws the record and stops; safe on NULL. */
 void mdns_destroy(mdns_t **self_p);

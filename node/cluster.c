@@ -68,6 +68,7 @@ struct peer {
     int by_mdns;                /* found (also) through mDNS */
     int up;
     int64_t suspect_since;      /* its mDNS record went away: is it alive? */
+    int64_t last_refused_log;
     zsock_t *dealer;
     int dealer_fd;
     int got_ack, got_hello;
@@ -117,6 +118,8 @@ struct cluster {
     size_t nself;
     mdns_t *mdns;
     peer_t *last_peer;          /* who sent the last ROUTER message */
+    int64_t last_foreign_log;   /* rate of "another cluster" notices */
+    int64_t last_twin_log;      /* rate of "our own id" warnings */
 };
 
 static void s_lost(peer_t *p, const char *why);
@@ -224,6 +227,7 @@ static void s_send_hello(peer_t *p)
     s_begin(p, P_HELLO, 0);
     proto_str(&self->out, self->id, PROTO_ID_LEN);
     proto_str(&self->out, self->cfg.name, strlen(self->cfg.name));
+    proto_str(&self->out, self->cfg.cluster, strlen(self->cfg.cluster));
     proto_u16(&self->out, (uint16_t) self->port);
     proto_u64(&self->out, self->incarnation);
     proto_u32(&self->out, self->cfg.heartbeat);
@@ -334,6 +338,7 @@ static peer_t *s_peer_new(cluster_t *self, const char *endpoint, int is_static)
     p->cluster = self;
     p->is_static = is_static;
     p->dealer_fd = -1;
+    p->last_refused_log = INT64_MIN / 2;
     snprintf(p->endpoint, sizeof p->endpoint, "%s", endpoint);
     strcpy(p->name, "-");
     p->last_seen = loop_now(self->loop);
@@ -604,13 +609,25 @@ static void s_advance(peer_t *p)
         s_send_credit(p);
 }
 
-/* The entry of seq in the ring, or NULL. */
+/* The entry of seq in the ring, or NULL. Seqs rise along the ring, so
+   the place is computed, not searched: the entry is seq - first's seq
+   slots in, if nothing was skipped (checked). */
 static received_t *s_received(peer_t *p, uint32_t epoch, uint32_t seq)
 {
-    if (epoch != p->epoch)
+    if (epoch != p->epoch || p->rx_count == 0)
         return NULL;
+    uint32_t off = seq - p->rx[p->rx_first].seq;
+    if (off < p->rx_count) {
+        received_t *r = &p->rx[(p->rx_first + off) % p->rx_cap];
+        if (r->seq == seq)
+            return r;
+    }
+    /* Control messages between data messages leave gaps in the seqs:
+       search, from the end nearer to it. */
+    int back = off >= p->rx_count / 2;
     for (size_t i = 0; i < p->rx_count; i++) {
-        received_t *r = &p->rx[(p->rx_first + i) % p->rx_cap];
+        size_t k = back ? p->rx_count - 1 - i : i;
+        received_t *r = &p->rx[(p->rx_first + k) % p->rx_cap];
         if (r->seq == seq)
             return r;
     }
@@ -714,6 +731,19 @@ void cluster_resume(peer_t *p)
     }
 }
 
+/* Refuses a HELLO: a FAIL with an empty "to", on the dialler's connection. */
+static void s_refuse(cluster_t *self, const void *rid, size_t ridlen, int err, const char *text)
+{
+    proto_begin(&self->out, P_FAIL, 0, 0);
+    proto_u32(&self->out, (uint32_t) err);
+    proto_u32(&self->out, 0);
+    proto_u8(&self->out, 0);
+    proto_str(&self->out, "", 0);
+    proto_str(&self->out, "", 0);
+    proto_str(&self->out, text, strlen(text));
+    s_answer(self, rid, ridlen);
+}
+
 static void s_hello_ack(cluster_t *self, const proto_msg_t *m)
 {
     proto_begin(&self->out, P_HELLO_ACK, 0, 0);
@@ -730,9 +760,28 @@ static void s_on_hello(cluster_t *self, const proto_msg_t *m, const char *addr)
            dialler so. Our id with another incarnation is another node. */
         if (m->incarnation == self->incarnation)
             s_hello_ack(self, m);
-        else
+        else if (loop_now(self->loop) - self->last_twin_log > 60000) {
             zsys_warning("a node at %s says HELLO with our own id %.8s (copied state directory?), "
                          "ignoring", addr, self->id);
+            self->last_twin_log = loop_now(self->loop);
+        }
+        return;
+    }
+    if (m->clusterlen != strlen(self->cfg.cluster) ||
+        memcmp(m->cluster, self->cfg.cluster, m->clusterlen) != 0) {
+        /* Another cluster's node: say so, once in a while. */
+        int64_t now = loop_now(self->loop);
+        if (now - self->last_foreign_log > 60000) {
+            zsys_notice("node %.*s at %s belongs to cluster '%.*s', not '%s': ignoring it",
+                        (int) m->namelen, m->name, addr, (int) m->clusterlen, m->cluster,
+                        self->cfg.cluster);
+            self->last_foreign_log = now;
+        }
+        s_refuse(self, m->id, m->idlen, EACCES, "another cluster");
+        /* A peer we knew, restarted into another cluster: gone now. */
+        peer_t *known = s_by_id(self, m->id, m->idlen);
+        if (known && known->up)
+            s_lost(known, "it moved to another cluster");
         return;
     }
     peer_t *p = s_by_id(self, m->id, m->idlen);
@@ -859,15 +908,8 @@ static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
     if (rc == -EPROTO) {
         zsys_error("node at %s speaks protocol version %u, we speak %u: refusing it",
                    addr, m.version, PROTO_VERSION);
-        proto_begin(&self->out, P_FAIL, 0, 0);
-        proto_u32(&self->out, EPROTO);
-        proto_u32(&self->out, 0);
-        proto_u8(&self->out, 0);
-        proto_str(&self->out, "", 0);
-        proto_str(&self->out, "", 0);
-        const char *text = "protocol version not supported";
-        proto_str(&self->out, text, strlen(text));
-        s_answer(self, zmq_msg_data(rid), zmq_msg_size(rid));
+        s_refuse(self, zmq_msg_data(rid), zmq_msg_size(rid), EPROTO,
+                 "protocol version not supported");
         return;
     }
     if (rc < 0) {
@@ -991,11 +1033,26 @@ static void s_dealer_message(peer_t *p, const uint8_t *data, size_t size)
         zsys_warning("malformed answer from %s, ignoring", p->endpoint);
         return;
     }
-    if (m.type == P_FAIL && m.error == EPROTO) {
-        zsys_error("node at %s refused us: %.*s", p->endpoint, (int) m.textlen, m.text);
+    if (m.type == P_FAIL && (m.error == EPROTO || m.error == EACCES)) {
+        /* Refused: a static peer is asked again (it may be reconfigured),
+           once a second, said once a minute; one found otherwise is
+           forgotten. */
+        int64_t now = loop_now(self->loop);
+        if (!p->is_static || now - p->last_refused_log > 60000) {
+            zsys_notice("node at %s refused us: %.*s", p->endpoint, (int) m.textlen, m.text);
+            p->last_refused_log = now;
+        }
+        if (!p->is_static)
+            s_forget(p, "it refused us");
         return;
     }
     if (m.type == P_PONG) {
+        /* A sign of life, unless it comes after we were stalled past the
+           peer's timeout: it has given us up (see s_router_message). */
+        if (p->up && loop_now(self->loop) - p->last_seen > s_timeout(p)) {
+            s_lost(p, "silent past its timeout (were we stalled?)");
+            return;
+        }
         p->rtt_us = s_now_us() - (int64_t) m.stamp;
         p->last_seen = loop_now(self->loop);
         return;
@@ -1185,6 +1242,18 @@ int cluster_room(const peer_t *p, size_t size)
     return p->credit >= (int64_t) s_frame_bytes(size) || p->fl_count == 0;
 }
 
+void cluster_settled(peer_t *p, uint64_t origin, uint32_t cseq)
+{
+    /* Newest first: an answer most often follows its message closely. */
+    for (size_t i = p->fl_count; i-- > 0;) {
+        flight_t *f = &p->flights[(p->fl_first + i) % p->fl_cap];
+        if (f->origin == origin && f->cseq == cseq) {
+            f->origin = 0;
+            return;
+        }
+    }
+}
+
 int cluster_wait(peer_t *p, client_t *c)
 {
     if (p->nwaiters == p->capwaiters) {
@@ -1334,8 +1403,9 @@ void cluster_pub(cluster_t *self, const char *topic, size_t len, const char *fro
         proto_u32(&self->out, cseq);
         proto_str(&self->out, topic, len);
         proto_str(&self->out, from, fromlen);
-        if (s_send_data(p, origin, cseq, WIRE_PUBLISH, data, size) == -ENOMEM)
-            server_fail_origin(self->server, origin, cseq, WIRE_PUBLISH, ENOMEM);
+        int rc = s_send_data(p, origin, cseq, WIRE_PUBLISH, data, size);
+        if (rc < 0)     /* not sent, so not in flight: say so here */
+            server_fail_origin(self->server, origin, cseq, WIRE_PUBLISH, -rc);
     }
 }
 
@@ -1368,7 +1438,8 @@ void cluster_fail(peer_t *p, int err, uint32_t cseq, uint8_t what, const char *t
 void cluster_list(cluster_t *self, void (*line) (void *arg, const char *fmt, ...), void *arg)
 {
     int64_t now = loop_now(self->loop);
-    line(arg, "%s\t%s\ttcp://*:%d\tself\tup\t0\t0\t-\n", self->cfg.name, self->id, self->port);
+    line(arg, "%s\t%s\ttcp://%s:%d\tself\tup\t0\t0\t-\n", self->cfg.name, self->id,
+         self->cfg.bind, self->port);
     for (size_t i = 0; i < self->npeers; i++) {
         peer_t *p = self->peers[i];
         line(arg, "%s\t%s\t%s\t%s\t%s\t%lld\t%lld\t-\n", p->name, p->id[0] ? p->id : "-",
@@ -1423,6 +1494,7 @@ cluster_t *cluster_new(loop_t *loop, server_t *server, const node_config_t *conf
     self->server = server;
     self->cfg = *config;
     self->router_fd = -1;
+    self->last_foreign_log = self->last_twin_log = INT64_MIN / 2;
     if (getrandom(&self->incarnation, sizeof self->incarnation, 0) != sizeof self->incarnation)
         self->incarnation = (uint64_t) s_now_us();
     if (s_load_id(self) < 0) {
@@ -1462,8 +1534,8 @@ cluster_t *cluster_new(loop_t *loop, server_t *server, const node_config_t *conf
             zsys_warning("cannot add peer %s, ignoring", self->cfg.peers[i]);
     self->tick = loop_timer_add(loop, TICK_MS, s_tick, self);
     zsys_notice("node id %s listening on tcp://%s:%d", self->id, self->cfg.bind, self->port);
-    if (!self->cfg.no_mdns && !(self->mdns = mdns_new(loop, self->cfg.name, self->id, self->port,
-                                                      s_mdns, self)))
+    if (!self->cfg.no_mdns && !(self->mdns = mdns_new(loop, self->cfg.name, self->id,
+                                                      self->cfg.cluster, self->port, s_mdns, self)))
         zsys_warning("mDNS off: out of memory");
     return self;
 }

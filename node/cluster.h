@@ -78,6 +78,10 @@ void cluster_pub(cluster_t *self, const char *topic, size_t len, const char *fro
                  size_t fromlen, const void *data, size_t size, uint64_t origin,
                  uint32_t cseq);
 
+/* The sender of (origin, cseq) has had its answer (an ACK or a FAIL from
+   peer): losing peer later must not answer it twice. */
+void cluster_settled(peer_t *peer, uint64_t origin, uint32_t cseq);
+
 /* Answers for a peer's client: ACK of a confirmed MSG, FAIL of anything. */
 void cluster_ack(peer_t *peer, uint32_t cseq, const char *to, size_t tolen);
 void cluster_fail(peer_t *peer, int err, uint32_t cseq, uint8_t what, const char *to,

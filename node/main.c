@@ -42,9 +42,10 @@ static const char s_usage[] =
     "                        /var/lib/ipc-node as root, else\n"
     "                        $XDG_STATE_HOME/ipc-node)\n"
     "  --heartbeat MS        between heartbeats (default 500); a peer silent\n"
-    "                        for 3 heartbeats is lost\n"
+    "                        for 2.5 of its heartbeats is lost\n"
     "  --window BYTES        bytes in flight to one peer (default 4M)\n"
     "  --no-mdns             do not use mDNS discovery\n"
+    "  --cluster NAME        meet only nodes of this cluster (default ipcnet)\n"
     "  --config FILE         read options from FILE: one 'option value' a line\n"
     "  --syslog              log to syslog as well as stderr\n"
     "  -v, --verbose         log every client that connects\n"
@@ -72,7 +73,7 @@ enum {
     O_SOCKET = 256, O_NAME, O_MAX_MESSAGE, O_QUEUE_LIMIT, O_MAX_CLIENTS, O_REQ_TIMEOUT,
     O_SYSLOG, O_SERVICES, O_PEERS, O_CLIENTS, O_STATS, O_SEND, O_REQUEST, O_LISTEN,
     O_PUBLISH, O_SUBSCRIBE, O_WATCH, O_TIMEOUT, O_COUNT, O_ECHO, O_JSON,
-    O_PORT, O_BIND, O_PEER, O_STATE_DIR, O_HEARTBEAT, O_WINDOW, O_NO_MDNS, O_CONFIG,
+    O_PORT, O_BIND, O_PEER, O_STATE_DIR, O_HEARTBEAT, O_WINDOW, O_NO_MDNS, O_CONFIG, O_CLUSTER,
 };
 
 static const struct option s_options[] = {
@@ -106,6 +107,7 @@ static const struct option s_options[] = {
     { "window", required_argument, NULL, O_WINDOW },
     { "no-mdns", no_argument, NULL, O_NO_MDNS },
     { "config", required_argument, NULL, O_CONFIG },
+    { "cluster", required_argument, NULL, O_CLUSTER },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
@@ -284,6 +286,11 @@ static int s_option(opts_t *o, int opt, const char *arg)
             return s_bad("--window", arg, "64K to 1G");
         break;
     case O_NO_MDNS: config->no_mdns = 1; break;
+    case O_CLUSTER:
+        if (strlen(arg) >= sizeof config->cluster || wire_check_name(arg, strlen(arg)) < 0)
+            return s_bad("--cluster", arg, "1-63 of A-Z a-z 0-9 . _ - /");
+        strcpy(config->cluster, arg);
+        break;
     case O_CONFIG: return s_config_file(o, arg);
     case O_SYSLOG: o->use_syslog = 1; break;
     case 'v': config->verbose = 1; break;
@@ -393,6 +400,7 @@ int main(int argc, char **argv)
             .port = NODE_DEFAULT_PORT,
             .heartbeat = NODE_DEFAULT_HEARTBEAT,
             .window = NODE_DEFAULT_WINDOW,
+            .cluster = NODE_DEFAULT_CLUSTER,
         },
     };
     node_config_t *config = &o.config;

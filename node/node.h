@@ -18,9 +18,10 @@ typedef struct {
     char bind[64];              /* interface address, "*" for all */
     unsigned port;              /* 0: any free port */
     char state_dir[400];        /* where the node id is kept */
-    unsigned heartbeat;         /* ms between PINGs; lost after 3 */
+    unsigned heartbeat;         /* ms between PINGs; lost after 2.5 */
     size_t window;              /* credit bytes per peer link */
     int no_mdns;
+    char cluster[64];           /* only nodes of the same cluster meet */
     char **peers;               /* static peers, "tcp://host:port" */
     size_t npeers;
 } node_config_t;
@@ -31,6 +32,7 @@ typedef struct {
 #define NODE_DEFAULT_REQ_TIMEOUT   30000
 #define NODE_MAX_REQ_TIMEOUT       (24u * 3600 * 1000)
 #define NODE_DEFAULT_PORT          5680
+#define NODE_DEFAULT_CLUSTER       "ipcnet"
 #define NODE_DEFAULT_HEARTBEAT     500
 #define NODE_DEFAULT_WINDOW        (4u << 20)
 

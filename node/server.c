@@ -830,6 +830,13 @@ static void s_request_expired(loop_t *loop, void *arg)
         s_request_free(r->server, r);   /* the requester's node decides */
 }
 
+/* Is request id of local client pending? */
+static int s_request_pending(server_t *s, uint64_t client, uint32_t id)
+{
+    uint8_t key[12];
+    return dict_get(s->requests, key, s_request_key(key, client, id, "", 0)) != NULL;
+}
+
 /* Records a pending request. requester is the local client that asked,
    or NULL when from (its address) is on peer; holder is the local client
    that answers, or NULL when it is on peer. */
@@ -1052,7 +1059,9 @@ static int s_handle_send(client_t *c, const wire_frame_t *f, buf_t *pbuf)
         request_t *r = NULL;
         if (f->type == WIRE_REQUEST &&
             !(r = s_request_new(s, c, c->id, f->seq, NULL, 0, "", 0, NULL, t.peer, timeout))) {
-            s_send_error(c, f, ENOMEM, f->s1, f->s1len, "request id in use or out of memory");
+            int err = s_request_pending(s, c->id, f->seq) ? EEXIST : ENOMEM;
+            s_send_error(c, f, err, f->s1, f->s1len,
+                         err == EEXIST ? "request id in use" : "out of memory");
             return DONE;
         }
         rc = cluster_msg(t.peer, f->type == WIRE_REQUEST ? P_KIND_REQUEST : P_KIND_SEND,
@@ -1073,7 +1082,9 @@ static int s_handle_send(client_t *c, const wire_frame_t *f, buf_t *pbuf)
     size_t hlen;
     if (f->type == WIRE_REQUEST) {
         if (!s_request_new(s, c, c->id, f->seq, NULL, 0, "", 0, to, NULL, timeout)) {
-            s_send_error(c, f, EEXIST, f->s1, f->s1len, "request id in use or out of memory");
+            int err = s_request_pending(s, c->id, f->seq) ? EEXIST : ENOMEM;
+            s_send_error(c, f, err, f->s1, f->s1len,
+                         err == EEXIST ? "request id in use" : "out of memory");
             return DONE;
         }
         hlen = wire_encode(head, WIRE_DELIVER_REQ, 0, f->seq, timeout, c->address, alen,
@@ -1312,15 +1323,22 @@ static int s_remote_data(server_t *s, peer_t *peer, const proto_msg_t *m, client
     if (m->type == P_MSG)
         return s_remote_msg(s, peer, m, ret_blocked);
     if (m->type == P_PUB) {
-        if (m->size > s->config.max_message)
+        if (m->size > s->config.max_message) {
+            cluster_fail(peer, EMSGSIZE, m->cseq, WIRE_PUBLISH, m->from, m->fromlen, m->to,
+                         m->tolen, "message too large for this node");
             return REMOTE_DONE;
+        }
         return s_publish_local(s, m->to, m->tolen, m->from, m->fromlen, m->cseq, NULL, m->data,
                                m->size, ret_blocked) == BLOCKED ? REMOTE_BLOCKED : REMOTE_DONE;
     }
     /* REPLY: to a local requester, for a request forwarded to that peer. */
     request_t *r = s_find_request(s, m->to, m->tolen, m->cseq);
-    if (!r || !r->requester || r->peer != peer || m->size > s->config.max_message)
+    if (!r || !r->requester || r->peer != peer)
         return REMOTE_DONE;     /* timed out meanwhile: the requester was told */
+    if (m->size > s->config.max_message) {
+        s_request_fail(s, r, EMSGSIZE, "reply too large for this node");
+        return REMOTE_DONE;
+    }
     client_t *to = r->requester;
     size_t len = WIRE_MIN + m->fromlen + m->size;
     if (!s_has_room(to, len)) {
@@ -1354,10 +1372,11 @@ int server_remote_data(server_t *s, peer_t *peer, const proto_msg_t *m, client_t
 
 void server_remote_ack(server_t *s, peer_t *peer, const proto_msg_t *m)
 {
-    (void) peer;
     client_t *c = s_local_client(s, m->to, m->tolen);
-    if (c)
+    if (c) {
+        cluster_settled(peer, c->id, m->cseq);
         s_send_control(c, WIRE_OK, 0, m->cseq, 0, NULL, 0, NULL, 0, NULL, 0);
+    }
 }
 
 void server_remote_fail(server_t *s, peer_t *peer, const proto_msg_t *m)
@@ -1373,6 +1392,7 @@ void server_remote_fail(server_t *s, peer_t *peer, const proto_msg_t *m)
     client_t *c = s_local_client(s, m->to, m->tolen);
     if (c) {
         s->stats.errors++;
+        cluster_settled(peer, c->id, m->cseq);
         s_send_control(c, WIRE_ERROR, m->kind, m->cseq, m->error, m->name, m->namelen,
                        text, strlen(text), NULL, 0);
     }
