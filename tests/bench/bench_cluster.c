@@ -1241,6 +1241,8 @@ static int s_node_start(run_t *r, int k)
     argv[argc++] = (char *) "--state-dir";
     argv[argc++] = r->state[k];
     argv[argc++] = (char *) "--no-mdns";
+    argv[argc++] = (char *) "--cluster";
+    argv[argc++] = (char *) "bench-cluster";
     if (k) {
         argv[argc++] = (char *) "--peer";
         argv[argc++] = peer;

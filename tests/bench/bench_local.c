@@ -902,6 +902,8 @@ static int s_node_start(run_t *r, const char *log)
     argv[argc++] = (char *) "--state-dir";
     argv[argc++] = s_tmpdir;
     argv[argc++] = (char *) "--no-mdns";
+    argv[argc++] = (char *) "--cluster";
+    argv[argc++] = (char *) "bench-local";
     char *extra = cfg->node_args ? strdup(cfg->node_args) : NULL;
     char *save = NULL;
     for (char *t = extra ? strtok_r(extra, " \t", &save) : NULL; t && argc < 63;

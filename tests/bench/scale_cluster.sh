@@ -109,7 +109,7 @@ EOF
 start_node() {
     local k=$1 dir=$tmp/$1 i
     local -a args=(--socket "$dir/s" --name "n$k" --port "${ports[$k]}" --bind 127.0.0.1
-                   --state-dir "$dir" --no-mdns)
+                   --state-dir "$dir" --no-mdns --cluster "scale-$$")
     if (( k > 1 )); then
         args+=(--peer "tcp://127.0.0.1:${ports[1]}")
     fi

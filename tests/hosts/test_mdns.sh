@@ -19,6 +19,7 @@
 #           up again everywhere within 10 s; the same with a silent cut
 #           (nftables drops everything, the link stays up)
 #   6       a node with --no-mdns is found by nobody and finds nobody
+#   6b      two nodes with one name: Avahi's alternative name, both found
 #   7       a node stopped cleanly is dropped at once and its record withdrawn
 #   and     no node ever lists itself as a peer; no node died
 #
@@ -557,6 +558,30 @@ browse h2 | grep -q ';5681;' && st=1
 check "6: no other node lists it, and it is not in avahi-browse" $st \
     "h1: $(peers h1)" "h2: $(peers h2)" "h3: $(peers h3)" "$(browse h2)"
 node_stop h1 nomdns
+
+# --- 6b: two nodes with one name --------------------------------------------------------
+
+# twins_up H: H lists two different nodes named h1 up (h1's and the twin).
+twins_up() {
+    [ "$(peers "$1" | awk '$1 == "h1" && $4 != "self" && $5 == "up" { print $2 }' |
+         sort -u | grep -c .)" = 2 ]
+}
+
+node_start h2 twin --port 5683 --name h1 ||
+    not_ok "6b: a second node named h1 starts on h2" "$(log_tail "$HOSTS_DIR/h2.twin.log")"
+wait_until 10000 twins_up h3
+st=$?
+check "6b: a name collision is resolved the Avahi way: h3 lists both nodes named h1, up" $st \
+    "h3: $(peers h3)" "$(log_tail "$HOSTS_DIR/h2.twin.log")"
+# twin_listed H: H's avahi-browse shows the twin under its alternative name
+# ("h1 #2", which avahi-browse -p escapes as h1\032\0352).
+twin_listed() {
+    browse "$1" | grep -qF ';h1\032\0352;'
+}
+wait_until 10000 twin_listed h3
+check "6b: avahi-browse shows the alternative service name 'h1 #2'" $? "$(browse h3)" \
+    "$(log_tail "$HOSTS_DIR/h2.twin.log")"
+node_stop h2 twin
 
 # --- 7: a clean stop -------------------------------------------------------------------
 

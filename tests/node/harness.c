@@ -235,6 +235,12 @@ int harness_launch(node_t *node, char *const extra[], int via_env)
     argv[n++] = "--state-dir";
     argv[n++] = node->dir;
     argv[n++] = "--no-mdns";
+    /* A cluster of this test process's own: a node of another test that
+       happens to dial a port of ours (reused after a kill) is refused. */
+    static char cluster[32];
+    snprintf(cluster, sizeof cluster, "test-%d", (int) getpid());
+    argv[n++] = "--cluster";
+    argv[n++] = cluster;
     for (int i = 0; extra && extra[i] && n < MAX_ARGS; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;

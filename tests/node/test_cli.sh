@@ -160,7 +160,7 @@ check "--services with no node running: non-zero exit and a message" $?
 
 # --- the node -----------------------------------------------------------------
 
-timeout -k 5 300 "$NODE" --socket "$SOCK" --name "$NODE_NAME" --port 0 --state-dir "$DIR" --no-mdns 2>"$DIR/node.log" &
+timeout -k 5 300 "$NODE" --socket "$SOCK" --name "$NODE_NAME" --port 0 --state-dir "$DIR" --no-mdns --cluster "cli-$$" 2>"$DIR/node.log" &
 NODE_PID=$!
 started=1
 for ((i = 0; i < 50; i++)); do
@@ -347,6 +347,33 @@ NODE_PID=
 cp "$DIR/node.log" "$DIR/err"
 [ "$RC" -eq 0 ] && [ ! -e "$SOCK" ]
 check "SIGTERM stops the node: exit 0, socket removed" $?
+
+# --- a config file -----------------------------------------------------------------
+
+mkdir -p "$DIR/cfg"
+cat >"$DIR/cfg/node.conf" <<CONF
+# options as in --help, without the dashes
+name      from-config
+port      0
+no-mdns
+cluster   cli-$$
+state-dir $DIR/cfg
+CONF
+timeout -k 5 30 "$NODE" --socket "$DIR/cfg/s" --config "$DIR/cfg/node.conf" 2>"$DIR/cfg.log" &
+CFG_PID=$!
+BG_PIDS+=("$CFG_PID")
+for ((i = 0; i < 50; i++)); do
+    timeout -k 2 "$T" "$NODE" --socket "$DIR/cfg/s" --peers >"$DIR/out" 2>"$DIR/err" && break
+    sleep 0.1
+done
+grep -q '^from-config .* self ' "$DIR/out"
+check "--config FILE: options from the file (the node is named from-config)" $?
+bg_kill "$CFG_PID"
+
+printf 'port 0\nbogus-option 1\n' >"$DIR/cfg/bad.conf"
+raw --socket "$DIR/cfg/s2" --config "$DIR/cfg/bad.conf"
+[ "$RC" -eq 2 ] && grep -q 'bad.conf:2' "$DIR/err" && grep -q bogus-option "$DIR/err"
+check "--config with an unknown option: exit 2, naming the file, line and option" $?
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -34,8 +34,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <zmq.h>
 
 #include "harness.h"
+#include "proto.h"
 
 #define NODES           5
 #define MAX_CLIENTS     32
@@ -2017,6 +2019,86 @@ static void test_cluster_garbage_tcp(void **state)
     s_wait_mesh(f, 3);
 }
 
+/* --- peers that may not join ------------------------------------------------ */
+
+/* Sends one message on a DEALER and waits (bounded) for the answer the
+   node's ROUTER gives on that connection. Returns its size, or -1. */
+static int s_zmq_ask(void *dealer, const proto_buf_t *b, uint8_t *answer, size_t size)
+{
+    if (zmq_send(dealer, b->data, b->len, 0) < 0)
+        return -1;
+    zmq_pollitem_t item = { dealer, 0, ZMQ_POLLIN, 0 };
+    if (zmq_poll(&item, 1, 5000) <= 0)
+        return -1;
+    return zmq_recv(dealer, answer, size, 0);
+}
+
+/* A node speaking another protocol version, or of another cluster, is
+   answered with a FAIL (EPROTO, EACCES) and not taken; one that sends
+   a malformed message gets nothing; the node carries on. */
+static void test_cluster_peer_refused(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    void *ctx = zmq_ctx_new();
+    void *dealer = zmq_socket(ctx, ZMQ_DEALER);
+    assert_non_null(dealer);
+    const char *id = "0123456789abcdef0123456789abcdef";
+    int zero = 0;
+    zmq_setsockopt(dealer, ZMQ_ROUTING_ID, id, strlen(id));
+    zmq_setsockopt(dealer, ZMQ_LINGER, &zero, sizeof zero);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", f->port[0]);
+    assert_int_equal(zmq_connect(dealer, ep), 0);
+
+    proto_buf_t b = { 0 };
+    uint8_t answer[512];
+    /* A HELLO of version 2: only the head is ours to read. */
+    proto_begin(&b, P_HELLO, 0, 1);
+    b.data[1] = 2;
+    proto_bytes(&b, "future fields", 13);
+    int n = s_zmq_ask(dealer, &b, answer, sizeof answer);
+    proto_msg_t m;
+    assert_true(n > 0);
+    assert_int_equal(proto_decode(answer, (size_t) n, &m), 0);
+    assert_int_equal(m.type, P_FAIL);
+    assert_int_equal(m.error, EPROTO);
+
+    /* Version 1, another cluster. */
+    proto_begin(&b, P_HELLO, 0, 1);
+    proto_str(&b, id, strlen(id));
+    proto_str(&b, "stranger", 8);
+    proto_str(&b, "elsewhere", 9);
+    proto_u16(&b, 9);
+    proto_u64(&b, 42);
+    proto_u32(&b, 500);
+    n = s_zmq_ask(dealer, &b, answer, sizeof answer);
+    assert_true(n > 0);
+    assert_int_equal(proto_decode(answer, (size_t) n, &m), 0);
+    assert_int_equal(m.type, P_FAIL);
+    assert_int_equal(m.error, EACCES);
+
+    /* Garbage in version 1 framing: no answer, no harm. */
+    proto_begin(&b, 99, 0, 1);
+    proto_bytes(&b, "junk", 4);
+    assert_int_equal(s_zmq_ask(dealer, &b, answer, sizeof answer), -1);
+    proto_free(&b);
+    zmq_close(dealer);
+    zmq_ctx_term(ctx);
+
+    /* The stranger was not taken, and the node serves as before. */
+    assert_false(s_peer_up(f, 0, "stranger"));
+    assert_true(harness_alive(&f->n[0]));
+    ipcnet_t *h = s_conn(f, 0, "holder");
+    s_bind(h, "svc.after.strangers");
+    s_start(f, 1, 0);
+    s_wait_mesh(f, 2);
+    ipcnet_t *c = s_conn(f, 1, "sender");
+    s_send(c, "svc.after.strangers", "hi", IPCNET_CONFIRM);
+    s_expect_text(h, IPCNET_MSG_SEND, "svc.after.strangers", "hi");
+}
+
 /* --- five nodes ---------------------------------------------------------- */
 
 /* Five nodes, each seeded with the previous one only: all see four peers
@@ -2086,6 +2168,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_cluster_no_silent_loss, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_flow_control, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_garbage_tcp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_peer_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_five_nodes, setup, teardown),
     };
     return cmocka_run_group_tests_name("cluster", tests, NULL, NULL);
