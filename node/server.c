@@ -1537,6 +1537,9 @@ static void s_list_name(const void *key, size_t len, void *value, void *arg)
 }
 
 static void s_list_line(void *arg, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void s_list_line(void *arg, const char *fmt, ...)
 {
     listing_t *l = arg;
     char line[1024];
