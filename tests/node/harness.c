@@ -21,6 +21,11 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
 
 #define MAX_HELPERS 64
 #define MAX_ARGS    32
@@ -935,4 +940,95 @@ int harness_free_port(void)
             return port;
     }
     return -EADDRINUSE;
+}
+
+/* --- expectations, for cmocka tests -------------------------------------------- */
+
+static int s_wait_ms = 5000;    /* for what must come */
+static int s_quiet_ms = 300;    /* for what must not */
+
+void harness_expect_waits(int wait_ms, int quiet_ms)
+{
+    s_wait_ms = wait_ms;
+    s_quiet_ms = quiet_ms;
+}
+
+const char *harness_kind_name(ipcnet_kind_t kind)
+{
+    switch (kind) {
+    case IPCNET_MSG_SEND:    return "SEND";
+    case IPCNET_MSG_REQUEST: return "REQUEST";
+    case IPCNET_MSG_REPLY:   return "REPLY";
+    case IPCNET_MSG_PUBLISH: return "PUBLISH";
+    case IPCNET_MSG_EVENT:   return "EVENT";
+    case IPCNET_MSG_ERROR:   return "ERROR";
+    }
+    return "?";
+}
+
+void harness_expect(ipcnet_t *c, ipcnet_kind_t kind, ipcnet_msg_t *ret)
+{
+    int rc = ipcnet_recv(c, ret, s_wait_ms);
+    if (rc < 0)
+        fail_msg("expected a %s message, got %s", harness_kind_name(kind),
+                 ipcnet_strerror(rc));
+    if (ret->kind != kind)
+        fail_msg("expected a %s message, got %s (name '%s', error %d)",
+                 harness_kind_name(kind), harness_kind_name(ret->kind), ret->name, ret->error);
+}
+
+void harness_expect_text(ipcnet_t *c, ipcnet_kind_t kind, const char *name,
+                         const char *text)
+{
+    ipcnet_msg_t m;
+    harness_expect(c, kind, &m);
+    if (name)
+        assert_string_equal(m.name, name);
+    if (m.size != strlen(text) || memcmp(m.data, text, m.size) != 0)
+        fail_msg("expected '%s', got '%.*s'", text, (int) m.size, (const char *) m.data);
+}
+
+void harness_expect_nothing(ipcnet_t *c)
+{
+    ipcnet_msg_t m;
+    int rc = ipcnet_recv(c, &m, s_quiet_ms);
+    if (rc == 0)
+        fail_msg("expected nothing, got a %s message (name '%s', event %d, error %d, "
+                 "%zu bytes)", harness_kind_name(m.kind), m.name, m.event, m.error, m.size);
+    assert_true(rc == -ETIMEDOUT || rc == -EAGAIN);
+}
+
+void harness_bind(ipcnet_t *c, const char *name)
+{
+    int rc = ipcnet_bind(c, name);
+    if (rc < 0)
+        fail_msg("bind '%s': %s", name, ipcnet_strerror(rc));
+}
+
+void harness_send(ipcnet_t *c, const char *dest, const char *text, int flags)
+{
+    int rc = ipcnet_send(c, dest, text, strlen(text), flags);
+    if (rc < 0)
+        fail_msg("send to '%s': %s", dest, ipcnet_strerror(rc));
+}
+
+void harness_wait_ready(int fd)
+{
+    struct pollfd pfd = { fd, POLLIN, 0 };
+    int r = poll(&pfd, 1, HARNESS_READY_MS);
+    assert_int_equal(r, 1);
+    char b;
+    assert_int_equal(read(fd, &b, 1), 1);
+}
+
+char *harness_read_file(const char *path)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return strdup("");
+    static char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    buf[n] = 0;
+    fclose(fp);
+    return strdup(buf);
 }

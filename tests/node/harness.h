@@ -179,4 +179,44 @@ int harness_node_port(const node_t *node);
    takes it as its source port while its node is down), or -errno. */
 int harness_free_port(void);
 
+
+/* --- expectations, for cmocka tests ------------------------------------------ */
+
+/* These fail the running cmocka test (fail_msg) when the node does not do
+   what is expected; the waits are the test program's (see below). */
+
+#define HARNESS_READY_MS    5000        /* longest wait for a helper's byte */
+
+/* Sets how long harness_expect*() wait for a message that must come and
+   for one that must not. Defaults: 5000 and 300 ms. */
+void harness_expect_waits(int wait_ms, int quiet_ms);
+
+/* The name of a message kind ("SEND", ...). Borrowed. */
+const char *harness_kind_name(ipcnet_kind_t kind);
+
+/* Receives one message of the given kind on c, else fails. */
+void harness_expect(ipcnet_t *c, ipcnet_kind_t kind, ipcnet_msg_t *ret);
+
+/* Receives one message of the given kind with exactly this text (and
+   this name unless name is NULL), else fails. */
+void harness_expect_text(ipcnet_t *c, ipcnet_kind_t kind, const char *name,
+                         const char *text);
+
+/* Fails if anything arrives on c within the quiet wait. */
+void harness_expect_nothing(ipcnet_t *c);
+
+/* ipcnet_bind() that fails the test on error. */
+void harness_bind(ipcnet_t *c, const char *name);
+
+/* ipcnet_send() of a text that fails the test on error. */
+void harness_send(ipcnet_t *c, const char *dest, const char *text, int flags);
+
+/* Waits (HARNESS_READY_MS) until fd is readable and reads one byte (a
+   helper's "ready"), else fails. */
+void harness_wait_ready(int fd);
+
+/* The first 64 KiB of a file as a string ("" when it cannot be read).
+   Given: the caller frees it. */
+char *harness_read_file(const char *path);
+
 #endif

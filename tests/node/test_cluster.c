@@ -185,25 +185,20 @@ static ipcnet_t *s_conn(fx_t *f, int i, const char *label)
     return NULL;
 }
 
+/* A client of node i that holds name. */
+static ipcnet_t *s_holder(fx_t *f, int i, const char *label, const char *name)
+{
+    ipcnet_t *c = s_conn(f, i, label);
+    harness_bind(c, name);
+    return c;
+}
+
 static void s_close(fx_t *f, ipcnet_t **c)
 {
     for (int k = 0; k < MAX_CLIENTS; k++)
         if (f->c[k] == *c)
             f->c[k] = NULL;
     ipcnet_close(c);
-}
-
-static const char *s_kind(ipcnet_kind_t k)
-{
-    switch (k) {
-    case IPCNET_MSG_SEND:    return "SEND";
-    case IPCNET_MSG_REQUEST: return "REQUEST";
-    case IPCNET_MSG_REPLY:   return "REPLY";
-    case IPCNET_MSG_PUBLISH: return "PUBLISH";
-    case IPCNET_MSG_EVENT:   return "EVENT";
-    case IPCNET_MSG_ERROR:   return "ERROR";
-    }
-    return "?";
 }
 
 static const char *s_event(int ev)
@@ -215,37 +210,6 @@ static const char *s_event(int ev)
     case IPCNET_EV_PEER_DOWN: return "PEER_DOWN";
     }
     return "?";
-}
-
-static void s_expect(ipcnet_t *c, ipcnet_kind_t kind, ipcnet_msg_t *ret)
-{
-    int rc = ipcnet_recv(c, ret, WAIT_MS);
-    if (rc < 0)
-        fail_msg("expected a %s message, got %s", s_kind(kind), ipcnet_strerror(rc));
-    if (ret->kind != kind)
-        fail_msg("expected a %s message, got %s (name '%s', error %d)", s_kind(kind),
-                 s_kind(ret->kind), ret->name, ret->error);
-}
-
-static void s_expect_text(ipcnet_t *c, ipcnet_kind_t kind, const char *name,
-                          const char *text)
-{
-    ipcnet_msg_t m;
-    s_expect(c, kind, &m);
-    if (name)
-        assert_string_equal(m.name, name);
-    if (m.size != strlen(text) || memcmp(m.data, text, m.size) != 0)
-        fail_msg("expected '%s', got '%.*s'", text, (int) m.size, (const char *) m.data);
-}
-
-static void s_expect_nothing(ipcnet_t *c)
-{
-    ipcnet_msg_t m;
-    int rc = ipcnet_recv(c, &m, QUIET_MS);
-    if (rc == 0)
-        fail_msg("expected nothing, got a %s message (name '%s', event %d, error %d, "
-                 "%zu bytes)", s_kind(m.kind), m.name, m.event, m.error, m.size);
-    assert_true(rc == -ETIMEDOUT || rc == -EAGAIN);
 }
 
 /* Waits for one event (kind, name, node) on a watcher, skipping other
@@ -266,24 +230,10 @@ static int64_t s_wait_event(ipcnet_t *w, int event, const char *name, const char
         if (rc < 0)
             fail_msg("watcher: %s", ipcnet_strerror(rc));
         if (m.kind != IPCNET_MSG_EVENT)
-            fail_msg("watcher got a %s message", s_kind(m.kind));
+            fail_msg("watcher got a %s message", harness_kind_name(m.kind));
         if (m.event == event && strcmp(m.name, name) == 0 && strcmp(m.node, node) == 0)
             return harness_now_ms() - t0;
     }
-}
-
-static void s_bind(ipcnet_t *c, const char *name)
-{
-    int rc = ipcnet_bind(c, name);
-    if (rc < 0)
-        fail_msg("bind '%s': %s", name, ipcnet_strerror(rc));
-}
-
-static void s_send(ipcnet_t *c, const char *dest, const char *text, int flags)
-{
-    int rc = ipcnet_send(c, dest, text, strlen(text), flags);
-    if (rc < 0)
-        fail_msg("send to '%s': %s", dest, ipcnet_strerror(rc));
 }
 
 /* --- listings ------------------------------------------------------------ */
@@ -430,6 +380,16 @@ static int64_t s_wait_mesh(fx_t *f, int count)
     return s_wait_mesh_but(f, count, -1, MESH_MS);
 }
 
+/* Starts nodes 0 to count - 1, node 0 the seed of the others, and waits
+   until they are meshed. */
+static void s_start_mesh(fx_t *f, int count)
+{
+    s_start(f, 0, -1);
+    for (int i = 1; i < count; i++)
+        s_start(f, i, 0);
+    s_wait_mesh(f, count);
+}
+
 /* Does node i list name as held on node `node`? With holder non-NULL, the
    holder and label columns must match too. */
 static int s_has_service(fx_t *f, int i, const char *name, const char *node,
@@ -480,7 +440,7 @@ static void s_fence(fx_t *f, int from, int count)
     char name[64];
     snprintf(name, sizeof name, "fence.%d.%d", from, ++serial);
     ipcnet_t *c = s_conn(f, from, "fence");
-    s_bind(c, name);
+    harness_bind(c, name);
     for (int i = 0; i < count; i++)
         if (i != from)
             s_wait_service(f, i, name, s_names[from], 1, WAIT_MS);
@@ -493,27 +453,6 @@ static void s_self_id(fx_t *f, int i, char ret[64])
     peer_row_t r;
     assert_true(s_peer(f, i, s_names[i], &r));
     snprintf(ret, 64, "%s", r.id);
-}
-
-static char *s_read_file(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return strdup("");
-    static char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf - 1, fp);
-    buf[n] = 0;
-    fclose(fp);
-    return strdup(buf);
-}
-
-static void s_wait_ready(int fd)
-{
-    struct pollfd pfd = { fd, POLLIN, 0 };
-    int r = poll(&pfd, 1, WAIT_MS);
-    assert_int_equal(r, 1);
-    char b;
-    assert_int_equal(read(fd, &b, 1), 1);
 }
 
 /* --- peers --------------------------------------------------------------- */
@@ -533,7 +472,7 @@ static void test_cluster_two_nodes(void **state)
     for (int i = 0; i < 2; i++) {
         char path[200];
         snprintf(path, sizeof path, "%s/node.id", f->n[i].dir);
-        char *file = s_read_file(path);
+        char *file = harness_read_file(path);
         file[strcspn(file, "\n")] = 0;
         if (strlen(file) != 32 || strspn(file, "0123456789abcdef") != 32)
             fail_msg("%s holds '%s', not 32 hex digits", path, file);
@@ -570,9 +509,7 @@ static void test_cluster_gossip_mesh(void **state)
 {
     fx_t *f = *state;
     WATCH(60);
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_wait_mesh(f, 2);
+    s_start_mesh(f, 2);
     s_start(f, 2, 0);
     int64_t took = s_wait_mesh(f, 3);
     print_message("gamma joined the mesh through one seed in %lld ms\n", (long long) took);
@@ -595,20 +532,17 @@ static void test_cluster_send_remote(void **state)
 {
     fx_t *f = *state;
     WATCH(60);
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_wait_mesh(f, 2);
-    ipcnet_t *h = s_conn(f, 1, "holder");
-    s_bind(h, "svc.remote");
+    s_start_mesh(f, 2);
+    ipcnet_t *h = s_holder(f, 1, "holder", "svc.remote");
     int64_t took = s_wait_service(f, 0, "svc.remote", "beta", 1, WAIT_MS);
     print_message("a name bound on beta listed on alpha after %lld ms\n", (long long) took);
     assert_true(s_has_service(f, 0, "svc.remote", "beta", "-", "-"));
     assert_true(s_has_service(f, 1, "svc.remote", "beta", ipcnet_address(h), "holder"));
 
     ipcnet_t *s = s_conn(f, 0, "sender");
-    s_send(s, "svc.remote", "hello", IPCNET_CONFIRM);
+    harness_send(s, "svc.remote", "hello", IPCNET_CONFIRM);
     ipcnet_msg_t m;
-    s_expect(h, IPCNET_MSG_SEND, &m);
+    harness_expect(h, IPCNET_MSG_SEND, &m);
     assert_string_equal(m.name, "svc.remote");
     assert_string_equal(m.source, ipcnet_address(s));
     assert_non_null(strstr(m.source, "@alpha"));
@@ -617,7 +551,7 @@ static void test_cluster_send_remote(void **state)
 
     /* Empty payload, and a large one. */
     assert_int_equal(ipcnet_send(s, "svc.remote", NULL, 0, IPCNET_CONFIRM), 0);
-    s_expect(h, IPCNET_MSG_SEND, &m);
+    harness_expect(h, IPCNET_MSG_SEND, &m);
     assert_int_equal(m.size, 0);
     size_t big = 1024 * 1024 + 7;
     uint8_t *buf = malloc(big);
@@ -625,7 +559,7 @@ static void test_cluster_send_remote(void **state)
     for (size_t i = 0; i < big; i++)
         buf[i] = (uint8_t) (i * 31 + 7);
     assert_int_equal(ipcnet_send(s, "svc.remote", buf, big, IPCNET_CONFIRM), 0);
-    s_expect(h, IPCNET_MSG_SEND, &m);
+    harness_expect(h, IPCNET_MSG_SEND, &m);
     assert_int_equal(m.size, big);
     assert_memory_equal(m.data, buf, big);
     free(buf);
@@ -634,19 +568,19 @@ static void test_cluster_send_remote(void **state)
     for (int i = 0; i < 500; i++) {
         char text[32];
         snprintf(text, sizeof text, "msg %d", i);
-        s_send(s, "svc.remote", text, 0);
+        harness_send(s, "svc.remote", text, 0);
     }
     for (int i = 0; i < 500; i++) {
         char text[32];
         snprintf(text, sizeof text, "msg %d", i);
-        s_expect_text(h, IPCNET_MSG_SEND, "svc.remote", text);
+        harness_expect_text(h, IPCNET_MSG_SEND, "svc.remote", text);
     }
-    s_expect_nothing(h);
-    s_expect_nothing(s);
+    harness_expect_nothing(h);
+    harness_expect_nothing(s);
 
     /* The holder answers to the sender's unique address. */
-    s_send(h, ipcnet_address(s), "back", IPCNET_CONFIRM);
-    s_expect(s, IPCNET_MSG_SEND, &m);
+    harness_send(h, ipcnet_address(s), "back", IPCNET_CONFIRM);
+    harness_expect(s, IPCNET_MSG_SEND, &m);
     assert_string_equal(m.source, ipcnet_address(h));
     assert_int_equal(m.size, 4);
     assert_memory_equal(m.data, "back", 4);
@@ -658,34 +592,30 @@ static void test_cluster_send_local_first(void **state)
 {
     fx_t *f = *state;
     WATCH(60);
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_wait_mesh(f, 2);
-    ipcnet_t *ha = s_conn(f, 0, "holder-a");
-    ipcnet_t *hb = s_conn(f, 1, "holder-b");
-    s_bind(ha, "svc.both");
-    s_bind(hb, "svc.both");
+    s_start_mesh(f, 2);
+    ipcnet_t *ha = s_holder(f, 0, "holder-a", "svc.both");
+    ipcnet_t *hb = s_holder(f, 1, "holder-b", "svc.both");
     s_wait_service(f, 0, "svc.both", "beta", 1, WAIT_MS);
     s_wait_service(f, 1, "svc.both", "alpha", 1, WAIT_MS);
 
     ipcnet_t *sa = s_conn(f, 0, "sender-a");
     ipcnet_t *sb = s_conn(f, 1, "sender-b");
     for (int i = 0; i < 10; i++) {
-        s_send(sa, "svc.both", "from a", IPCNET_CONFIRM);
-        s_send(sb, "svc.both", "from b", IPCNET_CONFIRM);
+        harness_send(sa, "svc.both", "from a", IPCNET_CONFIRM);
+        harness_send(sb, "svc.both", "from b", IPCNET_CONFIRM);
     }
     for (int i = 0; i < 10; i++) {
-        s_expect_text(ha, IPCNET_MSG_SEND, "svc.both", "from a");
-        s_expect_text(hb, IPCNET_MSG_SEND, "svc.both", "from b");
+        harness_expect_text(ha, IPCNET_MSG_SEND, "svc.both", "from a");
+        harness_expect_text(hb, IPCNET_MSG_SEND, "svc.both", "from b");
     }
-    s_expect_nothing(ha);
-    s_expect_nothing(hb);
+    harness_expect_nothing(ha);
+    harness_expect_nothing(hb);
 
     /* Once alpha's holder leaves, alpha's sends cross to beta. */
     s_close(f, &ha);
     harness_sync(sa);
-    s_send(sa, "svc.both", "crossed", IPCNET_CONFIRM);
-    s_expect_text(hb, IPCNET_MSG_SEND, "svc.both", "crossed");
+    harness_send(sa, "svc.both", "crossed", IPCNET_CONFIRM);
+    harness_expect_text(hb, IPCNET_MSG_SEND, "svc.both", "crossed");
 }
 
 /* Holders on beta and gamma, none on alpha: sends from alpha alternate. */
@@ -694,13 +624,10 @@ static void test_cluster_send_round_robin(void **state)
     fx_t *f = *state;
     WATCH(60);
     enum { PER = 10 };
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_start(f, 2, 0);
-    s_wait_mesh(f, 3);
+    s_start_mesh(f, 3);
     ipcnet_t *h[2] = { s_conn(f, 1, "holder-b"), s_conn(f, 2, "holder-c") };
-    s_bind(h[0], "svc.rr");
-    s_bind(h[1], "svc.rr");
+    harness_bind(h[0], "svc.rr");
+    harness_bind(h[1], "svc.rr");
     s_wait_service(f, 0, "svc.rr", "beta", 1, WAIT_MS);
     s_wait_service(f, 0, "svc.rr", "gamma", 1, WAIT_MS);
 
@@ -708,7 +635,7 @@ static void test_cluster_send_round_robin(void **state)
     for (int i = 0; i < 2 * PER; i++) {
         char text[16];
         snprintf(text, sizeof text, "%d", i);
-        s_send(s, "svc.rr", text, IPCNET_CONFIRM);
+        harness_send(s, "svc.rr", text, IPCNET_CONFIRM);
     }
     int seen[2 * PER] = { 0 };
     for (int k = 0; k < 2; k++) {
@@ -739,29 +666,24 @@ static void test_cluster_send_pinned(void **state)
 {
     fx_t *f = *state;
     WATCH(60);
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_start(f, 2, 0);
-    s_wait_mesh(f, 3);
-    ipcnet_t *hb = s_conn(f, 1, "holder-b");
-    ipcnet_t *hc = s_conn(f, 2, "holder-c");
-    s_bind(hb, "svc.pin");
-    s_bind(hc, "svc.pin");
+    s_start_mesh(f, 3);
+    ipcnet_t *hb = s_holder(f, 1, "holder-b", "svc.pin");
+    ipcnet_t *hc = s_holder(f, 2, "holder-c", "svc.pin");
     s_wait_service(f, 0, "svc.pin", "beta", 1, WAIT_MS);
     s_wait_service(f, 0, "svc.pin", "gamma", 1, WAIT_MS);
 
     ipcnet_t *s = s_conn(f, 0, "sender");
     for (int i = 0; i < 5; i++) {
-        s_send(s, "svc.pin@gamma", "to gamma", IPCNET_CONFIRM);
-        s_send(s, "svc.pin@beta", "to beta", IPCNET_CONFIRM);
+        harness_send(s, "svc.pin@gamma", "to gamma", IPCNET_CONFIRM);
+        harness_send(s, "svc.pin@beta", "to beta", IPCNET_CONFIRM);
     }
     /* The receiver sees the destination as the sender wrote it. */
     for (int i = 0; i < 5; i++) {
-        s_expect_text(hc, IPCNET_MSG_SEND, "svc.pin@gamma", "to gamma");
-        s_expect_text(hb, IPCNET_MSG_SEND, "svc.pin@beta", "to beta");
+        harness_expect_text(hc, IPCNET_MSG_SEND, "svc.pin@gamma", "to gamma");
+        harness_expect_text(hb, IPCNET_MSG_SEND, "svc.pin@beta", "to beta");
     }
-    s_expect_nothing(hb);
-    s_expect_nothing(hc);
+    harness_expect_nothing(hb);
+    harness_expect_nothing(hc);
 
     /* Pinned to a node where nobody holds it, or to ourselves. */
     int rc = ipcnet_send(s, "svc.pin@alpha", "x", 1, IPCNET_CONFIRM);
@@ -781,17 +703,17 @@ static void test_cluster_send_pinned(void **state)
     ipcnet_msg_t m;
     assert_int_equal(ipcnet_send(s, "nobody.here@beta", "x", 1, 0), 0);
     uint32_t id = ipcnet_last_id(s);
-    s_expect(s, IPCNET_MSG_ERROR, &m);
+    harness_expect(s, IPCNET_MSG_ERROR, &m);
     assert_int_equal(m.error, -ENOENT);
     assert_int_equal(m.id, id);
     assert_int_equal(ipcnet_send(s, "svc.pin@nosuchnode", "x", 1, 0), 0);
     id = ipcnet_last_id(s);
-    s_expect(s, IPCNET_MSG_ERROR, &m);
+    harness_expect(s, IPCNET_MSG_ERROR, &m);
     assert_int_equal(m.error, -EHOSTUNREACH);
     assert_int_equal(m.id, id);
-    s_expect_nothing(s);
-    s_expect_nothing(hb);
-    s_expect_nothing(hc);
+    harness_expect_nothing(s);
+    harness_expect_nothing(hb);
+    harness_expect_nothing(hc);
 }
 
 /* ":N@node" reaches that client on another node; a gone one is -ENOENT. */
@@ -799,23 +721,21 @@ static void test_cluster_send_unique_address(void **state)
 {
     fx_t *f = *state;
     WATCH(60);
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_wait_mesh(f, 2);
+    s_start_mesh(f, 2);
     ipcnet_t *b = s_conn(f, 1, "b");
     ipcnet_t *a = s_conn(f, 0, "a");
     char addr[128];
     snprintf(addr, sizeof addr, "%s", ipcnet_address(b));
     assert_non_null(strstr(addr, "@beta"));
 
-    s_send(a, addr, "direct", IPCNET_CONFIRM);
+    harness_send(a, addr, "direct", IPCNET_CONFIRM);
     ipcnet_msg_t m;
-    s_expect(b, IPCNET_MSG_SEND, &m);
+    harness_expect(b, IPCNET_MSG_SEND, &m);
     assert_string_equal(m.source, ipcnet_address(a));
     assert_int_equal(m.size, 6);
     assert_memory_equal(m.data, "direct", 6);
-    s_send(b, m.source, "and back", IPCNET_CONFIRM);
-    s_expect_text(a, IPCNET_MSG_SEND, NULL, "and back");
+    harness_send(b, m.source, "and back", IPCNET_CONFIRM);
+    harness_expect_text(a, IPCNET_MSG_SEND, NULL, "and back");
 
     s_close(f, &b);
     int64_t deadline = harness_now_ms() + WAIT_MS;
@@ -843,25 +763,22 @@ static void test_cluster_request_reply(void **state)
 {
     fx_t *f = *state;
     WATCH(60);
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_wait_mesh(f, 2);
-    ipcnet_t *h = s_conn(f, 1, "server");
-    s_bind(h, "svc.calc");
+    s_start_mesh(f, 2);
+    ipcnet_t *h = s_holder(f, 1, "server", "svc.calc");
     s_wait_service(f, 0, "svc.calc", "beta", 1, WAIT_MS);
     ipcnet_t *r = s_conn(f, 0, "client");
 
     uint32_t id = 0;
     assert_int_equal(ipcnet_request_async(r, "svc.calc", "ping", 4, 3000, &id), 0);
     ipcnet_msg_t m;
-    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
     assert_string_equal(m.name, "svc.calc");
     assert_string_equal(m.source, ipcnet_address(r));
     assert_int_equal(m.size, 4);
     assert_memory_equal(m.data, "ping", 4);
     assert_true(m.timeout_ms > 0 && m.timeout_ms <= 3000);
     assert_int_equal(ipcnet_reply(h, &m, "pong", 4), 0);
-    s_expect(r, IPCNET_MSG_REPLY, &m);
+    harness_expect(r, IPCNET_MSG_REPLY, &m);
     assert_int_equal(m.id, id);
     assert_string_equal(m.source, ipcnet_address(h));
     assert_int_equal(m.size, 4);
@@ -871,17 +788,17 @@ static void test_cluster_request_reply(void **state)
     uint32_t id1, id2;
     assert_int_equal(ipcnet_request_async(r, "svc.calc@beta", "one", 3, 3000, &id1), 0);
     assert_int_equal(ipcnet_request_async(r, "svc.calc", "two", 3, 3000, &id2), 0);
-    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
     char src[128];
     snprintf(src, sizeof src, "%s", m.source);
     uint32_t req1 = m.id;
-    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
     assert_int_equal(ipcnet_reply(h, &m, "TWO", 3), 0);
     assert_int_equal(ipcnet_reply_to(h, src, req1, "ONE", 3), 0);
-    s_expect(r, IPCNET_MSG_REPLY, &m);
+    harness_expect(r, IPCNET_MSG_REPLY, &m);
     assert_int_equal(m.id, id2);
     assert_memory_equal(m.data, "TWO", 3);
-    s_expect(r, IPCNET_MSG_REPLY, &m);
+    harness_expect(r, IPCNET_MSG_REPLY, &m);
     assert_int_equal(m.id, id1);
     assert_memory_equal(m.data, "ONE", 3);
 
@@ -920,7 +837,7 @@ static void test_cluster_request_reply(void **state)
         _exit(0);
     }
     close(pfd[1]);
-    s_wait_ready(pfd[0]);
+    harness_wait_ready(pfd[0]);
     close(pfd[0]);
     s_wait_service(f, 0, "svc.upper", "beta", 1, WAIT_MS);
     const char *in[] = { "hello", "abc", "" };
@@ -941,11 +858,8 @@ static void test_cluster_request_timeout(void **state)
 {
     fx_t *f = *state;
     WATCH(60);
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_wait_mesh(f, 2);
-    ipcnet_t *h = s_conn(f, 1, "sleeper");
-    s_bind(h, "svc.slow");
+    s_start_mesh(f, 2);
+    ipcnet_t *h = s_holder(f, 1, "sleeper", "svc.slow");
     s_wait_service(f, 0, "svc.slow", "beta", 1, WAIT_MS);
     ipcnet_t *r = s_conn(f, 0, "client");
 
@@ -958,13 +872,13 @@ static void test_cluster_request_timeout(void **state)
     print_message("remote request timed out after %lld ms (timeout 300 ms)\n", (long long) took);
     if (took < 250 || took > 3000)
         fail_msg("timed out after %lld ms for a 300 ms timeout", (long long) took);
-    s_expect(h, IPCNET_MSG_REQUEST, &m);         /* it did arrive */
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);         /* it did arrive */
     assert_true(m.timeout_ms <= 300);
 
     /* The async form: an ERROR message with the id. */
     uint32_t id;
     assert_int_equal(ipcnet_request_async(r, "svc.slow", "q2", 2, 300, &id), 0);
-    s_expect(r, IPCNET_MSG_ERROR, &m);
+    harness_expect(r, IPCNET_MSG_ERROR, &m);
     assert_int_equal(m.error, -ETIMEDOUT);
     assert_int_equal(m.id, id);
 }
@@ -975,9 +889,7 @@ static void test_cluster_request_holder_closes(void **state)
 {
     fx_t *f = *state;
     WATCH(60);
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_wait_mesh(f, 2);
+    s_start_mesh(f, 2);
     int pfd[2];
     assert_int_equal(pipe(pfd), 0);
     pid_t pid = harness_fork();
@@ -995,7 +907,7 @@ static void test_cluster_request_holder_closes(void **state)
         _exit(0);               /* the socket closes with the process */
     }
     close(pfd[1]);
-    s_wait_ready(pfd[0]);
+    harness_wait_ready(pfd[0]);
     close(pfd[0]);
     s_wait_service(f, 0, "svc.flaky", "beta", 1, WAIT_MS);
 
@@ -1013,14 +925,13 @@ static void test_cluster_request_holder_closes(void **state)
     assert_true(took < 5000);
 
     /* The same through request_async, with the holder in this process. */
-    ipcnet_t *h = s_conn(f, 1, "flaky2");
-    s_bind(h, "svc.flaky2");
+    ipcnet_t *h = s_holder(f, 1, "flaky2", "svc.flaky2");
     s_wait_service(f, 0, "svc.flaky2", "beta", 1, WAIT_MS);
     uint32_t id;
     assert_int_equal(ipcnet_request_async(c, "svc.flaky2", "q", 1, 10000, &id), 0);
-    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
     s_close(f, &h);
-    s_expect(c, IPCNET_MSG_ERROR, &m);
+    harness_expect(c, IPCNET_MSG_ERROR, &m);
     assert_int_equal(m.error, -ECONNRESET);
     assert_int_equal(m.id, id);
 }
@@ -1033,10 +944,7 @@ static void test_cluster_publish(void **state)
 {
     fx_t *f = *state;
     WATCH(60);
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_start(f, 2, 0);
-    s_wait_mesh(f, 3);
+    s_start_mesh(f, 3);
     ipcnet_t *p = s_conn(f, 0, "publisher");
     ipcnet_t *local = s_conn(f, 0, "local-exact");
     ipcnet_t *exact = s_conn(f, 1, "exact");
@@ -1055,21 +963,21 @@ static void test_cluster_publish(void **state)
     ipcnet_t *got[] = { local, exact, prefix, all };
     for (int i = 0; i < 4; i++) {
         ipcnet_msg_t m;
-        s_expect(got[i], IPCNET_MSG_PUBLISH, &m);
+        harness_expect(got[i], IPCNET_MSG_PUBLISH, &m);
         assert_string_equal(m.name, "a.b");
         assert_string_equal(m.source, ipcnet_address(p));
         assert_int_equal(m.size, 1);
         assert_memory_equal(m.data, "x", 1);
     }
-    s_expect_nothing(other);
-    s_expect_nothing(p);
+    harness_expect_nothing(other);
+    harness_expect_nothing(p);
 
     assert_int_equal(ipcnet_publish(p, "c.d", "y", 1, 0), 0);
-    s_expect_text(all, IPCNET_MSG_PUBLISH, "c.d", "y");
-    s_expect_text(other, IPCNET_MSG_PUBLISH, "c.d", "y");
-    s_expect_nothing(exact);
-    s_expect_nothing(prefix);
-    s_expect_nothing(local);
+    harness_expect_text(all, IPCNET_MSG_PUBLISH, "c.d", "y");
+    harness_expect_text(other, IPCNET_MSG_PUBLISH, "c.d", "y");
+    harness_expect_nothing(exact);
+    harness_expect_nothing(prefix);
+    harness_expect_nothing(local);
 
     /* Many, in order, from a publisher on beta to subscribers everywhere. */
     ipcnet_t *pb = s_conn(f, 1, "publisher-b");
@@ -1081,21 +989,21 @@ static void test_cluster_publish(void **state)
     for (int i = 0; i < 200; i++) {
         char text[16];
         snprintf(text, sizeof text, "%d", i);
-        s_expect_text(local, IPCNET_MSG_PUBLISH, "a.b", text);
-        s_expect_text(exact, IPCNET_MSG_PUBLISH, "a.b", text);
-        s_expect_text(prefix, IPCNET_MSG_PUBLISH, "a.b", text);
-        s_expect_text(all, IPCNET_MSG_PUBLISH, "a.b", text);
+        harness_expect_text(local, IPCNET_MSG_PUBLISH, "a.b", text);
+        harness_expect_text(exact, IPCNET_MSG_PUBLISH, "a.b", text);
+        harness_expect_text(prefix, IPCNET_MSG_PUBLISH, "a.b", text);
+        harness_expect_text(all, IPCNET_MSG_PUBLISH, "a.b", text);
     }
 
     /* Unsubscribed on beta: no more there. */
     assert_int_equal(ipcnet_unsubscribe(prefix, "a.*"), 0);
     s_fence(f, 1, 3);
     assert_int_equal(ipcnet_publish(p, "a.z", "z", 1, 0), 0);
-    s_expect_text(all, IPCNET_MSG_PUBLISH, "a.z", "z");
-    s_expect_nothing(prefix);
-    s_expect_nothing(exact);
-    s_expect_nothing(local);
-    s_expect_nothing(p);
+    harness_expect_text(all, IPCNET_MSG_PUBLISH, "a.z", "z");
+    harness_expect_nothing(prefix);
+    harness_expect_nothing(exact);
+    harness_expect_nothing(local);
+    harness_expect_nothing(p);
 }
 
 /* --- watch --------------------------------------------------------------- */
@@ -1106,11 +1014,8 @@ static void test_cluster_watch(void **state)
 {
     fx_t *f = *state;
     WATCH(60);
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_wait_mesh(f, 2);
-    ipcnet_t *hb = s_conn(f, 1, "holder");
-    s_bind(hb, "svc.early");
+    s_start_mesh(f, 2);
+    ipcnet_t *hb = s_holder(f, 1, "holder", "svc.early");
     s_wait_service(f, 0, "svc.early", "beta", 1, WAIT_MS);
 
     ipcnet_t *w = s_conn(f, 0, "watch-all");
@@ -1124,7 +1029,7 @@ static void test_cluster_watch(void **state)
     s_wait_event(ws, IPCNET_EV_NAME_UP, "svc.early", "beta", WAIT_MS);
 
     /* A name bound on beta now. */
-    s_bind(hb, "svc.later");
+    harness_bind(hb, "svc.later");
     int64_t took = s_wait_event(w, IPCNET_EV_NAME_UP, "svc.later", "beta", WAIT_MS);
     print_message("NAME_UP from beta after %lld ms\n", (long long) took);
     s_wait_event(ws, IPCNET_EV_NAME_UP, "svc.later", "beta", WAIT_MS);
@@ -1135,8 +1040,7 @@ static void test_cluster_watch(void **state)
     print_message("PEER_UP gamma after %lld ms\n", (long long) took);
     s_wait_event(w, IPCNET_EV_PEER_UP, "gamma", "gamma", MESH_MS);
     s_wait_mesh(f, 3);
-    ipcnet_t *hc = s_conn(f, 2, "holder-c");
-    s_bind(hc, "gamma.svc");
+    ipcnet_t *hc = s_holder(f, 2, "holder-c", "gamma.svc");
     s_wait_event(wg, IPCNET_EV_NAME_UP, "gamma.svc", "gamma", WAIT_MS);
     s_wait_event(w, IPCNET_EV_NAME_UP, "gamma.svc", "gamma", WAIT_MS);
 
@@ -1229,7 +1133,7 @@ static void s_observe_loss(fx_t *f, const int *obs, ipcnet_t *const *w, int nobs
                     any = 1;
                     int64_t at = harness_now_ms() - t0;
                     if (m.kind != IPCNET_MSG_EVENT)
-                        fail_msg("watcher got a %s message", s_kind(m.kind));
+                        fail_msg("watcher got a %s message", harness_kind_name(m.kind));
                     if (m.event == IPCNET_EV_NAME_DOWN && !strcmp(m.name, svc) &&
                         !strcmp(m.node, s_names[dead]) && ret[k].name_down < 0)
                         ret[k].name_down = at;
@@ -1281,12 +1185,8 @@ static void s_check_loss(const char *what, const char *obs, const lost_t *l, int
    (SIGTERM). alpha and gamma must notice within limit_ms. */
 static void s_liveness(fx_t *f, int sig, int limit_ms, const char *what)
 {
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_start(f, 2, 0);
-    s_wait_mesh(f, 3);
-    ipcnet_t *h = s_conn(f, 1, "doomed");
-    s_bind(h, "svc.lost");
+    s_start_mesh(f, 3);
+    ipcnet_t *h = s_holder(f, 1, "doomed", "svc.lost");
     s_wait_service(f, 0, "svc.lost", "beta", 1, WAIT_MS);
     s_wait_service(f, 2, "svc.lost", "beta", 1, WAIT_MS);
     ipcnet_t *wa = s_conn(f, 0, "watch-a");
@@ -1328,11 +1228,10 @@ static void s_liveness(fx_t *f, int sig, int limit_ms, const char *what)
 
     /* The two others still talk. */
     assert_true(s_peer_up(f, 0, "gamma") && s_peer_up(f, 2, "alpha"));
-    ipcnet_t *hc = s_conn(f, 2, "survivor");
-    s_bind(hc, "svc.alive");
+    ipcnet_t *hc = s_holder(f, 2, "survivor", "svc.alive");
     s_wait_service(f, 0, "svc.alive", "gamma", 1, WAIT_MS);
-    s_send(s, "svc.alive", "still here", IPCNET_CONFIRM);
-    s_expect_text(hc, IPCNET_MSG_SEND, "svc.alive", "still here");
+    harness_send(s, "svc.alive", "still here", IPCNET_CONFIRM);
+    harness_expect_text(hc, IPCNET_MSG_SEND, "svc.alive", "still here");
     s_close(f, &h);
 }
 
@@ -1369,16 +1268,13 @@ static void test_cluster_frozen_node(void **state)
 {
     fx_t *f = *state;
     WATCH(60);
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_wait_mesh(f, 2);
-    ipcnet_t *h = s_conn(f, 1, "frozen-holder");
-    s_bind(h, "svc.frozen");
+    s_start_mesh(f, 2);
+    ipcnet_t *h = s_holder(f, 1, "frozen-holder", "svc.frozen");
     s_wait_service(f, 0, "svc.frozen", "beta", 1, WAIT_MS);
     usleep(600 * 1000);
     ipcnet_t *s = s_conn(f, 0, "sender");
-    s_send(s, "svc.frozen", "before", IPCNET_CONFIRM);
-    s_expect_text(h, IPCNET_MSG_SEND, "svc.frozen", "before");
+    harness_send(s, "svc.frozen", "before", IPCNET_CONFIRM);
+    harness_expect_text(h, IPCNET_MSG_SEND, "svc.frozen", "before");
 
     /* Nothing may talk to beta while it is stopped: it would not answer. */
     int64_t t0 = harness_now_ms();
@@ -1409,18 +1305,18 @@ static void test_cluster_frozen_node(void **state)
     s_wait_service(f, 0, "svc.frozen", "beta", 1, RESTART_MS);
     print_message("beta thawed: up again on alpha with its name after %lld ms\n",
                   (long long) (harness_now_ms() - t1));
-    s_send(s, "svc.frozen", "after", IPCNET_CONFIRM);
+    harness_send(s, "svc.frozen", "after", IPCNET_CONFIRM);
     ipcnet_msg_t m;
-    s_expect(h, IPCNET_MSG_SEND, &m);
+    harness_expect(h, IPCNET_MSG_SEND, &m);
     if (m.size == 6 && memcmp(m.data, "during", 6) == 0) {
         /* Reported failed to the sender, yet delivered when beta woke up. */
         print_message("note: the message failed back as -EHOSTUNREACH was delivered "
                       "after beta thawed\n");
-        s_expect(h, IPCNET_MSG_SEND, &m);
+        harness_expect(h, IPCNET_MSG_SEND, &m);
     }
     assert_int_equal(m.size, 5);
     assert_memory_equal(m.data, "after", 5);
-    s_expect_nothing(h);
+    harness_expect_nothing(h);
 }
 
 /* beta is killed and started again with the same state directory, name
@@ -1442,8 +1338,7 @@ static void test_cluster_restart_same_id(void **state)
     s_self_id(f, 1, self);
     assert_string_equal(self, before_a.id);
     int port_b = f->port[1];
-    ipcnet_t *h = s_conn(f, 1, "holder");
-    s_bind(h, "svc.phoenix");
+    ipcnet_t *h = s_holder(f, 1, "holder", "svc.phoenix");
     s_wait_service(f, 0, "svc.phoenix", "beta", 1, WAIT_MS);
     s_wait_service(f, 2, "svc.phoenix", "beta", 1, WAIT_MS);
 
@@ -1490,21 +1385,20 @@ static void test_cluster_restart_same_id(void **state)
     assert_true(rc < 0 && rc != -ETIMEDOUT && rc != -EAGAIN);
     s_close(f, &h);
     h = s_conn(f, 1, "holder-again");
-    s_bind(h, "svc.phoenix");
+    harness_bind(h, "svc.phoenix");
     s_wait_service(f, 0, "svc.phoenix", "beta", 1, RESTART_MS);
     s_wait_service(f, 2, "svc.phoenix", "beta", 1, RESTART_MS);
     ipcnet_t *s = s_conn(f, 0, "sender");
-    s_send(s, "svc.phoenix", "risen", IPCNET_CONFIRM);
-    s_expect_text(h, IPCNET_MSG_SEND, "svc.phoenix", "risen");
+    harness_send(s, "svc.phoenix", "risen", IPCNET_CONFIRM);
+    harness_expect_text(h, IPCNET_MSG_SEND, "svc.phoenix", "risen");
     ipcnet_t *sc = s_conn(f, 2, "sender-c");
-    s_send(sc, "svc.phoenix", "risen too", IPCNET_CONFIRM);
-    s_expect_text(h, IPCNET_MSG_SEND, "svc.phoenix", "risen too");
+    harness_send(sc, "svc.phoenix", "risen too", IPCNET_CONFIRM);
+    harness_expect_text(h, IPCNET_MSG_SEND, "svc.phoenix", "risen too");
     /* And beta reaches the others. */
-    ipcnet_t *ha = s_conn(f, 0, "holder-a");
-    s_bind(ha, "svc.alpha");
+    ipcnet_t *ha = s_holder(f, 0, "holder-a", "svc.alpha");
     s_wait_service(f, 1, "svc.alpha", "alpha", 1, WAIT_MS);
-    s_send(h, "svc.alpha", "hi alpha", IPCNET_CONFIRM);
-    s_expect_text(ha, IPCNET_MSG_SEND, "svc.alpha", "hi alpha");
+    harness_send(h, "svc.alpha", "hi alpha", IPCNET_CONFIRM);
+    harness_expect_text(ha, IPCNET_MSG_SEND, "svc.alpha", "hi alpha");
 }
 
 /* The seed itself (alpha, no --peer) is killed and restarted with the same
@@ -1529,8 +1423,7 @@ static void test_cluster_restart_seed(void **state)
     s_observe_loss(f, obs, w, 2, 0, "nothing.here", t0, LOST_DEFAULT_MS, l);
     for (int k = 0; k < 2; k++)
         s_check_loss("seed alpha killed", s_names[obs[k]], &l[k], LOST_DEFAULT_MS);
-    ipcnet_t *hb = s_conn(f, 1, "holder-b");
-    s_bind(hb, "svc.b");
+    ipcnet_t *hb = s_holder(f, 1, "holder-b", "svc.b");
     /* beta and gamma still see each other. */
     s_wait_mesh_but(f, 3, 0, MESH_MS);
     s_wait_service(f, 2, "svc.b", "beta", 1, WAIT_MS);
@@ -1554,8 +1447,8 @@ static void test_cluster_restart_seed(void **state)
     /* alpha learns beta's names again and reaches them. */
     s_wait_service(f, 0, "svc.b", "beta", 1, WAIT_MS);
     ipcnet_t *s = s_conn(f, 0, "sender");
-    s_send(s, "svc.b", "back", IPCNET_CONFIRM);
-    s_expect_text(hb, IPCNET_MSG_SEND, "svc.b", "back");
+    harness_send(s, "svc.b", "back", IPCNET_CONFIRM);
+    harness_expect_text(hb, IPCNET_MSG_SEND, "svc.b", "back");
 }
 
 /* --- no silent loss ------------------------------------------------------ */
@@ -1567,9 +1460,7 @@ static void test_cluster_request_node_killed(void **state)
 {
     fx_t *f = *state;
     WATCH(60);
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_wait_mesh(f, 2);
+    s_start_mesh(f, 2);
     pid_t node_b = f->n[1].pid;
     int pfd[2], tfd[2];
     assert_int_equal(pipe(pfd), 0);
@@ -1596,7 +1487,7 @@ static void test_cluster_request_node_killed(void **state)
     }
     close(pfd[1]);
     close(tfd[1]);
-    s_wait_ready(pfd[0]);
+    harness_wait_ready(pfd[0]);
     close(pfd[0]);
     s_wait_service(f, 0, "svc.doomed", "beta", 1, WAIT_MS);
     usleep(600 * 1000);         /* heartbeats in their rhythm */
@@ -1622,12 +1513,11 @@ static void test_cluster_request_node_killed(void **state)
     /* The async form, against a holder in this process on a new node. */
     s_start(f, 2, 0);
     s_wait_mesh_but(f, 3, 1, MESH_MS);
-    ipcnet_t *h = s_conn(f, 2, "doomed2");
-    s_bind(h, "svc.doomed2");
+    ipcnet_t *h = s_holder(f, 2, "doomed2", "svc.doomed2");
     s_wait_service(f, 0, "svc.doomed2", "gamma", 1, WAIT_MS);
     uint32_t id;
     assert_int_equal(ipcnet_request_async(c, "svc.doomed2", "q", 1, 10000, &id), 0);
-    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
     int64_t t0 = s_crash(f, 2);
     rc = ipcnet_recv(c, &m, LOST_DEFAULT_MS + 3000);
     int64_t took = harness_now_ms() - t0;
@@ -1697,9 +1587,7 @@ static void test_cluster_no_silent_loss(void **state)
     fx_t *f = *state;
     WATCH(90);
     enum { TOTAL = LOSS_SETTLED + LOSS_BEFORE + LOSS_AFTER };
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_wait_mesh(f, 2);
+    s_start_mesh(f, 2);
     int pfd[2], dfd[2];
     assert_int_equal(pipe(pfd), 0);
     assert_int_equal(pipe(dfd), 0);
@@ -1730,7 +1618,7 @@ static void test_cluster_no_silent_loss(void **state)
     }
     close(pfd[1]);
     close(dfd[1]);
-    s_wait_ready(pfd[0]);
+    harness_wait_ready(pfd[0]);
     close(pfd[0]);
     s_wait_service(f, 0, "svc.loss", "beta", 1, WAIT_MS);
     usleep(600 * 1000);
@@ -1755,7 +1643,7 @@ static void test_cluster_no_silent_loss(void **state)
             int rc = ipcnet_recv(s, &m, 0);
             if (rc == 0)
                 fail_msg("sender got a %s message (error %d) before the kill",
-                         s_kind(m.kind), m.error);
+                         harness_kind_name(m.kind), m.error);
         }
         if (sent == LOSS_SETTLED + LOSS_BEFORE) {
             /* A moment for beta to take them in and acknowledge what it
@@ -1813,7 +1701,7 @@ static void test_cluster_no_silent_loss(void **state)
         if (rc < 0)
             fail_msg("sender recv: %s", ipcnet_strerror(rc));
         if (m.kind != IPCNET_MSG_ERROR)
-            fail_msg("sender got a %s message", s_kind(m.kind));
+            fail_msg("sender got a %s message", harness_kind_name(m.kind));
         last_error = harness_now_ms() - t0;
         if (m.error == -EHOSTUNREACH)
             unreach++;
@@ -1880,11 +1768,8 @@ static void test_cluster_flow_control(void **state)
 {
     fx_t *f = *state;
     WATCH(180);
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_wait_mesh(f, 2);
-    ipcnet_t *r = s_conn(f, 1, "slow-reader");
-    s_bind(r, "svc.slow");
+    s_start_mesh(f, 2);
+    ipcnet_t *r = s_holder(f, 1, "slow-reader", "svc.slow");
     s_wait_service(f, 0, "svc.slow", "beta", 1, WAIT_MS);
     ipcnet_t *s = s_conn(f, 0, "fast-sender");
     long rss0[2] = { harness_rss_kib(f->n[0].pid), harness_rss_kib(f->n[1].pid) };
@@ -1961,15 +1846,15 @@ static void test_cluster_flow_control(void **state)
         next++;
     }
     assert_int_equal(ipcnet_flush(s, 5000), 0);
-    s_expect_nothing(r);
+    harness_expect_nothing(r);
     ipcnet_msg_t m;
     int rc = ipcnet_recv(s, &m, 0);
     if (rc == 0)
-        fail_msg("sender got a %s message (error %d) during flow control", s_kind(m.kind),
+        fail_msg("sender got a %s message (error %d) during flow control", harness_kind_name(m.kind),
                  m.error);
     /* And the link works normally afterwards. */
-    s_send(s, "svc.slow", "after", IPCNET_CONFIRM);
-    s_expect_text(r, IPCNET_MSG_SEND, "svc.slow", "after");
+    harness_send(s, "svc.slow", "after", IPCNET_CONFIRM);
+    harness_expect_text(r, IPCNET_MSG_SEND, "svc.slow", "after");
     assert_true(s_peer_up(f, 0, "beta") && s_peer_up(f, 1, "alpha"));
 }
 
@@ -1981,9 +1866,7 @@ static void test_cluster_garbage_tcp(void **state)
 {
     fx_t *f = *state;
     WATCH(60);
-    s_start(f, 0, -1);
-    s_start(f, 1, 0);
-    s_wait_mesh(f, 2);
+    s_start_mesh(f, 2);
     for (int round = 0; round < 5; round++) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         assert_true(fd >= 0);
@@ -2004,15 +1887,14 @@ static void test_cluster_garbage_tcp(void **state)
     assert_true(harness_alive(&f->n[0]) && harness_alive(&f->n[1]));
 
     /* Clients still bind and send, across the link too. */
-    ipcnet_t *h = s_conn(f, 0, "holder");
-    s_bind(h, "svc.after.garbage");
+    ipcnet_t *h = s_holder(f, 0, "holder", "svc.after.garbage");
     s_wait_service(f, 1, "svc.after.garbage", "alpha", 1, WAIT_MS);
     ipcnet_t *s = s_conn(f, 1, "sender");
-    s_send(s, "svc.after.garbage", "fine", IPCNET_CONFIRM);
-    s_expect_text(h, IPCNET_MSG_SEND, "svc.after.garbage", "fine");
+    harness_send(s, "svc.after.garbage", "fine", IPCNET_CONFIRM);
+    harness_expect_text(h, IPCNET_MSG_SEND, "svc.after.garbage", "fine");
     ipcnet_t *sl = s_conn(f, 0, "local-sender");
-    s_send(sl, "svc.after.garbage", "local", IPCNET_CONFIRM);
-    s_expect_text(h, IPCNET_MSG_SEND, "svc.after.garbage", "local");
+    harness_send(sl, "svc.after.garbage", "local", IPCNET_CONFIRM);
+    harness_expect_text(h, IPCNET_MSG_SEND, "svc.after.garbage", "local");
     /* The peers stayed up, and a new one still joins. */
     assert_true(s_peer_up(f, 0, "beta") && s_peer_up(f, 1, "alpha"));
     s_start(f, 2, 0);
@@ -2090,13 +1972,12 @@ static void test_cluster_peer_refused(void **state)
     /* The stranger was not taken, and the node serves as before. */
     assert_false(s_peer_up(f, 0, "stranger"));
     assert_true(harness_alive(&f->n[0]));
-    ipcnet_t *h = s_conn(f, 0, "holder");
-    s_bind(h, "svc.after.strangers");
+    ipcnet_t *h = s_holder(f, 0, "holder", "svc.after.strangers");
     s_start(f, 1, 0);
     s_wait_mesh(f, 2);
     ipcnet_t *c = s_conn(f, 1, "sender");
-    s_send(c, "svc.after.strangers", "hi", IPCNET_CONFIRM);
-    s_expect_text(h, IPCNET_MSG_SEND, "svc.after.strangers", "hi");
+    harness_send(c, "svc.after.strangers", "hi", IPCNET_CONFIRM);
+    harness_expect_text(h, IPCNET_MSG_SEND, "svc.after.strangers", "hi");
 }
 
 /* --- five nodes ---------------------------------------------------------- */
@@ -2128,20 +2009,21 @@ static void test_cluster_five_nodes(void **state)
     assert_int_equal(ipcnet_publish(p, "five.hello", "hi all", 6, 0), 0);
     for (int i = 0; i < NODES; i++) {
         ipcnet_msg_t m;
-        s_expect(sub[i], IPCNET_MSG_PUBLISH, &m);
+        harness_expect(sub[i], IPCNET_MSG_PUBLISH, &m);
         assert_string_equal(m.name, "five.hello");
         assert_string_equal(m.source, ipcnet_address(p));
         assert_int_equal(m.size, 6);
         assert_memory_equal(m.data, "hi all", 6);
     }
     for (int i = 0; i < NODES; i++)
-        s_expect_nothing(sub[i]);       /* exactly once each */
-    s_expect_nothing(p);
+        harness_expect_nothing(sub[i]);       /* exactly once each */
+    harness_expect_nothing(p);
 }
 
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    harness_expect_waits(WAIT_MS, QUIET_MS);
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
 

@@ -89,6 +89,14 @@ static ipcnet_t *s_conn(fx_t *f, const char *label)
     return c;
 }
 
+/* A client that holds name. */
+static ipcnet_t *s_holder(fx_t *f, const char *label, const char *name)
+{
+    ipcnet_t *c = s_conn(f, label);
+    harness_bind(c, name);
+    return c;
+}
+
 /* A deterministic byte pattern per (seed, offset). */
 static void s_fill(uint8_t *p, size_t n, uint32_t seed)
 {
@@ -117,75 +125,14 @@ static long s_check_fill(const uint8_t *p, size_t n, uint32_t seed)
     return s_check_fill_from(p, n, seed, 0);
 }
 
-static const char *s_kind(ipcnet_kind_t k)
-{
-    switch (k) {
-    case IPCNET_MSG_SEND:    return "SEND";
-    case IPCNET_MSG_REQUEST: return "REQUEST";
-    case IPCNET_MSG_REPLY:   return "REPLY";
-    case IPCNET_MSG_PUBLISH: return "PUBLISH";
-    case IPCNET_MSG_EVENT:   return "EVENT";
-    case IPCNET_MSG_ERROR:   return "ERROR";
-    }
-    return "?";
-}
-
-/* Receives one message of the given kind within WAIT_MS. */
-static void s_expect(ipcnet_t *c, ipcnet_kind_t kind, ipcnet_msg_t *ret)
-{
-    int rc = ipcnet_recv(c, ret, WAIT_MS);
-    if (rc < 0)
-        fail_msg("expected a %s message, got %s", s_kind(kind), ipcnet_strerror(rc));
-    if (ret->kind != kind)
-        fail_msg("expected a %s message, got %s (name '%s', error %d)",
-                 s_kind(kind), s_kind(ret->kind), ret->name, ret->error);
-}
-
-/* Receives one SEND/PUBLISH/... with exactly this name and text. */
-static void s_expect_text(ipcnet_t *c, ipcnet_kind_t kind, const char *name,
-                          const char *text)
-{
-    ipcnet_msg_t m;
-    s_expect(c, kind, &m);
-    if (name)
-        assert_string_equal(m.name, name);
-    assert_int_equal(m.size, strlen(text));
-    assert_memory_equal(m.data, text, m.size);
-}
-
-/* Nothing arrives on c for QUIET_MS. */
-static void s_expect_nothing(ipcnet_t *c)
-{
-    ipcnet_msg_t m;
-    int rc = ipcnet_recv(c, &m, QUIET_MS);
-    if (rc == 0)
-        fail_msg("expected nothing, got a %s message (name '%s', %zu bytes)",
-                 s_kind(m.kind), m.name, m.size);
-    assert_true(rc == -ETIMEDOUT || rc == -EAGAIN);
-}
-
 static void s_expect_event(ipcnet_t *c, int event, const char *name)
 {
     ipcnet_msg_t m;
-    s_expect(c, IPCNET_MSG_EVENT, &m);
+    harness_expect(c, IPCNET_MSG_EVENT, &m);
     if (m.event != event || strcmp(m.name, name) != 0)
         fail_msg("expected event %d for '%s', got event %d for '%s'",
                  event, name, m.event, m.name);
     assert_string_equal(m.node, HARNESS_NODE_NAME);
-}
-
-static void s_bind(ipcnet_t *c, const char *name)
-{
-    int rc = ipcnet_bind(c, name);
-    if (rc < 0)
-        fail_msg("bind '%s': %s", name, ipcnet_strerror(rc));
-}
-
-static void s_send(ipcnet_t *c, const char *dest, const char *text, int flags)
-{
-    int rc = ipcnet_send(c, dest, text, strlen(text), flags);
-    if (rc < 0)
-        fail_msg("send to '%s': %s", dest, ipcnet_strerror(rc));
 }
 
 static char *s_query(ipcnet_t *c, int what)
@@ -226,28 +173,6 @@ static long s_stat(const char *text, const char *key)
             p++;
     }
     return -1;
-}
-
-static char *s_read_file(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return strdup("");
-    static char buf[65536];
-    size_t n = fread(buf, 1, sizeof buf - 1, fp);
-    buf[n] = 0;
-    fclose(fp);
-    return strdup(buf);
-}
-
-/* Waits until fd is readable (a helper's "ready" byte). */
-static void s_wait_ready(int fd)
-{
-    struct pollfd pfd = { fd, POLLIN, 0 };
-    int r = poll(&pfd, 1, 5000);
-    assert_int_equal(r, 1);
-    char b;
-    assert_int_equal(read(fd, &b, 1), 1);
 }
 
 /* The node still runs and a new client can do a round trip. */
@@ -299,8 +224,7 @@ static void test_node_sigint_stops(void **state)
 {
     fx_t *f = *state;
     WATCH(30);
-    ipcnet_t *c = s_conn(f, "sigint");
-    s_bind(c, "svc.sigint");
+    ipcnet_t *c = s_holder(f, "sigint", "svc.sigint");
     assert_int_equal(harness_stop_with(&f->node, SIGINT), 0);
     /* The client sees the node go. */
     ipcnet_msg_t m;
@@ -316,8 +240,7 @@ static void test_node_second_instance_refused(void **state)
 {
     fx_t *f = *state;
     WATCH(30);
-    ipcnet_t *c = s_conn(f, "first");
-    s_bind(c, "svc.first");
+    ipcnet_t *c = s_holder(f, "first", "svc.first");
 
     char errfile[200];
     snprintf(errfile, sizeof errfile, "%s/second.log", f->node.dir);
@@ -327,7 +250,7 @@ static void test_node_second_instance_refused(void **state)
     assert_true(pid > 0);
     int code = harness_reap(pid, 3000);
     int64_t took = harness_now_ms() - t0;
-    char *err = s_read_file(errfile);
+    char *err = harness_read_file(errfile);
     if (code <= 0 || code >= 128)
         fail_msg("second node: exit code %d after %lld ms (want non-zero exit), stderr: %s",
                  code, (long long) took, err);
@@ -340,8 +263,8 @@ static void test_node_second_instance_refused(void **state)
     assert_int_equal(access(f->node.sock, F_OK), 0);
     s_node_serves(f);
     ipcnet_t *d = s_conn(f, "after-second");
-    s_send(d, "svc.first", "still here", IPCNET_CONFIRM);
-    s_expect_text(c, IPCNET_MSG_SEND, "svc.first", "still here");
+    harness_send(d, "svc.first", "still here", IPCNET_CONFIRM);
+    harness_expect_text(c, IPCNET_MSG_SEND, "svc.first", "still here");
     ipcnet_close(&d);
     ipcnet_close(&c);
 }
@@ -402,9 +325,9 @@ static void test_node_send_no_holder_confirm(void **state)
     assert_int_equal(ipcnet_send(c, "nobody.here@" HARNESS_NODE_NAME, "x", 1,
                                  IPCNET_CONFIRM), -ENOENT);
     /* The connection stays usable. */
-    s_bind(c, "svc.self");
-    s_send(c, "svc.self", "to me", IPCNET_CONFIRM);
-    s_expect_text(c, IPCNET_MSG_SEND, "svc.self", "to me");
+    harness_bind(c, "svc.self");
+    harness_send(c, "svc.self", "to me", IPCNET_CONFIRM);
+    harness_expect_text(c, IPCNET_MSG_SEND, "svc.self", "to me");
     ipcnet_close(&c);
 }
 
@@ -418,7 +341,7 @@ static void test_node_send_no_holder_error(void **state)
     assert_int_equal(ipcnet_send(c, "nobody.here", "x", 1, 0), 0);
     uint32_t id = ipcnet_last_id(c);
     ipcnet_msg_t m;
-    s_expect(c, IPCNET_MSG_ERROR, &m);
+    harness_expect(c, IPCNET_MSG_ERROR, &m);
     assert_int_equal(m.error, -ENOENT);
     assert_int_equal(m.id, id);
 
@@ -426,10 +349,10 @@ static void test_node_send_no_holder_error(void **state)
     assert_int_equal(ipcnet_send(c, "nobody.else", "y", 1, 0), 0);
     uint32_t id2 = ipcnet_last_id(c);
     assert_true(id2 != id);
-    s_expect(c, IPCNET_MSG_ERROR, &m);
+    harness_expect(c, IPCNET_MSG_ERROR, &m);
     assert_int_equal(m.error, -ENOENT);
     assert_int_equal(m.id, id2);
-    s_expect_nothing(c);
+    harness_expect_nothing(c);
     ipcnet_close(&c);
 }
 
@@ -440,11 +363,11 @@ static void test_node_send_to_name(void **state)
     WATCH(30);
     ipcnet_t *h = s_conn(f, "holder");
     ipcnet_t *s = s_conn(f, "sender");
-    s_bind(h, "svc.echo");
+    harness_bind(h, "svc.echo");
 
-    s_send(s, "svc.echo", "hello", IPCNET_CONFIRM);
+    harness_send(s, "svc.echo", "hello", IPCNET_CONFIRM);
     ipcnet_msg_t m;
-    s_expect(h, IPCNET_MSG_SEND, &m);
+    harness_expect(h, IPCNET_MSG_SEND, &m);
     assert_string_equal(m.name, "svc.echo");
     assert_string_equal(m.source, ipcnet_address(s));
     assert_int_equal(m.size, 5);
@@ -452,26 +375,26 @@ static void test_node_send_to_name(void **state)
 
     /* Empty payload. */
     assert_int_equal(ipcnet_send(s, "svc.echo", NULL, 0, IPCNET_CONFIRM), 0);
-    s_expect(h, IPCNET_MSG_SEND, &m);
+    harness_expect(h, IPCNET_MSG_SEND, &m);
     assert_int_equal(m.size, 0);
 
     /* name@node pins this node. */
-    s_send(s, "svc.echo@" HARNESS_NODE_NAME, "pinned", IPCNET_CONFIRM);
-    s_expect_text(h, IPCNET_MSG_SEND, NULL, "pinned");
+    harness_send(s, "svc.echo@" HARNESS_NODE_NAME, "pinned", IPCNET_CONFIRM);
+    harness_expect_text(h, IPCNET_MSG_SEND, NULL, "pinned");
 
     /* Many without confirmation arrive in order; none comes back. */
     for (int i = 0; i < 200; i++) {
         char buf[32];
         snprintf(buf, sizeof buf, "msg %d", i);
-        s_send(s, "svc.echo", buf, 0);
+        harness_send(s, "svc.echo", buf, 0);
     }
     for (int i = 0; i < 200; i++) {
         char buf[32];
         snprintf(buf, sizeof buf, "msg %d", i);
-        s_expect_text(h, IPCNET_MSG_SEND, "svc.echo", buf);
+        harness_expect_text(h, IPCNET_MSG_SEND, "svc.echo", buf);
     }
-    s_expect_nothing(h);
-    s_expect_nothing(s);
+    harness_expect_nothing(h);
+    harness_expect_nothing(s);
     ipcnet_close(&s);
     ipcnet_close(&h);
 }
@@ -485,13 +408,13 @@ static void test_node_send_round_robin(void **state)
     ipcnet_t *h[HOLDERS];
     for (int i = 0; i < HOLDERS; i++) {
         h[i] = s_conn(f, "rr-holder");
-        s_bind(h[i], "svc.rr");
+        harness_bind(h[i], "svc.rr");
     }
     ipcnet_t *s = s_conn(f, "sender");
     for (int i = 0; i < HOLDERS * PER; i++) {
         char buf[16];
         snprintf(buf, sizeof buf, "%d", i);
-        s_send(s, "svc.rr", buf, IPCNET_CONFIRM);
+        harness_send(s, "svc.rr", buf, IPCNET_CONFIRM);
     }
     int seen[HOLDERS * PER] = { 0 };
     for (int i = 0; i < HOLDERS; i++) {
@@ -520,7 +443,7 @@ static void test_node_send_round_robin(void **state)
     ipcnet_close(&h[0]);
     harness_sync(s);
     for (int i = 0; i < 4; i++)
-        s_send(s, "svc.rr", "after", IPCNET_CONFIRM);
+        harness_send(s, "svc.rr", "after", IPCNET_CONFIRM);
     int got = 0;
     ipcnet_msg_t m;
     for (int i = 1; i < HOLDERS; i++)
@@ -542,9 +465,9 @@ static void test_node_send_unique_address(void **state)
     char addr[128];
     snprintf(addr, sizeof addr, "%s", ipcnet_address(a));
 
-    s_send(b, addr, "direct", IPCNET_CONFIRM);
+    harness_send(b, addr, "direct", IPCNET_CONFIRM);
     ipcnet_msg_t m;
-    s_expect(a, IPCNET_MSG_SEND, &m);
+    harness_expect(a, IPCNET_MSG_SEND, &m);
     assert_string_equal(m.source, ipcnet_address(b));
     assert_int_equal(m.size, 6);
     assert_memory_equal(m.data, "direct", 6);
@@ -552,8 +475,8 @@ static void test_node_send_unique_address(void **state)
     /* ":N" without the node is this node. */
     char shortaddr[64];
     snprintf(shortaddr, sizeof shortaddr, "%.*s", (int) strcspn(addr, "@"), addr);
-    s_send(b, shortaddr, "short", IPCNET_CONFIRM);
-    s_expect_text(a, IPCNET_MSG_SEND, NULL, "short");
+    harness_send(b, shortaddr, "short", IPCNET_CONFIRM);
+    harness_expect_text(a, IPCNET_MSG_SEND, NULL, "short");
 
     ipcnet_close(&a);
     harness_sync(b);
@@ -577,10 +500,10 @@ static void test_node_names_vanish_on_close(void **state)
         char name[32];
         snprintf(name, sizeof name, "svc.gone.%d", i);
         ipcnet_t *h = s_conn(f, "holder");
-        s_bind(h, name);
-        s_bind(h, "svc.gone.also");
-        s_send(s, name, "ping", IPCNET_CONFIRM);
-        s_expect_text(h, IPCNET_MSG_SEND, name, "ping");
+        harness_bind(h, name);
+        harness_bind(h, "svc.gone.also");
+        harness_send(s, name, "ping", IPCNET_CONFIRM);
+        harness_expect_text(h, IPCNET_MSG_SEND, name, "ping");
         ipcnet_close(&h);
         int rc = ipcnet_send(s, name, "x", 1, IPCNET_CONFIRM);
         if (rc != -ENOENT)
@@ -615,16 +538,16 @@ static void test_node_bind_errors(void **state)
             fail_msg("bind '%.40s': %s (want -EINVAL)", bad[i], ipcnet_strerror(rc));
     }
     longname[255] = 0;          /* 255 bytes is the longest good name */
-    s_bind(c, longname);
-    s_bind(c, "good.name");
+    harness_bind(c, longname);
+    harness_bind(c, "good.name");
     assert_int_equal(ipcnet_bind(c, "good.name"), -EEXIST);
     assert_int_equal(ipcnet_unbind(c, "never.bound"), -ENOENT);
 
     ipcnet_t *s = s_conn(f, "sender");
-    s_send(s, "good.name", "works", IPCNET_CONFIRM);
-    s_expect_text(c, IPCNET_MSG_SEND, "good.name", "works");
-    s_send(s, longname, "long", IPCNET_CONFIRM);
-    s_expect_text(c, IPCNET_MSG_SEND, longname, "long");
+    harness_send(s, "good.name", "works", IPCNET_CONFIRM);
+    harness_expect_text(c, IPCNET_MSG_SEND, "good.name", "works");
+    harness_send(s, longname, "long", IPCNET_CONFIRM);
+    harness_expect_text(c, IPCNET_MSG_SEND, longname, "long");
 
     assert_int_equal(ipcnet_unbind(c, "good.name"), 0);
     assert_int_equal(ipcnet_send(s, "good.name", "x", 1, IPCNET_CONFIRM), -ENOENT);
@@ -661,7 +584,7 @@ static void test_node_bind_bad_name_raw(void **state)
     assert_int_equal(fr.seq, 20);
 
     ipcnet_t *s = s_conn(f, "sender");
-    s_send(s, "raw.good", "hi", IPCNET_CONFIRM);
+    harness_send(s, "raw.good", "hi", IPCNET_CONFIRM);
     n = harness_raw_read_frame(fd, buf, sizeof buf, WAIT_MS, &fr);
     assert_true(n > 0);
     assert_int_equal(fr.type, WIRE_MESSAGE);
@@ -680,12 +603,12 @@ static void test_node_request_reply_async(void **state)
     WATCH(30);
     ipcnet_t *h = s_conn(f, "server");
     ipcnet_t *r = s_conn(f, "client");
-    s_bind(h, "svc.calc");
+    harness_bind(h, "svc.calc");
 
     uint32_t id = 0;
     assert_int_equal(ipcnet_request_async(r, "svc.calc", "ping", 4, 2000, &id), 0);
     ipcnet_msg_t m;
-    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
     assert_string_equal(m.name, "svc.calc");
     assert_string_equal(m.source, ipcnet_address(r));
     assert_int_equal(m.size, 4);
@@ -693,7 +616,7 @@ static void test_node_request_reply_async(void **state)
     assert_true(m.timeout_ms > 0 && m.timeout_ms <= 2000);
     assert_int_equal(ipcnet_reply(h, &m, "pong", 4), 0);
 
-    s_expect(r, IPCNET_MSG_REPLY, &m);
+    harness_expect(r, IPCNET_MSG_REPLY, &m);
     assert_int_equal(m.id, id);
     assert_string_equal(m.source, ipcnet_address(h));
     assert_int_equal(m.size, 4);
@@ -704,17 +627,17 @@ static void test_node_request_reply_async(void **state)
     assert_int_equal(ipcnet_request_async(r, "svc.calc", "one", 3, 2000, &id1), 0);
     assert_int_equal(ipcnet_request_async(r, "svc.calc", "two", 3, 2000, &id2), 0);
     assert_true(id1 != id2);
-    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
     char src[128];
     snprintf(src, sizeof src, "%s", m.source);
     uint32_t req1 = m.id;
-    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
     assert_int_equal(ipcnet_reply(h, &m, "TWO", 3), 0);
     assert_int_equal(ipcnet_reply_to(h, src, req1, "ONE", 3), 0);
-    s_expect(r, IPCNET_MSG_REPLY, &m);
+    harness_expect(r, IPCNET_MSG_REPLY, &m);
     assert_int_equal(m.id, id2);
     assert_memory_equal(m.data, "TWO", 3);
-    s_expect(r, IPCNET_MSG_REPLY, &m);
+    harness_expect(r, IPCNET_MSG_REPLY, &m);
     assert_int_equal(m.id, id1);
     assert_memory_equal(m.data, "ONE", 3);
     ipcnet_close(&r);
@@ -755,7 +678,7 @@ static void test_node_request_reply_blocking(void **state)
         _exit(0);
     }
     close(pfd[1]);
-    s_wait_ready(pfd[0]);
+    harness_wait_ready(pfd[0]);
     close(pfd[0]);
 
     ipcnet_t *c = s_conn(f, "requester");
@@ -782,7 +705,7 @@ static void test_node_request_timeout(void **state)
     WATCH(30);
     ipcnet_t *h = s_conn(f, "sleeper");
     ipcnet_t *r = s_conn(f, "client");
-    s_bind(h, "svc.slow");
+    harness_bind(h, "svc.slow");
 
     ipcnet_msg_t m;
     int64_t t0 = harness_now_ms();
@@ -794,14 +717,14 @@ static void test_node_request_timeout(void **state)
 
     uint32_t id2;
     assert_int_equal(ipcnet_request_async(r, "svc.slow", "q2", 2, 3000, &id2), 0);
-    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
     assert_int_equal(m.size, 1);
     assert_int_equal(ipcnet_reply(h, &m, "late", 4), 0);     /* may be dropped */
-    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
     assert_int_equal(m.size, 2);
     assert_int_equal(ipcnet_reply(h, &m, "second", 6), 0);
     for (;;) {
-        s_expect(r, IPCNET_MSG_REPLY, &m);
+        harness_expect(r, IPCNET_MSG_REPLY, &m);
         if (m.id == id2)
             break;
         print_message("note: a late reply (id %u) was delivered after its timeout\n", m.id);
@@ -820,7 +743,7 @@ static void test_node_request_timeout_option(void **state)
     assert_int_equal(harness_start(&f->node, "--request-timeout", "300", NULL), 0);
     ipcnet_t *h = s_conn(f, "sleeper");
     ipcnet_t *r = s_conn(f, "client");
-    s_bind(h, "svc.slow");
+    harness_bind(h, "svc.slow");
 
     ipcnet_msg_t m;
     int64_t t0 = harness_now_ms();
@@ -829,7 +752,7 @@ static void test_node_request_timeout_option(void **state)
     assert_int_equal(rc, -ETIMEDOUT);
     if (took < 250 || took > 3000)
         fail_msg("default timeout 300 ms took %lld ms", (long long) took);
-    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
     assert_true(m.timeout_ms > 0 && m.timeout_ms <= 300);
     ipcnet_close(&r);
     ipcnet_close(&h);
@@ -857,7 +780,7 @@ static void test_node_request_holder_closes(void **state)
         _exit(0);               /* the socket closes with the process */
     }
     close(pfd[1]);
-    s_wait_ready(pfd[0]);
+    harness_wait_ready(pfd[0]);
     close(pfd[0]);
 
     ipcnet_t *c = s_conn(f, "requester");
@@ -872,13 +795,12 @@ static void test_node_request_holder_closes(void **state)
     assert_true(took < 5000);
 
     /* The same through request_async: an ERROR message with the id. */
-    ipcnet_t *h = s_conn(f, "flaky2");
-    s_bind(h, "svc.flaky2");
+    ipcnet_t *h = s_holder(f, "flaky2", "svc.flaky2");
     uint32_t id;
     assert_int_equal(ipcnet_request_async(c, "svc.flaky2", "q", 1, 8000, &id), 0);
-    s_expect(h, IPCNET_MSG_REQUEST, &m);
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
     ipcnet_close(&h);
-    s_expect(c, IPCNET_MSG_ERROR, &m);
+    harness_expect(c, IPCNET_MSG_ERROR, &m);
     assert_int_equal(m.error, -ECONNRESET);
     assert_int_equal(m.id, id);
     ipcnet_close(&c);
@@ -897,7 +819,7 @@ static void test_node_request_no_holder(void **state)
 
     uint32_t id;
     assert_int_equal(ipcnet_request_async(c, "svc.none", "q", 1, 5000, &id), 0);
-    s_expect(c, IPCNET_MSG_ERROR, &m);
+    harness_expect(c, IPCNET_MSG_ERROR, &m);
     assert_int_equal(m.error, -ENOENT);
     assert_int_equal(m.id, id);
     ipcnet_close(&c);
@@ -926,28 +848,28 @@ static void test_node_publish_subscribe(void **state)
     ipcnet_msg_t m;
     ipcnet_t *got[] = { exact, prefix, all };
     for (int i = 0; i < 3; i++) {
-        s_expect(got[i], IPCNET_MSG_PUBLISH, &m);
+        harness_expect(got[i], IPCNET_MSG_PUBLISH, &m);
         assert_string_equal(m.name, "a.b");
         assert_string_equal(m.source, ipcnet_address(p));
         assert_int_equal(m.size, 1);
         assert_memory_equal(m.data, "x", 1);
     }
-    s_expect_nothing(other);
-    s_expect_nothing(deeper);
-    s_expect_nothing(p);
+    harness_expect_nothing(other);
+    harness_expect_nothing(deeper);
+    harness_expect_nothing(p);
 
     assert_int_equal(ipcnet_publish(p, "c.d", "y", 1, 0), 0);
-    s_expect_text(all, IPCNET_MSG_PUBLISH, "c.d", "y");
-    s_expect_text(other, IPCNET_MSG_PUBLISH, "c.d", "y");
-    s_expect_nothing(exact);
-    s_expect_nothing(prefix);
+    harness_expect_text(all, IPCNET_MSG_PUBLISH, "c.d", "y");
+    harness_expect_text(other, IPCNET_MSG_PUBLISH, "c.d", "y");
+    harness_expect_nothing(exact);
+    harness_expect_nothing(prefix);
 
     /* Unsubscribed: no more. */
     assert_int_equal(ipcnet_unsubscribe(prefix, "a.*"), 0);
     assert_int_equal(ipcnet_publish(p, "a.b", "z", 1, IPCNET_CONFIRM), 0);
-    s_expect_text(exact, IPCNET_MSG_PUBLISH, "a.b", "z");
-    s_expect_text(all, IPCNET_MSG_PUBLISH, "a.b", "z");
-    s_expect_nothing(prefix);
+    harness_expect_text(exact, IPCNET_MSG_PUBLISH, "a.b", "z");
+    harness_expect_text(all, IPCNET_MSG_PUBLISH, "a.b", "z");
+    harness_expect_nothing(prefix);
 
     /* Many in order. */
     for (int i = 0; i < 100; i++) {
@@ -958,10 +880,10 @@ static void test_node_publish_subscribe(void **state)
     for (int i = 0; i < 100; i++) {
         char buf[16];
         snprintf(buf, sizeof buf, "%d", i);
-        s_expect_text(deeper, IPCNET_MSG_PUBLISH, "a.b.c", buf);
-        s_expect_text(all, IPCNET_MSG_PUBLISH, "a.b.c", buf);
+        harness_expect_text(deeper, IPCNET_MSG_PUBLISH, "a.b.c", buf);
+        harness_expect_text(all, IPCNET_MSG_PUBLISH, "a.b.c", buf);
     }
-    s_expect_nothing(exact);
+    harness_expect_nothing(exact);
 
     ipcnet_t *cs[] = { p, exact, prefix, all, other, deeper };
     for (int i = 0; i < 6; i++)
@@ -974,27 +896,24 @@ static void test_node_watch(void **state)
 {
     fx_t *f = *state;
     WATCH(30);
-    ipcnet_t *b = s_conn(f, "b");
-    s_bind(b, "svc.one");
+    ipcnet_t *b = s_holder(f, "b", "svc.one");
     ipcnet_t *w = s_conn(f, "watcher");
     assert_int_equal(ipcnet_watch(w, "svc.*"), 0);
     s_expect_event(w, IPCNET_EV_NAME_UP, "svc.one");     /* held at watch time */
-    s_expect_nothing(w);
+    harness_expect_nothing(w);
 
-    ipcnet_t *c = s_conn(f, "c");
-    s_bind(c, "svc.two");
+    ipcnet_t *c = s_holder(f, "c", "svc.two");
     s_expect_event(w, IPCNET_EV_NAME_UP, "svc.two");
 
     /* A second holder, and its leaving, change nothing. */
-    ipcnet_t *d = s_conn(f, "d");
-    s_bind(d, "svc.two");
-    s_expect_nothing(w);
+    ipcnet_t *d = s_holder(f, "d", "svc.two");
+    harness_expect_nothing(w);
     assert_int_equal(ipcnet_unbind(d, "svc.two"), 0);
-    s_expect_nothing(w);
+    harness_expect_nothing(w);
 
     /* A name outside the pattern is not reported. */
-    s_bind(d, "other");
-    s_expect_nothing(w);
+    harness_bind(d, "other");
+    harness_expect_nothing(w);
 
     /* Last holder's socket closes: down. */
     ipcnet_close(&c);
@@ -1008,13 +927,13 @@ static void test_node_watch(void **state)
     ipcnet_t *w2 = s_conn(f, "watcher2");
     assert_int_equal(ipcnet_watch(w2, "*"), 0);
     s_expect_event(w2, IPCNET_EV_NAME_UP, "other");
-    s_expect_nothing(w2);
+    harness_expect_nothing(w2);
 
     /* Unwatched: no more events there; w2 still gets them. */
     assert_int_equal(ipcnet_unwatch(w, "svc.*"), 0);
-    s_bind(b, "svc.three");
+    harness_bind(b, "svc.three");
     s_expect_event(w2, IPCNET_EV_NAME_UP, "svc.three");
-    s_expect_nothing(w);
+    harness_expect_nothing(w);
     assert_int_equal(ipcnet_watch(w, "bad pattern"), -EINVAL);
 
     ipcnet_close(&d);
@@ -1031,8 +950,7 @@ static void test_node_query(void **state)
 {
     fx_t *f = *state;
     WATCH(30);
-    ipcnet_t *c = s_conn(f, "querier");
-    s_bind(c, "svc.listed");
+    ipcnet_t *c = s_holder(f, "querier", "svc.listed");
 
     char *t = s_query(c, IPCNET_Q_STATS);
     for (const char *p = t; *p; ) {
@@ -1082,8 +1000,7 @@ static void test_node_large_payloads(void **state)
     static const size_t sizes[] = { 0, 1, 1000, 65535, 65536, 65537, MIB, 4 * MIB + 3,
                                     8 * MIB + 1, DEFAULT_MAX };
     enum { N = sizeof sizes / sizeof sizes[0] };
-    ipcnet_t *r = s_conn(f, "receiver");
-    s_bind(r, "svc.big");
+    ipcnet_t *r = s_holder(f, "receiver", "svc.big");
 
     pid_t pid = harness_fork();
     assert_true(pid >= 0);
@@ -1125,7 +1042,7 @@ static void test_node_large_payloads(void **state)
     int code = harness_reap(pid, 30000);
     if (code != 0)
         fail_msg("sender exited %d (1+i: payload i refused; 50: no -EMSGSIZE)", code);
-    s_expect_nothing(r);
+    harness_expect_nothing(r);
 
     /* In this process too: 16 MiB + 1 is refused, before any waiting. */
     uint8_t *buf = calloc(1, DEFAULT_MAX + 1);
@@ -1142,14 +1059,13 @@ static void test_node_max_message_option(void **state)
     fx_t *f = *state;
     WATCH(30);
     assert_int_equal(harness_start(&f->node, "--max-message", "1024", NULL), 0);
-    ipcnet_t *r = s_conn(f, "receiver");
-    s_bind(r, "svc.small");
+    ipcnet_t *r = s_holder(f, "receiver", "svc.small");
     assert_int_equal(ipcnet_max_message(r), 1024);
     uint8_t buf[2048];
     s_fill(buf, sizeof buf, 7);
     assert_int_equal(ipcnet_send(r, "svc.small", buf, 1024, IPCNET_CONFIRM), 0);
     ipcnet_msg_t m;
-    s_expect(r, IPCNET_MSG_SEND, &m);
+    harness_expect(r, IPCNET_MSG_SEND, &m);
     assert_int_equal(m.size, 1024);
     assert_memory_equal(m.data, buf, 1024);
     assert_int_equal(ipcnet_send(r, "svc.small", buf, 1025, IPCNET_CONFIRM), -EMSGSIZE);
@@ -1175,7 +1091,7 @@ static void test_node_max_message_option(void **state)
     } else if (n != 0)
         fail_msg("a 2000-byte send with --max-message 1024: neither error nor close (%zd)", n);
     close(fd);
-    s_expect_nothing(r);
+    harness_expect_nothing(r);
     s_node_serves(f);
     ipcnet_close(&r);
 }
@@ -1253,13 +1169,13 @@ static void s_drain_all(ipcnet_t *s, ipcnet_t *r, uint32_t accepted)
         next++;
     }
     assert_int_equal(ipcnet_flush(s, 5000), 0);
-    s_expect_nothing(r);
+    harness_expect_nothing(r);
     /* The sender was pushed back, never told its messages were lost. */
     ipcnet_msg_t m;
     int rc = ipcnet_recv(s, &m, 0);
     if (rc == 0)
         fail_msg("sender got a %s message (error %d) during flow control",
-                 s_kind(m.kind), m.error);
+                 harness_kind_name(m.kind), m.error);
 }
 
 /* A holder that never reads: the sender gets -EAGAIN, the node's memory
@@ -1268,8 +1184,7 @@ static void test_node_flow_control(void **state)
 {
     fx_t *f = *state;
     WATCH(120);
-    ipcnet_t *r = s_conn(f, "slow-reader");
-    s_bind(r, "svc.slow");
+    ipcnet_t *r = s_holder(f, "slow-reader", "svc.slow");
     ipcnet_t *s = s_conn(f, "fast-sender");
     long rss0 = harness_rss_kib(f->node.pid);
 
@@ -1292,8 +1207,8 @@ static void test_node_flow_control(void **state)
     s_drain_all(s, r, accepted);
 
     /* And the pipe works normally afterwards. */
-    s_send(s, "svc.slow", "after", IPCNET_CONFIRM);
-    s_expect_text(r, IPCNET_MSG_SEND, "svc.slow", "after");
+    harness_send(s, "svc.slow", "after", IPCNET_CONFIRM);
+    harness_expect_text(r, IPCNET_MSG_SEND, "svc.slow", "after");
     ipcnet_close(&s);
     ipcnet_close(&r);
 }
@@ -1305,8 +1220,7 @@ static void test_node_flow_control_blocking(void **state)
     fx_t *f = *state;
     WATCH(120);
     enum { COUNT = 64 };        /* 64 MiB: eight times the queue limit */
-    ipcnet_t *r = s_conn(f, "slow-reader");
-    s_bind(r, "svc.slow");
+    ipcnet_t *r = s_holder(f, "slow-reader", "svc.slow");
     pid_t pid = harness_fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -1366,7 +1280,7 @@ static void test_node_flow_control_blocking(void **state)
     int code = harness_reap(pid, 30000);
     if (code != 0)
         fail_msg("blocking sender exited %d (1: send failed, 3: got a message back)", code);
-    s_expect_nothing(r);
+    harness_expect_nothing(r);
     ipcnet_close(&r);
 }
 
@@ -1376,8 +1290,7 @@ static void test_node_queue_limit_option(void **state)
     fx_t *f = *state;
     WATCH(120);
     assert_int_equal(harness_start(&f->node, "--queue-limit", "262144", NULL), 0);
-    ipcnet_t *r = s_conn(f, "slow-reader");
-    s_bind(r, "svc.slow");
+    ipcnet_t *r = s_holder(f, "slow-reader", "svc.slow");
     ipcnet_t *s = s_conn(f, "fast-sender");
     uint32_t eagain;
     long peak;
@@ -1415,8 +1328,7 @@ static void test_node_garbage_bad_signature(void **state)
 {
     fx_t *f = *state;
     WATCH(30);
-    ipcnet_t *good = s_conn(f, "good");
-    s_bind(good, "svc.good");
+    ipcnet_t *good = s_holder(f, "good", "svc.good");
 
     /* Junk before any HELLO. */
     int fd = harness_raw_connect(&f->node);
@@ -1439,8 +1351,8 @@ static void test_node_garbage_bad_signature(void **state)
 
     /* The good client was never disturbed. */
     ipcnet_t *s = s_conn(f, "sender");
-    s_send(s, "svc.good", "ok", IPCNET_CONFIRM);
-    s_expect_text(good, IPCNET_MSG_SEND, "svc.good", "ok");
+    harness_send(s, "svc.good", "ok", IPCNET_CONFIRM);
+    harness_expect_text(good, IPCNET_MSG_SEND, "svc.good", "ok");
     assert_int_equal(ipcnet_send(s, "svc.junk", "x", 1, IPCNET_CONFIRM), -ENOENT);
     ipcnet_close(&s);
     ipcnet_close(&good);
@@ -1513,10 +1425,9 @@ static void test_node_garbage_truncated(void **state)
     int fd = harness_raw_connect(&f->node);
     assert_true(fd >= 0);
     harness_raw_write(fd, stream, hello_len + 5);
-    ipcnet_t *h = s_conn(f, "holder");
-    s_bind(h, "svc.live");
-    s_send(s, "svc.live", "through", IPCNET_CONFIRM);
-    s_expect_text(h, IPCNET_MSG_SEND, "svc.live", "through");
+    ipcnet_t *h = s_holder(f, "holder", "svc.live");
+    harness_send(s, "svc.live", "through", IPCNET_CONFIRM);
+    harness_expect_text(h, IPCNET_MSG_SEND, "svc.live", "through");
     close(fd);
     ipcnet_close(&h);
     ipcnet_close(&s);
@@ -1554,8 +1465,7 @@ static void test_node_garbage_random(void **state)
 {
     fx_t *f = *state;
     WATCH(60);
-    ipcnet_t *good = s_conn(f, "good");
-    s_bind(good, "svc.good");
+    ipcnet_t *good = s_holder(f, "good", "svc.good");
     uint32_t x = 12345;
     uint8_t buf[1024];
     for (int i = 0; i < 200; i++) {
@@ -1577,8 +1487,8 @@ static void test_node_garbage_random(void **state)
     }
     s_node_serves(f);
     ipcnet_t *s = s_conn(f, "sender");
-    s_send(s, "svc.good", "alive", IPCNET_CONFIRM);
-    s_expect_text(good, IPCNET_MSG_SEND, "svc.good", "alive");
+    harness_send(s, "svc.good", "alive", IPCNET_CONFIRM);
+    harness_expect_text(good, IPCNET_MSG_SEND, "svc.good", "alive");
     ipcnet_close(&s);
     ipcnet_close(&good);
 }
@@ -1602,7 +1512,7 @@ static void test_node_many_clients(void **state)
         if (!c[i])
             fail_msg("client %d of %d could not connect", i, N);
         snprintf(name, sizeof name, "mc.%04d", i);
-        s_bind(c[i], name);
+        harness_bind(c[i], name);
     }
     /* Each sends to the next by name, and every tenth to the previous by
        address. */
@@ -1610,9 +1520,9 @@ static void test_node_many_clients(void **state)
         char text[32];
         snprintf(name, sizeof name, "mc.%04d", (i + 1) % N);
         snprintf(text, sizeof text, "from %d", i);
-        s_send(c[i], name, text, IPCNET_CONFIRM);
+        harness_send(c[i], name, text, IPCNET_CONFIRM);
         if (i % 10 == 0)
-            s_send(c[i], ipcnet_address(c[(i + N - 1) % N]), text, IPCNET_CONFIRM);
+            harness_send(c[i], ipcnet_address(c[(i + N - 1) % N]), text, IPCNET_CONFIRM);
     }
     for (int i = 0; i < N; i++) {
         /* By name from i-1; by address from i+1 when that one is a tenth.
@@ -1625,7 +1535,7 @@ static void test_node_many_clients(void **state)
         int got_name = 0, got_addr = 0;
         for (int k = 0; k < 1 + want_addr; k++) {
             ipcnet_msg_t m;
-            s_expect(c[i], IPCNET_MSG_SEND, &m);
+            harness_expect(c[i], IPCNET_MSG_SEND, &m);
             if (!strcmp(m.name, name) && m.size == strlen(by_name) &&
                 !memcmp(m.data, by_name, m.size))
                 got_name++;
@@ -1743,9 +1653,9 @@ static void test_node_max_clients_option(void **state)
             fail_msg("no room after a client left: %s", ipcnet_strerror(rc));
         usleep(20000);
     }
-    s_bind(extra, "svc.extra");
-    s_send(c[1], "svc.extra", "fits", IPCNET_CONFIRM);
-    s_expect_text(extra, IPCNET_MSG_SEND, "svc.extra", "fits");
+    harness_bind(extra, "svc.extra");
+    harness_send(c[1], "svc.extra", "fits", IPCNET_CONFIRM);
+    harness_expect_text(extra, IPCNET_MSG_SEND, "svc.extra", "fits");
     ipcnet_close(&extra);
     for (int i = 1; i < 4; i++)
         ipcnet_close(&c[i]);
@@ -1754,6 +1664,7 @@ static void test_node_max_clients_option(void **state)
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    harness_expect_waits(WAIT_MS, QUIET_MS);
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
 

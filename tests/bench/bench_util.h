@@ -1,0 +1,256 @@
+/*  bench_util.h: what bench_local and bench_cluster share.
+
+    One run of a benchmark is a bench_run_t: its processes (the servers
+    first, then client A and client B), the pipes between them and the
+    parent, the page they share and the run's deadline. The parent opens a
+    run, starts its processes, measures from go to done with the processes'
+    CPU clocks and closes the run, which stops and reaps every process by
+    pid. A child reports on its pipe and gives up with bench_child_fail().
+
+    The libipcnet clients of the node variants are the same in both
+    benchmarks and live here, as do the parent's helpers: options, the
+    temporary directory, signals, CPU pinning, medians and formatting.
+*/
+#ifndef BENCH_UTIL_H
+#define BENCH_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#define BENCH_ROLES          4              /* processes of one run, at most */
+#define BENCH_ECHO_NAME      "bench.echo"   /* the name client B binds */
+#define BENCH_SMALL          64             /* payload of the small scenarios */
+#define BENCH_MARKER         1              /* payload of the end marker */
+#define BENCH_BATCH_CHUNK    (64 * 1024)    /* batched writes, as libipcnet's TX_BATCH */
+#define BENCH_REQ_TIMEOUT_MS 10000          /* ipcnet_request() */
+#define BENCH_STOP_GRACE_S   5              /* SIGTERM to SIGKILL, reaping */
+#define BENCH_NODE_START_S   10             /* until a node accepts */
+
+/* Shared between the parent and the children of one run (MAP_SHARED). */
+typedef struct {
+    volatile int stop;          /* the parent says: leave */
+    double t_start;             /* CLOCK_MONOTONIC: A starts sending */
+    double t_end;               /* A has its last reply / B has it all */
+    long received;              /* messages counted by B */
+    char pad1[64];
+    volatile long progress_a;   /* messages sent / round trips done so far */
+    char pad2[64];
+    volatile long progress_b;   /* messages received so far */
+    char pad3[64];
+    long errors;                /* IPCNET_MSG_ERROR seen by A or B */
+    int first_error;            /* its errno (negative) */
+    char err[BENCH_ROLES][240]; /* why a child gave up */
+    uint32_t lat[];             /* round trips in ns, rt of them */
+} bench_shared_t;
+
+/* One run. bench_run_open() fills the second half; the caller sets the
+   first half (names, daemons, sockets) before it starts processes. */
+typedef struct {
+    const char *name[BENCH_ROLES];  /* each process's name in messages */
+    bool daemon[BENCH_ROLES];       /* a node: stopped by SIGTERM at the end */
+    const char *sock_a;             /* where client A connects */
+    const char *sock_b;             /* where client B connects */
+
+    int roles;                      /* servers, then client A, client B */
+    int role_a, role_b;             /* roles - 2, roles - 1 */
+    bool pinned;                    /* every process on one CPU */
+    int timeout;                    /* seconds the run may take */
+    long rt;                        /* measured round trips */
+    long warm;                      /* unmeasured round trips before them */
+    double deadline;                /* CLOCK_MONOTONIC */
+    bench_shared_t *sh;
+    size_t sh_size;
+    int up[2];                      /* children -> parent: 'r' ready, 'd' done, 'E' */
+    int ctl[BENCH_ROLES][2];        /* parent -> child: 'g' go, 'q' quit */
+    pid_t pid[BENCH_ROLES];         /* 0: not started or reaped */
+} bench_run_t;
+
+/* What a run yields, or its medians over the rounds. */
+typedef struct {
+    bool ok;
+    double value;               /* median us, msg/s, MiB/s or MB/s */
+    double p99;                 /* round trips */
+    double cpu_srv;             /* us per operation: relays or nodes */
+    double cpu_cli;             /* us per operation: both clients */
+} bench_result_t;
+
+/* Seconds of CLOCK_MONOTONIC. Inline: it is on the measured paths. */
+static inline double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+/* --- the parent: set-up and options ------------------------------------- */
+
+/* Names the program in the messages of the option parsers. Borrowed. */
+void bench_init(const char *prog);
+
+/* Reads the CPU mask, makes the temporary directory, catches SIGINT and
+   SIGTERM, ignores SIGPIPE, line-buffers stdout. Returns 0, or -1 (said
+   on stderr). */
+int bench_start(void);
+
+/* Removes the temporary directory. Returns the exit status: 130 when
+   interrupted, else 0. */
+int bench_end(void);
+
+/* The temporary directory (short: socket paths live in it). Borrowed. */
+const char *bench_tmpdir(void);
+
+/* Has SIGINT or SIGTERM come? */
+bool bench_interrupted(void);
+
+/* The CPU of pinned runs, and how many CPUs we may use. */
+int bench_cpu_pin(void);
+int bench_cpu_count(void);
+
+/* Number s at least min, or exits 2 saying `what` is bad. */
+long bench_num(const char *s, const char *what, long min);
+
+/* Bits of the comma-separated names in s, or exits 2. */
+unsigned bench_list(const char *s, const char *const *names, int count, const char *what);
+
+/* Sets *v from the environment variable `name` when it is set. */
+void bench_env_num(const char *name, long *v, long min);
+
+/* Writes the names of the set bits, comma-separated, to out. */
+void bench_names(char *out, size_t len, unsigned bits, const char *const *names, int count);
+
+/* $IPC_NODE in *ret_node (borrowed; NULL when unset) and $IPC_NODE_ARGS in
+   *ret_args (given; NULL when unset). Returns 0, or -1 when IPC_NODE is
+   not executable (said on stderr). */
+int bench_env_node(const char **ret_node, char **ret_args);
+
+/* This program's path for the reproduce line: /proc/self/exe into buf,
+   else argv0. Borrowed. */
+const char *bench_self(char *buf, size_t len, const char *argv0);
+
+/* Appends the words of args (space or tab separated) to argv while *argc
+   is below max. Returns the buffer they point into: given, free it after
+   the exec (NULL when args is NULL). */
+char *bench_args_append(char **argv, int *argc, int max, const char *args);
+
+/* --- the parent: one run -------------------------------------------------- */
+
+/* Opens a run of `roles` processes with room for rt latencies and a
+   deadline timeout seconds from now. Returns 0, or -1 (said on stderr)
+   with nothing left open. */
+int bench_run_open(bench_run_t *self, int roles, long rt, int timeout, bool pinned);
+
+/* Forks the process of `role`: bench_child_setup(), then body(arg, role),
+   which must not return. Returns 0 or -1. */
+int bench_run_fork(bench_run_t *self, int role, void (*body)(void *arg, int role), void *arg);
+
+/* Starts the node of `role` with argv (argv[0] the binary), pinned like
+   the clients, stdout and stderr appended to log, and waits (bounded)
+   until it accepts on sock. Returns 0 or -1 (said on stderr). */
+int bench_run_node(bench_run_t *self, int role, char *const argv[], const char *log,
+                   const char *sock);
+
+/* Looks for a process of the run that died without a word; says so with
+   `before` ("before accepting"). Returns 0, or -1 when one did. */
+int bench_run_check(bench_run_t *self, const char *before);
+
+/* Waits for the one-byte reports `what` of `want` children, until the
+   deadline. Returns 0, or -1 when a child failed, timed out or the user
+   interrupted (said on stderr). */
+int bench_run_wait(bench_run_t *self, int want, char what);
+
+/* Tells client A to go and waits for 'd'; ret_cpu[i] is the CPU seconds
+   process i used in between, all its threads. Returns 0 or -1. */
+int bench_run_measure(bench_run_t *self, double ret_cpu[BENCH_ROLES]);
+
+/* Median and 99th percentile of the measured round trips, in us. Sorts
+   the latencies. */
+void bench_run_latency(bench_run_t *self, double *ret_median_us, double *ret_p99_us);
+
+/* Milliseconds left until the deadline, at most cap, at least 0. */
+int bench_run_left_ms(const bench_run_t *self, int cap);
+
+/* Ends the run: clients by their quit byte (SIGKILL when the run failed),
+   relays on their own (SIGKILL when failed), nodes by SIGTERM, each reaped
+   by pid; says on stderr what failed, closes the pipes, unmaps the page. */
+void bench_run_close(bench_run_t *self, bool ok);
+
+/* Prints the last 8 lines of a node's log to stderr. */
+void bench_print_log_tail(const char *path);
+
+/* --- a child of the run ---------------------------------------------------- */
+
+/* What every child does after fork(): its CPUs, a last-resort alarm, and
+   no end of the pipes that is not its own. */
+void bench_child_setup(bench_run_t *self, int role);
+
+/* A child gives up: says why in the shared page and to the parent. */
+__attribute__((format(printf, 3, 4), noreturn))
+void bench_child_fail(bench_run_t *self, int role, const char *fmt, ...);
+
+/* Sends the byte c to the parent, or gives up. */
+void bench_child_say(bench_run_t *self, int role, char c);
+
+/* Waits for the byte `want` from the parent, until the deadline. */
+void bench_child_wait(bench_run_t *self, int role, char want);
+
+/* Round trip i, started at t0, is done: records its latency unless it is
+   a warm-up one, and the progress. */
+void bench_child_rt_done(bench_run_t *self, long i, double t0);
+
+/* Writes all of buf. Returns 0 or -errno. */
+int bench_write_all(int fd, const void *buf, size_t len);
+
+/* Writes cnt buffers, in one writev() unless the socket takes less; iov
+   is used up. Returns 0 or -errno. */
+int bench_writev_all(int fd, struct iovec *v, int cnt);
+
+/* A connected Unix stream socket, or -errno. */
+int bench_unix_connect(const char *path);
+
+/* A listening Unix socket for a relay, or -1 (said on stderr). */
+int bench_listen(const char *path);
+
+/* Wire client A of the one-way scenarios: `count` frames of `size` bytes
+   from src to BENCH_ECHO_NAME, then a marker. It does per message what
+   libipcnet does: encodes the head, then either writes head and payload
+   with one writev() (as ipcnet_send() does with sendmsg()) or, batching,
+   copies both into a buffer written each time the next frame would pass
+   64 KiB (IPCNET_MORE). Never returns. */
+void bench_wire_send_a(bench_run_t *self, int fd, const char *src, long count, size_t size,
+                       bool batch);
+
+/* The libipcnet clients of the node variants; none returns. Round trips:
+   A does ipcnet_request() to BENCH_ECHO_NAME, B binds it and answers each
+   request with its payload until the parent says stop. One-way: A sends
+   `count` messages of `size` bytes (IPCNET_MORE and ipcnet_flush() when
+   batching) and a marker, B counts them with poll() and ipcnet_dispatch(). */
+void bench_node_rt_a(bench_run_t *self);
+void bench_node_rt_b(bench_run_t *self);
+void bench_node_send_a(bench_run_t *self, long count, size_t size, bool batch);
+void bench_node_send_b(bench_run_t *self, long count, size_t size);
+
+/* --- the report ----------------------------------------------------------- */
+
+/* Median of the double at `off` in the successful results; NAN if none. */
+double bench_median(const bench_result_t *res, int n, size_t off);
+
+/* v with that many decimals, or "-" for NAN. */
+void bench_fmt(char *out, size_t len, double v, int decimals);
+
+/* cand / base with 2 decimals, or "-". */
+void bench_fmt_ratio(char *out, size_t len, double base, double cand);
+
+/* CPU per operation: "total (servers+clients)", or only the clients when
+   there are no servers; "-" for NAN. */
+void bench_fmt_cpu(char *out, size_t len, double srv, double cli, bool servers);
+
+/* The last lines: CPU of all children over the whole run, aborted runs,
+   interruption. */
+void bench_print_footer(int failures);
+
+#endif
