@@ -686,7 +686,7 @@ static int s_deliver(peer_t *p, zmq_msg_t *msg, const proto_msg_t *m)
         m = &again;
     }
     client_t *blocked = NULL;
-    if (server_remote_data(p->cluster->server, p, m, &blocked) == REMOTE_BLOCKED)
+    if (server_remote_data(p->cluster->server, p, m, msg, &blocked) == REMOTE_BLOCKED)
         return 1;
     received_t *r = s_received(p, p->epoch, m->seq);
     if (r)

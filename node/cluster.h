@@ -105,10 +105,13 @@ void cluster_list(cluster_t *self,
 
 enum { REMOTE_DONE = 0, REMOTE_BLOCKED = 1 };
 
-/* A data message from peer. Returns REMOTE_DONE, or REMOTE_BLOCKED with
+/* A data message from peer, decoded as m from the ZeroMQ message zmsg
+   (borrowed; a large payload is kept by reference to it). Returns
+   REMOTE_DONE, or REMOTE_BLOCKED with
    *ret_blocked the local client whose full queue holds it back: the
    cluster keeps it and calls again after cluster_resume(). */
-int server_remote_data(server_t *s, peer_t *peer, const proto_msg_t *m, client_t **ret_blocked);
+int server_remote_data(server_t *s, peer_t *peer, const proto_msg_t *m, void *zmsg,
+                       client_t **ret_blocked);
 void server_remote_ack(server_t *s, peer_t *peer, const proto_msg_t *m);
 void server_remote_fail(server_t *s, peer_t *peer, const proto_msg_t *m);
 /* A name or pattern of peer came or went. */

@@ -46,11 +46,13 @@
 enum { C_NEW, C_READY };
 enum { DONE = 0, BLOCKED = 1 };
 
-/* A reference-counted block of bytes, shared by queues. */
+/* A reference-counted block of bytes, shared by queues: our own memory,
+   or a ZeroMQ message from a peer, held without copying it. */
 typedef struct {
     uint32_t refs;
     size_t cap;
-    uint8_t data[];
+    uint8_t *data;
+    zmq_msg_t *zmsg;            /* NULL: data is ours, after this header */
 } buf_t;
 
 typedef struct {
@@ -170,6 +172,7 @@ struct server {
     struct {                    /* the peer message being delivered, if any */
         peer_t *peer;
         uint32_t epoch, seq;
+        void *zmsg;             /* its ZeroMQ message */
     } from_peer;
     uint64_t gen;               /* bumped when a name or client may have gone */
     struct remote_route {       /* where the last message from a peer led */
@@ -258,7 +261,27 @@ static buf_t *buf_new(size_t cap)
     if (b) {
         b->refs = 1;
         b->cap = cap;
+        b->data = (uint8_t *) (b + 1);
+        b->zmsg = NULL;
     }
+    return b;
+}
+
+/* A buffer sharing the content of a ZeroMQ message (zmq_msg_copy shares a
+   large message's bytes by reference count). NULL when out of memory. */
+static buf_t *buf_of_zmq(zmq_msg_t *msg)
+{
+    buf_t *b = malloc(sizeof *b + sizeof (zmq_msg_t));
+    if (!b)
+        return NULL;
+    b->zmsg = (zmq_msg_t *) (b + 1);
+    if (zmq_msg_init(b->zmsg) < 0 || zmq_msg_copy(b->zmsg, msg) < 0) {
+        free(b);
+        return NULL;
+    }
+    b->refs = 1;
+    b->cap = zmq_msg_size(b->zmsg);
+    b->data = zmq_msg_data(b->zmsg);
     return b;
 }
 
@@ -268,6 +291,11 @@ static void buf_unref(buf_t **bp)
     *bp = NULL;
     if (!b || --b->refs > 0)
         return;
+    if (b->zmsg) {
+        zmq_msg_close(b->zmsg);
+        free(b);
+        return;
+    }
     if (b->cap > RX_SIZE && b->cap <= POOL_BYTES / 4 && s_pool.bytes + b->cap <= POOL_BYTES) {
         if (s_pool.count == POOL_SLOTS) {
             /* Make room: the oldest goes. */
@@ -1236,6 +1264,13 @@ static client_t *s_local_client(server_t *s, const char *addr, size_t len)
     return c && !c->doomed && c->state == C_READY ? c : NULL;
 }
 
+/* A large payload from a peer is queued by reference to its ZeroMQ
+   message, not copied; NULL for a small one (copied) or out of memory. */
+static buf_t *s_peer_payload(server_t *s, size_t size)
+{
+    return size >= BY_REF && s->from_peer.zmsg ? buf_of_zmq(s->from_peer.zmsg) : NULL;
+}
+
 static int s_remote_msg(server_t *s, peer_t *peer, const proto_msg_t *m, client_t **ret_blocked)
 {
     uint8_t what = m->kind == P_KIND_REQUEST ? WIRE_REQUEST : WIRE_SEND;
@@ -1311,7 +1346,9 @@ static int s_remote_msg(server_t *s, peer_t *peer, const proto_msg_t *m, client_
     } else
         hlen = wire_encode(head, WIRE_MESSAGE, 0, m->cseq, 0, m->from, m->fromlen,
                            m->to, m->tolen, m->size);
-    s_queue_frame(t.to, head, hlen, NULL, m->data, m->size);
+    buf_t *pbuf = s_peer_payload(s, m->size);
+    s_queue_frame(t.to, head, hlen, pbuf, m->data, m->size);
+    buf_unref(&pbuf);
     s->stats.delivered++;
     if (m->flags & P_F_CONFIRM)
         cluster_ack(peer, m->cseq, m->from, m->fromlen);
@@ -1328,8 +1365,11 @@ static int s_remote_data(server_t *s, peer_t *peer, const proto_msg_t *m, client
                          m->tolen, "message too large for this node");
             return REMOTE_DONE;
         }
-        return s_publish_local(s, m->to, m->tolen, m->from, m->fromlen, m->cseq, NULL, m->data,
-                               m->size, ret_blocked) == BLOCKED ? REMOTE_BLOCKED : REMOTE_DONE;
+        buf_t *pbuf = s_peer_payload(s, m->size);
+        int rc = s_publish_local(s, m->to, m->tolen, m->from, m->fromlen, m->cseq, pbuf,
+                                 m->data, m->size, ret_blocked);
+        buf_unref(&pbuf);
+        return rc == BLOCKED ? REMOTE_BLOCKED : REMOTE_DONE;
     }
     /* REPLY: to a local requester, for a request forwarded to that peer. */
     request_t *r = s_find_request(s, m->to, m->tolen, m->cseq);
@@ -1348,19 +1388,24 @@ static int s_remote_data(server_t *s, peer_t *peer, const proto_msg_t *m, client
     uint8_t head[WIRE_HEAD_MAX];
     size_t hlen = wire_encode(head, WIRE_DELIVER_REP, 0, r->id, 0, m->from, m->fromlen,
                               NULL, 0, m->size);
-    s_queue_frame(to, head, hlen, NULL, m->data, m->size);
+    buf_t *pbuf = s_peer_payload(s, m->size);
+    s_queue_frame(to, head, hlen, pbuf, m->data, m->size);
+    buf_unref(&pbuf);
     s->stats.delivered++;
     s_request_free(s, r);
     return REMOTE_DONE;
 }
 
-int server_remote_data(server_t *s, peer_t *peer, const proto_msg_t *m, client_t **ret_blocked)
+int server_remote_data(server_t *s, peer_t *peer, const proto_msg_t *m, void *zmsg,
+                       client_t **ret_blocked)
 {
     s->from_peer.peer = peer;
     s->from_peer.epoch = peer_epoch(peer);
     s->from_peer.seq = m->seq;
+    s->from_peer.zmsg = zmsg;
     int rc = s_remote_data(s, peer, m, ret_blocked);
     s->from_peer.peer = NULL;
+    s->from_peer.zmsg = NULL;
     if (rc == REMOTE_BLOCKED) {
         client_t *c = *ret_blocked;
         s->stats.paused++;
