@@ -43,7 +43,7 @@ static const char s_usage[] =
     "                        $XDG_STATE_HOME/ipc-node)\n"
     "  --heartbeat MS        between heartbeats (default 500); a peer silent\n"
     "                        for 2.5 of its heartbeats is lost\n"
-    "  --window BYTES        bytes in flight to one peer (default 4M)\n"
+    "  --window BYTES        bytes in flight to one peer (default 16M)\n"
     "  --no-mdns             do not use mDNS discovery\n"
     "  --cluster NAME        meet only nodes of this cluster (default ipcnet)\n"
     "  --config FILE         read options from FILE: one 'option value' a line\n"

@@ -34,6 +34,6 @@ typedef struct {
 #define NODE_DEFAULT_PORT          5680
 #define NODE_DEFAULT_CLUSTER       "ipcnet"
 #define NODE_DEFAULT_HEARTBEAT     500
-#define NODE_DEFAULT_WINDOW        (4u << 20)
+#define NODE_DEFAULT_WINDOW        (16u << 20)
 
 #endif
