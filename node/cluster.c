@@ -900,7 +900,8 @@ static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
     if (!p || zmq_msg_size(rid) != PROTO_ID_LEN || memcmp(p->id, zmq_msg_data(rid), PROTO_ID_LEN) != 0)
         p = self->last_peer = s_by_id(self, zmq_msg_data(rid), zmq_msg_size(rid));
     const char *addr = "?";
-    if (rc == -EPROTO || m.type == P_HELLO || (rc < 0 && !p)) {
+    /* m is filled only when decoding succeeded (or for -EPROTO, its head). */
+    if (rc == -EPROTO || (rc == 0 && m.type == P_HELLO) || (rc < 0 && !p)) {
         addr = zmq_msg_gets(body, "Peer-Address");
         if (!addr)
             addr = "?";
