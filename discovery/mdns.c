@@ -47,6 +47,7 @@ struct mdns {
     seen_t *seen;
     int said_absent;            /* logged that the daemon is not there */
     loop_timer_t *retry;
+    loop_timer_t *settle;       /* our record must be established by then */
 };
 
 static void s_client_new(mdns_t *self);
@@ -82,12 +83,34 @@ static void s_forget_seen(mdns_t *self)
 
 static void s_register(mdns_t *self);
 
+#define SETTLE_MS 5000      /* probing takes ~750 ms; five seconds is stuck */
+
+/* Avahi 0.8 can leave a record registering for good when the link drops
+   while it probes (avahi issue 234): a fresh entry group publishes. */
+static void s_settle(loop_t *loop, void *arg)
+{
+    (void) loop;
+    mdns_t *self = arg;
+    self->settle = NULL;
+    if (!self->client || !self->group ||
+        avahi_entry_group_get_state(self->group) == AVAHI_ENTRY_GROUP_ESTABLISHED)
+        return;
+    zsys_notice("mDNS: '%s' not established after %d ms; publishing it again",
+                self->service, SETTLE_MS);
+    avahi_entry_group_free(self->group);
+    self->group = NULL;
+    s_register(self);
+}
+
 static void s_group_cb(AvahiEntryGroup *g, AvahiEntryGroupState state, void *arg)
 {
     mdns_t *self = arg;
     self->group = g;
-    if (state == AVAHI_ENTRY_GROUP_ESTABLISHED)
+    if (state == AVAHI_ENTRY_GROUP_ESTABLISHED) {
+        loop_timer_cancel(self->loop, self->settle);
+        self->settle = NULL;
         zsys_info("mDNS: published '%s' (%s, port %d)", self->service, MDNS_TYPE, self->port);
+    }
     else if (state == AVAHI_ENTRY_GROUP_COLLISION) {
         /* Another node has our name: take the next one, the Avahi way. */
         char *alt = avahi_alternative_service_name(self->service);
@@ -129,6 +152,8 @@ static void s_register(mdns_t *self)
         }
         if (rc < 0 || (rc = avahi_entry_group_commit(self->group)) < 0)
             zsys_warning("mDNS: cannot publish '%s': %s", self->service, avahi_strerror(rc));
+        else if (!self->settle)
+            self->settle = loop_timer_add(self->loop, SETTLE_MS, s_settle, self);
         return;
     }
 }
@@ -224,6 +249,8 @@ static void s_browsed(AvahiServiceBrowser *b, AvahiIfIndex iface, AvahiProtocol 
 
 static void s_drop(mdns_t *self)
 {
+    loop_timer_cancel(self->loop, self->settle);
+    self->settle = NULL;
     /* Freeing the client frees its groups, browsers and resolvers. */
     if (self->client)
         avahi_client_free(self->client);

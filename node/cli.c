@@ -285,9 +285,10 @@ int cli_run(const cli_t *cli)
         where = path;
     int rc = ipcnet_connect(&c, cli->socket, "ipc-node-cli", 0);
     if (rc < 0) {
+        /* Here ENOENT is a missing socket file, not a missing name. */
         fprintf(stderr, "ipc-node: cannot connect to %s: %s%s\n", where ? where : "the node",
-                ipcnet_strerror(rc), rc == -ENOENT || rc == -ECONNREFUSED
-                ? " (is ipc-node running?)" : "");
+                rc == -ENOENT || rc == -ECONNREFUSED ? strerror(-rc) : ipcnet_strerror(rc),
+                rc == -ENOENT || rc == -ECONNREFUSED ? " (is ipc-node running?)" : "");
         return 1;
     }
     int status = 0;
