@@ -14,16 +14,24 @@
 #   2  drop: host K+1's link cut (its eth0 down; its bridge port down; an
 #      nftables drop-all, link up): cut -> the K others no longer list it
 #      as up; also the cut host's own view and the recovery after restore.
-#   3  mesh: N hosts (avahi-daemon running) start ipc-node at once: last
-#      start -> every node lists the N-1 others as up. Then once more with
+#   4  baselines (run after 2, with the K+1 nodes up): avahi-browse -rtp
+#      _ipcnode._tcp in a host whose avahi-daemon just started (cold cache)
+#      and again (warm); avahi-publish -s on one host -> an avahi-browse
+#      running on another sees it.
+#   3  mesh (run last): N hosts (avahi-daemon running) start ipc-node at
+#      once: last start -> every node lists the N-1 others as up. Then with
 #      avahi-daemon and ipc-node started together in every host.
-#   4  baselines: avahi-browse -rtp _ipcnode._tcp in a host whose
-#      avahi-daemon just started (cold cache) and again (warm); avahi-publish
-#      -s on one host -> an avahi-browse running on another sees it.
 #
 # Times come from pollers running inside the hosts that ask `ipc-node
 # --peers` every BENCH_POLL_MS (an answer is stamped when it returns, so a
-# figure is late by at most one interval plus one call). A benchmark, not a
+# figure is late by at most one interval plus one call). What Avahi adds:
+# a new browser's first query waits 100 ms; an answer to it waits 20 ms
+# plus a jitter of 0-100 ms that each avahi-daemon keeps for 10 s, so the
+# cold repetitions of one run (3 s apart) draw few jitters: compare runs.
+# A "cold" cache is made by restarting avahi-daemon with the host cut off
+# (nftables), else it would cache the answers to other hosts' queries.
+# A cut is made at a random moment (0.1-0.6 s) so that it does not fall
+# at the same phase of the heartbeats every time. A benchmark, not a
 # test: it prints figures, medians (min, max) over the repetitions, and
 # fails only when it cannot run. Every wait is bounded; everything started
 # is stopped by PID and the namespaces are deleted on exit (lib.sh).
@@ -38,6 +46,7 @@
 #   BENCH_MESH_COLD_REPS=1  mesh formations with avahi-daemon started too
 #   BENCH_BASE_REPS=5       repetitions of each baseline
 #   BENCH_POLL_MS=15        poll interval (BENCH_MESH_POLL_MS=40 for the mesh)
+#   BENCH_POLL_NICE=0       nice value of the pollers
 #   BENCH_SETTLE_MS=1500    pause after a stop or a recovery, before the next
 #   HOSTS_KEEP=1            keep the logs (nodes, pollers, avahi) afterwards
 
@@ -72,6 +81,7 @@ knob BENCH_BASE_REPS 5 0 50
 knob BENCH_POLL_MS 15 1 1000
 knob BENCH_MESH_POLL_MS 40 1 1000
 knob BENCH_SETTLE_MS 1500 0 60000
+knob BENCH_POLL_NICE 0 0 19
 # shellcheck disable=SC2153  # set by knob
 ((BENCH_MESH_N >= BENCH_K + 1)) || die "BENCH_MESH_N must be at least BENCH_K + 1"
 
@@ -111,7 +121,8 @@ echo "# command: cd $TOP && sudo IPC_NODE=$IPC_NODE BENCH_K=$K" \
     "BENCH_DROP_REPS=$BENCH_DROP_REPS BENCH_MESH_N=$BENCH_MESH_N" \
     "BENCH_MESH_REPS=$BENCH_MESH_REPS BENCH_MESH_COLD_REPS=$BENCH_MESH_COLD_REPS" \
     "BENCH_BASE_REPS=$BENCH_BASE_REPS BENCH_POLL_MS=$BENCH_POLL_MS" \
-    "BENCH_MESH_POLL_MS=$BENCH_MESH_POLL_MS BENCH_SETTLE_MS=$BENCH_SETTLE_MS" \
+    "BENCH_MESH_POLL_MS=$BENCH_MESH_POLL_MS BENCH_POLL_NICE=$BENCH_POLL_NICE" \
+    "BENCH_SETTLE_MS=$BENCH_SETTLE_MS" \
     "tests/bench/bench_mdns.sh"
 echo "# ipc-node: $IPC_NODE ($("$IPC_NODE" --version 2>&1 | head -1))"
 echo "# $(avahi-daemon --version 2>&1 | head -1); kernel $(uname -r); $(nproc) CPUs;" \
@@ -189,7 +200,8 @@ poll_start() {
     shift 4
     POLL_N=$((POLL_N + 1))
     log=$HOSTS_DIR/poll.$POLL_N.$h.log
-    bg_start "$h" "$log" timeout -k 1 $((limit / 1000 + 5)) bash -c "$POLLER" poller \
+    bg_start "$h" "$log" nice -n "$BENCH_POLL_NICE" \
+        timeout -k 1 $((limit / 1000 + 5)) bash -c "$POLLER" poller \
         "$IPC_NODE" /run/ipc-node/node.sock "$cond" "$limit" "$ivl" "$@"
     POLL_PID[$h]=$BG_PID
     POLL_LOG[$h]=$log
@@ -325,22 +337,28 @@ others_of() {
     done
 }
 
-# avahi_cold H: avahi-daemon in H started anew with an empty cache. Other
-# hosts' browsers query now and then, and a daemon caches every answer it
-# hears: H is cut off (nftables) while its daemon starts, so that its cache
-# holds nothing when the measure begins.
+# avahi_cold H: avahi-daemon in H started anew with an empty cache, and H
+# left cut off (nftables): other hosts' browsers query now and then, and a
+# daemon caches every answer it hears, so H must hear nothing until the
+# measure begins; then avahi_cold_end H.
 avahi_cold() {
-    local h=$1 cut=0
-    host_block "$h" && cut=1
+    local h=$1
+    host_block "$h" || die "cannot cut $h off (nftables)"
     host_avahi_stop "$h"
     host_avahi_start "$h"
-    local rc=$?
-    [ $cut = 0 ] || host_unblock "$h" || die "cannot remove the nftables cut of $h"
-    return $rc
+}
+avahi_cold_end() {
+    host_unblock "$1" || die "cannot remove the nftables cut of $1"
 }
 
 # --- setup ------------------------------------------------------------------------
 
+# lib.sh's hosts_cleanup reads HOST_ANCHOR[H] and HOST_DBUS[H] of every host
+# created; under set -u a host that failed half-way would stop it short.
+for h in "${MESH[@]}" "$BASE"; do
+    HOST_ANCHOR[$h]=
+    HOST_DBUS[$h]=
+done
 hosts_init || die "setup: the bridge namespace"
 for h in "${MESH[@]}" "$BASE"; do
     host_create "$h" || die "setup: host $h"
@@ -375,7 +393,7 @@ done
 echo "# one 'ipc-node --peers' (with nsenter): $((($(now_ms) - t0) / 20)) ms;" \
     "polls every $BENCH_POLL_MS ms ($BENCH_MESH_POLL_MS for the mesh)"
 
-# --- 4: baselines (first: they need the K nodes' records and no churn) ------------
+# --- results ------------------------------------------------------------------------
 
 declare -A R=()     # results, by series: space-separated values
 add() {
@@ -414,69 +432,12 @@ count_at() {
     fi
 }
 
-if ((BENCH_BASE_REPS > 0)); then
-    section "4. baselines: Avahi alone"
-    for ((r = 1; r <= BENCH_BASE_REPS; r++)); do
-        # A cold cache: avahi-daemon started anew in hb, which heard nothing.
-        avahi_cold "$BASE" || die "avahi-daemon in $BASE does not restart"
-        for kind in cold warm; do
-            out=$HOSTS_DIR/browse.$r.$kind
-            t0=$(now_ms)
-            host_exec "$BASE" timeout -k 1 10 avahi-browse -rtp _ipcnode._tcp 2>/dev/null |
-                stamp >"$out"
-            t1=$(now_ms)
-            first=$(first_at "$out" '^=;[^;]*;IPv4;' "$t0")
-            all=$(count_at "$out" '^=;[^;]*;IPv4;' "$K" "$t0")
-            add "browse_first_$kind" "$first"
-            add "browse_all_$kind" "$all"
-            add "browse_exit_$kind" $((t1 - t0))
-            echo "#   $r $kind: first record resolved $first ms, all $K $all ms," \
-                "avahi-browse -t exits $((t1 - t0)) ms"
-        done
-    done
-    # A browser running in hb; a service published in h1.
-    blog=$HOSTS_DIR/browse-pub.log
-    # shellcheck disable=SC2016  # expanded by the inner shell
-    bg_start "$BASE" "$blog" timeout -k 1 120 bash -c \
-        'avahi-browse -rp _ipcbench._tcp 2>&1 | while IFS= read -r l; do
-            printf "%s %s\n" "${EPOCHREALTIME//[.,]/}" "$l"; done'
-    browser=$BG_PID
-    sleep 1
-    for ((r = 1; r <= BENCH_BASE_REPS; r++)); do
-        plog=$HOSTS_DIR/publish.$r.log
-        t0=$(now_ms)
-        # shellcheck disable=SC2016  # expanded by the inner shell
-        bg_start h1 "$plog" timeout -k 1 30 bash -c \
-            'avahi-publish -s "$1" _ipcbench._tcp 4321 x=1 2>&1 | while IFS= read -r l; do
-                printf "%s %s\n" "${EPOCHREALTIME//[.,]/}" "$l"; done' sh "bench$r"
-        pub=$BG_PID
-        for ((i = 0; i < 100; i++)); do
-            grep -q "^[0-9]* =;[^;]*;IPv4;bench$r;" "$blog" && break
-            sleep 0.05
-        done
-        est=$(first_at "$plog" 'Established' "$t0")
-        seen=$(first_at "$blog" "^\\+;[^;]*;IPv4;bench$r;" "$t0")
-        res=$(first_at "$blog" "^=;[^;]*;IPv4;bench$r;" "$t0")
-        add pub_est "$est"
-        add pub_seen "$seen"
-        add pub_res "$res"
-        echo "#   publish $r: established (probing done) $est ms, seen by the other" \
-            "host's browser $seen ms, resolved $res ms"
-        bg_stop "$pub"
-        forget_bg "$pub"
-        sleep 1.2
-    done
-    bg_stop "$browser"
-    forget_bg "$browser"
-    # hb takes no further part.
-    host_avahi_stop "$BASE"
-fi
-
 # --- 1: join ----------------------------------------------------------------------
 
-# join_once LABEL: starts the node on NEW and times it against OLD.
+# join_once LABEL [CMD]: starts the node on NEW (right after CMD NEW) and
+# times it against OLD.
 join_once() {
-    local label=$1 t0 a a_up b h bs=() per=""
+    local label=$1 pre=${2:-} t0 a a_up b h bs=() per="" first
     if ! wait_until 5000 none_lists "$NEW" "${OLD[@]}"; then
         note "$label: before the join, some node still lists $NEW up"
     fi
@@ -485,6 +446,7 @@ join_once() {
         poll_start "$h" up 10000 "$POLL_IVL" "$NEW"
     done
     sleep 0.1
+    [ -z "$pre" ] || $pre "$NEW"
     t0=$(now_ms)
     node_launch "$NEW" main --name "$NEW"
     poll_wait
@@ -499,12 +461,24 @@ join_once() {
     add "${label}_aup" "$a_up"
     add "${label}_b" "$b"
     add "${label}_answer" "$(ev "$NEW" answer "$t0")"
-    add "${label}_first" "$(awk -v t0="$t0" '$1 == "peer" { print $NF - t0; exit }' \
-        "${POLL_LOG[$NEW]}")"
+    first=$(awk -v t0="$t0" '$1 == "peer" { print $NF - t0; exit }' "${POLL_LOG[$NEW]}")
+    add "${label}_first" "${first:--}"
+    # Avahi holds a new browser's first query 100 ms: sooner is from a cache.
+    if [ "$label" = cold ] && [ -n "$first" ] && ((first < 100)); then
+        note "cold join: a peer up after $first ms: $NEW's cache was not cold"
+    fi
     echo "#   $label: (a) $NEW lists ${OLD[*]} up/mdns $a ms (up, any source: $a_up);" \
         "(b) all list $NEW up $b ms (${per# }); socket answered $(ev "$NEW" answer "$t0") ms"
     [ "$a" != - ] || note "$label: (a) timed out: $(peers_table "$NEW" | tr '\n' '|')"
     [ "$b" != - ] || note "$label: (b) timed out"
+}
+
+# published H: H's node, since its last start, has its mDNS record
+# established (it logs it). Called through wait_until.
+# shellcheck disable=SC2317
+published() {
+    awk '/ listening on / { p = 0 } /mDNS: published/ { p = 1 } END { exit !p }' \
+        "${NODE_LOG[$1/main]}"
 }
 
 # unjoin: stops the node on NEW, until the others dropped it, then a pause.
@@ -526,12 +500,16 @@ if ((BENCH_COLD_REPS > 0)); then
 fi
 for ((r = 1; r <= BENCH_COLD_REPS; r++)); do
     avahi_cold "$NEW" || die "avahi-daemon in $NEW does not restart"
-    join_once cold
+    join_once cold avahi_cold_end
     [ "$r" = "$BENCH_COLD_REPS" ] || unjoin
 done
-# Item 2 needs the node on NEW.
+# Item 2 needs the node on NEW, its record published: a cut while Avahi
+# still probes leaves the record unpublished for good (avahi-daemon 0.8).
 if ((BENCH_COLD_REPS == 0)); then
     node_start "$NEW" main --name "$NEW" || die "ipc-node on $NEW"
+fi
+if ! wait_until 5000 published "$NEW"; then
+    note "$NEW's node did not publish its mDNS record within 5 s of its start"
 fi
 
 # --- 2: drop ----------------------------------------------------------------------
@@ -546,7 +524,9 @@ cut_once() {
         poll_start "$h" gone 8000 "$POLL_IVL" "$NEW"
     done
     poll_start "$NEW" gone 8000 "$POLL_IVL" "${OLD[@]}"
-    sleep 0.1
+    # Heartbeats keep their phase from one repetition to the next: a cut at
+    # a random moment of it, or every repetition would see the same gap.
+    sleep "$(printf '0.%03d' $((100 + RANDOM % 500)))"
     $cut "$NEW" || { note "$kind: the cut failed"; poll_wait; return; }
     t0=$(now_ms)
     poll_wait
@@ -591,6 +571,75 @@ done
 for ((r = 1; r <= BENCH_DROP_REPS; r++)); do
     cut_once silent host_block host_unblock
 done
+
+# --- 4: baselines (after 1 and 2: the K+1 nodes' browsers query seldom by now) -----
+
+if ((BENCH_BASE_REPS > 0)); then
+    section "4. baselines: Avahi alone"
+    for ((r = 1; r <= BENCH_BASE_REPS; r++)); do
+        # A cold cache: avahi-daemon started anew in hb, which heard nothing.
+        avahi_cold "$BASE" || die "avahi-daemon in $BASE does not restart"
+        for kind in cold warm; do
+            out=$HOSTS_DIR/browse.$r.$kind
+            [ $kind = warm ] || avahi_cold_end "$BASE"
+            t0=$(now_ms)
+            host_exec "$BASE" timeout -k 1 10 avahi-browse -rtp _ipcnode._tcp 2>/dev/null |
+                stamp >"$out"
+            t1=$(now_ms)
+            first=$(first_at "$out" '^=;[^;]*;IPv4;' "$t0")
+            all=$(count_at "$out" '^=;[^;]*;IPv4;' $((K + 1)) "$t0")
+            add "browse_first_$kind" "$first"
+            add "browse_all_$kind" "$all"
+            add "browse_exit_$kind" $((t1 - t0))
+            # Listed (+) but never resolved (=): no SRV/TXT answer.
+            unres=$(awk -F';' '{ sub(/^[0-9]+ /, "", $1) } $3 == "IPv4" && $1 == "+" { l[$4] = 1 }
+                $3 == "IPv4" && $1 == "=" { r[$4] = 1 }
+                END { for (n in l) if (!(n in r)) printf "%s ", n }' "$out")
+            [ -z "$unres" ] || note "browse $r $kind in $BASE: listed, never resolved: $unres"
+            if [ $kind = cold ] && [ "$first" != - ] && ((first < 100)); then
+                note "cold browse: a record after $first ms: $BASE's cache was not cold"
+            fi
+            echo "#   $r $kind: first record resolved $first ms, all $((K + 1)) $all ms," \
+                "avahi-browse -t exits $((t1 - t0)) ms"
+        done
+    done
+    # A browser running in hb; a service published in h1.
+    blog=$HOSTS_DIR/browse-pub.log
+    # shellcheck disable=SC2016  # expanded by the inner shell
+    bg_start "$BASE" "$blog" timeout -k 1 120 bash -c \
+        'avahi-browse -rp _ipcbench._tcp 2>&1 | while IFS= read -r l; do
+            printf "%s %s\n" "${EPOCHREALTIME//[.,]/}" "$l"; done'
+    browser=$BG_PID
+    sleep 1
+    for ((r = 1; r <= BENCH_BASE_REPS; r++)); do
+        plog=$HOSTS_DIR/publish.$r.log
+        t0=$(now_ms)
+        # shellcheck disable=SC2016  # expanded by the inner shell
+        bg_start h1 "$plog" timeout -k 1 30 bash -c \
+            'avahi-publish -s "$1" _ipcbench._tcp 4321 x=1 2>&1 | while IFS= read -r l; do
+                printf "%s %s\n" "${EPOCHREALTIME//[.,]/}" "$l"; done' sh "bench$r"
+        pub=$BG_PID
+        for ((i = 0; i < 100; i++)); do
+            grep -q "^[0-9]* =;[^;]*;IPv4;bench$r;" "$blog" && break
+            sleep 0.05
+        done
+        est=$(first_at "$plog" 'Established' "$t0")
+        seen=$(first_at "$blog" "^\\+;[^;]*;IPv4;bench$r;" "$t0")
+        res=$(first_at "$blog" "^=;[^;]*;IPv4;bench$r;" "$t0")
+        add pub_est "$est"
+        add pub_seen "$seen"
+        add pub_res "$res"
+        echo "#   publish $r: established (probing done) $est ms, seen by the other" \
+            "host's browser $seen ms, resolved $res ms"
+        bg_stop "$pub"
+        forget_bg "$pub"
+        sleep 1.2
+    done
+    bg_stop "$browser"
+    forget_bg "$browser"
+    # hb takes no further part.
+    host_avahi_stop "$BASE"
+fi
 
 # --- 3: mesh formation --------------------------------------------------------------
 
@@ -724,7 +773,7 @@ fi
 if ((BENCH_BASE_REPS > 0)); then
     section "4. baselines (Avahi alone)"
     res browse_first_cold "avahi-browse -rtp, fresh daemon: first record"
-    res browse_all_cold "    fresh daemon: all K records"
+    res browse_all_cold "    fresh daemon: all K+1 records"
     res browse_exit_cold "    fresh daemon: avahi-browse -t exits"
     res browse_first_warm "avahi-browse -rtp again (warm cache): first record"
     res browse_exit_warm "    warm: avahi-browse -t exits"

@@ -199,9 +199,9 @@ hosts_cleanup() {
         kill_wait "$p" 2
     done
     for h in "${HOSTS_LIST[@]}"; do
-        kill_wait "${HOST_AVAHI[$h]}" 2
-        kill_wait "${HOST_DBUS[$h]}" 2
-        kill_wait "${HOST_ANCHOR[$h]}" 1
+        kill_wait "${HOST_AVAHI[$h]:-}" 2
+        kill_wait "${HOST_DBUS[$h]:-}" 2
+        kill_wait "${HOST_ANCHOR[$h]:-}" 1
     done
     # Anything else still in our namespaces (a verb left behind, a daemon
     # that forked) is ours too.
