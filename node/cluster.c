@@ -263,6 +263,7 @@ static int s_dealer_open(peer_t *p)
     zsock_set_linger(p->dealer, 0);
     zsock_set_sndhwm(p->dealer, DEALER_HWM);
     zsock_set_rcvhwm(p->dealer, DEALER_HWM);
+    zsock_set_maxmsgsize(p->dealer, 64 * 1024);     /* answers only: HELLO_ACK, PONG, FAIL */
     zsock_set_reconnect_ivl(p->dealer, 100);
     zsock_set_reconnect_ivl_max(p->dealer, 1000);
     /* Nothing is queued for a peer not connected: HELLOs would pile up
@@ -1512,6 +1513,10 @@ cluster_t *cluster_new(loop_t *loop, server_t *server, const node_config_t *conf
     zsock_set_router_mandatory(self->router, 1);
     zsock_set_linger(self->router, 0);
     zsock_set_rcvhwm(self->router, 0);
+    /* Bytes from the network are untrusted: ZeroMQ refuses (and
+       disconnects) a frame claiming more than the largest message we take,
+       before allocating it. */
+    zsock_set_maxmsgsize(self->router, (int64_t) s_frame_bytes(self->cfg.max_message));
     zsock_set_sndhwm(self->router, DEALER_HWM);
     char port[16];
     if (self->cfg.port)
