@@ -215,6 +215,25 @@ int proto_decode(const uint8_t *buf, size_t len, proto_msg_t *ret)
         m.ack = (uint32_t) s_uint(&c, 4);
         m.credit = (uint32_t) s_uint(&c, 4);
         break;
+    case P_BATCH:
+        /* Only the framing is checked here: each item is a whole message,
+           decoded (and checked) on its own. */
+        m.count = (uint16_t) s_uint(&c, 2);
+        m.list = c.p;
+        if (!c.bad && (m.count < 2 || c.left > PROTO_BATCH_MAX))
+            rc = -EBADMSG;
+        for (unsigned i = 0; rc == 0 && !c.bad && i < m.count; i++) {
+            size_t n = (size_t) s_uint(&c, 4);
+            if (c.bad || n < PROTO_HEAD || n > c.left || c.p[0] != PROTO_SIG ||
+                (c.p[2] != P_MSG && c.p[2] != P_REPLY && c.p[2] != P_PUB))
+                rc = -EBADMSG;
+            else {
+                c.p += n;
+                c.left -= n;
+            }
+        }
+        m.listlen = (size_t) (c.p - m.list);
+        break;
     default:
         return -EBADMSG;
     }
@@ -222,6 +241,13 @@ int proto_decode(const uint8_t *buf, size_t len, proto_msg_t *ret)
         return -EBADMSG;
     *ret = m;
     return 0;
+}
+
+void proto_batch_next(const uint8_t **at, const uint8_t **item, size_t *len)
+{
+    *len = wire_get32(*at);
+    *item = *at + 4;
+    *at += 4 + *len;
 }
 
 void proto_list_next(const uint8_t **at, const char **s, size_t *len)

@@ -37,7 +37,10 @@ enum {
     P_PONG = 14,        /* stamp:u64 */
     P_BYE = 15,
     P_CREDIT = 16,      /* ack:u32 (last seq handled), bytes:u32 */
+    P_BATCH = 17,       /* count:u16, count x (len:u32, a MSG, REPLY or PUB) */
 };
+
+#define PROTO_BATCH_MAX (64 * 1024)     /* bytes of items in one BATCH */
 
 /* MSG kinds */
 enum { P_KIND_SEND = 1, P_KIND_REQUEST = 2 };
@@ -74,6 +77,9 @@ typedef struct {
    version is not ours (*ret then has version and type); -EBADMSG for
    anything else wrong. */
 int proto_decode(const uint8_t *buf, size_t len, proto_msg_t *ret);
+
+/* The next item of a decoded BATCH: a whole message, to proto_decode. */
+void proto_batch_next(const uint8_t **at, const uint8_t **item, size_t *len);
 
 /* The next item of a decoded list: a name (NAMES/SUBS), or for PEERS an
    id, name and endpoint. Lists were checked by proto_decode. */

@@ -7,9 +7,11 @@
     exact end with every item valid for its kind, every address and
     destination well-formed (checked here again from the spec, not with the
     codec's own helper), and the fields encoding back (proto_begin,
-    proto_u8, ...) to the very same bytes. A message of another version must
-    say so and decode nothing else. Any breach aborts, which libFuzzer
-    reports. */
+    proto_u8, ...) to the very same bytes. A BATCH is walked with
+    proto_batch_next() as the node does, and each item is checked in the same
+    way as a message of its own (from a heap copy of exactly its length). A
+    message of another version must say so and decode nothing else. Any
+    breach aborts, which libFuzzer reports. */
 
 #include <errno.h>
 #include <stdint.h>
@@ -156,9 +158,39 @@ static void s_encode(proto_buf_t *b, const proto_msg_t *m)
         proto_u32(b, m->ack);
         proto_u32(b, m->credit);
         break;
+    case P_BATCH:
+        proto_u16(b, m->count);
+        proto_bytes(b, m->list, m->listlen);
+        break;
     default:
         abort();        /* an unknown type decoded */
     }
+}
+
+static void s_check(const uint8_t *data, size_t size, int in_batch);
+
+/* Walks a decoded BATCH as the node does: count items (at least 2), each
+   a len:u32 then that many bytes, at least a head, signature right, type
+   MSG, REPLY or PUB, the last ending the message; then checks each item
+   as a message of its own. */
+static void s_batch(const uint8_t *buf, size_t len, const proto_msg_t *m)
+{
+    CHECK(m->count >= 2);
+    CHECK(m->list == buf + PROTO_HEAD + 2 && m->listlen == len - PROTO_HEAD - 2);
+    CHECK(m->listlen <= PROTO_BATCH_MAX);
+    const uint8_t *at = m->list, *end = m->list + m->listlen;
+    for (unsigned i = 0; i < m->count; i++) {
+        const uint8_t *item, *was = at;
+        size_t n;
+        CHECK(end - at >= 4);
+        proto_batch_next(&at, &item, &n);
+        CHECK(n == wire_get32(was) && item == was + 4 && n >= PROTO_HEAD);
+        CHECK(s_inside(buf, len, item, n) && item + n == at);
+        CHECK(item[0] == PROTO_SIG);
+        CHECK(item[2] == P_MSG || item[2] == P_REPLY || item[2] == P_PUB);
+        s_check(item, n, 1);
+    }
+    CHECK(at == end);
 }
 
 /* Checks a message that decoded (len bytes at buf). */
@@ -228,6 +260,9 @@ static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
     case P_BYE:
         CHECK(len == PROTO_HEAD);
         break;
+    case P_BATCH:
+        s_batch(buf, len, m);
+        break;
     default:
         abort();
     }
@@ -255,19 +290,24 @@ static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
     proto_free(&b);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* Decodes a heap copy of exactly size bytes and checks the answer; an
+   item of a BATCH (in_batch) that decodes is a MSG, REPLY or PUB. */
+static void s_check(const uint8_t *data, size_t size, int in_batch)
 {
     uint8_t *buf = malloc(size ? size : 1);
     if (!buf)
-        return 0;
+        return;
     memcpy(buf, data, size);
 
     proto_msg_t m, before;
     memset(&m, 0x5a, sizeof m);
     before = m;
     int rc = proto_decode(buf, size, &m);
-    if (rc == 0)
+    if (rc == 0) {
         s_sound(buf, size, &m);
+        if (in_batch)
+            CHECK(m.type == P_MSG || m.type == P_REPLY || m.type == P_PUB);
+    }
     else if (rc == -EPROTO) {
         CHECK(size >= PROTO_HEAD && buf[0] == PROTO_SIG && buf[1] != PROTO_VERSION);
         CHECK(m.version == buf[1] && m.type == buf[2] && m.flags == buf[3]);
@@ -279,5 +319,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(memcmp(&m, &before, sizeof m) == 0);
     }
     free(buf);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    s_check(data, size, 0);
     return 0;
 }

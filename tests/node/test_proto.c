@@ -28,7 +28,7 @@
 
 #define ID_A "5f0c3e9a7b214d68a1e2c3b4d5f60718"     /* alpha, as in the spec */
 #define ID_B "c2d4e6f8091a2b3c4d5e6f708192a3b4"     /* beta */
-#define N_TYPES 16                                  /* P_HELLO .. P_CREDIT */
+#define N_TYPES 17                                  /* P_HELLO .. P_BATCH */
 #define N_OF(a) (sizeof (a) / sizeof (a)[0])
 
 /* --- the spec's examples (docs/protocol-node.md, section 14) ------------- */
@@ -106,6 +106,25 @@ static const uint8_t s_ex_refuse[] = {
     0x0f, 'a', 'n', 'o', 't', 'h', 'e', 'r', ' ', 'c', 'l', 'u', 's', 't', 'e', 'r',
 };
 
+/* 14.9 BATCH on beta's DEALER, seq 0: two SENDs of ":2@beta" to
+   "printer@alpha", seqs 7 and 8, cseqs 13 and 14, "page 1" and "page 2". */
+static const uint8_t s_ex_batch[] = {
+    0xa9, 0x01, 0x11, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x02,
+    0x00, 0x00, 0x00, 0x2d,
+    0xa9, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x07,
+    0x01, 0x00, 0x00, 0x00, 0x0d, 0x00, 0x00, 0x00, 0x00,
+    0x07, ':', '2', '@', 'b', 'e', 't', 'a',
+    0x0d, 'p', 'r', 'i', 'n', 't', 'e', 'r', '@', 'a', 'l', 'p', 'h', 'a',
+    'p', 'a', 'g', 'e', ' ', '1',
+    0x00, 0x00, 0x00, 0x2d,
+    0xa9, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x08,
+    0x01, 0x00, 0x00, 0x00, 0x0e, 0x00, 0x00, 0x00, 0x00,
+    0x07, ':', '2', '@', 'b', 'e', 't', 'a',
+    0x0d, 'p', 'r', 'i', 'n', 't', 'e', 'r', '@', 'a', 'l', 'p', 'h', 'a',
+    'p', 'a', 'g', 'e', ' ', '2',
+};
+
 typedef struct {
     const uint8_t *bytes;
     size_t len;
@@ -120,6 +139,7 @@ static const example_t s_examples[] = {
     { s_ex_credit, sizeof s_ex_credit },
     { s_ex_pub, sizeof s_ex_pub },
     { s_ex_refuse, sizeof s_ex_refuse },
+    { s_ex_batch, sizeof s_ex_batch },
 };
 #define N_EXAMPLES (sizeof s_examples / sizeof s_examples[0])
 
@@ -248,6 +268,19 @@ static void s_credit(proto_buf_t *b, uint32_t seq, uint32_t ack, uint32_t bytes)
     proto_u32(b, bytes);
 }
 
+/* A BATCH with count as given (which may lie about items): each item is
+   its len:u32, then its bytes. */
+static void s_batch(proto_buf_t *b, uint32_t seq, uint16_t count, const example_t *items,
+                    size_t n)
+{
+    proto_begin(b, P_BATCH, 0, seq);
+    proto_u16(b, count);
+    for (size_t i = 0; i < n; i++) {
+        proto_u32(b, (uint32_t) items[i].len);
+        proto_bytes(b, items[i].bytes, items[i].len);
+    }
+}
+
 /* Encodes a decoded message again, field by field as the spec's tables
    say (section 6): the bytes must come out as they went in. */
 static void s_encode(proto_buf_t *b, const proto_msg_t *m)
@@ -311,6 +344,10 @@ static void s_encode(proto_buf_t *b, const proto_msg_t *m)
     case P_CREDIT:
         proto_u32(b, m->ack);
         proto_u32(b, m->credit);
+        break;
+    case P_BATCH:
+        proto_u16(b, m->count);
+        proto_bytes(b, m->list, m->listlen);
         break;
     default:
         fail_msg("decoded an unknown type 0x%02x", m->type);
@@ -405,6 +442,40 @@ static void s_assert_list(const uint8_t *buf, size_t len, const proto_msg_t *m)
     assert_ptr_equal(at, end);
 }
 
+static int s_decode(const uint8_t *buf, size_t len, proto_msg_t *ret);
+
+/* Walks a decoded BATCH with proto_batch_next as the node does: count
+   items (at least 2), each a len:u32 and that many bytes, at least a head,
+   with the signature and the type of a MSG, REPLY or PUB, the last ending
+   the message. The codec checks only that framing: each item is decoded on
+   its own (through s_decode, which checks what decodes), and the receiver
+   treats an item that does not decode as a malformed message. */
+static void s_assert_batch(const uint8_t *buf, size_t len, const proto_msg_t *m)
+{
+    assert_true(m->count >= 2);
+    assert_ptr_equal(m->list, buf + PROTO_HEAD + 2);
+    assert_int_equal(m->listlen, len - PROTO_HEAD - 2);
+    assert_true(m->listlen <= PROTO_BATCH_MAX);
+    const uint8_t *at = m->list, *end = m->list + m->listlen;
+    for (unsigned i = 0; i < m->count; i++) {
+        const uint8_t *item, *was = at;
+        size_t n;
+        assert_true(end - at >= 4);
+        proto_batch_next(&at, &item, &n);
+        assert_int_equal(n, wire_get32(was));
+        assert_ptr_equal(item, was + 4);
+        assert_true(n >= PROTO_HEAD);
+        s_assert_in(buf, len, item, n);
+        assert_ptr_equal(item + n, at);
+        assert_int_equal(item[0], PROTO_SIG);
+        assert_true(item[2] == P_MSG || item[2] == P_REPLY || item[2] == P_PUB);
+        proto_msg_t im;
+        if (s_decode(item, n, &im) == 0)
+            assert_int_equal(im.type, item[2]);
+    }
+    assert_ptr_equal(at, end);
+}
+
 /* A decoded message points inside its buffer, in the order of its fields,
    fills it exactly, and encodes back to the same bytes. */
 static void s_assert_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
@@ -489,6 +560,9 @@ static void s_assert_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
         break;
     case P_BYE:
         assert_int_equal(len, PROTO_HEAD);
+        break;
+    case P_BATCH:
+        s_assert_batch(buf, len, m);
         break;
     default:
         fail_msg("decoded an unknown type 0x%02x", m->type);
@@ -586,6 +660,9 @@ static size_t s_minimal(sample_t *out)
 {
     static const char *const one[] = { "a" };
     static const char *const peer[] = { ID_B, "b", "tcp://x" };
+    /* A BATCH's framing asks only for heads of a MSG, REPLY or PUB. */
+    static const uint8_t head[PROTO_HEAD] = { PROTO_SIG, PROTO_VERSION, P_MSG, 0, 0, 0, 0, 1 };
+    static const example_t heads[] = { { head, sizeof head }, { head, sizeof head } };
     proto_buf_t b = { 0 };
     size_t n = 0;
     s_hello(&b, 0, ID_A, "a", "c", 1, 0, 1);                s_add(out, &n, &b);
@@ -604,11 +681,14 @@ static size_t s_minimal(sample_t *out)
     s_u64_msg(&b, P_PONG, 0, 0);                            s_add(out, &n, &b);
     proto_begin(&b, P_BYE, 0, 0);                           s_add(out, &n, &b);
     s_credit(&b, 0, 0, 0);                                  s_add(out, &n, &b);
+    s_batch(&b, 0, 2, heads, 2);                            s_add(out, &n, &b);
     assert_int_equal(n, N_TYPES);
     return n;
 }
 
 #define MAX_SAMPLES 64
+
+static void s_free_samples(sample_t *s, size_t n);
 
 /* The messages the malformed-input tests start from: the spec's examples,
    the shortest of each type, and full ones of each type with unusual
@@ -670,6 +750,26 @@ static size_t s_samples(sample_t *out)
     s_add(out, &n, &b);
     s_credit(&b, 8, 0xfffffffe, 4u << 20);
     s_add(out, &n, &b);
+    {
+        sample_t it[3];
+        size_t k = 0;
+        s_msg(&b, P_F_CONFIRM, 0xffffffff, P_KIND_REQUEST, 9, 500, ":1@alpha", "printer@beta",
+              s_binary, sizeof s_binary);
+        s_add(it, &k, &b);
+        s_reply(&b, 0, 0x80000000, ":18@alpha", ":4@beta", NULL, 0);
+        s_add(it, &k, &b);
+        s_pub(&b, 1, 2, "sensors.temp", ":2@beta", "21.5", 4);
+        s_add(it, &k, &b);
+        example_t items[3];
+        memset(items, 0, sizeof items);     /* gcc cannot see that k is 3 */
+        assert_int_equal(k, 3);
+        for (size_t i = 0; i < k; i++)
+            items[i] = (example_t) { it[i].bytes, it[i].len };
+        s_batch(&b, 0, 3, items, 3);
+        b.data[3] = 0xff;   /* flags are not looked at */
+        s_add(out, &n, &b);
+        s_free_samples(it, k);
+    }
     assert_true(n <= MAX_SAMPLES);
     return n;
 }
@@ -1098,6 +1198,35 @@ static void test_proto_spec_examples_decode(void **state)
     assert_int_equal(m.tolen + m.namelen, 0);
     assert_int_equal(m.textlen, 15);
     assert_memory_equal(m.text, "another cluster", 15);
+
+    assert_int_equal(s_decode(s_ex_batch, sizeof s_ex_batch, &m), 0);
+    assert_int_equal(m.type, P_BATCH);
+    assert_int_equal(m.flags, 0);
+    assert_int_equal(m.seq, 0);
+    assert_int_equal(m.count, 2);
+    assert_int_equal(sizeof s_ex_batch, 108);
+    const uint8_t *at = m.list;
+    for (unsigned i = 0; i < 2; i++) {
+        const uint8_t *item;
+        size_t len;
+        proto_msg_t im;
+        proto_batch_next(&at, &item, &len);
+        assert_int_equal(len, 45);
+        assert_int_equal(s_decode(item, len, &im), 0);
+        assert_int_equal(im.type, P_MSG);
+        assert_int_equal(im.flags, 0);
+        assert_int_equal(im.seq, 7 + i);
+        assert_int_equal(im.kind, P_KIND_SEND);
+        assert_int_equal(im.cseq, 13 + i);
+        assert_int_equal(im.timeout, 0);
+        assert_int_equal(im.fromlen, 7);
+        assert_memory_equal(im.from, ":2@beta", 7);
+        assert_int_equal(im.tolen, 13);
+        assert_memory_equal(im.to, "printer@alpha", 13);
+        assert_int_equal(im.size, 6);
+        assert_memory_equal(im.data, i ? "page 2" : "page 1", 6);
+    }
+    assert_ptr_equal(at, m.list + m.listlen);
 }
 
 /* Encoding the examples' fields from scratch gives the examples' bytes. */
@@ -1130,6 +1259,18 @@ static void test_proto_spec_examples_encode(void **state)
     s_fail(&b, 0, EACCES, 0, 0, "", "", "another cluster");
     assert_int_equal(b.len, sizeof s_ex_refuse);
     assert_memory_equal(b.data, s_ex_refuse, b.len);
+
+    /* The BATCH of 14.9: its items are encoded alone, then framed. */
+    proto_buf_t one = { 0 }, two = { 0 };
+    s_msg(&one, 0, 7, P_KIND_SEND, 13, 0, ":2@beta", "printer@alpha", "page 1", 6);
+    s_msg(&two, 0, 8, P_KIND_SEND, 14, 0, ":2@beta", "printer@alpha", "page 2", 6);
+    const example_t items[] = { { one.data, one.len }, { two.data, two.len } };
+    s_batch(&b, 0, 2, items, 2);
+    assert_false(b.failed);
+    assert_int_equal(b.len, sizeof s_ex_batch);
+    assert_memory_equal(b.data, s_ex_batch, b.len);
+    proto_free(&one);
+    proto_free(&two);
     proto_free(&b);
 }
 
@@ -1334,7 +1475,7 @@ static void test_proto_decode_unknown_types(void **state)
     buf[0] = PROTO_SIG;
     buf[1] = PROTO_VERSION;
     for (unsigned t = 0; t < 256; t++) {
-        if (t >= P_HELLO && t <= P_CREDIT)
+        if (t >= P_HELLO && t <= P_BATCH)
             continue;
         buf[2] = (uint8_t) t;
         for (size_t len = PROTO_HEAD; len <= sizeof buf; len++)
@@ -2046,6 +2187,252 @@ static void test_proto_list_bad_items(void **state)
     assert_int_equal(s_try(&b), -EBADMSG);
 }
 
+/* --- BATCH ---------------------------------------------------------------- */
+
+/* Three items, one of each data type, framed; walked back with
+   proto_batch_next, each decodes on its own to what went in. */
+static void test_proto_batch_roundtrip(void **state)
+{
+    (void) state;
+    proto_buf_t it[3] = { { 0 } }, b = { 0 };
+    s_msg(&it[0], P_F_CONFIRM, 41, P_KIND_SEND, 7, 0, ":3@alpha", "printer", "hello", 5);
+    s_reply(&it[1], 42, 0x80000001, ":18@beta", ":4@alpha", s_binary, sizeof s_binary);
+    s_pub(&it[2], 43, 12, "sensors.temp", ":3@alpha", NULL, 0);
+    example_t items[3];
+    for (size_t i = 0; i < 3; i++)
+        items[i] = (example_t) { it[i].data, it[i].len };
+
+    s_batch(&b, 0, 3, items, 3);
+    assert_false(b.failed);
+    assert_int_equal(b.len, PROTO_HEAD + 2 + 12 + it[0].len + it[1].len + it[2].len);
+    proto_msg_t m;
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.type, P_BATCH);
+    assert_int_equal(m.seq, 0);
+    assert_int_equal(m.count, 3);
+    assert_ptr_equal(m.list, b.data + PROTO_HEAD + 2);
+    assert_int_equal(m.listlen, b.len - PROTO_HEAD - 2);
+
+    const uint8_t *at = m.list;
+    for (size_t i = 0; i < 3; i++) {
+        const uint8_t *item;
+        size_t len;
+        proto_msg_t im;
+        proto_batch_next(&at, &item, &len);
+        assert_int_equal(len, it[i].len);
+        assert_memory_equal(item, it[i].data, len);
+        assert_int_equal(s_decode(item, len, &im), 0);
+        assert_int_equal(im.seq, 41 + i);
+        switch (i) {
+        case 0:
+            assert_int_equal(im.type, P_MSG);
+            assert_int_equal(im.flags, P_F_CONFIRM);
+            assert_int_equal(im.cseq, 7);
+            assert_memory_equal(im.to, "printer", im.tolen);
+            assert_int_equal(im.size, 5);
+            assert_memory_equal(im.data, "hello", 5);
+            break;
+        case 1:
+            assert_int_equal(im.type, P_REPLY);
+            assert_int_equal(im.cseq, 0x80000001);
+            assert_memory_equal(im.to, ":18@beta", im.tolen);
+            assert_memory_equal(im.from, ":4@alpha", im.fromlen);
+            assert_int_equal(im.size, sizeof s_binary);
+            assert_memory_equal(im.data, s_binary, im.size);
+            break;
+        default:
+            assert_int_equal(im.type, P_PUB);
+            assert_int_equal(im.tolen, 12);
+            assert_memory_equal(im.to, "sensors.temp", 12);
+            assert_int_equal(im.size, 0);
+            assert_ptr_equal(im.data, item + len);
+        }
+    }
+    assert_ptr_equal(at, m.list + m.listlen);
+
+    /* Every cut is refused: the count and the lengths say where it ends. */
+    for (size_t cut = 0; cut < b.len; cut++)
+        assert_int_equal(s_decode(b.data, cut, NULL), -EBADMSG);
+    /* And so is any byte after the last item. */
+    for (size_t extra = 1; extra <= 4; extra++) {
+        proto_u8(&b, 0);
+        assert_false(b.failed);
+        assert_int_equal(s_decode(b.data, b.len, NULL), -EBADMSG);
+    }
+    for (size_t i = 0; i < 3; i++)
+        proto_free(&it[i]);
+    proto_free(&b);
+}
+
+/* The framing rules: count at least 2 and exact, item lengths at least a
+   head and inside the message, item signature and type. */
+static void test_proto_batch_rules(void **state)
+{
+    (void) state;
+    proto_buf_t b = { 0 }, a = { 0 }, c = { 0 };
+    s_msg(&a, 0, 7, P_KIND_SEND, 13, 0, ":2@beta", "printer@alpha", "page 1", 6);
+    s_pub(&c, 8, 14, "sensors.temp", ":2@beta", "21.5", 4);
+    const example_t two[] = { { a.data, a.len }, { c.data, c.len } };
+    const example_t three[] = { { a.data, a.len }, { c.data, c.len }, { a.data, a.len } };
+    proto_msg_t m;
+
+    s_batch(&b, 0, 2, two, 2);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.count, 2);
+    /* The head's seq is not counted; the codec does not look at it. */
+    s_batch(&b, 0x01020304, 2, two, 2);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.seq, 0x01020304);
+
+    /* count 0 or 1: a batch of one is sent as itself. */
+    s_batch(&b, 0, 0, two, 0);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    s_batch(&b, 0, 0, two, 2);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    s_batch(&b, 0, 1, two, 1);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    s_batch(&b, 0, 1, two, 2);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    /* count more or fewer than the items. */
+    s_batch(&b, 0, 3, two, 2);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    s_batch(&b, 0, 2, three, 3);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    s_batch(&b, 0, 0xffff, three, 3);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    s_batch(&b, 0, 3, three, 3);
+    assert_int_equal(s_try(&b), 0);
+    /* No count at all. */
+    proto_begin(&b, P_BATCH, 0, 0);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    proto_begin(&b, P_BATCH, 0, 0);
+    proto_u8(&b, 0);
+    assert_int_equal(s_try(&b), -EBADMSG);
+
+    /* An item shorter than a head, even one that says so truthfully. */
+    for (size_t n = 0; n < PROTO_HEAD; n++) {
+        const example_t shorty[] = { { a.data, a.len }, { a.data, n } };
+        s_batch(&b, 0, 2, shorty, 2);
+        assert_int_equal(s_try(&b), -EBADMSG);
+    }
+    /* An item length that runs past the end, by one or by far. */
+    static const uint32_t overrun[] = { 1, 2, 45, 0x10000, 0x7fffffff, 0xffffffff - 45 };
+    for (size_t i = 0; i < N_OF(overrun); i++) {
+        for (size_t which = 0; which < 2; which++) {
+            s_batch(&b, 0, 2, two, 2);
+            size_t at = PROTO_HEAD + 2 + (which ? 4 + a.len : 0);
+            uint32_t len = (uint32_t) wire_get32(b.data + at) + overrun[i];
+            b.data[at] = (uint8_t) (len >> 24);
+            b.data[at + 1] = (uint8_t) (len >> 16);
+            b.data[at + 2] = (uint8_t) (len >> 8);
+            b.data[at + 3] = (uint8_t) len;
+            assert_int_equal(s_try(&b), -EBADMSG);
+        }
+    }
+    /* A length cut short leaves the rest of the item as a bad next item,
+       or as trailing bytes. */
+    s_batch(&b, 0, 2, two, 2);
+    b.data[PROTO_HEAD + 2 + 4 + a.len + 3]--;
+    assert_int_equal(s_try(&b), -EBADMSG);
+
+    /* Only MSG, REPLY and PUB travel in a batch: a PING, another BATCH,
+       any other type or an unknown one is refused. */
+    proto_buf_t o = { 0 };
+    for (unsigned t = 0; t < 256; t++) {
+        if (t == P_MSG || t == P_REPLY || t == P_PUB)
+            continue;
+        s_u64_msg(&o, P_PING, 8, 1);
+        o.data[2] = (uint8_t) t;
+        const example_t bad[] = { { a.data, a.len }, { o.data, o.len } };
+        s_batch(&b, 0, 2, bad, 2);
+        assert_int_equal(s_try(&b), -EBADMSG);
+        const example_t bad_first[] = { { o.data, o.len }, { a.data, a.len } };
+        s_batch(&b, 0, 2, bad_first, 2);
+        assert_int_equal(s_try(&b), -EBADMSG);
+    }
+    s_u64_msg(&o, P_PING, 8, 1);
+    const example_t ping[] = { { a.data, a.len }, { o.data, o.len } };
+    s_batch(&b, 0, 2, ping, 2);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    /* A batch inside a batch. */
+    s_batch(&o, 0, 2, two, 2);
+    const example_t nested[] = { { a.data, a.len }, { o.data, o.len } };
+    s_batch(&b, 0, 2, nested, 2);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    proto_free(&o);
+
+    /* A bad signature inside, in either item. */
+    for (unsigned sig = 0; sig < 256; sig++) {
+        if (sig == PROTO_SIG)
+            continue;
+        for (size_t which = 0; which < 2; which++) {
+            s_batch(&b, 0, 2, two, 2);
+            b.data[PROTO_HEAD + 2 + 4 + (which ? 4 + a.len : 0)] = (uint8_t) sig;
+            assert_int_equal(s_try(&b), -EBADMSG);
+        }
+    }
+
+    /* The framing is all the codec checks: an item of another version, or
+       one whose body is bad, leaves the batch well framed. The receiver
+       decodes each item and treats such an item as a malformed message. */
+    s_batch(&b, 0, 2, two, 2);
+    b.data[PROTO_HEAD + 2 + 4 + 1] = 2;                 /* version 2 */
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(s_decode(b.data + PROTO_HEAD + 6, a.len, NULL), -EPROTO);
+    proto_free(&b);
+    s_batch(&b, 0, 2, two, 2);
+    b.data[PROTO_HEAD + 2 + 4 + PROTO_HEAD] = 3;        /* MSG kind 3 */
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(s_decode(b.data + PROTO_HEAD + 6, a.len, NULL), -EBADMSG);
+    proto_free(&b);
+    proto_free(&a);
+    proto_free(&c);
+}
+
+/* The items, len fields included, come to at most PROTO_BATCH_MAX bytes. */
+static void test_proto_batch_limit(void **state)
+{
+    (void) state;
+    assert_int_equal(PROTO_BATCH_MAX, 65536);
+    size_t size = PROTO_BATCH_MAX;
+    uint8_t *payload = calloc(1, size);
+    assert_non_null(payload);
+    proto_buf_t b = { 0 }, x = { 0 }, y = { 0 };
+    /* Two MSGs: each item is 4 + 8 + 1 + 4 + 4 + 5 + 2 + payload bytes. */
+    size_t over = 4 + PROTO_HEAD + 1 + 4 + 4 + 5 + 2;
+    for (size_t extra = 0; extra <= 2; extra++) {
+        size_t total = PROTO_BATCH_MAX + extra;
+        size_t p1 = total / 2 - over, p2 = total - total / 2 - over;
+        s_msg(&x, 0, 1, P_KIND_SEND, 1, 0, ":1@a", "x", payload, p1);
+        s_msg(&y, 0, 2, P_KIND_SEND, 2, 0, ":1@a", "y", payload, p2);
+        const example_t two[] = { { x.data, x.len }, { y.data, y.len } };
+        s_batch(&b, 0, 2, two, 2);
+        assert_false(b.failed);
+        assert_int_equal(b.len, PROTO_HEAD + 2 + total);
+        assert_int_equal(s_decode(b.data, b.len, NULL), extra ? -EBADMSG : 0);
+    }
+    /* Many small items up to the limit: 5461 items of 12 bytes (len and a
+       bare head, as the framing allows) come to 65532; the last one
+       carries 4 bytes more, to fill it to the byte. */
+    static const uint8_t head[PROTO_HEAD] = { PROTO_SIG, PROTO_VERSION, P_PUB, 0, 0, 0, 0, 1 };
+    size_t n = PROTO_BATCH_MAX / 12;
+    proto_begin(&b, P_BATCH, 0, 0);
+    proto_u16(&b, (uint16_t) n);
+    for (size_t i = 0; i < n; i++) {
+        proto_u32(&b, (uint32_t) (i + 1 < n ? PROTO_HEAD : PROTO_HEAD + 4));
+        proto_bytes(&b, head, PROTO_HEAD);
+    }
+    proto_bytes(&b, "1234", 4);
+    assert_int_equal(b.len, PROTO_HEAD + 2 + PROTO_BATCH_MAX);
+    assert_int_equal(s_decode(b.data, b.len, NULL), 0);
+    proto_u8(&b, 0);            /* one more byte: over, and trailing */
+    assert_int_equal(s_decode(b.data, b.len, NULL), -EBADMSG);
+    proto_free(&b);
+    proto_free(&x);
+    proto_free(&y);
+    free(payload);
+}
+
 /* --- the encoder --------------------------------------------------------- */
 
 static void test_proto_encode_string_too_long_fails(void **state)
@@ -2177,6 +2564,9 @@ int main(void)
         cmocka_unit_test(test_proto_list_limits),
         cmocka_unit_test(test_proto_list_longest),
         cmocka_unit_test(test_proto_list_bad_items),
+        cmocka_unit_test(test_proto_batch_roundtrip),
+        cmocka_unit_test(test_proto_batch_rules),
+        cmocka_unit_test(test_proto_batch_limit),
         cmocka_unit_test(test_proto_encode_string_too_long_fails),
         cmocka_unit_test(test_proto_encode_refuses_absurd_sizes),
         cmocka_unit_test(test_proto_encode_head_layout),
