@@ -36,6 +36,7 @@
 #define HELLO_EVERY_MS  1000
 #define DEALER_HWM      100000
 #define ENDPOINT_MAX    128
+#define BATCH_ITEM_MAX  2048        /* data messages this small are batched */
 #define SUSPECT_MS      400         /* a peer whose record went must answer by then */
 
 typedef struct {
@@ -80,6 +81,8 @@ struct peer {
     int64_t rtt_us;
     int congested;
     int touched;                /* sent on since its input was last read */
+    proto_buf_t batch;          /* small data messages, sent as one BATCH */
+    uint16_t batched;
     /* sending: credit and what it has not acknowledged */
     int64_t credit;
     flight_t *flights;
@@ -201,11 +204,16 @@ static int s_load_id(cluster_t *self)
 
 /* Sends the encoded message in self->out to peer's DEALER. Returns 0,
    -EAGAIN (high-water mark) or another negative errno. */
+static int s_flush_batch(peer_t *p);
+
 static int s_send(peer_t *p)
 {
     cluster_t *self = p->cluster;
     if (self->out.failed || !p->dealer)
         return -ENOMEM;
+    /* Batched messages have smaller seqs: they go first. */
+    if (p->batched && s_flush_batch(p) < 0)
+        return -EHOSTUNREACH;
     p->touched = 1;
     if (zmq_send(zsock_resolve(p->dealer), self->out.data, self->out.len, ZMQ_DONTWAIT) < 0) {
         if (errno == EAGAIN)
@@ -374,6 +382,7 @@ static void s_peer_free(peer_t *p)
     dict_destroy(&p->names);
     dict_destroy(&p->subs);
     free(p->flights);
+    proto_free(&p->batch);
     free(p->rx);
     free(p->waiters);
     free(p);
@@ -562,6 +571,8 @@ static void s_lost(peer_t *p, const char *why)
     p->handled_bytes = 0;
     p->rx_count = 0;
     p->epoch++;             /* copies still queued here no longer count */
+    p->batch.len = 0;       /* its messages were failed back with the flights */
+    p->batched = 0;
     if (was_up)
         server_peer_state(self->server, p, 0);
     s_resume_waiters(p);
@@ -814,7 +825,10 @@ static void s_on_hello(cluster_t *self, const proto_msg_t *m, const char *addr)
     s_check_up(p);
 }
 
-static void s_on_data(peer_t *p, const proto_msg_t *m, zmq_msg_t *msg)
+/* A data message: bytes[len], inside msg, or (msg NULL) an item of a
+   BATCH, copied into a message of its own only if it must wait. */
+static void s_on_data(peer_t *p, const proto_msg_t *m, zmq_msg_t *msg, const void *bytes,
+                      size_t len)
 {
     /* A peer speaks for its own clients only: the address ends in
        "@<its name>" (the codec checked the rest of its syntax). */
@@ -824,12 +838,26 @@ static void s_on_data(peer_t *p, const proto_msg_t *m, zmq_msg_t *msg)
         s_lost(p, "it sent a message from another node's client");
         return;
     }
-    if (s_note(p, m->seq, zmq_msg_size(msg)) < 0) {
+    if (s_note(p, m->seq, len) < 0) {
         s_lost(p, "out of memory holding its messages");
         return;
     }
-    if ((p->parked || s_deliver(p, msg, m)) && s_park(p, msg) < 0)
+    if (!p->parked && !s_deliver(p, msg, m))
+        return;
+    zmq_msg_t copy;
+    if (!msg) {
+        if (zmq_msg_init_size(&copy, len) < 0) {
+            s_lost(p, "out of memory holding its messages");
+            return;
+        }
+        memcpy(zmq_msg_data(&copy), bytes, len);
+        msg = &copy;
+    }
+    if (s_park(p, msg) < 0) {
+        if (msg == &copy)
+            zmq_msg_close(&copy);
         s_lost(p, "it does not honour flow control, or out of memory");
+    }
 }
 
 static void s_on_list(peer_t *p, const proto_msg_t *m)
@@ -891,6 +919,35 @@ static void s_on_credit(peer_t *p, const proto_msg_t *m)
         s_resume_waiters(p);
 }
 
+/* A BATCH: each item is a data message of its own, in seq order. */
+static void s_on_batch(peer_t *p, const proto_msg_t *batch)
+{
+    const uint8_t *at = batch->list;
+    p->last_seen = loop_now(p->cluster->loop);
+    for (unsigned i = 0; i < batch->count; i++) {
+        const uint8_t *item;
+        size_t len;
+        proto_batch_next(&at, &item, &len);
+        proto_msg_t m;
+        if (proto_decode(item, len, &m) < 0 ||
+            (m.type != P_MSG && m.type != P_REPLY && m.type != P_PUB)) {
+            s_lost(p, "it sent a malformed message");
+            return;
+        }
+        if (m.seq != p->rx_seq + 1) {
+            char why[64];
+            snprintf(why, sizeof why, "sequence gap (%u after %u)", m.seq, p->rx_seq);
+            s_lost(p, why);
+            return;
+        }
+        p->rx_seq = m.seq;
+        uint32_t epoch = p->epoch;
+        s_on_data(p, &m, NULL, item, len);
+        if (p->epoch != epoch)
+            return;     /* lost on the way: the rest is void */
+    }
+}
+
 /* One message on the ROUTER: [routing id][body]. */
 static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
 {
@@ -938,6 +995,10 @@ static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
         s_lost(p, "silent past its timeout (were we stalled?)");
         return;
     }
+    if (m.type == P_BATCH) {
+        s_on_batch(p, &m);
+        return;
+    }
     if (m.seq != p->rx_seq + 1) {
         char why[64];
         snprintf(why, sizeof why, "sequence gap (%u after %u)", m.seq, p->rx_seq);
@@ -950,7 +1011,7 @@ static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
     case P_MSG:
     case P_REPLY:
     case P_PUB:
-        s_on_data(p, &m, body);
+        s_on_data(p, &m, body, zmq_msg_data(body), zmq_msg_size(body));
         break;
     case P_NAMES_ADD:
     case P_NAMES_DEL:
@@ -1134,6 +1195,8 @@ int cluster_idle(cluster_t *self)
     /* A socket we sent on may hold input its descriptor will not signal:
        the send consumed the edge. Read those before sleeping. */
     int more = self->router_touched && s_router_drain(self);
+    for (size_t i = 0; i < self->npeers; i++)
+        s_flush_batch(self->peers[i]);
     for (size_t i = 0; i < self->npeers; i++) {
         peer_t *p = self->peers[i];
         if (p->touched && s_dealer_drain(p))
@@ -1279,6 +1342,31 @@ void cluster_unwait(peer_t *p, client_t *c)
         }
 }
 
+/* Sends the peer's batch: one message alone as itself, several as a
+   BATCH. Returns 0, or -EHOSTUNREACH when the link broke (the peer is then
+   lost and its unacknowledged messages failed back). */
+static int s_flush_batch(peer_t *p)
+{
+    if (!p->batched)
+        return 0;
+    const uint8_t *data = p->batch.data;
+    size_t len = p->batch.len;
+    if (p->batched == 1) {
+        data += PROTO_HEAD + 2 + 4;     /* the item itself */
+        len -= PROTO_HEAD + 2 + 4;
+    } else {
+        p->batch.data[PROTO_HEAD] = (uint8_t) (p->batched >> 8);
+        p->batch.data[PROTO_HEAD + 1] = (uint8_t) p->batched;
+    }
+    p->batched = 0;
+    p->touched = 1;
+    if (!p->dealer || zmq_send(zsock_resolve(p->dealer), data, len, ZMQ_DONTWAIT) < 0) {
+        s_lost(p, "its connection is stuck");
+        return -EHOSTUNREACH;
+    }
+    return 0;
+}
+
 /* Sends the data frame whose head is in self->out, followed by its
    payload, and remembers it until acknowledged. The frame is built in the
    ZeroMQ message itself: the payload is copied once. */
@@ -1293,8 +1381,10 @@ static int s_send_data(peer_t *p, uint64_t origin, uint32_t cseq, uint8_t what,
     if (p->fl_count == p->fl_cap) {
         size_t cap = p->fl_cap ? p->fl_cap * 2 : 64;
         flight_t *f = malloc(cap * sizeof *f);
-        if (!f)
+        if (!f) {
+            p->tx_seq--;        /* not sent: no gap */
             return -ENOMEM;
+        }
         for (size_t i = 0; i < p->fl_count; i++)
             f[i] = p->flights[(p->fl_first + i) % p->fl_cap];
         free(p->flights);
@@ -1303,6 +1393,31 @@ static int s_send_data(peer_t *p, uint64_t origin, uint32_t cseq, uint8_t what,
         p->fl_first = 0;
     }
     size_t len = self->out.len + size;
+    if (len <= BATCH_ITEM_MAX) {
+        /* Small: into the peer's batch, which leaves as one ZeroMQ frame
+           before the loop sleeps (or before anything else to this peer). */
+        if (p->batched && p->batch.len + 4 + len > PROTO_BATCH_MAX + PROTO_HEAD + 2 &&
+            s_flush_batch(p) < 0)
+            return -EHOSTUNREACH;
+        if (!p->batched) {
+            proto_begin(&p->batch, P_BATCH, 0, 0);
+            proto_u16(&p->batch, 0);
+        }
+        proto_u32(&p->batch, (uint32_t) len);
+        proto_bytes(&p->batch, self->out.data, self->out.len);
+        proto_bytes(&p->batch, data, size);
+        if (p->batch.failed) {
+            s_lost(p, "out of memory batching");
+            return -EHOSTUNREACH;
+        }
+        p->batched++;
+        p->credit -= (int64_t) len;
+        p->flights[(p->fl_first + p->fl_count++) % p->fl_cap] =
+            (flight_t) { p->tx_seq, (uint32_t) len, origin, cseq, what };
+        return 0;
+    }
+    if (p->batched && s_flush_batch(p) < 0)
+        return -EHOSTUNREACH;
     zmq_msg_t msg;
     if (zmq_msg_init_size(&msg, len) < 0) {
         p->tx_seq--;
