@@ -1057,6 +1057,15 @@ void server_resume(server_t *s, client_t *c)
         c->runnable = 1;
 }
 
+/* Answers a REQUEST that could not be recorded: its id is in use, or
+   memory ran out. */
+static void s_request_refused(client_t *c, const wire_frame_t *f)
+{
+    int err = s_request_pending(c->server, c->id, f->seq) ? EEXIST : ENOMEM;
+    s_send_error(c, f, err, f->s1, f->s1len,
+                 err == EEXIST ? "request id in use" : "out of memory");
+}
+
 static uint32_t s_timeout(const server_t *s, uint32_t asked)
 {
     uint32_t timeout = asked ? asked : s->config.request_timeout;
@@ -1087,9 +1096,7 @@ static int s_handle_send(client_t *c, const wire_frame_t *f, buf_t *pbuf)
         request_t *r = NULL;
         if (f->type == WIRE_REQUEST &&
             !(r = s_request_new(s, c, c->id, f->seq, NULL, 0, "", 0, NULL, t.peer, timeout))) {
-            int err = s_request_pending(s, c->id, f->seq) ? EEXIST : ENOMEM;
-            s_send_error(c, f, err, f->s1, f->s1len,
-                         err == EEXIST ? "request id in use" : "out of memory");
+            s_request_refused(c, f);
             return DONE;
         }
         rc = cluster_msg(t.peer, f->type == WIRE_REQUEST ? P_KIND_REQUEST : P_KIND_SEND,
@@ -1110,9 +1117,7 @@ static int s_handle_send(client_t *c, const wire_frame_t *f, buf_t *pbuf)
     size_t hlen;
     if (f->type == WIRE_REQUEST) {
         if (!s_request_new(s, c, c->id, f->seq, NULL, 0, "", 0, to, NULL, timeout)) {
-            int err = s_request_pending(s, c->id, f->seq) ? EEXIST : ENOMEM;
-            s_send_error(c, f, err, f->s1, f->s1len,
-                         err == EEXIST ? "request id in use" : "out of memory");
+            s_request_refused(c, f);
             return DONE;
         }
         hlen = wire_encode(head, WIRE_DELIVER_REQ, 0, f->seq, timeout, c->address, alen,

@@ -373,22 +373,11 @@ int harness_alive(node_t *node)
     return 1;
 }
 
-int harness_stop(node_t *node)
-{
-    return harness_stop_with(node, SIGTERM);
-}
-
-int harness_stop_with(node_t *node, int sig)
+/* Waits (bounded) for a node sent sig to exit, and judges how: exit 0 and
+   its socket removed. Forgets it. Returns 0 or -1. */
+static int s_reap(node_t *node, int sig)
 {
     int rc = 0;
-    if (node->pid <= 0) {
-        fprintf(stderr, "harness: ipc-node was already gone at stop (status 0x%x)\n",
-                node->status);
-        s_dump_log(node);
-        s_forget(node);
-        return -1;
-    }
-    kill(node->pid, sig);
     int status = 0;
     if (harness_waitpid(node->pid, HARNESS_STOP_MS * (int) s_scale(), &status) < 0) {
         fprintf(stderr, "harness: ipc-node %d ignored signal %d for %d ms, killing it\n",
@@ -414,6 +403,24 @@ int harness_stop_with(node_t *node, int sig)
         s_dump_log(node);
     s_forget(node);
     return rc;
+}
+
+int harness_stop(node_t *node)
+{
+    return harness_stop_with(node, SIGTERM);
+}
+
+int harness_stop_with(node_t *node, int sig)
+{
+    if (node->pid <= 0) {
+        fprintf(stderr, "harness: ipc-node was already gone at stop (status 0x%x)\n",
+                node->status);
+        s_dump_log(node);
+        s_forget(node);
+        return -1;
+    }
+    kill(node->pid, sig);
+    return s_reap(node, sig);
 }
 
 pid_t harness_fork(void)
@@ -834,38 +841,13 @@ void harness_crash(node_t *node)
 
 int harness_stop_wait(node_t *node, int sig)
 {
-    int rc = 0;
     if (node->pid <= 0) {
         fprintf(stderr, "harness: ipc-node was already gone (status 0x%x)\n", node->status);
         s_dump_log(node);
         s_forget(node);
         return -1;
     }
-    int status = 0;
-    if (harness_waitpid(node->pid, HARNESS_STOP_MS * (int) s_scale(), &status) < 0) {
-        fprintf(stderr, "harness: ipc-node %d ignored signal %d for %d ms, killing it\n",
-                (int) node->pid, sig, HARNESS_STOP_MS);
-        kill(node->pid, SIGKILL);
-        harness_waitpid(node->pid, 5000, &status);
-        rc = -1;
-    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        if (WIFSIGNALED(status))
-            fprintf(stderr, "harness: ipc-node died of signal %d on signal %d\n",
-                    WTERMSIG(status), sig);
-        else
-            fprintf(stderr, "harness: ipc-node exited %d on signal %d, not 0\n",
-                    WEXITSTATUS(status), sig);
-        rc = -1;
-    }
-    node->status = status;
-    if (rc == 0 && access(node->sock, F_OK) == 0) {
-        fprintf(stderr, "harness: ipc-node left its socket %s behind\n", node->sock);
-        rc = -1;
-    }
-    if (rc < 0 || getenv("HARNESS_VERBOSE"))
-        s_dump_log(node);
-    s_forget(node);
-    return rc;
+    return s_reap(node, sig);
 }
 
 int harness_node_port(const node_t *node)
