@@ -9,6 +9,7 @@
 
 #include "mdns.h"
 #include "avahi_poll.h"
+#include "proto.h"
 
 #include <avahi-client/client.h>
 #include <avahi-client/lookup.h>
@@ -39,6 +40,7 @@ struct mdns {
     AvahiServiceBrowser *browser;
     char *service;              /* our service name; changes on collision */
     char id[ID_LEN + 1];
+    char key[41];               /* Z85 */
     char name[256];
     char cluster[64];
     int port;
@@ -134,16 +136,18 @@ static void s_register(mdns_t *self)
     }
     if (!avahi_entry_group_is_empty(self->group))
         return;
-    char id[8 + ID_LEN], port[16], name[300], cluster[80];
+    char id[8 + ID_LEN], port[16], name[300], cluster[80], key[48], version[8];
     snprintf(id, sizeof id, "id=%s", self->id);
+    snprintf(key, sizeof key, "key=%s", self->key);
+    snprintf(version, sizeof version, "v=%d", PROTO_VERSION);
     snprintf(cluster, sizeof cluster, "cluster=%s", self->cluster);
     snprintf(port, sizeof port, "port=%d", self->port);
     snprintf(name, sizeof name, "name=%s", self->name);
     for (int tries = 0; tries < 16; tries++) {
         int rc = avahi_entry_group_add_service(self->group, AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC,
                                                0, self->service, MDNS_TYPE, NULL, NULL,
-                                               (uint16_t) self->port, id, "v=1", port, name,
-                                               cluster, NULL);
+                                               (uint16_t) self->port, id, version, port, name,
+                                               cluster, key, NULL);
         if (rc == AVAHI_ERR_COLLISION) {
             char *alt = avahi_alternative_service_name(self->service);
             avahi_free(self->service);
@@ -190,14 +194,23 @@ static void s_resolved(AvahiServiceResolver *r, AvahiIfIndex iface, AvahiProtoco
     (void) flags;
     mdns_t *self = arg;
     char id[64], version[16], nodename[256], cluster[64], addr[AVAHI_ADDRESS_STR_MAX];
+    char ztxt[64], want[8], kid[ID_LEN + 1];
+    uint8_t key[32];
+    snprintf(want, sizeof want, "%d", PROTO_VERSION);
     if (event == AVAHI_RESOLVER_FOUND && a && a->proto == AVAHI_PROTO_INET &&
         s_txt(txt, "id", id, sizeof id) && strlen(id) == ID_LEN && strcmp(id, self->id) != 0 &&
         /* a record without a cluster is of the default one */
         strcmp(s_txt(txt, "cluster", cluster, sizeof cluster) ? cluster : "ipcnet",
                self->cluster) == 0) {
-        if (!s_txt(txt, "v", version, sizeof version) || strcmp(version, "1") != 0)
-            zsys_warning("mDNS: node '%s' speaks protocol version %s, we speak 1: ignoring it",
-                         name, s_txt(txt, "v", version, sizeof version) ? version : "?");
+        if (!s_txt(txt, "v", version, sizeof version) || strcmp(version, want) != 0)
+            zsys_warning("mDNS: node '%s' speaks protocol version %s, we speak %s: ignoring it",
+                         name, s_txt(txt, "v", version, sizeof version) ? version : "?", want);
+        else if (!s_txt(txt, "key", ztxt, sizeof ztxt) || strlen(ztxt) != 40 ||
+                 !zmq_z85_decode(key, ztxt) ||
+                 (proto_key_id(key, kid), strcmp(kid, id) != 0))
+            /* Its id must be its key's: a record that says otherwise is
+               not one to dial. */
+            zsys_warning("mDNS: node '%s' has no valid key for its id: ignoring it", name);
         else {
             if (!s_txt(txt, "name", nodename, sizeof nodename))
                 snprintf(nodename, sizeof nodename, "%s", name);
@@ -207,7 +220,7 @@ static void s_resolved(AvahiServiceResolver *r, AvahiIfIndex iface, AvahiProtoco
             seen_t *s = s_seen(self, name, 0);
             if (s)
                 memcpy(s->id, id, ID_LEN + 1);     /* checked: ID_LEN long */
-            self->fn(self->arg, id, nodename, endpoint, 1);
+            self->fn(self->arg, id, nodename, endpoint, key, 1);
         }
     }
     avahi_service_resolver_free(r);
@@ -238,7 +251,7 @@ static void s_browsed(AvahiServiceBrowser *b, AvahiIfIndex iface, AvahiProtocol 
         seen_t *s = s_seen(self, name, 0);
         if (s && --s->instances <= 0) {
             if (s->id[0])
-                self->fn(self->arg, s->id, name, NULL, 0);
+                self->fn(self->arg, s->id, name, NULL, NULL, 0);
             s->instances = 0;
             s->id[0] = 0;
         }
@@ -328,8 +341,8 @@ static void s_client_new(mdns_t *self)
     self->client = c;
 }
 
-mdns_t *mdns_new(loop_t *loop, const char *name, const char *id, const char *cluster, int port,
-                 mdns_fn *fn, void *arg)
+mdns_t *mdns_new(loop_t *loop, const char *name, const char *id, const char *key,
+                 const char *cluster, int port, mdns_fn *fn, void *arg)
 {
     mdns_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -339,6 +352,7 @@ mdns_t *mdns_new(loop_t *loop, const char *name, const char *id, const char *clu
     self->fn = fn;
     self->arg = arg;
     snprintf(self->id, sizeof self->id, "%s", id);
+    snprintf(self->key, sizeof self->key, "%s", key);
     snprintf(self->name, sizeof self->name, "%s", name);
     snprintf(self->cluster, sizeof self->cluster, "%s", cluster);
     self->service = avahi_strdup(name);

@@ -6,6 +6,14 @@
     gets; the ROUTER knows who speaks from the routing id and that peer's
     HELLO. A peer is up once both directions have shaken hands.
 
+    Security (protocol section 12). Every link is CURVE: the ROUTER is a
+    server with our key pair, each DEALER a client that knows its peer's
+    public key before it dials. Our id is our public key's first 16 bytes in
+    hex. A ZAP handler on our loop authenticates each connection to the
+    ROUTER (against --authorized-keys, if given) and names it by its key, so
+    every ROUTER message is checked to come from the id that its key owns.
+    A static peer given without a key is asked for it over UDP (KEY).
+
     ZeroMQ's file descriptors signal edges, not levels: after every send the
     socket may hold input that no wake-up will announce, so cluster_idle()
     looks at each socket's ZMQ_EVENTS before the loop sleeps.
@@ -21,9 +29,13 @@
 #include "mdns.h"
 #include "wire.h"
 
+#include <ctype.h>
 #include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +50,11 @@
 #define ENDPOINT_MAX    128
 #define BATCH_ITEM_MAX  2048        /* data messages this small are batched */
 #define SUSPECT_MS      400         /* a peer whose record went must answer by then */
+#define KEY_ASK_MS      500         /* a KEY question unanswered is asked again */
+#define REDIAL_MS       5000        /* a dial not answered by then is made anew (a
+                                       key learned on first use asked again) */
+#define ZAP_ENDPOINT    "inproc://zeromq.zap.01"
+#define CURVE_OVERHEAD  64          /* a CURVE MESSAGE command around a frame */
 
 typedef struct {
     uint32_t seq;
@@ -65,6 +82,15 @@ struct peer {
     char id[PROTO_ID_LEN + 1];          /* "" until a handshake tells */
     char name[WIRE_NAME_MAX + 1];
     char endpoint[ENDPOINT_MAX];
+    uint8_t key[PROTO_KEY_LEN];     /* its public key, once known */
+    int has_key;
+    int key_tofu;               /* learned from a KEY answer, not configured */
+    int kfd;                    /* UDP socket asking for its key, or -1 */
+    uint64_t knonce;
+    int64_t kasked, dialled;
+    unsigned ktries;
+    struct sockaddr_storage kaddr;
+    socklen_t kaddrlen;
     int is_static;
     int by_mdns;                /* found (also) through mDNS */
     int up;
@@ -109,6 +135,13 @@ struct cluster {
     node_config_t cfg;
     char id[PROTO_ID_LEN + 1];
     uint64_t incarnation;
+    zcert_t *cert;              /* our key pair */
+    uint8_t key[PROTO_KEY_LEN];
+    zcertstore_t *authorized;   /* --authorized-keys, or NULL: open */
+    zsock_t *zap;               /* our ZAP handler */
+    int zap_fd;
+    int udp_fd;                 /* answers KEY questions */
+    int64_t last_spoof_log, last_unauth_log;
     zsock_t *router;
     int router_fd;
     int router_touched;
@@ -159,45 +192,80 @@ static int s_mkdirs(const char *path)
     return mkdir(dir, 0700) < 0 && errno != EEXIST ? -errno : 0;
 }
 
-/* Reads our id from the state directory, or makes one and keeps it, so a
-   restarted node is the same node to its peers. */
-static int s_load_id(cluster_t *self)
+/* Loads the key pair kept in state_dir (node.key, node.key_secret), or
+   makes one and keeps it, so a restarted node is the same node (its id is
+   its key's). Logs why and returns NULL on failure. */
+static zcert_t *s_cert_load(const char *state_dir)
 {
-    char path[600];
-    int rc = s_mkdirs(self->cfg.state_dir);
+    char path[600], secret[620];
+    int rc = s_mkdirs(state_dir);
     if (rc < 0) {
-        zsys_error("cannot create state directory %s: %s", self->cfg.state_dir, strerror(-rc));
-        return -1;
+        zsys_error("cannot create state directory %s: %s", state_dir, strerror(-rc));
+        return NULL;
     }
-    snprintf(path, sizeof path, "%s/node.id", self->cfg.state_dir);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        char buf[64] = "";
-        if (!fgets(buf, sizeof buf, f))
-            buf[0] = 0;
-        fclose(f);
-        buf[strcspn(buf, "\n")] = 0;
-        if (proto_check_id(buf, strlen(buf)) == 0) {
-            strcpy(self->id, buf);
-            return 0;
+    snprintf(path, sizeof path, "%s/node.key", state_dir);
+    snprintf(secret, sizeof secret, "%s/node.key_secret", state_dir);
+    if (access(path, F_OK) == 0 || access(secret, F_OK) == 0) {
+        zcert_t *cert = zcert_load(path);
+        char pub[41];
+        /* The public key must be the secret key's: a mismatched pair fails
+           every handshake, far from its cause. */
+        if (!cert || zmq_curve_public(pub, zcert_secret_txt(cert)) < 0 ||
+            strcmp(pub, zcert_public_txt(cert)) != 0) {
+            zsys_error("%s and %s do not hold a key pair; move them away to make a new one",
+                       path, secret);
+            zcert_destroy(&cert);
+            return NULL;
         }
-        zsys_warning("%s does not hold an id; making a new one", path);
+        return cert;
     }
-    uint8_t raw[PROTO_ID_LEN / 2];
-    if (getrandom(raw, sizeof raw, 0) != (ssize_t) sizeof raw) {
-        zsys_error("cannot get random bytes for an id: %s", strerror(errno));
-        return -1;
+    zcert_t *cert = zcert_new();
+    if (!cert) {
+        zsys_error("cannot make a key pair: %s", zmq_strerror(zmq_errno()));
+        return NULL;
     }
-    for (size_t i = 0; i < sizeof raw; i++)
-        snprintf(self->id + 2 * i, 3, "%02x", raw[i]);
-    char tmp[620];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    f = fopen(tmp, "w");
-    if (!f || fprintf(f, "%s\n", self->id) < 0 || fclose(f) != 0 || rename(tmp, path) < 0) {
+    zcert_set_meta(cert, "made-by", "ipc-node");
+    mode_t old = umask(077);
+    rc = zcert_save(cert, path);
+    umask(old);
+    if (rc < 0 || chmod(path, 0644) < 0) {
         zsys_error("cannot write %s: %s", path, strerror(errno));
-        return -1;
+        zcert_destroy(&cert);
+        return NULL;
     }
+    zsys_notice("made a new key pair in %s", path);
+    return cert;
+}
+
+int cluster_key(const char *state_dir, char txt[41])
+{
+    zcert_t *cert = s_cert_load(state_dir);
+    if (!cert)
+        return -1;
+    snprintf(txt, 41, "%s", zcert_public_txt(cert));
+    zcert_destroy(&cert);
     return 0;
+}
+
+/* May we take (dial, or be dialled by) the node of this key? */
+static int s_key_allowed(cluster_t *self, const uint8_t *key)
+{
+    if (!self->authorized || memcmp(key, self->key, PROTO_KEY_LEN) == 0)
+        return 1;
+    char txt[41];
+    zmq_z85_encode(txt, key, PROTO_KEY_LEN);
+    return zcertstore_lookup(self->authorized, txt) != NULL;
+}
+
+static void s_key_refused_log(cluster_t *self, const uint8_t *key, const char *where)
+{
+    int64_t now = loop_now(self->loop);
+    if (now - self->last_unauth_log < 10000)
+        return;
+    self->last_unauth_log = now;
+    char txt[41];
+    zmq_z85_encode(txt, key, PROTO_KEY_LEN);
+    zsys_notice("key %s (%s) is not in %s: refusing it", txt, where, self->cfg.authorized_keys);
 }
 
 /* --- sending ----------------------------------------------------------------------- */
@@ -278,6 +346,10 @@ static int s_dealer_open(peer_t *p)
        while it is away and all arrive when it returns, and data for it
        must fail, not wait. */
     zsock_set_immediate(p->dealer, 1);
+    /* CURVE: our key pair, and the key the node we dial must hold. */
+    zcert_apply(self->cert, p->dealer);
+    zsock_set_curve_serverkey_bin(p->dealer, p->key);
+    p->dialled = loop_now(self->loop);
     if (zsock_connect(p->dealer, "%s", p->endpoint) < 0) {
         zsys_warning("cannot connect to %s: %s", p->endpoint, zmq_strerror(zmq_errno()));
         zsock_destroy(&p->dealer);
@@ -325,9 +397,28 @@ static int s_is_self_endpoint(cluster_t *self, const char *endpoint)
     return 0;
 }
 
-/* A new peer to dial at endpoint. */
-static peer_t *s_peer_new(cluster_t *self, const char *endpoint, int is_static)
+static int s_key_ask_start(peer_t *p);
+
+static void s_self_endpoint(cluster_t *self, const char *endpoint)
 {
+    if (!s_is_self_endpoint(self, endpoint) && self->nself < 4)
+        snprintf(self->self_endpoints[self->nself++], ENDPOINT_MAX, "%s", endpoint);
+}
+
+/* A new peer to dial at endpoint, with its key; a static peer may come
+   without one, and is then asked for it. Returns NULL for ourselves, a
+   key not authorized, or out of memory. */
+static peer_t *s_peer_new(cluster_t *self, const char *endpoint, int is_static,
+                          const uint8_t *key)
+{
+    if (key && memcmp(key, self->key, PROTO_KEY_LEN) == 0) {
+        s_self_endpoint(self, endpoint);
+        return NULL;
+    }
+    if (key && !s_key_allowed(self, key)) {
+        s_key_refused_log(self, key, endpoint);
+        return NULL;
+    }
     if (self->npeers == self->cappeers) {
         size_t cap = self->cappeers ? self->cappeers * 2 : 16;
         peer_t **peers = realloc(self->peers, cap * sizeof *peers);
@@ -347,12 +438,18 @@ static peer_t *s_peer_new(cluster_t *self, const char *endpoint, int is_static)
     p->cluster = self;
     p->is_static = is_static;
     p->dealer_fd = -1;
+    p->kfd = -1;
     p->last_refused_log = INT64_MIN / 2;
     snprintf(p->endpoint, sizeof p->endpoint, "%s", endpoint);
     strcpy(p->name, "-");
     p->last_seen = loop_now(self->loop);
+    if (key) {
+        memcpy(p->key, key, PROTO_KEY_LEN);
+        p->has_key = 1;
+        proto_key_id(key, p->id);
+    }
     self->peers[self->npeers++] = p;
-    if (s_dealer_open(p) < 0) {
+    if ((key ? s_dealer_open(p) : s_key_ask_start(p)) < 0) {
         self->npeers--;
         dict_destroy(&p->names);
         dict_destroy(&p->subs);
@@ -373,6 +470,10 @@ static void s_peer_free(peer_t *p)
             break;
         }
     s_dealer_close(p);
+    if (p->kfd >= 0) {
+        loop_fd_del(self->loop, p->kfd);
+        close(p->kfd);
+    }
     while (p->parked) {
         parked_t *k = p->parked;
         p->parked = k->next;
@@ -493,7 +594,7 @@ static void s_gossip(peer_t *to, peer_t *only)
     size_t count_at = 0;
     for (size_t i = 0; i < self->npeers; i++) {
         peer_t *p = self->peers[i];
-        if (p == to || !p->up || (only && p != only))
+        if (p == to || !p->up || !p->has_key || (only && p != only))
             continue;
         if (count == 0) {
             s_begin(to, P_PEERS, 0);
@@ -503,6 +604,7 @@ static void s_gossip(peer_t *to, peer_t *only)
         proto_str(&self->out, p->id, PROTO_ID_LEN);
         proto_str(&self->out, p->name, strlen(p->name));
         proto_str(&self->out, p->endpoint, strlen(p->endpoint));
+        proto_str(&self->out, (const char *) p->key, PROTO_KEY_LEN);
         if (++count == PROTO_LIST_MAX)
             break;
     }
@@ -587,6 +689,294 @@ static void s_forget(peer_t *p, const char *why)
     s_lost(p, why);
     server_peer_forget(p->cluster->server, p);
     s_peer_free(p);
+}
+
+/* --- keys: asking a static peer, answering, authenticating ------------------------- */
+
+/* Splits "tcp://HOST:PORT" (HOST may be "[v6]") into host and port. */
+static int s_split(const char *endpoint, char *host, size_t hsize, char *port, size_t psize)
+{
+    if (strncmp(endpoint, "tcp://", 6) != 0)
+        return -EINVAL;
+    const char *h = endpoint + 6, *colon = strrchr(h, ':');
+    if (!colon || colon == h || strlen(colon + 1) == 0 || strlen(colon + 1) >= psize)
+        return -EINVAL;
+    size_t hlen = (size_t) (colon - h);
+    if (h[0] == '[' && hlen >= 2 && h[hlen - 1] == ']') {
+        h++;
+        hlen -= 2;
+    }
+    if (hlen == 0 || hlen >= hsize)
+        return -EINVAL;
+    memcpy(host, h, hlen);
+    host[hlen] = 0;
+    strcpy(port, colon + 1);
+    return 0;
+}
+
+static void s_key_answer(loop_t *loop, int fd, int revents, void *arg);
+
+static void s_key_ask(peer_t *p)
+{
+    cluster_t *self = p->cluster;
+    proto_begin(&self->out, P_KEY, 0, 0);
+    proto_u64(&self->out, p->knonce);
+    uint8_t zero[PROTO_KEY_LEN] = { 0 };
+    proto_bytes(&self->out, zero, sizeof zero);
+    if (!self->out.failed)
+        (void) sendto(p->kfd, self->out.data, self->out.len, MSG_DONTWAIT,
+                      (struct sockaddr *) &p->kaddr, p->kaddrlen);   /* lost: asked again */
+    p->kasked = loop_now(self->loop);
+    p->ktries++;
+}
+
+/* Starts asking a static peer for its key (KEY over UDP, at the port
+   number of its endpoint). A host name is resolved here, on our thread:
+   give addresses, or pinned keys, where DNS may be slow. */
+static int s_key_ask_start(peer_t *p)
+{
+    cluster_t *self = p->cluster;
+    char host[ENDPOINT_MAX], port[16];
+    if (s_split(p->endpoint, host, sizeof host, port, sizeof port) < 0)
+        return -EINVAL;
+    p->kasked = loop_now(self->loop);
+    struct addrinfo hints = { .ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV }, *ai;
+    int rc = getaddrinfo(host, port, &hints, &ai);
+    if (rc != 0) {
+        if (p->ktries++ % 30 == 0)
+            zsys_warning("cannot resolve %s: %s; trying again", p->endpoint, gai_strerror(rc));
+        return 0;       /* the tick tries again */
+    }
+    if (ai->ai_addrlen <= sizeof p->kaddr) {
+        memcpy(&p->kaddr, ai->ai_addr, ai->ai_addrlen);
+        p->kaddrlen = ai->ai_addrlen;
+        p->kfd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    }
+    freeaddrinfo(ai);
+    if (p->kfd < 0) {
+        zsys_warning("cannot ask %s for its key: %s", p->endpoint, strerror(errno));
+        return 0;
+    }
+    if (getrandom(&p->knonce, sizeof p->knonce, 0) != sizeof p->knonce)
+        p->knonce = (uint64_t) s_now_us() ^ (uint64_t) (uintptr_t) p;
+    loop_fd_add(self->loop, p->kfd, LOOP_IN, s_key_answer, p);
+    if (p->ktries == 0 && !p->has_key)
+        zsys_info("asking %s for its key (no key given for it)", p->endpoint);
+    s_key_ask(p);
+    return 0;
+}
+
+static void s_key_ask_stop(peer_t *p)
+{
+    if (p->kfd < 0)
+        return;
+    loop_fd_del(p->cluster->loop, p->kfd);
+    close(p->kfd);
+    p->kfd = -1;
+}
+
+/* peer, dialled by endpoint without a key, has one now: from a KEY
+   answer (tofu) or from its own authenticated connection to us. Returns
+   0, or -1 if p was freed. */
+static int s_key_learned(peer_t *p, const uint8_t *key, int tofu)
+{
+    cluster_t *self = p->cluster;
+    char txt[41];
+    zmq_z85_encode(txt, key, PROTO_KEY_LEN);
+    s_key_ask_stop(p);
+    p->ktries = 0;
+    if (memcmp(key, self->key, PROTO_KEY_LEN) == 0) {
+        s_self_endpoint(self, p->endpoint);
+        s_forget(p, "it is ourselves");
+        return -1;
+    }
+    if (!s_key_allowed(self, key)) {
+        s_key_refused_log(self, key, p->endpoint);
+        p->kasked = loop_now(self->loop) + REDIAL_MS;        /* asked again later */
+        return 0;
+    }
+    char id[PROTO_ID_LEN + 1];
+    proto_key_id(key, id);
+    peer_t *other = s_by_id(self, id, PROTO_ID_LEN);
+    if (other && other != p) {
+        /* Known already, by another way: one peer. */
+        other->is_static |= p->is_static;
+        s_forget(p, "known already");
+        return -1;
+    }
+    int same = p->has_key && memcmp(p->key, key, PROTO_KEY_LEN) == 0;
+    if (tofu && !same)
+        zsys_notice("learned the key of %s on first use: %s (pin it: --peer '%s#%s')",
+                    p->endpoint, txt, p->endpoint, txt);
+    memcpy(p->key, key, PROTO_KEY_LEN);
+    p->has_key = 1;
+    p->key_tofu = tofu || (same && p->key_tofu);
+    memcpy(p->id, id, sizeof id);
+    s_dealer_close(p);
+    return s_dealer_open(p) < 0 ? (s_forget(p, "cannot connect"), -1) : 0;
+}
+
+static void s_key_answer(loop_t *loop, int fd, int revents, void *arg)
+{
+    (void) loop;
+    (void) revents;
+    peer_t *p = arg;
+    for (int i = 0; i < 16; i++) {
+        uint8_t buf[PROTO_KEY_MSG + 1];
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n < 0)
+            return;
+        proto_msg_t m;
+        static const uint8_t zero[PROTO_KEY_LEN];
+        if (n != PROTO_KEY_MSG || proto_decode(buf, (size_t) n, &m) < 0 || m.type != P_KEY ||
+            m.stamp != p->knonce || memcmp(m.key, zero, PROTO_KEY_LEN) == 0)
+            continue;   /* not the answer to our question */
+        s_key_learned(p, m.key, 1);
+        return;         /* p may be gone, fd closed */
+    }
+}
+
+/* KEY questions to us: answered with our key, the same size. */
+static void s_udp_ready(loop_t *loop, int fd, int revents, void *arg)
+{
+    (void) loop;
+    (void) revents;
+    cluster_t *self = arg;
+    static const uint8_t zero[PROTO_KEY_LEN];
+    for (int i = 0; i < 64; i++) {
+        uint8_t buf[PROTO_KEY_MSG + 1];
+        struct sockaddr_storage from;
+        socklen_t fromlen = sizeof from;
+        ssize_t n = recvfrom(fd, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *) &from,
+                             &fromlen);
+        if (n < 0)
+            return;
+        proto_msg_t m;
+        if (n != PROTO_KEY_MSG || proto_decode(buf, (size_t) n, &m) < 0 || m.type != P_KEY ||
+            memcmp(m.key, zero, PROTO_KEY_LEN) != 0)
+            continue;   /* not a question */
+        proto_begin(&self->out, P_KEY, 0, 0);
+        proto_u64(&self->out, m.stamp);
+        proto_bytes(&self->out, self->key, PROTO_KEY_LEN);
+        if (!self->out.failed)
+            (void) sendto(fd, self->out.data, self->out.len, MSG_DONTWAIT,
+                          (struct sockaddr *) &from, fromlen);
+    }
+}
+
+static void s_udp_open(cluster_t *self)
+{
+    char host[64], port[16];
+    const char *addr = self->cfg.bind;
+    size_t len = strlen(addr);
+    if (addr[0] == '[' && len >= 2 && addr[len - 1] == ']')
+        snprintf(host, sizeof host, "%.*s", (int) len - 2, addr + 1);
+    else
+        snprintf(host, sizeof host, "%s", addr);
+    snprintf(port, sizeof port, "%d", self->port);
+    int any = strcmp(host, "*") == 0;
+    struct addrinfo hints = {
+        .ai_socktype = SOCK_DGRAM, .ai_family = any ? AF_INET : AF_UNSPEC,
+        .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV,
+    }, *ai;
+    int rc = getaddrinfo(any ? NULL : host, port, &hints, &ai);
+    if (rc != 0) {
+        zsys_warning("not answering KEY questions: cannot use %s: %s", host, gai_strerror(rc));
+        return;
+    }
+    int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        zsys_warning("not answering KEY questions: cannot bind UDP port %s: %s "
+                     "(peers must then be given our key)", port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return;
+    }
+    freeaddrinfo(ai);
+    self->udp_fd = fd;
+    loop_fd_add(self->loop, fd, LOOP_IN, s_udp_ready, self);
+}
+
+/* ZAP (ZeroMQ RFC 27): every connection to our ROUTER is asked about here.
+   We take the keys authorized, and name the connection by its key in hex
+   (its User-Id), which s_router_message checks each message against. */
+static void s_zap_drain(cluster_t *self)
+{
+    void *zap = zsock_resolve(self->zap);
+    for (int n = 0; n < 256; n++) {
+        zmq_msg_t part[8];
+        int nparts = 0, more = 1;
+        while (more) {
+            /* Parts past the eighth are read and dropped. */
+            zmq_msg_t extra, *m = nparts < 8 ? &part[nparts] : &extra;
+            zmq_msg_init(m);
+            if (zmq_msg_recv(m, zap, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(m);
+                if (nparts == 0)
+                    return;
+                break;
+            }
+            more = zmq_msg_more(m);
+            if (m == &extra) {
+                zmq_msg_close(m);
+                nparts = 9;     /* too many: refused */
+            } else
+                nparts++;
+        }
+        if (nparts > 8) {
+            for (int i = 0; i < 8; i++)
+                zmq_msg_close(&part[i]);
+            nparts = 0;
+            zmq_send(zap, "1.0", 3, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(zap, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(zap, "400", 3, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(zap, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(zap, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            zmq_send(zap, "", 0, ZMQ_DONTWAIT);
+            continue;
+        }
+        /* version, request id, domain, address, routing id, mechanism, key */
+        const char *status = "400", *text = "malformed request";
+        char uid[2 * PROTO_KEY_LEN + 1] = "";
+        if (nparts == 7 && zmq_msg_size(&part[0]) == 3 && memcmp(zmq_msg_data(&part[0]), "1.0", 3) == 0 &&
+            zmq_msg_size(&part[5]) == 5 && memcmp(zmq_msg_data(&part[5]), "CURVE", 5) == 0 &&
+            zmq_msg_size(&part[6]) == PROTO_KEY_LEN) {
+            const uint8_t *key = zmq_msg_data(&part[6]);
+            if (s_key_allowed(self, key)) {
+                static const char hex[] = "0123456789abcdef";
+                for (size_t i = 0; i < PROTO_KEY_LEN; i++) {
+                    uid[2 * i] = hex[key[i] >> 4];
+                    uid[2 * i + 1] = hex[key[i] & 15];
+                }
+                uid[2 * PROTO_KEY_LEN] = 0;
+                status = "200";
+                text = "OK";
+            } else {
+                s_key_refused_log(self, key, "a node dialling us");
+                text = "key not authorized";
+            }
+        }
+        zmq_send(zap, "1.0", 3, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        if (nparts >= 2)
+            zmq_send(zap, zmq_msg_data(&part[1]), zmq_msg_size(&part[1]), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        else
+            zmq_send(zap, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send(zap, status, 3, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send(zap, text, strlen(text), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send(zap, uid, strlen(uid), ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        zmq_send(zap, "", 0, ZMQ_DONTWAIT);
+        for (int i = 0; i < nparts; i++)
+            zmq_msg_close(&part[i]);
+    }
+}
+
+static void s_zap_ready(loop_t *loop, int fd, int revents, void *arg)
+{
+    (void) loop;
+    (void) fd;
+    (void) revents;
+    s_zap_drain(arg);
 }
 
 /* --- receiving ----------------------------------------------------------------------- */
@@ -765,7 +1155,8 @@ static void s_hello_ack(cluster_t *self, const proto_msg_t *m)
     s_answer(self, m->id, m->idlen);
 }
 
-static void s_on_hello(cluster_t *self, const proto_msg_t *m, const char *addr)
+static void s_on_hello(cluster_t *self, const proto_msg_t *m, const char *addr,
+                       const uint8_t *key)
 {
     if (m->idlen == PROTO_ID_LEN && memcmp(m->id, self->id, PROTO_ID_LEN) == 0) {
         /* Our own HELLO: we dialled ourselves; the HELLO_ACK tells the
@@ -805,14 +1196,15 @@ static void s_on_hello(cluster_t *self, const proto_msg_t *m, const char *addr)
     snprintf(endpoint, sizeof endpoint, strchr(addr, ':') ? "tcp://[%s]:%u" : "tcp://%s:%u",
              addr, (unsigned) m->port);
     if (!p) {
-        /* A dialler still waiting for its HELLO_ACK may be this peer. */
+        /* A static peer still asking for its key may be this peer: its
+           connection has just told it, authenticated. */
         p = s_by_endpoint(self, endpoint);
-        if (p && p->id[0])
+        if (p && p->has_key)
             p = NULL;
-        if (!p && !(p = s_peer_new(self, endpoint, 0)))
+        if (p && s_key_learned(p, key, 0) < 0)
             return;
-        memcpy(p->id, m->id, PROTO_ID_LEN);
-        p->id[PROTO_ID_LEN] = 0;
+        if (!p && !(p = s_peer_new(self, endpoint, 0, key)))
+            return;
     }
     memcpy(p->name, m->name, m->namelen);
     p->name[m->namelen] = 0;
@@ -869,10 +1261,11 @@ static void s_on_list(peer_t *p, const proto_msg_t *m)
         size_t len;
         proto_list_next(&at, &s, &len);
         if (m->type == P_PEERS) {
-            const char *name, *endpoint;
-            size_t namelen, eplen;
+            const char *name, *endpoint, *key;
+            size_t namelen, eplen, keylen;
             proto_list_next(&at, &name, &namelen);
             proto_list_next(&at, &endpoint, &eplen);
+            proto_list_next(&at, &key, &keylen);   /* its id's: checked */
             char ep[ENDPOINT_MAX];
             if (eplen >= sizeof ep || memcmp(s, self->id, PROTO_ID_LEN) == 0 ||
                 s_by_id(self, s, len))
@@ -882,7 +1275,7 @@ static void s_on_list(peer_t *p, const proto_msg_t *m)
             if (!s_by_endpoint(self, ep) && !s_is_self_endpoint(self, ep)) {
                 zsys_info("peer %.*s heard of %.*s at %s; connecting", (int) strlen(p->name),
                           p->name, (int) namelen, name, ep);
-                s_peer_new(self, ep, 0);
+                s_peer_new(self, ep, 0, (const uint8_t *) key);
             }
             continue;
         }
@@ -949,8 +1342,39 @@ static void s_on_batch(peer_t *p, const proto_msg_t *batch)
 }
 
 /* One message on the ROUTER: [routing id][body]. */
+/* Is this message from the node whose id its routing id is? Its
+   connection's User-Id is the key it authenticated with (s_zap_drain). */
+static int s_from_owner(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
+{
+    const char *uid = zmq_msg_gets(body, "User-Id");
+    if (uid && zmq_msg_size(rid) == PROTO_ID_LEN &&
+        memcmp(uid, zmq_msg_data(rid), PROTO_ID_LEN) == 0)
+        return 1;
+    int64_t now = loop_now(self->loop);
+    if (now - self->last_spoof_log > 10000) {
+        const char *addr = zmq_msg_gets(body, "Peer-Address");
+        zsys_warning("a node at %s with key %.16s... speaks as %.*s, not its own id: ignoring it",
+                     addr ? addr : "?", uid ? uid : "?",
+                     (int) (zmq_msg_size(rid) > 64 ? 64 : zmq_msg_size(rid)),
+                     (const char *) zmq_msg_data(rid));
+        self->last_spoof_log = now;
+    }
+    return 0;
+}
+
+static void s_hex_key(const char *hex, uint8_t *key)
+{
+    for (size_t i = 0; i < PROTO_KEY_LEN; i++) {
+        int hi = hex[2 * i] <= '9' ? hex[2 * i] - '0' : hex[2 * i] - 'a' + 10;
+        int lo = hex[2 * i + 1] <= '9' ? hex[2 * i + 1] - '0' : hex[2 * i + 1] - 'a' + 10;
+        key[i] = (uint8_t) (hi << 4 | lo);
+    }
+}
+
 static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
 {
+    if (!s_from_owner(self, rid, body))
+        return;
     proto_msg_t m;
     int rc = proto_decode(zmq_msg_data(body), zmq_msg_size(body), &m);
     /* The sender of the last message most likely sent this one too. */
@@ -983,7 +1407,9 @@ static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
             zsys_warning("HELLO from %s claims an id its connection does not carry, ignoring", addr);
             return;
         }
-        s_on_hello(self, &m, addr);
+        uint8_t key[PROTO_KEY_LEN];
+        s_hex_key(zmq_msg_gets(body, "User-Id"), key);
+        s_on_hello(self, &m, addr, key);
         return;
     }
     if (!p || !p->got_hello)
@@ -1122,6 +1548,13 @@ static void s_dealer_message(peer_t *p, const uint8_t *data, size_t size)
     }
     if (m.type != P_HELLO_ACK)
         return;
+    if (!p->has_key || memcmp(m.id, p->id, PROTO_ID_LEN) != 0) {
+        /* It holds the key we dialled (CURVE proved it): its id is that
+           key's, whatever it says. */
+        zsys_warning("node at %s answers with id %.8s, not its key's %.8s: ignoring it",
+                     p->endpoint, m.id, p->id);
+        return;
+    }
     if (memcmp(m.id, self->id, PROTO_ID_LEN) == 0) {
         /* We dialled ourselves (a seed list or gossip naming us). */
         if (self->nself < 4)
@@ -1225,6 +1658,36 @@ static void s_tick(loop_t *loop, void *arg)
                 i--;
                 continue;
             }
+        }
+        if (!p->has_key) {
+            /* A static peer we still ask for its key. */
+            int64_t every = p->ktries < 10 ? KEY_ASK_MS : 2 * KEY_ASK_MS;
+            if (now - p->kasked >= every) {
+                if (p->kfd < 0)
+                    s_key_ask_start(p);
+                else
+                    s_key_ask(p);
+            }
+            continue;
+        }
+        if (!p->got_ack && p->dealer && p->kfd < 0 && now - p->dialled > REDIAL_MS) {
+            /* No handshake: ZeroMQ does not dial again after a refusal
+               (our key not authorized there, which may change), and a key
+               learned on first use may be stale. Dialled anew, after
+               asking for the key again if it was learned so. */
+            s_dealer_close(p);
+            if (s_dealer_open(p) < 0) {
+                s_forget(p, "cannot connect");
+                i--;
+                continue;
+            }
+            if (p->key_tofu)
+                s_key_ask_start(p);
+        } else if (p->kfd >= 0 && p->has_key && now - p->kasked >= 2 * KEY_ASK_MS) {
+            if (p->ktries < 10)
+                s_key_ask(p);
+            else
+                s_key_ask_stop(p);
         }
         int64_t timeout = s_timeout(p);
         if (p->up && now - p->last_seen > timeout) {
@@ -1555,19 +2018,23 @@ void cluster_fail(peer_t *p, int err, uint32_t cseq, uint8_t what, const char *t
 void cluster_list(cluster_t *self, void (*line) (void *arg, const char *fmt, ...), void *arg)
 {
     int64_t now = loop_now(self->loop);
-    line(arg, "%s\t%s\ttcp://%s:%d\tself\tup\t0\t0\t-\n", self->cfg.name, self->id,
-         self->cfg.bind, self->port);
+    line(arg, "%s\t%s\ttcp://%s:%d\tself\tup\t0\t0\t%s\n", self->cfg.name, self->id,
+         self->cfg.bind, self->port, zcert_public_txt(self->cert));
     for (size_t i = 0; i < self->npeers; i++) {
         peer_t *p = self->peers[i];
-        line(arg, "%s\t%s\t%s\t%s\t%s\t%lld\t%lld\t-\n", p->name, p->id[0] ? p->id : "-",
+        char key[41] = "-";
+        if (p->has_key)
+            zmq_z85_encode(key, p->key, PROTO_KEY_LEN);
+        line(arg, "%s\t%s\t%s\t%s\t%s\t%lld\t%lld\t%s\n", p->name, p->id[0] ? p->id : "-",
              p->endpoint, p->is_static ? "static" : p->by_mdns ? "mdns" : "gossip",
-             p->up ? "up" : "connecting",
-             (long long) (p->up ? p->rtt_us : 0), (long long) (now - p->last_seen));
+             p->up ? "up" : p->has_key ? "connecting" : "asking-key",
+             (long long) (p->up ? p->rtt_us : 0), (long long) (now - p->last_seen), key);
     }
 }
 
 /* mDNS found a node, or its record went away. */
-static void s_mdns(void *arg, const char *id, const char *name, const char *endpoint, int up)
+static void s_mdns(void *arg, const char *id, const char *name, const char *endpoint,
+                   const unsigned char *key, int up)
 {
     cluster_t *self = arg;
     peer_t *p = s_by_id(self, id, strlen(id));
@@ -1592,15 +2059,53 @@ static void s_mdns(void *arg, const char *id, const char *name, const char *endp
     p = s_by_endpoint(self, endpoint);
     if (p && p->id[0])
         return;
-    zsys_info("mDNS: found %s (%.8s) at %s; connecting", name, id, endpoint);
-    if (!p && !(p = s_peer_new(self, endpoint, 0)))
+    if (p && !p->has_key) {
+        /* A static peer still asking for its key: the record has it. */
+        if (s_key_learned(p, key, 1) == 0)
+            p->by_mdns = 1;
         return;
-    /* The id from its TXT record; its HELLO_ACK will confirm it. */
-    snprintf(p->id, sizeof p->id, "%s", id);
+    }
+    zsys_info("mDNS: found %s (%.8s) at %s; connecting", name, id, endpoint);
+    if (!p && !(p = s_peer_new(self, endpoint, 0, key)))
+        return;
+    /* Its id is its key's; the handshake proves it holds that key. */
     p->by_mdns = 1;
 }
 
 /* --- life ---------------------------------------------------------------------------- */
+
+int cluster_parse_peer(const char *spec, char *endpoint, size_t size, uint8_t *key,
+                       int *has_key)
+{
+    const char *hash = strchr(spec, '#');
+    size_t eplen = hash ? (size_t) (hash - spec) : strlen(spec);
+    char host[ENDPOINT_MAX], port[16];
+    if (eplen >= size || eplen >= ENDPOINT_MAX)
+        return -EINVAL;
+    memcpy(endpoint, spec, eplen);
+    endpoint[eplen] = 0;
+    char *end;
+    if (s_split(endpoint, host, sizeof host, port, sizeof port) < 0 ||
+        strtoul(port, &end, 10) - 1 >= 65535 || *end || port[0] < '0' || port[0] > '9')
+        return -EINVAL;
+    *has_key = hash != NULL;
+    if (!hash)
+        return 0;
+    const char *k = hash + 1;
+    size_t klen = strlen(k);
+    if (klen == 40)
+        return zmq_z85_decode(key, k) ? 0 : -EINVAL;
+    if (klen != 2 * PROTO_KEY_LEN)
+        return -EINVAL;
+    for (size_t i = 0; i < klen; i++)
+        if (!isxdigit((unsigned char) k[i]))
+            return -EINVAL;
+    char lower[2 * PROTO_KEY_LEN + 1];
+    for (size_t i = 0; i <= klen; i++)
+        lower[i] = (char) tolower((unsigned char) k[i]);
+    s_hex_key(lower, key);
+    return 0;
+}
 
 cluster_t *cluster_new(loop_t *loop, server_t *server, const node_config_t *config)
 {
@@ -1614,10 +2119,38 @@ cluster_t *cluster_new(loop_t *loop, server_t *server, const node_config_t *conf
     self->last_foreign_log = self->last_twin_log = INT64_MIN / 2;
     if (getrandom(&self->incarnation, sizeof self->incarnation, 0) != sizeof self->incarnation)
         self->incarnation = (uint64_t) s_now_us();
-    if (s_load_id(self) < 0) {
+    self->udp_fd = self->zap_fd = -1;
+    self->last_spoof_log = self->last_unauth_log = INT64_MIN / 2;
+    if (!(self->cert = s_cert_load(self->cfg.state_dir))) {
         free(self);
         return NULL;
     }
+    memcpy(self->key, zcert_public_key(self->cert), PROTO_KEY_LEN);
+    proto_key_id(self->key, self->id);
+    if (self->cfg.authorized_keys[0]) {
+        struct stat st;
+        if (stat(self->cfg.authorized_keys, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            zsys_error("--authorized-keys %s: not a directory", self->cfg.authorized_keys);
+            cluster_destroy(&self);
+            return NULL;
+        }
+        self->authorized = zcertstore_new(self->cfg.authorized_keys);
+        if (!self->authorized) {
+            zsys_error("cannot read %s", self->cfg.authorized_keys);
+            cluster_destroy(&self);
+            return NULL;
+        }
+    }
+    /* The ZAP handler first: ZeroMQ asks it about every connection to
+       the ROUTER, as soon as the ROUTER listens. */
+    self->zap = zsock_new(ZMQ_REP);
+    if (!self->zap || zsock_bind(self->zap, ZAP_ENDPOINT) < 0) {
+        zsys_error("cannot start the ZAP handler: %s", zmq_strerror(zmq_errno()));
+        cluster_destroy(&self);
+        return NULL;
+    }
+    self->zap_fd = zsock_fd(self->zap);
+    loop_fd_add(loop, self->zap_fd, LOOP_IN, s_zap_ready, self);
     self->router = zsock_new(ZMQ_ROUTER);
     if (!self->router) {
         zsys_error("cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
@@ -1631,8 +2164,12 @@ cluster_t *cluster_new(loop_t *loop, server_t *server, const node_config_t *conf
     /* Bytes from the network are untrusted: ZeroMQ refuses (and
        disconnects) a frame claiming more than the largest message we take,
        before allocating it. */
-    zsock_set_maxmsgsize(self->router, (int64_t) s_frame_bytes(self->cfg.max_message));
+    zsock_set_maxmsgsize(self->router,
+                         (int64_t) (s_frame_bytes(self->cfg.max_message) + CURVE_OVERHEAD));
     zsock_set_sndhwm(self->router, DEALER_HWM);
+    zsock_set_zap_domain(self->router, "ipcnet");
+    zsock_set_curve_server(self->router, 1);
+    zcert_apply(self->cert, self->router);
     char port[16];
     if (self->cfg.port)
         snprintf(port, sizeof port, "%u", self->cfg.port);
@@ -1650,13 +2187,29 @@ cluster_t *cluster_new(loop_t *loop, server_t *server, const node_config_t *conf
     self->router_fd = zsock_fd(self->router);
     self->router_touched = 1;
     loop_fd_add(loop, self->router_fd, LOOP_IN, s_router_ready, self);
-    for (size_t i = 0; i < self->cfg.npeers; i++)
-        if (!s_by_endpoint(self, self->cfg.peers[i]) && !s_peer_new(self, self->cfg.peers[i], 1))
+    s_udp_open(self);
+    zsys_notice("node id %s listening on tcp://%s:%d, key %s", self->id, self->cfg.bind,
+                self->port, zcert_public_txt(self->cert));
+    if (self->authorized)
+        zsys_notice("taking only the nodes whose keys are in %s", self->cfg.authorized_keys);
+    else
+        zsys_notice("open: any node that reaches port %d may join (see --authorized-keys)",
+                    self->port);
+    for (size_t i = 0; i < self->cfg.npeers; i++) {
+        char endpoint[ENDPOINT_MAX];
+        uint8_t key[PROTO_KEY_LEN];
+        int has_key;
+        if (cluster_parse_peer(self->cfg.peers[i], endpoint, sizeof endpoint, key, &has_key) < 0)
+            zsys_warning("peer %s is not tcp://HOST:PORT[#KEY], ignoring", self->cfg.peers[i]);
+        else if (!s_by_endpoint(self, endpoint) &&
+                 !s_peer_new(self, endpoint, 1, has_key ? key : NULL) &&
+                 !s_is_self_endpoint(self, endpoint))
             zsys_warning("cannot add peer %s, ignoring", self->cfg.peers[i]);
+    }
     self->tick = loop_timer_add(loop, TICK_MS, s_tick, self);
-    zsys_notice("node id %s listening on tcp://%s:%d", self->id, self->cfg.bind, self->port);
-    if (!self->cfg.no_mdns && !(self->mdns = mdns_new(loop, self->cfg.name, self->id,
-                                                      self->cfg.cluster, self->port, s_mdns, self)))
+    if (!self->cfg.no_mdns &&
+        !(self->mdns = mdns_new(loop, self->cfg.name, self->id, zcert_public_txt(self->cert),
+                                self->cfg.cluster, self->port, s_mdns, self)))
         zsys_warning("mDNS off: out of memory");
     return self;
 }
@@ -1683,6 +2236,15 @@ void cluster_destroy(cluster_t **self_p)
     if (self->router_fd >= 0)
         loop_fd_del(self->loop, self->router_fd);
     zsock_destroy(&self->router);
+    if (self->zap_fd >= 0)
+        loop_fd_del(self->loop, self->zap_fd);
+    zsock_destroy(&self->zap);
+    if (self->udp_fd >= 0) {
+        loop_fd_del(self->loop, self->udp_fd);
+        close(self->udp_fd);
+    }
+    zcertstore_destroy(&self->authorized);
+    zcert_destroy(&self->cert);
     proto_free(&self->out);
     free(self);
     *self_p = NULL;

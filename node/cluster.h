@@ -27,6 +27,15 @@ typedef struct client client_t;
    on failure. */
 cluster_t *cluster_new(loop_t *loop, server_t *server, const node_config_t *config);
 
+/* Our public key, made in state_dir if it has none, as 40 characters of
+   Z85 (protocol section 12). Logs why and returns -1 on failure. */
+int cluster_key(const char *state_dir, char txt[41]);
+
+/* Reads "tcp://HOST:PORT[#KEY]" (KEY: 40 Z85 or 64 hex digits) into the
+   endpoint and, if given, the key. Returns 0 or -EINVAL. */
+int cluster_parse_peer(const char *spec, char *endpoint, size_t size, uint8_t *key,
+                       int *has_key);
+
 /* Says goodbye to every peer, closes every socket; safe on NULL. */
 void cluster_destroy(cluster_t **self_p);
 

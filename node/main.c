@@ -5,6 +5,7 @@
     any client would, does that one thing and exits. */
 
 #include "cli.h"
+#include "cluster.h"
 #include "ipcnet.h"
 #include "loop.h"
 #include "node.h"
@@ -14,6 +15,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,8 +39,12 @@ static const char s_usage[] =
     "  --request-timeout MS  for requests that give none (default 30000)\n"
     "  --port N              TCP port for other nodes (default 5680; 0: any)\n"
     "  --bind ADDR           address to listen on for other nodes (default *)\n"
-    "  --peer tcp://HOST:PORT  a node to join (repeatable); gossip finds the rest\n"
-    "  --state-dir DIR       where the node id is kept (default\n"
+    "  --peer tcp://HOST:PORT[#KEY]  a node to join (repeatable); gossip finds\n"
+    "                        the rest. KEY: its public key (ipc-node --key\n"
+    "                        there); without it, learned on first use\n"
+    "  --authorized-keys DIR take only nodes whose keys are in DIR (zcert\n"
+    "                        public files, such as their node.key)\n"
+    "  --state-dir DIR       where the key pair (and so the id) is kept (default\n"
     "                        /var/lib/ipc-node as root, else\n"
     "                        $XDG_STATE_HOME/ipc-node)\n"
     "  --heartbeat MS        between heartbeats (default 500); a peer silent\n"
@@ -55,6 +61,7 @@ static const char s_usage[] =
     "  --peers               known nodes\n"
     "  --clients             connected clients\n"
     "  --stats               counters\n"
+    "  --key                 print this node's public key (from --state-dir)\n"
     "  --send NAME DATA      send DATA (\"-\": standard input) to NAME\n"
     "  --request NAME DATA   send a request and print the reply\n"
     "  --listen NAME         hold NAME and print each message received\n"
@@ -74,6 +81,7 @@ enum {
     O_SYSLOG, O_SERVICES, O_PEERS, O_CLIENTS, O_STATS, O_SEND, O_REQUEST, O_LISTEN,
     O_PUBLISH, O_SUBSCRIBE, O_WATCH, O_TIMEOUT, O_COUNT, O_ECHO, O_JSON,
     O_PORT, O_BIND, O_PEER, O_STATE_DIR, O_HEARTBEAT, O_WINDOW, O_NO_MDNS, O_CONFIG, O_CLUSTER,
+    O_AUTHORIZED_KEYS, O_KEY,
 };
 
 static const struct option s_options[] = {
@@ -108,6 +116,8 @@ static const struct option s_options[] = {
     { "no-mdns", no_argument, NULL, O_NO_MDNS },
     { "config", required_argument, NULL, O_CONFIG },
     { "cluster", required_argument, NULL, O_CLUSTER },
+    { "authorized-keys", required_argument, NULL, O_AUTHORIZED_KEYS },
+    { "key", no_argument, NULL, O_KEY },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     { NULL, 0, NULL, 0 },
@@ -203,7 +213,7 @@ static int s_serve(const node_config_t *config)
 typedef struct {
     node_config_t config;
     cli_t cli;
-    int use_syslog, verbs;
+    int use_syslog, verbs, key_verb;
     const char *socket_opt, *name_opt;
     char **peers;
     size_t npeers;
@@ -212,16 +222,19 @@ typedef struct {
 
 static int s_config_file(opts_t *o, const char *path);
 
-/* A static peer: "tcp://host:port", or "host:port" for short. */
+/* A static peer: "tcp://host:port[#key]", or "host:port[#key]" for short. */
 static int s_add_peer(opts_t *o, const char *value)
 {
-    char ep[128];
+    char ep[256], endpoint[128];
+    uint8_t key[32];
+    int has_key;
     int n = snprintf(ep, sizeof ep, strncmp(value, "tcp://", 6) == 0 ? "%s" : "tcp://%s", value);
-    const char *colon = strrchr(ep + 6, ':');
-    long port;
-    if (n < 0 || (size_t) n >= sizeof ep || !colon || colon == ep + 6 ||
-        s_parse_long(colon + 1, 1, 65535, &port) < 0 || strpbrk(ep + 6, " \t/"))
-        return s_bad("--peer", value, "tcp://HOST:PORT");
+    const char *hash = strchr(ep, '#');
+    if (n < 0 || (size_t) n >= sizeof ep ||
+        strcspn(ep + 6, " \t/") < (size_t) ((hash ? hash : ep + n) - ep - 6) ||
+        cluster_parse_peer(ep, endpoint, sizeof endpoint, key, &has_key) < 0)
+        return s_bad("--peer", value, "tcp://HOST:PORT or tcp://HOST:PORT#KEY "
+                     "(KEY: 40 Z85 or 64 hex digits)");
     char **peers = realloc(o->peers, (o->npeers + 1) * sizeof *peers);
     if (!peers || !(peers[o->npeers] = strdup(ep))) {
         free(peers == o->peers ? NULL : peers);
@@ -286,6 +299,14 @@ static int s_option(opts_t *o, int opt, const char *arg)
             return s_bad("--window", arg, "64K to 1G");
         break;
     case O_NO_MDNS: config->no_mdns = 1; break;
+    case O_AUTHORIZED_KEYS: {
+        char path[PATH_MAX];
+        if (!realpath(arg, path) || strlen(path) >= sizeof config->authorized_keys)
+            return s_bad("--authorized-keys", arg, "an existing directory");
+        strcpy(config->authorized_keys, path);
+        break;
+    }
+    case O_KEY: o->key_verb = 1; o->verbs++; break;
     case O_CLUSTER:
         if (strlen(arg) >= sizeof config->cluster || wire_check_name(arg, strlen(arg)) < 0)
             return s_bad("--cluster", arg, "1-63 of A-Z a-z 0-9 . _ - /");
@@ -321,8 +342,10 @@ static int s_option(opts_t *o, int opt, const char *arg)
     return 0;
 }
 
-/* Reads "option value" lines (the long options without "--"); '#' starts
-   a comment. The strings are kept for the life of the process. */
+/* Reads "option value" lines (the long options without "--"); a '#' at
+   the start of a line or after a blank starts a comment (one inside a
+   word is a peer's key: tcp://host:port#KEY). The strings are kept for
+   the life of the process. */
 static int s_config_file(opts_t *o, const char *path)
 {
     if (o->depth++ > 4) {
@@ -338,7 +361,12 @@ static int s_config_file(opts_t *o, const char *path)
     int lineno = 0, rc = 0;
     while (rc == 0 && fgets(line, sizeof line, f)) {
         lineno++;
-        line[strcspn(line, "#\r\n")] = 0;
+        line[strcspn(line, "\r\n")] = 0;
+        for (char *c = line; *c; c++)
+            if (*c == '#' && (c == line || c[-1] == ' ' || c[-1] == '\t')) {
+                *c = 0;
+                break;
+            }
         char *key = line + strspn(line, " \t");
         if (!*key)
             continue;
@@ -352,7 +380,7 @@ static int s_config_file(opts_t *o, const char *path)
         while (opt->name && strcmp(opt->name, key) != 0)
             opt++;
         if (!opt->name || opt->val < O_SOCKET || opt->val == O_SERVICES ||
-            (opt->val >= O_SERVICES && opt->val <= O_JSON)) {
+            (opt->val >= O_SERVICES && opt->val <= O_JSON) || opt->val == O_KEY) {
             fprintf(stderr, "ipc-node: %s:%d: unknown option '%s'\n", path, lineno, key);
             rc = 2;
         } else if ((opt->has_arg == required_argument) != (*value != 0)) {
@@ -450,6 +478,20 @@ int main(int argc, char **argv)
     if (cli->verb != VERB_NONE) {
         cli->socket = o.socket_opt;
         return cli_run(cli);
+    }
+    if (o.key_verb) {
+        char key[41];
+        zsys_handler_set(NULL);
+        zsys_set_logstream(stderr);
+        if (!config->state_dir[0] &&
+            s_default_state_dir(config->state_dir, sizeof config->state_dir) < 0) {
+            fprintf(stderr, "ipc-node: the default state directory is too long; use --state-dir\n");
+            return 2;
+        }
+        if (cluster_key(config->state_dir, key) < 0)
+            return 1;
+        printf("%s\n", key);
+        return 0;
     }
 
     /* The daemon. czmq must not install its own signal handlers, and logs

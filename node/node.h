@@ -22,6 +22,7 @@ typedef struct {
     size_t window;              /* credit bytes per peer link */
     int no_mdns;
     char cluster[64];           /* only nodes of the same cluster meet */
+    char authorized_keys[400];  /* directory of zcert public files, or "" */
     char **peers;               /* static peers, "tcp://host:port" */
     size_t npeers;
 } node_config_t;

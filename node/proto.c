@@ -53,6 +53,16 @@ int proto_check_id(const char *s, size_t len)
     return 0;
 }
 
+void proto_key_id(const uint8_t *key, char id[PROTO_ID_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < PROTO_ID_LEN / 2; i++) {
+        id[2 * i] = hex[key[i] >> 4];
+        id[2 * i + 1] = hex[key[i] & 15];
+    }
+    id[PROTO_ID_LEN] = 0;
+}
+
 /* A client's unique address ":N@node", as every message names its sender. */
 static int s_check_address(const char *s, size_t len)
 {
@@ -93,6 +103,7 @@ static int s_list(cur_t *c, proto_msg_t *m, int peers, int patterns)
         size_t len;
         const char *s = s_str(c, &len);
         if (peers) {
+            const char *id = s;
             if (c->bad || proto_check_id(s, len) < 0)
                 return -EBADMSG;
             s = s_str(c, &len);
@@ -100,6 +111,14 @@ static int s_list(cur_t *c, proto_msg_t *m, int peers, int patterns)
                 return -EBADMSG;
             s = s_str(c, &len);
             if (c->bad || s_check_endpoint(s, len) < 0)
+                return -EBADMSG;
+            /* The key, whose id the item's id must be. */
+            char kid[PROTO_ID_LEN + 1];
+            s = s_str(c, &len);
+            if (c->bad || len != PROTO_KEY_LEN)
+                return -EBADMSG;
+            proto_key_id((const uint8_t *) s, kid);
+            if (memcmp(kid, id, PROTO_ID_LEN) != 0)
                 return -EBADMSG;
         } else if (c->bad || (patterns ? wire_check_pattern(s, len) : wire_check_name(s, len)) < 0)
             return -EBADMSG;
@@ -233,6 +252,13 @@ int proto_decode(const uint8_t *buf, size_t len, proto_msg_t *ret)
             }
         }
         m.listlen = (size_t) (c.p - m.list);
+        break;
+    case P_KEY:
+        m.stamp = s_uint(&c, 8);
+        m.key = c.p;
+        if (c.bad || c.left != PROTO_KEY_LEN)
+            rc = -EBADMSG;
+        c.left = 0;
         break;
     default:
         return -EBADMSG;

@@ -15,9 +15,11 @@
 #include <stdint.h>
 
 #define PROTO_SIG       0xA9
-#define PROTO_VERSION   1
+#define PROTO_VERSION   2
 #define PROTO_HEAD      8
 #define PROTO_ID_LEN    32          /* node ids: 32 lowercase hex digits */
+#define PROTO_KEY_LEN   32          /* CURVE public keys */
+#define PROTO_KEY_MSG   48          /* a KEY datagram: head, nonce, key */
 #define PROTO_LIST_MAX  1024        /* items in one list message */
 
 enum {
@@ -27,7 +29,7 @@ enum {
     P_NAMES_DEL = 4,
     P_SUBS_ADD = 5,     /* count:u16, count x str8 pattern */
     P_SUBS_DEL = 6,
-    P_PEERS = 7,        /* count:u16, count x (id, name, endpoint) */
+    P_PEERS = 7,        /* count:u16, count x (id, name, endpoint, key) */
     P_MSG = 8,          /* kind:u8, cseq:u32, timeout:u32, from, to, payload */
     P_REPLY = 9,        /* cseq:u32 (request id), to, from, payload */
     P_PUB = 10,         /* cseq:u32 (publisher's seq), topic, from, payload */
@@ -38,6 +40,7 @@ enum {
     P_BYE = 15,
     P_CREDIT = 16,      /* ack:u32 (last seq handled), bytes:u32 */
     P_BATCH = 17,       /* count:u16, count x (len:u32, a MSG, REPLY or PUB) */
+    P_KEY = 18,         /* nonce:u64, key:32 bytes (UDP only; zeros in a question) */
 };
 
 #define PROTO_BATCH_MAX (64 * 1024)     /* bytes of items in one BATCH */
@@ -68,7 +71,8 @@ typedef struct {
     const char *from; size_t fromlen;
     const char *to;   size_t tolen;
     const char *text; size_t textlen;
-    uint64_t stamp;
+    uint64_t stamp;     /* PING, PONG; KEY: the nonce */
+    const uint8_t *key; /* KEY: 32 bytes */
     uint32_t ack, credit;
     const uint8_t *data; size_t size;
 } proto_msg_t;
@@ -82,7 +86,8 @@ int proto_decode(const uint8_t *buf, size_t len, proto_msg_t *ret);
 void proto_batch_next(const uint8_t **at, const uint8_t **item, size_t *len);
 
 /* The next item of a decoded list: a name (NAMES/SUBS), or for PEERS an
-   id, name and endpoint. Lists were checked by proto_decode. */
+   id, name, endpoint and key (32 bytes). Lists were checked by
+   proto_decode. */
 void proto_list_next(const uint8_t **at, const char **s, size_t *len);
 
 /* A growing buffer to encode into, zeroed before first use. Encoding
@@ -132,5 +137,8 @@ static inline void proto_str(proto_buf_t *b, const char *s, size_t len)
 
 /* Checks an id: 32 lowercase hex digits. */
 int proto_check_id(const char *s, size_t len);
+
+/* The id of a public key: its first 16 bytes in lowercase hex. */
+void proto_key_id(const uint8_t *key, char id[PROTO_ID_LEN + 1]);
 
 #endif

@@ -4,7 +4,8 @@
     from a heap copy of exactly its length, so that ASan sees a read past
     its end. What decodes must be sound: every view inside the message and
     in the order of its fields, lists walked with proto_list_next() to their
-    exact end with every item valid for its kind, every address and
+    exact end with every item valid for its kind (a PEERS item's key 32
+    bytes whose first 16 are its id in lowercase hex), every address and
     destination well-formed (checked here again from the spec, not with the
     codec's own helper), and the fields encoding back (proto_begin,
     proto_u8, ...) to the very same bytes. A BATCH is walked with
@@ -67,14 +68,26 @@ static int s_is_dest(const char *s, size_t len)
     return len <= 255 && (s_is_client_id(s, tlen) || wire_check_name(s, tlen) == 0);
 }
 
+/* Is key (32 bytes) the key of id: its first 16 bytes in lowercase hex?
+   Written again from the spec, not with proto_key_id(). */
+static int s_is_key_of(const uint8_t *key, const char *id)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < PROTO_ID_LEN / 2; i++)
+        if (id[2 * i] != hex[key[i] / 16] || id[2 * i + 1] != hex[key[i] % 16])
+            return 0;
+    return 1;
+}
+
 /* Walks a decoded list as the node does, checking every item. */
 static void s_list(const uint8_t *buf, size_t len, const proto_msg_t *m)
 {
     CHECK(m->count >= 1 && m->count <= PROTO_LIST_MAX);
     CHECK(m->list == buf + PROTO_HEAD + 2 && m->listlen == len - PROTO_HEAD - 2);
     const uint8_t *at = m->list, *end = m->list + m->listlen;
-    int fields = m->type == P_PEERS ? 3 : 1;
-    for (unsigned i = 0; i < m->count; i++)
+    int fields = m->type == P_PEERS ? 4 : 1;
+    for (unsigned i = 0; i < m->count; i++) {
+        const char *id = NULL;
         for (int f = 0; f < fields; f++) {
             const char *s;
             size_t n;
@@ -82,15 +95,19 @@ static void s_list(const uint8_t *buf, size_t len, const proto_msg_t *m)
             proto_list_next(&at, &s, &n);
             CHECK(at <= end && s + n == (const char *) at);
             CHECK(s_inside(buf, len, s, n));
-            if (m->type == P_PEERS && f == 0)
+            if (m->type == P_PEERS && f == 0) {
                 CHECK(proto_check_id(s, n) == 0);
-            else if (m->type == P_PEERS && f == 2)
+                id = s;
+            } else if (m->type == P_PEERS && f == 2)
                 CHECK(n >= 7 && memcmp(s, "tcp://", 6) == 0 && !memchr(s, ' ', n));
+            else if (m->type == P_PEERS && f == 3)
+                CHECK(n == PROTO_KEY_LEN && id && s_is_key_of((const uint8_t *) s, id));
             else if (m->type == P_SUBS_ADD || m->type == P_SUBS_DEL)
                 CHECK(wire_check_pattern(s, n) == 0);
             else
                 CHECK(wire_check_name(s, n) == 0);
         }
+    }
     CHECK(at == end);
 }
 
@@ -161,6 +178,10 @@ static void s_encode(proto_buf_t *b, const proto_msg_t *m)
     case P_BATCH:
         proto_u16(b, m->count);
         proto_bytes(b, m->list, m->listlen);
+        break;
+    case P_KEY:
+        proto_u64(b, m->stamp);
+        proto_bytes(b, m->key, PROTO_KEY_LEN);
         break;
     default:
         abort();        /* an unknown type decoded */
@@ -263,6 +284,13 @@ static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
     case P_BATCH:
         s_batch(buf, len, m);
         break;
+    case P_KEY:
+        /* Exactly a head, the nonce and the 32 bytes of the key. */
+        CHECK(len == PROTO_KEY_MSG && m->key == buf + PROTO_HEAD + 8);
+        CHECK(s_inside(buf, len, m->key, PROTO_KEY_LEN));
+        CHECK(m->stamp == ((uint64_t) wire_get32(buf + PROTO_HEAD) << 32 |
+                           wire_get32(buf + PROTO_HEAD + 4)));
+        break;
     default:
         abort();
     }
@@ -282,6 +310,9 @@ static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
         sum += (uint8_t) m->cluster[i];
     for (size_t i = 0; i < m->textlen; i++)
         sum += (uint8_t) m->text[i];
+    if (m->type == P_KEY)
+        for (size_t i = 0; i < PROTO_KEY_LEN; i++)
+            sum += m->key[i];
     (void) sum;
 
     proto_buf_t b = { 0 };
@@ -313,7 +344,7 @@ static void s_check(const uint8_t *data, size_t size, int in_batch)
         CHECK(m.version == buf[1] && m.type == buf[2] && m.flags == buf[3]);
         CHECK(m.seq == wire_get32(buf + 4));
         CHECK(m.id == NULL && m.cluster == NULL && m.list == NULL && m.data == NULL &&
-              m.size == 0);
+              m.key == NULL && m.size == 0);
     } else {
         CHECK(rc == -EBADMSG);
         CHECK(memcmp(&m, &before, sizeof m) == 0);

@@ -139,6 +139,11 @@ self_id() {
     peers "$1" "${2:-main}" | awk '$4 == "self" { print $2; exit }'
 }
 
+# self_key H [TAG]: the public key (Z85) of the node TAG on host H.
+self_key() {
+    peers "$1" "${2:-main}" | awk '$4 == "self" { print $NF; exit }'
+}
+
 # lists_itself H TAG: a row other than the self row has our name or our id.
 lists_itself() {
     local h=$1 tag=$2 t id name
@@ -282,9 +287,10 @@ for h in "${HOSTS[@]}"; do
     node_wait "$h" main || bail "1: node on $h starts" "$(log_tail "${NODE_LOG[$h/main]}")"
 done
 timing "3 nodes answering their local socket: $(($(now_ms) - t0)) ms"
-declare -A ID=()
+declare -A ID=() KEY=()
 for h in "${HOSTS[@]}"; do
     ID[$h]=$(self_id "$h")
+    KEY[$h]=$(self_key "$h")
 done
 
 sees_others() {
@@ -312,8 +318,8 @@ for h in "${HOSTS[@]}"; do
 done
 check "1: no node lists itself as a peer" $st "$out"
 
-# TXT records as seen from h1: every node, with id= (its real id), v= and
-# port= (the port in the SRV record too).
+# TXT records as seen from h1: every node, with id= (its real id), v=,
+# port= (the port in the SRV record too) and key= (its real key).
 st=0
 detail=()
 b=""
@@ -332,6 +338,7 @@ for ((i = 0; i < 20; i++)); do
         srvport=$(cut -d';' -f9 <<<"$line")
         addr=$(cut -d';' -f8 <<<"$line")
         if ! [[ $txt == *\"id=${ID[$h]}\"* ]] || ! [[ $txt =~ \"v=[0-9]+\" ]] ||
+            ! [[ $txt == *"\"key=${KEY[$h]}\""* ]] ||
             ! [[ $txt == *\"port=5680\"* ]] || [ "$srvport" != 5680 ] ||
             [ "$addr" != "$(host_ip "$h")" ]; then
             st=1
@@ -341,7 +348,7 @@ for ((i = 0; i < 20; i++)); do
     [ $st = 0 ] && break
     sleep 0.25
 done
-check "1: avahi-browse in h1 resolves h1 h2 h3 at their address, port 5680, TXT id= v= port=" \
+check "1: avahi-browse in h1 resolves h1 h2 h3 at their address, port 5680, TXT id= v= port= key=" \
     $st "${detail[@]}" "$b"
 echo "# e.g. $(awk -F';' '$4 == "h3"' <<<"$b" | head -1)"
 
@@ -431,8 +438,9 @@ check "4: ... and in h2's own avahi-daemon" $? "$(browse h2)"
 # --no-mdns node on h3 (port 5682) whose record we publish ourselves.
 node_start h3 x --no-mdns --port 5682 --name h3x || not_ok "4: helper node h3x starts"
 idx=$(self_id h3 x)
+keyx=$(self_key h3 x)
 bg_start h3 "$HOSTS_DIR/publish-h3x.log" avahi-publish -s h3x _ipcnode._tcp 5682 \
-    "id=$idx" "v=1" "port=5682" "name=h3x"
+    "id=$idx" "v=2" "port=5682" "name=h3x" "key=$keyx"
 pubx=$BG_PID
 wait_until 10000 peer_up h2 main h3x mdns
 st=$?

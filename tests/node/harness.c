@@ -1014,3 +1014,120 @@ char *harness_read_file(const char *path)
     fclose(fp);
     return strdup(buf);
 }
+
+/* --- listings -------------------------------------------------------------------- */
+
+static char *s_listing(ipcnet_t *q, int what)
+{
+    char *text = NULL;
+    int rc = ipcnet_query(q, what, &text);
+    if (rc < 0)
+        fail_msg("query %d: %s", what, ipcnet_strerror(rc));
+    assert_non_null(text);
+    return text;
+}
+
+/* Splits line (modified) at tabs into at most max fields; returns how
+   many. */
+static int s_fields(char *line, char **field, int max)
+{
+    int n = 0;
+    for (char *p = line; n < max; ) {
+        field[n++] = p;
+        p = strchr(p, '\t');
+        if (!p)
+            break;
+        *p++ = 0;
+    }
+    return n;
+}
+
+/* Calls fn for each row of a listing, split into fields. */
+static void s_rows(char *text, int (*fn) (char **fl, int n, int row, void *arg), void *arg)
+{
+    int row = 0;
+    for (char *line = text; line && *line; row++) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = 0;
+        char *fl[9];
+        int n = s_fields(line, fl, 9);
+        if (fn(fl, n, row, arg))
+            break;
+        line = nl ? nl + 1 : NULL;
+    }
+}
+
+typedef struct {
+    const char *self, *name;
+    harness_peer_t *ret;
+    int found, up;
+} peer_find_t;
+
+static int s_peer_row(char **fl, int n, int row, void *arg)
+{
+    peer_find_t *p = arg;
+    if (n != 8)
+        fail_msg("peers row %d has %d fields, not 8", row, n);
+    if (row == 0 && p->self && (strcmp(fl[0], p->self) || strcmp(fl[3], "self")))
+        fail_msg("the first peers row is '%s' from '%s', not %s itself", fl[0], fl[3], p->self);
+    if (row > 0 && strcmp(fl[4], "up") == 0)
+        p->up++;
+    if (p->name && !p->found && strcmp(fl[0], p->name) == 0) {
+        p->found = 1;
+        if (p->ret) {
+            snprintf(p->ret->name, sizeof p->ret->name, "%s", fl[0]);
+            snprintf(p->ret->id, sizeof p->ret->id, "%s", fl[1]);
+            snprintf(p->ret->address, sizeof p->ret->address, "%s", fl[2]);
+            snprintf(p->ret->source, sizeof p->ret->source, "%s", fl[3]);
+            snprintf(p->ret->state, sizeof p->ret->state, "%s", fl[4]);
+            snprintf(p->ret->key, sizeof p->ret->key, "%s", fl[7]);
+        }
+    }
+    return 0;
+}
+
+int harness_peer(ipcnet_t *q, const char *self, const char *name, harness_peer_t *ret)
+{
+    peer_find_t p = { self, name, ret, 0, 0 };
+    char *t = s_listing(q, IPCNET_Q_PEERS);
+    s_rows(t, s_peer_row, &p);
+    free(t);
+    return p.found;
+}
+
+int harness_peers_up(ipcnet_t *q)
+{
+    peer_find_t p = { NULL, NULL, NULL, 0, 0 };
+    char *t = s_listing(q, IPCNET_Q_PEERS);
+    s_rows(t, s_peer_row, &p);
+    free(t);
+    return p.up;
+}
+
+typedef struct {
+    const char *name, *node, *holder, *label;
+    int found;
+} service_find_t;
+
+static int s_service_row(char **fl, int n, int row, void *arg)
+{
+    service_find_t *s = arg;
+    (void) row;
+    if (n != 4)
+        fail_msg("services row with %d fields, not 4", n);
+    if (strcmp(fl[0], s->name) == 0 && strcmp(fl[1], s->node) == 0 &&
+        (!s->holder || (strcmp(fl[2], s->holder) == 0 && strcmp(fl[3], s->label) == 0)))
+        s->found = 1;
+    return s->found;
+}
+
+int harness_has_service(ipcnet_t *q, const char *name, const char *node, const char *holder,
+                        const char *label)
+{
+    service_find_t s = { name, node, holder, label, 0 };
+    char *t = s_listing(q, IPCNET_Q_SERVICES);
+    s_rows(t, s_service_row, &s);
+    free(t);
+    return s.found;
+}

@@ -215,6 +215,32 @@ void harness_send(ipcnet_t *c, const char *dest, const char *text, int flags);
    helper's "ready"), else fails. */
 void harness_wait_ready(int fd);
 
+/* --- listings (IPCNET_Q_PEERS, IPCNET_Q_SERVICES), for cmocka tests ----------- */
+
+/* A row of the peers listing. */
+typedef struct {
+    char name[64];
+    char id[64];
+    char address[128];
+    char source[16];
+    char state[16];
+    char key[64];
+} harness_peer_t;
+
+/* The row of peer name in the peers listing of q's node, whose own name
+   is self. Returns 1 if found, else 0; fails the test if a row does not
+   have 8 fields or the first row is not the node itself. */
+int harness_peer(ipcnet_t *q, const char *self, const char *name, harness_peer_t *ret);
+
+/* How many peers (not itself) q's node lists as up. */
+int harness_peers_up(ipcnet_t *q);
+
+/* Does q's node list name as held on node `node`? With holder non-NULL,
+   the holder and label columns must match too. Fails the test on a row
+   that does not have 4 fields. */
+int harness_has_service(ipcnet_t *q, const char *name, const char *node, const char *holder,
+                        const char *label);
+
 /* The first 64 KiB of a file as a string ("" when it cannot be read).
    Given: the caller frees it. */
 char *harness_read_file(const char *path);

@@ -348,6 +348,27 @@ cp "$DIR/node.log" "$DIR/err"
 [ "$RC" -eq 0 ] && [ ! -e "$SOCK" ]
 check "SIGTERM stops the node: exit 0, socket removed" $?
 
+# --- keys -----------------------------------------------------------------------
+
+raw --key --state-dir "$DIR/keys"
+KEY=$(cat "$DIR/out")
+[ "$RC" -eq 0 ] && [ "${#KEY}" -eq 40 ] && [ -f "$DIR/keys/node.key" ] &&
+    [ "$(stat -c %a "$DIR/keys/node.key_secret")" = 600 ] &&
+    grep -qF "public-key = \"$KEY\"" "$DIR/keys/node.key"
+check "--key makes a key pair (secret mode 0600) and prints its public key" $? "key '$KEY'"
+raw --key --state-dir "$DIR/keys"
+[ "$RC" -eq 0 ] && [ "$(cat "$DIR/out")" = "$KEY" ]
+check "--key again prints the same key" $?
+raw --peer "tcp://127.0.0.1:9#${KEY:0:39}" --socket "$DIR/k.sock"
+[ "$RC" -eq 2 ] && grep -q -- --peer "$DIR/err"
+check "--peer with a key of 39 characters: exit 2, naming --peer" $?
+raw --peer "tcp://127.0.0.1:9#$(printf 'g%.0s' {1..64})" --socket "$DIR/k.sock"
+[ "$RC" -eq 2 ]
+check "--peer with 64 characters that are not hex: exit 2" $?
+raw --authorized-keys "$DIR/no-such-dir" --socket "$DIR/k.sock"
+[ "$RC" -eq 2 ] && grep -q -- --authorized-keys "$DIR/err"
+check "--authorized-keys with a missing directory: exit 2" $?
+
 # --- a config file -----------------------------------------------------------------
 
 mkdir -p "$DIR/cfg"
@@ -358,6 +379,7 @@ port      0
 no-mdns
 cluster   cli-$$
 state-dir $DIR/cfg
+peer      tcp://127.0.0.1:9#$KEY   # a pinned key: the '#' in it is not a comment
 CONF
 timeout -k 5 30 "$NODE" --socket "$DIR/cfg/s" --config "$DIR/cfg/node.conf" 2>"$DIR/cfg.log" &
 CFG_PID=$!
@@ -368,6 +390,9 @@ for ((i = 0; i < 50; i++)); do
 done
 grep -q '^from-config .* self ' "$DIR/out"
 check "--config FILE: options from the file (the node is named from-config)" $?
+grep -F 'tcp://127.0.0.1:9 ' "$DIR/out" | grep -qF " static " &&
+    [ "$(grep -F 'tcp://127.0.0.1:9 ' "$DIR/out" | awk '{ print $NF }')" = "$KEY" ]
+check "--config: 'peer tcp://HOST:PORT#KEY' is a static peer with that key" $? "$(cat "$DIR/out")"
 bg_kill "$CFG_PID"
 
 printf 'port 0\nbogus-option 1\n' >"$DIR/cfg/bad.conf"

@@ -258,62 +258,13 @@ static char *s_query(fx_t *f, int i, int what)
     return text;
 }
 
-#define FIELDS 8
-
-/* Splits line (modified) at tabs into at most FIELDS fields; returns how
-   many. */
-static int s_split(char *line, char *field[FIELDS])
-{
-    int n = 0;
-    for (char *p = line; n < FIELDS; ) {
-        field[n++] = p;
-        p = strchr(p, '\t');
-        if (!p)
-            break;
-        *p++ = 0;
-    }
-    return n;
-}
-
-typedef struct {
-    char name[64];
-    char id[64];
-    char address[128];
-    char source[16];
-    char state[16];
-} peer_row_t;
+typedef harness_peer_t peer_row_t;
 
 /* The line of peer name in node i's PEERS listing. Returns 1 if found. The
    first line must be the node itself, with source "self". */
 static int s_peer(fx_t *f, int i, const char *name, peer_row_t *ret)
 {
-    char *t = s_query(f, i, IPCNET_Q_PEERS);
-    int found = 0, lineno = 0;
-    for (char *line = t; line && *line; lineno++) {
-        char *nl = strchr(line, '\n');
-        if (nl)
-            *nl = 0;
-        char *fl[FIELDS];
-        int n = s_split(line, fl);
-        if (n != 8)
-            fail_msg("node %s: peers line %d has %d fields, not 8", s_names[i], lineno, n);
-        if (lineno == 0 && (strcmp(fl[0], s_names[i]) || strcmp(fl[3], "self")))
-            fail_msg("node %s: first peers line is '%s' from '%s', not itself", s_names[i],
-                     fl[0], fl[3]);
-        if (!found && strcmp(fl[0], name) == 0) {
-            found = 1;
-            if (ret) {
-                snprintf(ret->name, sizeof ret->name, "%s", fl[0]);
-                snprintf(ret->id, sizeof ret->id, "%s", fl[1]);
-                snprintf(ret->address, sizeof ret->address, "%s", fl[2]);
-                snprintf(ret->source, sizeof ret->source, "%s", fl[3]);
-                snprintf(ret->state, sizeof ret->state, "%s", fl[4]);
-            }
-        }
-        line = nl ? nl + 1 : NULL;
-    }
-    free(t);
-    return found;
+    return harness_peer(s_q(f, i), s_names[i], name, ret);
 }
 
 static int s_peer_up(fx_t *f, int i, const char *name)
@@ -325,19 +276,7 @@ static int s_peer_up(fx_t *f, int i, const char *name)
 /* How many peers (not itself) node i lists as up. */
 static int s_count_up(fx_t *f, int i)
 {
-    char *t = s_query(f, i, IPCNET_Q_PEERS);
-    int up = 0, lineno = 0;
-    for (char *line = t; line && *line; lineno++) {
-        char *nl = strchr(line, '\n');
-        if (nl)
-            *nl = 0;
-        char *fl[FIELDS];
-        if (lineno > 0 && s_split(line, fl) >= 5 && strcmp(fl[4], "up") == 0)
-            up++;
-        line = nl ? nl + 1 : NULL;
-    }
-    free(t);
-    return up;
+    return harness_peers_up(s_q(f, i));
 }
 
 static void s_dump(fx_t *f, int i, int what)
@@ -395,23 +334,7 @@ static void s_start_mesh(fx_t *f, int count)
 static int s_has_service(fx_t *f, int i, const char *name, const char *node,
                          const char *holder, const char *label)
 {
-    char *t = s_query(f, i, IPCNET_Q_SERVICES);
-    int found = 0;
-    for (char *line = t; line && *line; ) {
-        char *nl = strchr(line, '\n');
-        if (nl)
-            *nl = 0;
-        char *fl[FIELDS];
-        int n = s_split(line, fl);
-        if (n != 4)
-            fail_msg("node %s: services line with %d fields, not 4", s_names[i], n);
-        if (strcmp(fl[0], name) == 0 && strcmp(fl[1], node) == 0 &&
-            (!holder || (strcmp(fl[2], holder) == 0 && strcmp(fl[3], label) == 0)))
-            found = 1;
-        line = nl ? nl + 1 : NULL;
-    }
-    free(t);
-    return found;
+    return harness_has_service(s_q(f, i), name, node, holder, label);
 }
 
 /* Waits until node i lists (present) or no longer lists name@node. */
@@ -455,11 +378,29 @@ static void s_self_id(fx_t *f, int i, char ret[64])
     snprintf(ret, 64, "%s", r.id);
 }
 
+/* Node i's public key, from node.key in its state directory (Z85), and
+   the id it implies: the key's first 16 bytes in hex. */
+static void s_node_key(fx_t *f, int i, char z85[41], uint8_t key[32], char id[33])
+{
+    char path[200];
+    snprintf(path, sizeof path, "%s/node.key", f->n[i].dir);
+    char *file = harness_read_file(path);
+    const char *at = strstr(file, "public-key = \"");
+    if (!at || strlen(at) < 14 + 41 || at[14 + 40] != '"')
+        fail_msg("%s holds no public key", path);
+    memcpy(z85, at + 14, 40);
+    z85[40] = 0;
+    free(file);
+    assert_non_null(zmq_z85_decode(key, z85));
+    for (int k = 0; k < 16; k++)
+        snprintf(id + 2 * k, 3, "%02x", key[k]);
+}
+
 /* --- peers --------------------------------------------------------------- */
 
 /* Two nodes: the one given --peer lists the seed as static, both see each
-   other up with the ids kept in their state directories, and the first
-   line of each listing is the node itself. */
+   other up with the ids of the keys kept in their state directories, and
+   the first line of each listing is the node itself. */
 static void test_cluster_two_nodes(void **state)
 {
     fx_t *f = *state;
@@ -470,23 +411,22 @@ static void test_cluster_two_nodes(void **state)
     print_message("two nodes meshed in %lld ms\n", (long long) took);
 
     for (int i = 0; i < 2; i++) {
-        char path[200];
-        snprintf(path, sizeof path, "%s/node.id", f->n[i].dir);
-        char *file = harness_read_file(path);
-        file[strcspn(file, "\n")] = 0;
-        if (strlen(file) != 32 || strspn(file, "0123456789abcdef") != 32)
-            fail_msg("%s holds '%s', not 32 hex digits", path, file);
+        char z85[41], id[33];
+        uint8_t key[32];
+        s_node_key(f, i, z85, key, id);
         char self[64];
         s_self_id(f, i, self);
-        assert_string_equal(self, file);
+        assert_string_equal(self, id);
         peer_row_t r;
+        assert_true(s_peer(f, i, s_names[i], &r));
+        assert_string_equal(r.key, z85);
         assert_true(s_peer(f, 1 - i, s_names[i], &r));
-        assert_string_equal(r.id, file);            /* the other knows it by that id */
+        assert_string_equal(r.id, id);              /* the other knows it by that id */
+        assert_string_equal(r.key, z85);            /* and by that key */
         assert_string_equal(r.state, "up");
         char want[64];
         snprintf(want, sizeof want, "tcp://127.0.0.1:%d", f->port[i]);
         assert_string_equal(r.address, want);
-        free(file);
     }
     peer_row_t r;
     assert_true(s_peer(f, 1, "alpha", &r));
@@ -1930,30 +1870,60 @@ static int s_zmq_ask(void *dealer, const proto_buf_t *b, uint8_t *answer, size_t
     return zmq_recv(dealer, answer, size, 0);
 }
 
+/* A CURVE DEALER to node i's ROUTER with a key pair of its own, whose
+   routing id is rid (NULL: its key's id, the honest one). */
+static void *s_zmq_dealer(fx_t *f, int i, void *ctx, const char *rid, char id[33])
+{
+    char z85[41], pub[41], sec[41];
+    uint8_t key[32], mine[32];
+    s_node_key(f, i, z85, key, id);
+    assert_int_equal(zmq_curve_keypair(pub, sec), 0);
+    assert_non_null(zmq_z85_decode(mine, pub));
+    for (int k = 0; k < 16; k++)
+        snprintf(id + 2 * k, 3, "%02x", mine[k]);
+    void *dealer = zmq_socket(ctx, ZMQ_DEALER);
+    assert_non_null(dealer);
+    int zero = 0;
+    zmq_setsockopt(dealer, ZMQ_ROUTING_ID, rid ? rid : id, 32);
+    zmq_setsockopt(dealer, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(dealer, ZMQ_CURVE_SERVERKEY, z85, 40);
+    zmq_setsockopt(dealer, ZMQ_CURVE_PUBLICKEY, pub, 40);
+    zmq_setsockopt(dealer, ZMQ_CURVE_SECRETKEY, sec, 40);
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", f->port[i]);
+    assert_int_equal(zmq_connect(dealer, ep), 0);
+    return dealer;
+}
+
+static void s_hello(proto_buf_t *b, const char *id, const char *name, const char *cluster)
+{
+    proto_begin(b, P_HELLO, 0, 1);
+    proto_str(b, id, strlen(id));
+    proto_str(b, name, strlen(name));
+    proto_str(b, cluster, strlen(cluster));
+    proto_u16(b, 9);
+    proto_u64(b, 42);
+    proto_u32(b, 500);
+}
+
 /* A node speaking another protocol version, or of another cluster, is
    answered with a FAIL (EPROTO, EACCES) and not taken; one that sends
-   a malformed message gets nothing; the node carries on. */
+   a malformed message gets nothing; one whose routing id is not its key's
+   id is not heard at all; the node carries on. */
 static void test_cluster_peer_refused(void **state)
 {
     fx_t *f = *state;
     WATCH(60);
     s_start(f, 0, -1);
     void *ctx = zmq_ctx_new();
-    void *dealer = zmq_socket(ctx, ZMQ_DEALER);
-    assert_non_null(dealer);
-    const char *id = "0123456789abcdef0123456789abcdef";
-    int zero = 0;
-    zmq_setsockopt(dealer, ZMQ_ROUTING_ID, id, strlen(id));
-    zmq_setsockopt(dealer, ZMQ_LINGER, &zero, sizeof zero);
-    char ep[64];
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", f->port[0]);
-    assert_int_equal(zmq_connect(dealer, ep), 0);
+    char id[33];
+    void *dealer = s_zmq_dealer(f, 0, ctx, NULL, id);
 
     proto_buf_t b = { 0 };
     uint8_t answer[512];
-    /* A HELLO of version 2: only the head is ours to read. */
+    /* A HELLO of the next version: only the head is ours to read. */
     proto_begin(&b, P_HELLO, 0, 1);
-    b.data[1] = 2;
+    b.data[1] = PROTO_VERSION + 1;
     proto_bytes(&b, "future fields", 13);
     int n = s_zmq_ask(dealer, &b, answer, sizeof answer);
     proto_msg_t m;
@@ -1962,27 +1932,42 @@ static void test_cluster_peer_refused(void **state)
     assert_int_equal(m.type, P_FAIL);
     assert_int_equal(m.error, EPROTO);
 
-    /* Version 1, another cluster. */
-    proto_begin(&b, P_HELLO, 0, 1);
-    proto_str(&b, id, strlen(id));
-    proto_str(&b, "stranger", 8);
-    proto_str(&b, "elsewhere", 9);
-    proto_u16(&b, 9);
-    proto_u64(&b, 42);
-    proto_u32(&b, 500);
+    /* Our version, another cluster. */
+    s_hello(&b, id, "stranger", "elsewhere");
     n = s_zmq_ask(dealer, &b, answer, sizeof answer);
     assert_true(n > 0);
     assert_int_equal(proto_decode(answer, (size_t) n, &m), 0);
     assert_int_equal(m.type, P_FAIL);
     assert_int_equal(m.error, EACCES);
 
-    /* Garbage in version 1 framing: no answer, no harm. */
+    /* Garbage in our framing: no answer, no harm. */
     proto_begin(&b, 99, 0, 1);
     proto_bytes(&b, "junk", 4);
+    assert_int_equal(s_zmq_ask(dealer, &b, answer, sizeof answer), -1);
+    /* Its own id, the right cluster: taken (the HELLO_ACK says alpha). */
+    char cluster[32];
+    snprintf(cluster, sizeof cluster, "test-%d", (int) getpid());    /* the harness's */
+    s_hello(&b, id, "stranger", cluster);
+    n = s_zmq_ask(dealer, &b, answer, sizeof answer);
+    assert_true(n > 0);
+    assert_int_equal(proto_decode(answer, (size_t) n, &m), 0);
+    assert_int_equal(m.type, P_HELLO_ACK);
+    zmq_close(dealer);
+
+    /* Another key, claiming that id (as routing id and in its HELLO): the
+       ROUTER hands the routing id over, but the node hears nothing of it. */
+    char other[33];
+    dealer = s_zmq_dealer(f, 0, ctx, id, other);
+    assert_string_not_equal(other, id);
+    s_hello(&b, id, "impostor", cluster);
+    assert_int_equal(s_zmq_ask(dealer, &b, answer, sizeof answer), -1);
+    proto_begin(&b, P_PING, 0, 2);
+    proto_u64(&b, 1);
     assert_int_equal(s_zmq_ask(dealer, &b, answer, sizeof answer), -1);
     proto_free(&b);
     zmq_close(dealer);
     zmq_ctx_term(ctx);
+    assert_false(s_peer_up(f, 0, "impostor"));
 
     /* The stranger was not taken, and the node serves as before. */
     assert_false(s_peer_up(f, 0, "stranger"));

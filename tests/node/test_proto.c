@@ -28,7 +28,7 @@
 
 #define ID_A "5f0c3e9a7b214d68a1e2c3b4d5f60718"     /* alpha, as in the spec */
 #define ID_B "c2d4e6f8091a2b3c4d5e6f708192a3b4"     /* beta */
-#define N_TYPES 17                                  /* P_HELLO .. P_BATCH */
+#define N_TYPES 18                                  /* P_HELLO .. P_KEY */
 #define N_OF(a) (sizeof (a) / sizeof (a)[0])
 
 /* --- the spec's examples (docs/protocol-node.md, section 14) ------------- */
@@ -36,7 +36,7 @@
 /* 14.1 HELLO from alpha: seq 1, cluster "ipcnet", port 5680, heartbeat
    500 ms. */
 static const uint8_t s_ex_hello[] = {
-    0xa9, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01,
+    0xa9, 0x02, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01,
     0x20, '5', 'f', '0', 'c', '3', 'e', '9', 'a', '7', 'b', '2', '1', '4', 'd', '6', '8',
     'a', '1', 'e', '2', 'c', '3', 'b', '4', 'd', '5', 'f', '6', '0', '7', '1', '8',
     0x05, 'a', 'l', 'p', 'h', 'a',
@@ -48,7 +48,7 @@ static const uint8_t s_ex_hello[] = {
 
 /* 14.2 HELLO_ACK from beta, seq 0. */
 static const uint8_t s_ex_hello_ack[] = {
-    0xa9, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xa9, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,
     0x20, 'c', '2', 'd', '4', 'e', '6', 'f', '8', '0', '9', '1', 'a', '2', 'b', '3', 'c',
     '4', 'd', '5', 'e', '6', 'f', '7', '0', '8', '1', '9', '2', 'a', '3', 'b', '4',
     0x04, 'b', 'e', 't', 'a',
@@ -57,7 +57,7 @@ static const uint8_t s_ex_hello_ack[] = {
 
 /* 14.3 NAMES_ADD from alpha, seq 2: "printer", "sensors.temp". */
 static const uint8_t s_ex_names[] = {
-    0xa9, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x02,
+    0xa9, 0x02, 0x03, 0x00, 0x00, 0x00, 0x00, 0x02,
     0x00, 0x02,
     0x07, 'p', 'r', 'i', 'n', 't', 'e', 'r',
     0x0c, 's', 'e', 'n', 's', 'o', 'r', 's', '.', 't', 'e', 'm', 'p',
@@ -65,7 +65,7 @@ static const uint8_t s_ex_names[] = {
 
 /* 14.4 MSG, SEND with CONFIRM, seq 5: cseq 7 ":3@alpha" -> "printer", "hello". */
 static const uint8_t s_ex_msg[] = {
-    0xa9, 0x01, 0x08, 0x01, 0x00, 0x00, 0x00, 0x05,
+    0xa9, 0x02, 0x08, 0x01, 0x00, 0x00, 0x00, 0x05,
     0x01, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00,
     0x08, ':', '3', '@', 'a', 'l', 'p', 'h', 'a',
     0x07, 'p', 'r', 'i', 'n', 't', 'e', 'r',
@@ -74,7 +74,7 @@ static const uint8_t s_ex_msg[] = {
 
 /* 14.5 FAIL ENOENT for 14.4, on beta's DEALER with seq 4. */
 static const uint8_t s_ex_fail[] = {
-    0xa9, 0x01, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x04,
+    0xa9, 0x02, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x04,
     0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x07, 0x08,
     0x08, ':', '3', '@', 'a', 'l', 'p', 'h', 'a',
     0x07, 'p', 'r', 'i', 'n', 't', 'e', 'r',
@@ -83,13 +83,13 @@ static const uint8_t s_ex_fail[] = {
 
 /* 14.6 CREDIT on beta's DEALER, seq 5: ack 5, 39 bytes. */
 static const uint8_t s_ex_credit[] = {
-    0xa9, 0x01, 0x10, 0x00, 0x00, 0x00, 0x00, 0x05,
+    0xa9, 0x02, 0x10, 0x00, 0x00, 0x00, 0x00, 0x05,
     0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x27,
 };
 
 /* 14.7 PUB on beta's DEALER, seq 6: cseq 12 "sensors.temp" from ":2@beta", "21.5". */
 static const uint8_t s_ex_pub[] = {
-    0xa9, 0x01, 0x0a, 0x00, 0x00, 0x00, 0x00, 0x06,
+    0xa9, 0x02, 0x0a, 0x00, 0x00, 0x00, 0x00, 0x06,
     0x00, 0x00, 0x00, 0x0c,
     0x0c, 's', 'e', 'n', 's', 'o', 'r', 's', '.', 't', 'e', 'm', 'p',
     0x07, ':', '2', '@', 'b', 'e', 't', 'a',
@@ -99,7 +99,7 @@ static const uint8_t s_ex_pub[] = {
 /* 14.8 FAIL EACCES on beta's ROUTER: the refusal of a HELLO of another
    cluster; seq, cseq and what 0, to and name empty. */
 static const uint8_t s_ex_refuse[] = {
-    0xa9, 0x01, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xa9, 0x02, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x00,
     0x00, 0x00, 0x00, 0x0d, 0x00, 0x00, 0x00, 0x00, 0x00,
     0x00,
     0x00,
@@ -109,21 +109,31 @@ static const uint8_t s_ex_refuse[] = {
 /* 14.9 BATCH on beta's DEALER, seq 0: two SENDs of ":2@beta" to
    "printer@alpha", seqs 7 and 8, cseqs 13 and 14, "page 1" and "page 2". */
 static const uint8_t s_ex_batch[] = {
-    0xa9, 0x01, 0x11, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xa9, 0x02, 0x11, 0x00, 0x00, 0x00, 0x00, 0x00,
     0x00, 0x02,
     0x00, 0x00, 0x00, 0x2d,
-    0xa9, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x07,
+    0xa9, 0x02, 0x08, 0x00, 0x00, 0x00, 0x00, 0x07,
     0x01, 0x00, 0x00, 0x00, 0x0d, 0x00, 0x00, 0x00, 0x00,
     0x07, ':', '2', '@', 'b', 'e', 't', 'a',
     0x0d, 'p', 'r', 'i', 'n', 't', 'e', 'r', '@', 'a', 'l', 'p', 'h', 'a',
     'p', 'a', 'g', 'e', ' ', '1',
     0x00, 0x00, 0x00, 0x2d,
-    0xa9, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x08,
+    0xa9, 0x02, 0x08, 0x00, 0x00, 0x00, 0x00, 0x08,
     0x01, 0x00, 0x00, 0x00, 0x0e, 0x00, 0x00, 0x00, 0x00,
     0x07, ':', '2', '@', 'b', 'e', 't', 'a',
     0x0d, 'p', 'r', 'i', 'n', 't', 'e', 'r', '@', 'a', 'l', 'p', 'h', 'a',
     'p', 'a', 'g', 'e', ' ', '2',
 };
+
+/* 14.10 KEY answer from beta, seq 0: nonce 0x0123456789abcdef, then beta's
+   public key, whose first 16 bytes are its id and the others 00 11 .. ff. */
+static const uint8_t s_ex_key[] = {
+    0xa9, 0x02, 0x12, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
+    0xc2, 0xd4, 0xe6, 0xf8, 0x09, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e, 0x6f, 0x70, 0x81, 0x92, 0xa3, 0xb4,
+    0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+};
+#define KEY_B (s_ex_key + 16)                       /* beta's public key */
 
 typedef struct {
     const uint8_t *bytes;
@@ -140,6 +150,7 @@ static const example_t s_examples[] = {
     { s_ex_pub, sizeof s_ex_pub },
     { s_ex_refuse, sizeof s_ex_refuse },
     { s_ex_batch, sizeof s_ex_batch },
+    { s_ex_key, sizeof s_ex_key },
 };
 #define N_EXAMPLES (sizeof s_examples / sizeof s_examples[0])
 
@@ -193,14 +204,48 @@ static void s_list(proto_buf_t *b, uint8_t type, uint32_t seq, uint16_t count,
         s_str(b, items[i]);
 }
 
-/* PEERS: items holds n triplets id, name, endpoint. */
+/* The 32-byte public key whose id is id: the 16 bytes that id spells in
+   hex (either case; a digit that is not hex counts as 0), then the 16
+   bytes 00 11 .. ff, as beta's key in the spec (section 14.10). */
+static void s_key_for(const char *id, uint8_t key[PROTO_KEY_LEN])
+{
+    size_t len = strlen(id);
+    for (size_t i = 0; i < 32; i++) {
+        char c = i < len ? id[i] : '0';
+        unsigned v = c >= '0' && c <= '9' ? (unsigned) (c - '0')
+                   : c >= 'a' && c <= 'f' ? (unsigned) (c - 'a' + 10)
+                   : c >= 'A' && c <= 'F' ? (unsigned) (c - 'A' + 10) : 0;
+        if (i % 2 == 0)
+            key[i / 2] = (uint8_t) (v << 4);
+        else
+            key[i / 2] |= (uint8_t) v;
+    }
+    for (size_t i = 16; i < PROTO_KEY_LEN; i++)
+        key[i] = (uint8_t) (0x11 * (i - 16));
+}
+
+/* One PEERS item: id, name, endpoint, and a key of keylen bytes. */
+static void s_peer_item(proto_buf_t *b, const char *id, const char *name, const char *endpoint,
+                        const uint8_t *key, size_t keylen)
+{
+    s_str(b, id);
+    s_str(b, name);
+    s_str(b, endpoint);
+    proto_str(b, (const char *) key, keylen);
+}
+
+/* PEERS: items holds n triplets id, name, endpoint; each item's key is
+   the one of its id (s_key_for). */
 static void s_peers(proto_buf_t *b, uint32_t seq, uint16_t count,
                     const char *const *items, size_t n)
 {
     proto_begin(b, P_PEERS, 0, seq);
     proto_u16(b, count);
-    for (size_t i = 0; i < 3 * n; i++)
-        s_str(b, items[i]);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t key[PROTO_KEY_LEN];
+        s_key_for(items[3 * i], key);
+        s_peer_item(b, items[3 * i], items[3 * i + 1], items[3 * i + 2], key, sizeof key);
+    }
 }
 
 static void s_msg(proto_buf_t *b, uint8_t flags, uint32_t seq, uint8_t kind, uint32_t cseq,
@@ -266,6 +311,15 @@ static void s_credit(proto_buf_t *b, uint32_t seq, uint32_t ack, uint32_t bytes)
     proto_begin(b, P_CREDIT, 0, seq);
     proto_u32(b, ack);
     proto_u32(b, bytes);
+}
+
+/* KEY: the nonce, then keylen raw bytes (32 in a well-formed one). */
+static void s_key_msg(proto_buf_t *b, uint32_t seq, uint64_t nonce, const uint8_t *key,
+                      size_t keylen)
+{
+    proto_begin(b, P_KEY, 0, seq);
+    proto_u64(b, nonce);
+    proto_bytes(b, key, keylen);
 }
 
 /* A BATCH with count as given (which may lie about items): each item is
@@ -349,6 +403,10 @@ static void s_encode(proto_buf_t *b, const proto_msg_t *m)
         proto_u16(b, m->count);
         proto_bytes(b, m->list, m->listlen);
         break;
+    case P_KEY:
+        proto_u64(b, m->stamp);
+        proto_bytes(b, m->key, PROTO_KEY_LEN);
+        break;
     default:
         fail_msg("decoded an unknown type 0x%02x", m->type);
     }
@@ -403,6 +461,22 @@ static bool s_is_dest(const char *s, size_t len)
     return len <= 255 && (s_is_client_id(s, tlen) || wire_check_name(s, tlen) == 0);
 }
 
+/* Is key (32 bytes) the key of id (32 lowercase hex digits)? Its first 16
+   bytes written in lowercase hex, as the spec says (section 3), rather
+   than with the codec's proto_key_id. */
+static bool s_is_key_of(const uint8_t *key, const char *id)
+{
+    char hex[PROTO_ID_LEN + 1];
+    for (size_t i = 0; i < PROTO_ID_LEN / 2; i++)
+        snprintf(hex + 2 * i, 3, "%02x", (unsigned) key[i]);
+    return memcmp(hex, id, PROTO_ID_LEN) == 0;
+}
+
+static uint64_t s_get64(const uint8_t *p)
+{
+    return (uint64_t) wire_get32(p) << 32 | wire_get32(p + 4);
+}
+
 /* A view of n bytes at p must lie inside the len bytes at buf. */
 static void s_assert_in(const uint8_t *buf, size_t len, const void *p, size_t n)
 {
@@ -421,18 +495,24 @@ static void s_assert_list(const uint8_t *buf, size_t len, const proto_msg_t *m)
     assert_int_equal(m->listlen, len - PROTO_HEAD - 2);
     const uint8_t *at = m->list, *end = m->list + m->listlen;
     for (unsigned i = 0; i < m->count; i++) {
-        const char *s;
+        const char *s, *id = NULL;
         size_t n;
-        for (int f = 0; f < (m->type == P_PEERS ? 3 : 1); f++) {
+        for (int f = 0; f < (m->type == P_PEERS ? 4 : 1); f++) {
             assert_true(at < end);
             proto_list_next(&at, &s, &n);
             assert_true(at <= end);
             assert_ptr_equal(s + n, (const char *) at);
             s_assert_in(buf, len, s, n);
-            if (m->type == P_PEERS && f == 0)
+            if (m->type == P_PEERS && f == 0) {
                 assert_int_equal(proto_check_id(s, n), 0);
-            else if (m->type == P_PEERS && f == 2)
+                id = s;
+            } else if (m->type == P_PEERS && f == 2)
                 assert_true(n >= 7 && memcmp(s, "tcp://", 6) == 0);
+            else if (m->type == P_PEERS && f == 3) {
+                /* The key: 32 bytes, whose first 16 are the id in hex. */
+                assert_int_equal(n, PROTO_KEY_LEN);
+                assert_true(s_is_key_of((const uint8_t *) s, id));
+            }
             else if (m->type == P_SUBS_ADD || m->type == P_SUBS_DEL)
                 assert_int_equal(wire_check_pattern(s, n), 0);
             else
@@ -564,6 +644,13 @@ static void s_assert_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
     case P_BATCH:
         s_assert_batch(buf, len, m);
         break;
+    case P_KEY:
+        /* Exactly a head, the nonce and the 32 bytes of the key. */
+        assert_int_equal(len, PROTO_KEY_MSG);
+        assert_true(m->stamp == s_get64(buf + PROTO_HEAD));
+        assert_ptr_equal(m->key, buf + PROTO_HEAD + 8);
+        s_assert_in(buf, len, m->key, PROTO_KEY_LEN);
+        break;
     default:
         fail_msg("decoded an unknown type 0x%02x", m->type);
     }
@@ -609,6 +696,7 @@ static int s_decode(const uint8_t *buf, size_t len, proto_msg_t *ret)
         m.to = s_rebase(m.to, copy, buf);
         m.text = s_rebase(m.text, copy, buf);
         m.data = s_rebase(m.data, copy, buf);
+        m.key = s_rebase(m.key, copy, buf);
     } else if (rc == -EPROTO) {
         assert_true(len >= PROTO_HEAD && buf[0] == PROTO_SIG && buf[1] != PROTO_VERSION);
         assert_int_equal(m.version, buf[1]);
@@ -654,8 +742,9 @@ static void s_add(sample_t *out, size_t *n, proto_buf_t *b)
 /* The shortest valid message of each type, in type order; out has room for
    N_TYPES. Their lengths are the "codec minimum" column of section 6: a
    unique address is at least ":1@a", a name (node and cluster names too)
-   or destination one byte, and a FAIL may leave its to empty (with error
-   EPROTO or EACCES). */
+   or destination one byte, a FAIL may leave its to empty (with error
+   EPROTO or EACCES), a PEERS item carries its 32-byte key and a KEY is
+   always 48 bytes. */
 static size_t s_minimal(sample_t *out)
 {
     static const char *const one[] = { "a" };
@@ -663,6 +752,7 @@ static size_t s_minimal(sample_t *out)
     /* A BATCH's framing asks only for heads of a MSG, REPLY or PUB. */
     static const uint8_t head[PROTO_HEAD] = { PROTO_SIG, PROTO_VERSION, P_MSG, 0, 0, 0, 0, 1 };
     static const example_t heads[] = { { head, sizeof head }, { head, sizeof head } };
+    static const uint8_t zeros[PROTO_KEY_LEN] = { 0 };
     proto_buf_t b = { 0 };
     size_t n = 0;
     s_hello(&b, 0, ID_A, "a", "c", 1, 0, 1);                s_add(out, &n, &b);
@@ -682,6 +772,7 @@ static size_t s_minimal(sample_t *out)
     proto_begin(&b, P_BYE, 0, 0);                           s_add(out, &n, &b);
     s_credit(&b, 0, 0, 0);                                  s_add(out, &n, &b);
     s_batch(&b, 0, 2, heads, 2);                            s_add(out, &n, &b);
+    s_key_msg(&b, 0, 0, zeros, sizeof zeros);               s_add(out, &n, &b);
     assert_int_equal(n, N_TYPES);
     return n;
 }
@@ -751,6 +842,16 @@ static size_t s_samples(sample_t *out)
     s_credit(&b, 8, 0xfffffffe, 4u << 20);
     s_add(out, &n, &b);
     {
+        /* A KEY question (zeros), and an answer with extreme bytes. */
+        static const uint8_t zeros[PROTO_KEY_LEN] = { 0 };
+        uint8_t ff[PROTO_KEY_LEN];
+        memset(ff, 0xff, sizeof ff);
+        s_key_msg(&b, 0, 0xfedcba9876543210ull, zeros, sizeof zeros);
+        s_add(out, &n, &b);
+        s_key_msg(&b, 0, UINT64_MAX, ff, sizeof ff);
+        s_add(out, &n, &b);
+    }
+    {
         sample_t it[3];
         size_t k = 0;
         s_msg(&b, P_F_CONFIRM, 0xffffffff, P_KIND_REQUEST, 9, 500, ":1@alpha", "printer@beta",
@@ -799,7 +900,7 @@ static void test_proto_hello_roundtrip(void **state)
     proto_msg_t m;
     s_hello(&b, 1, ID_A, "alpha", "ipcnet", 5680, 0x8e3b1f2a6c4d5e07ull, 500);
     assert_int_equal(s_decode(b.data, b.len, &m), 0);
-    assert_int_equal(m.version, 1);
+    assert_int_equal(m.version, 2);
     assert_int_equal(m.type, P_HELLO);
     assert_int_equal(m.flags, 0);
     assert_int_equal(m.seq, 1);
@@ -908,18 +1009,110 @@ static void test_proto_peers_roundtrip(void **state)
     s_peers(&b, 9, 3, peers, 3);
     assert_int_equal(s_decode(b.data, b.len, &m), 0);
     assert_int_equal(m.type, P_PEERS);
-    /* count counts peers, and each peer is three strings. */
+    /* count counts peers, and each peer is four strings: id, name,
+       endpoint, key. */
     assert_int_equal(m.count, 3);
     const uint8_t *at = m.list;
-    for (size_t i = 0; i < 9; i++) {
+    for (size_t i = 0; i < 3; i++) {
         const char *s;
         size_t len;
+        for (size_t f = 0; f < 3; f++) {
+            proto_list_next(&at, &s, &len);
+            assert_int_equal(len, strlen(peers[3 * i + f]));
+            assert_memory_equal(s, peers[3 * i + f], len);
+        }
+        uint8_t key[PROTO_KEY_LEN];
+        s_key_for(peers[3 * i], key);
         proto_list_next(&at, &s, &len);
-        assert_int_equal(len, strlen(peers[i]));
-        assert_memory_equal(s, peers[i], len);
+        assert_int_equal(len, PROTO_KEY_LEN);
+        assert_memory_equal(s, key, PROTO_KEY_LEN);
     }
     assert_ptr_equal(at, m.list + m.listlen);
     proto_free(&b);
+}
+
+/* Two peers, alpha and beta, laid out by hand: count 2, then per item its
+   id, name, endpoint and key, each a length byte and its bytes. Beta's key
+   is the one of the spec's KEY answer (14.10). */
+static void test_proto_peers_two_items(void **state)
+{
+    (void) state;
+    uint8_t key_a[PROTO_KEY_LEN];
+    s_key_for(ID_A, key_a);
+    /* s_key_for agrees with the spec on beta. */
+    uint8_t key_b[PROTO_KEY_LEN];
+    s_key_for(ID_B, key_b);
+    assert_memory_equal(key_b, KEY_B, PROTO_KEY_LEN);
+
+    uint8_t buf[256];
+    size_t len = 0;
+    static const uint8_t head[] = { 0xa9, 0x02, 0x07, 0x00, 0x00, 0x00, 0x00, 0x06, 0x00, 0x02 };
+    memcpy(buf, head, sizeof head);
+    len += sizeof head;
+    const struct {
+        const char *id, *name, *endpoint;
+        const uint8_t *key;
+    } items[] = {
+        { ID_A, "alpha", "tcp://192.168.1.20:5680", key_a },
+        { ID_B, "beta", "tcp://[fe80::1]:5680", KEY_B },
+    };
+    for (size_t i = 0; i < 2; i++) {
+        const char *strs[] = { items[i].id, items[i].name, items[i].endpoint };
+        for (size_t f = 0; f < 3; f++) {
+            buf[len++] = (uint8_t) strlen(strs[f]);
+            memcpy(buf + len, strs[f], strlen(strs[f]));
+            len += strlen(strs[f]);
+        }
+        buf[len++] = PROTO_KEY_LEN;
+        memcpy(buf + len, items[i].key, PROTO_KEY_LEN);
+        len += PROTO_KEY_LEN;
+    }
+    assert_int_equal(len, 10 + (33 + 6 + 24 + 33) + (33 + 5 + 21 + 33));
+
+    proto_msg_t m;
+    assert_int_equal(s_decode(buf, len, &m), 0);
+    assert_int_equal(m.type, P_PEERS);
+    assert_int_equal(m.seq, 6);
+    assert_int_equal(m.count, 2);
+    assert_ptr_equal(m.list, buf + PROTO_HEAD + 2);
+    assert_int_equal(m.listlen, len - PROTO_HEAD - 2);
+    const uint8_t *at = m.list;
+    for (size_t i = 0; i < 2; i++) {
+        const char *s;
+        size_t n;
+        proto_list_next(&at, &s, &n);
+        assert_int_equal(n, 32);
+        assert_memory_equal(s, items[i].id, 32);
+        proto_list_next(&at, &s, &n);
+        assert_int_equal(n, strlen(items[i].name));
+        assert_memory_equal(s, items[i].name, n);
+        proto_list_next(&at, &s, &n);
+        assert_int_equal(n, strlen(items[i].endpoint));
+        assert_memory_equal(s, items[i].endpoint, n);
+        proto_list_next(&at, &s, &n);
+        assert_int_equal(n, PROTO_KEY_LEN);
+        assert_memory_equal(s, items[i].key, PROTO_KEY_LEN);
+        char id[PROTO_ID_LEN + 1];
+        proto_key_id((const uint8_t *) s, id);
+        assert_string_equal(id, items[i].id);
+    }
+    assert_ptr_equal(at, buf + len);
+
+    /* The same through the encoder. */
+    proto_buf_t b = { 0 };
+    proto_begin(&b, P_PEERS, 0, 6);
+    proto_u16(&b, 2);
+    for (size_t i = 0; i < 2; i++)
+        s_peer_item(&b, items[i].id, items[i].name, items[i].endpoint, items[i].key,
+                    PROTO_KEY_LEN);
+    assert_false(b.failed);
+    assert_int_equal(b.len, len);
+    assert_memory_equal(b.data, buf, len);
+    proto_free(&b);
+
+    /* Every cut of it is refused. */
+    for (size_t cut = 0; cut < len; cut++)
+        assert_int_equal(s_decode(buf, cut, NULL), -EBADMSG);
 }
 
 static void test_proto_msg_roundtrip(void **state)
@@ -1227,6 +1420,18 @@ static void test_proto_spec_examples_decode(void **state)
         assert_memory_equal(im.data, i ? "page 2" : "page 1", 6);
     }
     assert_ptr_equal(at, m.list + m.listlen);
+
+    assert_int_equal(s_decode(s_ex_key, sizeof s_ex_key, &m), 0);
+    assert_int_equal(m.type, P_KEY);
+    assert_int_equal(m.flags, 0);
+    assert_int_equal(m.seq, 0);
+    assert_int_equal(sizeof s_ex_key, 48);
+    assert_true(m.stamp == 0x0123456789abcdefull);
+    assert_ptr_equal(m.key, s_ex_key + 16);
+    /* The key's id is beta's. */
+    char id[PROTO_ID_LEN + 1];
+    proto_key_id(m.key, id);
+    assert_string_equal(id, ID_B);
 }
 
 /* Encoding the examples' fields from scratch gives the examples' bytes. */
@@ -1269,6 +1474,13 @@ static void test_proto_spec_examples_encode(void **state)
     assert_false(b.failed);
     assert_int_equal(b.len, sizeof s_ex_batch);
     assert_memory_equal(b.data, s_ex_batch, b.len);
+
+    /* The KEY of 14.10: beta's key, made from its id and 00 11 .. ff. */
+    uint8_t key[PROTO_KEY_LEN];
+    s_key_for(ID_B, key);
+    s_key_msg(&b, 0, 0x0123456789abcdefull, key, sizeof key);
+    assert_int_equal(b.len, sizeof s_ex_key);
+    assert_memory_equal(b.data, s_ex_key, b.len);
     proto_free(&one);
     proto_free(&two);
     proto_free(&b);
@@ -1413,8 +1625,12 @@ static void test_proto_decode_short_or_unsigned(void **state)
     /* Fewer than 8 bytes is never a message, whatever they say. */
     for (size_t len = 0; len < PROTO_HEAD; len++)
         assert_int_equal(s_decode(s_ex_hello, len, &m), -EBADMSG);
-    static const uint8_t v2[7] = { PROTO_SIG, 2, P_HELLO, 0, 0, 0, 1 };
-    assert_int_equal(s_decode(v2, sizeof v2, &m), -EBADMSG);
+    static const uint8_t ours[7] = { PROTO_SIG, PROTO_VERSION, P_BYE, 0, 0, 0, 1 };
+    assert_int_equal(s_decode(ours, sizeof ours, &m), -EBADMSG);
+    static const uint8_t v1[7] = { PROTO_SIG, 1, P_HELLO, 0, 0, 0, 1 };
+    assert_int_equal(s_decode(v1, sizeof v1, &m), -EBADMSG);
+    static const uint8_t v3[7] = { PROTO_SIG, PROTO_VERSION + 1, P_HELLO, 0, 0, 0, 1 };
+    assert_int_equal(s_decode(v3, sizeof v3, &m), -EBADMSG);
 
     uint8_t buf[sizeof s_ex_credit];
     for (unsigned sig = 0; sig < 256; sig++) {
@@ -1423,7 +1639,9 @@ static void test_proto_decode_short_or_unsigned(void **state)
         memcpy(buf, s_ex_credit, sizeof buf);
         buf[0] = (uint8_t) sig;
         assert_int_equal(s_decode(buf, sizeof buf, &m), -EBADMSG);
-        buf[1] = 2;     /* a wrong signature wins over a wrong version */
+        buf[1] = PROTO_VERSION + 1;     /* a wrong signature wins over a wrong version */
+        assert_int_equal(s_decode(buf, sizeof buf, &m), -EBADMSG);
+        buf[1] = 1;
         assert_int_equal(s_decode(buf, sizeof buf, &m), -EBADMSG);
     }
 }
@@ -1448,6 +1666,7 @@ static void test_proto_decode_wrong_version(void **state)
             /* Nothing of the body is decoded. */
             assert_null(m.id);
             assert_null(m.data);
+            assert_null(m.key);
             assert_int_equal(m.count, 0);
             assert_int_equal(s_decode(s[i].bytes, s[i].len, NULL), -EPROTO);
         }
@@ -1455,16 +1674,49 @@ static void test_proto_decode_wrong_version(void **state)
     }
     s_free_samples(s, n);
 
-    /* Whatever the body, even none or an unknown type: the head is read. */
-    uint8_t head[PROTO_HEAD + 3] = { PROTO_SIG, 2, 0xee, 0x81, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3 };
-    for (size_t len = PROTO_HEAD; len <= sizeof head; len++) {
-        proto_msg_t m;
-        assert_int_equal(s_decode(head, len, &m), -EPROTO);
-        assert_int_equal(m.version, 2);
-        assert_int_equal(m.type, 0xee);
-        assert_int_equal(m.flags, 0x81);
-        assert_int_equal(m.seq, 0xdeadbeef);
+    /* Whatever the body, even none or an unknown type: the head is read.
+       Both the next version and the one before are another version. */
+    assert_int_equal(PROTO_VERSION, 2);
+    static const uint8_t others[] = { PROTO_VERSION + 1, 1 };
+    for (size_t i = 0; i < N_OF(others); i++) {
+        uint8_t head[PROTO_HEAD + 3] = {
+            PROTO_SIG, others[i], 0xee, 0x81, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3,
+        };
+        for (size_t len = PROTO_HEAD; len <= sizeof head; len++) {
+            proto_msg_t m;
+            assert_int_equal(s_decode(head, len, &m), -EPROTO);
+            assert_int_equal(m.version, others[i]);
+            assert_int_equal(m.type, 0xee);
+            assert_int_equal(m.flags, 0x81);
+            assert_int_equal(m.seq, 0xdeadbeef);
+        }
     }
+
+    /* A well-formed message of version 1 (the spec's HELLO of 14.1, as
+       version 1 had it) is of another version now, and so is a version 1
+       PEERS, whose items had no key. */
+    uint8_t v1[sizeof s_ex_hello];
+    memcpy(v1, s_ex_hello, sizeof v1);
+    v1[1] = 1;
+    proto_msg_t m;
+    assert_int_equal(s_decode(v1, sizeof v1, &m), -EPROTO);
+    assert_int_equal(m.version, 1);
+    assert_int_equal(m.type, P_HELLO);
+    assert_int_equal(m.seq, 1);
+    proto_buf_t b = { 0 };
+    proto_begin(&b, P_PEERS, 0, 3);
+    proto_u16(&b, 1);
+    s_str(&b, ID_A);
+    s_str(&b, "alpha");
+    s_str(&b, "tcp://h:1");
+    assert_false(b.failed);
+    b.data[1] = 1;
+    assert_int_equal(s_decode(b.data, b.len, &m), -EPROTO);
+    assert_int_equal(m.version, 1);
+    assert_int_equal(m.type, P_PEERS);
+    /* The same under version 2 is malformed: the key is missing. */
+    b.data[1] = PROTO_VERSION;
+    assert_int_equal(s_try(&b), -EBADMSG);
 }
 
 static void test_proto_decode_unknown_types(void **state)
@@ -1475,7 +1727,7 @@ static void test_proto_decode_unknown_types(void **state)
     buf[0] = PROTO_SIG;
     buf[1] = PROTO_VERSION;
     for (unsigned t = 0; t < 256; t++) {
-        if (t >= P_HELLO && t <= P_BATCH)
+        if (t >= P_HELLO && t <= P_KEY)
             continue;
         buf[2] = (uint8_t) t;
         for (size_t len = PROTO_HEAD; len <= sizeof buf; len++)
@@ -2027,7 +2279,8 @@ static void test_proto_fail_refusals(void **state)
 
 /* --- lists --------------------------------------------------------------- */
 
-/* A list of n items built by item(i, buf), with count as given. */
+/* A list of n items built by item(i, buf), with count as given; a PEERS
+   item has the key of its id (s_key_for) after its three strings. */
 static int s_list_of(uint8_t type, uint16_t count, size_t n,
                      const char *(*item)(size_t i, char *buf, size_t f))
 {
@@ -2035,9 +2288,15 @@ static int s_list_of(uint8_t type, uint16_t count, size_t n,
     char tmp[256];
     proto_begin(&b, type, 0, 1);
     proto_u16(&b, count);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         for (size_t f = 0; f < (type == P_PEERS ? 3u : 1u); f++)
             s_str(&b, item(i, tmp, f));
+        if (type == P_PEERS) {
+            uint8_t key[PROTO_KEY_LEN];
+            s_key_for(item(i, tmp, 0), key);
+            proto_str(&b, (const char *) key, sizeof key);
+        }
+    }
     return s_try(&b);
 }
 
@@ -2154,7 +2413,8 @@ static void test_proto_list_bad_items(void **state)
     s_list(&b, P_SUBS_ADD, 1, 2, pats, 2);
     assert_int_equal(s_try(&b), 0);
 
-    /* PEERS: the id, the name and the endpoint are each checked. */
+    /* PEERS: the id, the name and the endpoint are each checked (the key:
+       see test_proto_peers_key_rules). */
     const char *peer[6] = { ID_A, "alpha", "tcp://h:1", ID_B, "beta", "tcp://g:2" };
     for (size_t i = 0; i < sizeof s_bad_ids / sizeof s_bad_ids[0]; i++) {
         peer[3] = s_bad_ids[i];
@@ -2180,11 +2440,283 @@ static void test_proto_list_bad_items(void **state)
         if (s_try(&b) != 0)
             fail_msg("endpoint '%s' refused", good_endpoints[i]);
     }
-    /* A peer is three strings: two strings short is not a peer. */
+    /* A peer is four strings: three short is not a peer, nor is one
+       without its key (a version 1 item). */
     proto_begin(&b, P_PEERS, 0, 1);
     proto_u16(&b, 1);
     s_str(&b, ID_A);
     assert_int_equal(s_try(&b), -EBADMSG);
+    proto_begin(&b, P_PEERS, 0, 1);
+    proto_u16(&b, 1);
+    s_str(&b, ID_A);
+    s_str(&b, "alpha");
+    s_str(&b, "tcp://h:1");
+    assert_int_equal(s_try(&b), -EBADMSG);
+}
+
+/* PEERS: each item's key is a str8 of exactly 32 bytes, and the item's id
+   is its first 16 bytes in lowercase hex (sections 3 and 6.5). */
+static void test_proto_peers_key_rules(void **state)
+{
+    (void) state;
+    uint8_t key_a[PROTO_KEY_LEN + 2], key_b[PROTO_KEY_LEN + 2];
+    s_key_for(ID_A, key_a);
+    s_key_for(ID_B, key_b);
+    key_a[32] = key_a[33] = key_b[32] = key_b[33] = 0x5a;
+    proto_buf_t b = { 0 };
+
+    /* Both items good. */
+    proto_begin(&b, P_PEERS, 0, 1);
+    proto_u16(&b, 2);
+    s_peer_item(&b, ID_A, "alpha", "tcp://h:1", key_a, PROTO_KEY_LEN);
+    s_peer_item(&b, ID_B, "beta", "tcp://g:2", key_b, PROTO_KEY_LEN);
+    assert_int_equal(s_try(&b), 0);
+
+    /* A key of any other length, in either item: 31 and 33 bytes (the
+       id's 16 bytes still right), and a few more; then every length up
+       to 255. */
+    static const size_t lens[] = { 31, 33, 0, 1, 16, 30, 34 };
+    for (size_t i = 0; i < N_OF(lens); i++) {
+        for (size_t which = 0; which < 2; which++) {
+            proto_begin(&b, P_PEERS, 0, 1);
+            proto_u16(&b, 2);
+            s_peer_item(&b, ID_A, "alpha", "tcp://h:1", key_a, which ? PROTO_KEY_LEN : lens[i]);
+            s_peer_item(&b, ID_B, "beta", "tcp://g:2", key_b, which ? lens[i] : PROTO_KEY_LEN);
+            if (s_try(&b) != -EBADMSG)
+                fail_msg("PEERS item %zu with a key of %zu bytes accepted", which, lens[i]);
+        }
+    }
+    uint8_t big[255];
+    memset(big, 0, sizeof big);
+    memcpy(big, key_a, PROTO_KEY_LEN);
+    for (size_t len = 0; len <= sizeof big; len++) {
+        proto_begin(&b, P_PEERS, 0, 1);
+        proto_u16(&b, 1);
+        s_peer_item(&b, ID_A, "alpha", "tcp://h:1", big, len);
+        assert_int_equal(s_try(&b), len == PROTO_KEY_LEN ? 0 : -EBADMSG);
+    }
+
+    /* An id that is not the key's: one hex digit changed, at every place,
+       to every other digit; in either item. */
+    for (size_t which = 0; which < 2; which++) {
+        const char *good = which ? ID_B : ID_A;
+        for (size_t at = 0; at < PROTO_ID_LEN; at++) {
+            for (const char *d = "0123456789abcdef"; *d; d++) {
+                if (*d == good[at])
+                    continue;
+                char id[PROTO_ID_LEN + 1];
+                memcpy(id, good, sizeof id);
+                id[at] = *d;
+                assert_int_equal(proto_check_id(id, PROTO_ID_LEN), 0);
+                proto_begin(&b, P_PEERS, 0, 1);
+                proto_u16(&b, 2);
+                s_peer_item(&b, which ? ID_A : id, "alpha", "tcp://h:1", key_a, PROTO_KEY_LEN);
+                s_peer_item(&b, which ? id : ID_B, "beta", "tcp://g:2", key_b, PROTO_KEY_LEN);
+                if (s_try(&b) != -EBADMSG)
+                    fail_msg("PEERS id %s with the key of %s accepted", id, good);
+            }
+        }
+    }
+    /* Or a key byte changed among the first 16, which the id spells. */
+    for (size_t at = 0; at < 16; at++) {
+        uint8_t key[PROTO_KEY_LEN];
+        memcpy(key, key_a, sizeof key);
+        key[at] ^= 0x01;
+        proto_begin(&b, P_PEERS, 0, 1);
+        proto_u16(&b, 1);
+        s_peer_item(&b, ID_A, "alpha", "tcp://h:1", key, sizeof key);
+        assert_int_equal(s_try(&b), -EBADMSG);
+    }
+    /* The other 16 bytes are the key's own business. */
+    for (size_t at = 16; at < PROTO_KEY_LEN; at++) {
+        uint8_t key[PROTO_KEY_LEN];
+        memcpy(key, key_a, sizeof key);
+        key[at] ^= 0xff;
+        proto_begin(&b, P_PEERS, 0, 1);
+        proto_u16(&b, 1);
+        s_peer_item(&b, ID_A, "alpha", "tcp://h:1", key, sizeof key);
+        assert_int_equal(s_try(&b), 0);
+    }
+    /* The id of another peer in the same list, the items' ids swapped. */
+    proto_begin(&b, P_PEERS, 0, 1);
+    proto_u16(&b, 2);
+    s_peer_item(&b, ID_B, "alpha", "tcp://h:1", key_a, PROTO_KEY_LEN);
+    s_peer_item(&b, ID_A, "beta", "tcp://g:2", key_b, PROTO_KEY_LEN);
+    assert_int_equal(s_try(&b), -EBADMSG);
+
+    /* The id in upper case: the key's bytes, but not in lowercase hex. The
+       key of "5F0C..." read case-blind is the same key as of "5f0c...". */
+    static const char upper[] = "5F0C3E9A7B214D68A1E2C3B4D5F60718";
+    uint8_t key_upper[PROTO_KEY_LEN];
+    s_key_for(upper, key_upper);
+    assert_memory_equal(key_upper, key_a, PROTO_KEY_LEN);
+    proto_begin(&b, P_PEERS, 0, 1);
+    proto_u16(&b, 1);
+    s_peer_item(&b, upper, "alpha", "tcp://h:1", key_a, PROTO_KEY_LEN);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    /* One upper-case digit is enough (ID_B's 'c' at the start). */
+    char mixed[PROTO_ID_LEN + 1];
+    memcpy(mixed, ID_B, sizeof mixed);
+    mixed[0] = 'C';
+    proto_begin(&b, P_PEERS, 0, 1);
+    proto_u16(&b, 1);
+    s_peer_item(&b, mixed, "beta", "tcp://g:2", key_b, PROTO_KEY_LEN);
+    assert_int_equal(s_try(&b), -EBADMSG);
+
+    /* Keys of any bytes: all zero, all 0xff, with their ids. */
+    static const uint8_t zero[PROTO_KEY_LEN] = { 0 };
+    uint8_t ff[PROTO_KEY_LEN];
+    memset(ff, 0xff, sizeof ff);
+    proto_begin(&b, P_PEERS, 0, 1);
+    proto_u16(&b, 2);
+    s_peer_item(&b, "00000000000000000000000000000000", "z", "tcp://h", zero, sizeof zero);
+    s_peer_item(&b, "ffffffffffffffffffffffffffffffff", "f", "tcp://h", ff, sizeof ff);
+    assert_int_equal(s_try(&b), 0);
+    proto_begin(&b, P_PEERS, 0, 1);
+    proto_u16(&b, 1);
+    s_peer_item(&b, "ffffffffffffffffffffffffffffffff", "f", "tcp://h", zero, sizeof zero);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    proto_free(&b);
+}
+
+/* --- KEY ----------------------------------------------------------------- */
+
+/* A question (32 zero bytes) and an answer: the nonce comes back in
+   stamp, the key is a view of its 32 bytes. */
+static void test_proto_key_roundtrip(void **state)
+{
+    (void) state;
+    static const uint64_t nonces[] = { 0, 1, 0x0123456789abcdefull, UINT64_MAX };
+    static const uint8_t zeros[PROTO_KEY_LEN] = { 0 };
+    proto_buf_t b = { 0 };
+    proto_msg_t m;
+    for (size_t i = 0; i < N_OF(nonces); i++) {
+        s_key_msg(&b, 0, nonces[i], zeros, sizeof zeros);
+        assert_int_equal(b.len, PROTO_KEY_MSG);
+        assert_int_equal(s_decode(b.data, b.len, &m), 0);
+        assert_int_equal(m.type, P_KEY);
+        assert_int_equal(m.seq, 0);
+        assert_true(m.stamp == nonces[i]);
+        assert_ptr_equal(m.key, b.data + PROTO_HEAD + 8);
+        assert_memory_equal(m.key, zeros, PROTO_KEY_LEN);
+
+        s_key_msg(&b, 0, nonces[i], KEY_B, PROTO_KEY_LEN);
+        assert_int_equal(s_decode(b.data, b.len, &m), 0);
+        assert_true(m.stamp == nonces[i]);
+        assert_ptr_equal(m.key, b.data + PROTO_HEAD + 8);
+        assert_memory_equal(m.key, KEY_B, PROTO_KEY_LEN);
+    }
+    /* Any 32 bytes are a key, to the codec. */
+    uint8_t key[PROTO_KEY_LEN];
+    for (size_t i = 0; i < sizeof key; i++)
+        key[i] = (uint8_t) (0xff - 7 * i);
+    s_key_msg(&b, 0, 42, key, sizeof key);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_memory_equal(m.key, key, sizeof key);
+    /* The nonce is big-endian, as every number. */
+    assert_int_equal(b.data[8], 0);
+    assert_int_equal(b.data[15], 42);
+    proto_free(&b);
+}
+
+/* A KEY is exactly 48 bytes: any other length is malformed. */
+static void test_proto_key_rules(void **state)
+{
+    (void) state;
+    proto_buf_t b = { 0 };
+    uint8_t key[PROTO_KEY_LEN + 40];
+    memcpy(key, KEY_B, PROTO_KEY_LEN);
+    memset(key + PROTO_KEY_LEN, 0xab, sizeof key - PROTO_KEY_LEN);
+
+    /* 47 and 49 bytes: a key of 31 or 33. */
+    s_key_msg(&b, 0, 1, key, PROTO_KEY_LEN - 1);
+    assert_int_equal(b.len, 47);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    s_key_msg(&b, 0, 1, key, PROTO_KEY_LEN + 1);
+    assert_int_equal(b.len, 49);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    /* Every body length up to 80 bytes, only 40 (nonce and key) is good. */
+    for (size_t body = 0; body <= 8 + sizeof key; body++) {
+        proto_begin(&b, P_KEY, 0, 0);
+        proto_bytes(&b, s_ex_key + PROTO_HEAD, body < 40 ? body : 40);
+        if (body > 40)
+            proto_bytes(&b, key + PROTO_KEY_LEN, body - 40);
+        assert_int_equal(b.len, PROTO_HEAD + body);
+        int rc = s_try(&b);
+        if (rc != (body == 40 ? 0 : -EBADMSG))
+            fail_msg("KEY of %zu bytes: %d", PROTO_HEAD + body, rc);
+    }
+
+    /* Every cut of the spec's KEY is refused, and bytes after it too. */
+    for (size_t cut = 0; cut < sizeof s_ex_key; cut++)
+        if (s_decode(s_ex_key, cut, NULL) != -EBADMSG)
+            fail_msg("KEY cut at %zu of %zu accepted", cut, sizeof s_ex_key);
+    uint8_t longer[sizeof s_ex_key + 4];
+    memcpy(longer, s_ex_key, sizeof s_ex_key);
+    memset(longer + sizeof s_ex_key, 0, 4);
+    for (size_t len = sizeof s_ex_key + 1; len <= sizeof longer; len++)
+        assert_int_equal(s_decode(longer, len, NULL), -EBADMSG);
+
+    /* A KEY is not a message of a link: no BATCH carries one. */
+    proto_buf_t a = { 0 }, k = { 0 };
+    s_msg(&a, 0, 7, P_KIND_SEND, 13, 0, ":2@beta", "printer@alpha", "page 1", 6);
+    s_key_msg(&k, 0, 1, KEY_B, PROTO_KEY_LEN);
+    const example_t items[] = { { a.data, a.len }, { k.data, k.len } };
+    s_batch(&b, 0, 2, items, 2);
+    assert_int_equal(s_try(&b), -EBADMSG);
+    proto_free(&a);
+    proto_free(&k);
+
+    /* Another version is not decoded, whatever its length. */
+    uint8_t v[sizeof s_ex_key];
+    memcpy(v, s_ex_key, sizeof v);
+    v[1] = 1;
+    assert_int_equal(s_decode(v, sizeof v, NULL), -EPROTO);
+    v[1] = PROTO_VERSION + 1;
+    assert_int_equal(s_decode(v, sizeof v - 1, NULL), -EPROTO);
+}
+
+/* proto_key_id: a key's first 16 bytes in lowercase hex, NUL-terminated;
+   the other 16 bytes do not count. */
+static void test_proto_key_id(void **state)
+{
+    (void) state;
+    char id[PROTO_ID_LEN + 2];
+
+    /* Beta's key (14.10) gives beta's id. */
+    memset(id, 0x5a, sizeof id);
+    proto_key_id(KEY_B, id);
+    assert_string_equal(id, "c2d4e6f8091a2b3c4d5e6f708192a3b4");
+    assert_string_equal(id, ID_B);
+    assert_int_equal(id[PROTO_ID_LEN + 1], 0x5a);   /* nothing written past the NUL */
+
+    uint8_t key[PROTO_KEY_LEN];
+    for (size_t i = 0; i < sizeof key; i++)
+        key[i] = (uint8_t) i;
+    proto_key_id(key, id);
+    assert_string_equal(id, "000102030405060708090a0b0c0d0e0f");
+    memset(key + 16, 0xee, 16);
+    proto_key_id(key, id);
+    assert_string_equal(id, "000102030405060708090a0b0c0d0e0f");
+
+    memset(key, 0, sizeof key);
+    proto_key_id(key, id);
+    assert_string_equal(id, "00000000000000000000000000000000");
+    memset(key, 0xff, sizeof key);
+    proto_key_id(key, id);
+    assert_string_equal(id, "ffffffffffffffffffffffffffffffff");
+    static const uint8_t mixed[PROTO_KEY_LEN] = {
+        0xab, 0xcd, 0xef, 0x10, 0x9a, 0x5f, 0xa5, 0x0f, 0xf0, 0x01, 0x80, 0x7f, 0xde, 0xad,
+        0xbe, 0xef,
+    };
+    proto_key_id(mixed, id);
+    assert_string_equal(id, "abcdef109a5fa50ff001807fdeadbeef");
+
+    /* What it writes is an id, and the test's own key maker agrees. */
+    assert_int_equal(proto_check_id(id, strlen(id)), 0);
+    s_key_for(ID_A, key);
+    proto_key_id(key, id);
+    assert_string_equal(id, ID_A);
 }
 
 /* --- BATCH ---------------------------------------------------------------- */
@@ -2376,7 +2908,10 @@ static void test_proto_batch_rules(void **state)
        one whose body is bad, leaves the batch well framed. The receiver
        decodes each item and treats such an item as a malformed message. */
     s_batch(&b, 0, 2, two, 2);
-    b.data[PROTO_HEAD + 2 + 4 + 1] = 2;                 /* version 2 */
+    b.data[PROTO_HEAD + 2 + 4 + 1] = PROTO_VERSION + 1;     /* version 3 */
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(s_decode(b.data + PROTO_HEAD + 6, a.len, NULL), -EPROTO);
+    b.data[PROTO_HEAD + 2 + 4 + 1] = 1;                     /* version 1 */
     assert_int_equal(s_decode(b.data, b.len, &m), 0);
     assert_int_equal(s_decode(b.data + PROTO_HEAD + 6, a.len, NULL), -EPROTO);
     proto_free(&b);
@@ -2480,7 +3015,7 @@ static void test_proto_encode_head_layout(void **state)
     proto_bytes(&b, NULL, 0);
     proto_bytes(&b, "z", 1);
     static const uint8_t want[] = {
-        0xa9, 0x01, 0xab, 0xcd, 0x01, 0x02, 0x03, 0x04,
+        0xa9, 0x02, 0xab, 0xcd, 0x01, 0x02, 0x03, 0x04,
         0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
         0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
         0x02, 'x', 'y', 0x00, 'z',
@@ -2536,6 +3071,7 @@ int main(void)
         cmocka_unit_test(test_proto_hello_ack_roundtrip),
         cmocka_unit_test(test_proto_lists_roundtrip),
         cmocka_unit_test(test_proto_peers_roundtrip),
+        cmocka_unit_test(test_proto_peers_two_items),
         cmocka_unit_test(test_proto_msg_roundtrip),
         cmocka_unit_test(test_proto_msg_large_payload),
         cmocka_unit_test(test_proto_reply_pub_ack_roundtrip),
@@ -2564,6 +3100,10 @@ int main(void)
         cmocka_unit_test(test_proto_list_limits),
         cmocka_unit_test(test_proto_list_longest),
         cmocka_unit_test(test_proto_list_bad_items),
+        cmocka_unit_test(test_proto_peers_key_rules),
+        cmocka_unit_test(test_proto_key_roundtrip),
+        cmocka_unit_test(test_proto_key_rules),
+        cmocka_unit_test(test_proto_key_id),
         cmocka_unit_test(test_proto_batch_roundtrip),
         cmocka_unit_test(test_proto_batch_rules),
         cmocka_unit_test(test_proto_batch_limit),
