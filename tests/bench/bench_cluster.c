@@ -1,9 +1,9 @@
 /*  bench_cluster.c: what two ipc-nodes cost against ZeroMQ alone, on one host.
 
     A benchmark, not a test: it prints figures and fails only when it cannot
-    run at all. In one run it alternates two baselines and the candidate over
-    the same traffic and prints medians over the rounds, their ratios and
-    the CPU time per operation of every process involved.
+    run at all. In one run it alternates four baselines and the candidate
+    over the same traffic and prints medians over the rounds, their ratios
+    and the CPU time per operation of every process involved.
 
       raw    "raw 2-hop": client A -> Unix socket -> relay A -> ZeroMQ
              DEALER -> tcp 127.0.0.1 -> ZeroMQ ROUTER of relay B -> Unix
@@ -16,9 +16,15 @@
              would deliver (wire.h DELIVER_REQ / MESSAGE / DELIVER_REP, same
              sizes), encode each head and decode each frame, as libipcnet
              does.
+      raw-curve  "raw 2-hop, CURVE": raw with the relays' ZeroMQ link
+             encrypted: the ROUTER is a CURVE server (ZMQ_CURVE_SERVER and
+             its secret key), the DEALER a CURVE client (its own keypair and
+             ZMQ_CURVE_SERVERKEY); fresh keys from zmq_curve_keypair() per
+             run, no ZAP handler (libzmq then accepts any client key).
       zmq    "plain ZeroMQ": a DEALER in process A, a ROUTER in process B,
              tcp 127.0.0.1, one ZeroMQ message per message of the same
              payload (zmq_send, zmq_msg_recv).
+      zmq-curve  "plain ZeroMQ, CURVE": zmq with CURVE, keys as raw-curve.
       node   two `$IPC_NODE --socket DIR/K.sock --name nodeA|nodeB --port P
              --bind 127.0.0.1 --state-dir DIR --no-mdns` (B with --peer
              tcp://127.0.0.1:PA; plus $IPC_NODE_ARGS), fresh per run; the
@@ -26,9 +32,12 @@
              A lists "bench.echo" held on nodeB (IPCNET_Q_SERVICES). Client B
              on node B binds "bench.echo", client A on node A sends to it.
 
-    Both baselines give their ZeroMQ sockets a high-water mark of
-    min(1000, 64 MiB / message) messages each way, and none of the three
-    encrypts (the node has no CURVE yet).
+    Every baseline gives its ZeroMQ sockets a high-water mark of
+    min(1000, 64 MiB / message) messages each way. The node-to-node link is
+    CURVE-encrypted, always: the nodes are set against raw (the required
+    baseline) and raw-curve (like for like), and against zmq and zmq-curve.
+    The CURVE handshakes, like the nodes' meeting, end before the go signal.
+    --baselines-only runs the four baselines without any node.
 
     Scenarios: 64-byte request/reply round trips (median and p99); 64-byte
     one-way messages, batched by the sender (IPCNET_MORE + ipcnet_flush; the
@@ -84,7 +93,7 @@
 
 enum { SC_RT, SC_BATCH, SC_MID, SC_BIG, SC_COUNT };
 enum { MODE_PINNED, MODE_UNPINNED, MODE_COUNT };
-enum { V_RAW, V_ZMQ, V_NODE, V_COUNT };
+enum { V_RAW, V_RAW_CURVE, V_ZMQ, V_ZMQ_CURVE, V_NODE, V_COUNT };
 /* Server A and B: relays or nodes (none for plain ZeroMQ); then clients. */
 enum { ROLE_SA, ROLE_SB, ROLE_A, ROLE_B, ROLE_COUNT };
 
@@ -93,8 +102,29 @@ static const char *const s_sc_name[SC_COUNT] = {
 };
 static const char *const s_sc_arg[SC_COUNT] = { "rt", "batch", "64k", "1m" };
 static const char *const s_mode_name[MODE_COUNT] = { "pinned", "unpinned" };
-static const char *const s_v_name[V_COUNT] = { "raw-2hop", "plain-zmq", "nodes" };
-static const char *const s_v_arg[V_COUNT] = { "raw", "zmq", "node" };
+static const char *const s_v_name[V_COUNT] = {
+    "raw-2hop", "raw-curve", "plain-zmq", "zmq-curve", "nodes",
+};
+static const char *const s_v_arg[V_COUNT] = { "raw", "raw-curve", "zmq", "zmq-curve", "node" };
+#define V_BASELINES     ((1u << V_RAW) | (1u << V_RAW_CURVE) | (1u << V_ZMQ) | (1u << V_ZMQ_CURVE))
+#define V_CURVES        ((1u << V_RAW_CURVE) | (1u << V_ZMQ_CURVE))
+
+/* Relays between the clients (raw, raw-curve)? ZeroMQ alone (zmq,
+   zmq-curve)? CURVE on the ZeroMQ link of a baseline? */
+static bool s_v_relay(int v)
+{
+    return v == V_RAW || v == V_RAW_CURVE;
+}
+
+static bool s_v_zmq(int v)
+{
+    return v == V_ZMQ || v == V_ZMQ_CURVE;
+}
+
+static bool s_v_curve(int v)
+{
+    return v == V_RAW_CURVE || v == V_ZMQ_CURVE;
+}
 
 typedef struct {
     long rt;                /* measured round trips per run */
@@ -109,6 +139,7 @@ typedef struct {
     unsigned scenarios;     /* bit per SC_* */
     unsigned variants;      /* bit per V_* */
     bool quick;
+    bool baselines_only;    /* --baselines-only: no node, even with $IPC_NODE */
     const char *node;       /* $IPC_NODE, NULL: baselines only */
     char *node_args;        /* $IPC_NODE_ARGS, split on spaces */
 } config_t;
@@ -126,6 +157,9 @@ typedef struct {
     char log[2][PATH_MAX];      /* logs of the nodes */
     int port[2];                /* TCP: nodes A and B; [1] is B's ROUTER */
     char endpoint[64];          /* tcp://127.0.0.1:port[1] */
+    bool curve;                 /* the baseline's ZeroMQ link uses CURVE */
+    char srv_pub[41], srv_sec[41];  /* Z85: the ROUTER's keypair */
+    char cli_pub[41], cli_sec[41];  /* Z85: the DEALER's keypair */
 } run_t;
 
 static int s_seq;
@@ -134,6 +168,8 @@ static const char *s_role_name(int v, int role)
 {
     static const char *const names[V_COUNT][ROLE_COUNT] = {
         { "relay A", "relay B", "client A", "client B" },
+        { "relay A", "relay B", "client A", "client B" },
+        { "-", "-", "DEALER A", "ROUTER B" },
         { "-", "-", "DEALER A", "ROUTER B" },
         { "node A", "node B", "client A", "client B" },
     };
@@ -208,8 +244,8 @@ static ssize_t s_reader_fill(reader_t *rd, int fd)
 
 /* --- children: ZeroMQ ---------------------------------------------------------- */
 
-/* A ZeroMQ socket with what both baselines set. The context is made in the
-   child, after fork(). */
+/* A ZeroMQ socket with what every baseline sets, and CURVE when the run
+   has it. The context is made in the child, after fork(). */
 static void *s_zsock(run_t *r, int role, int type)
 {
     void *ctx = zmq_ctx_new();
@@ -226,6 +262,17 @@ static void *s_zsock(run_t *r, int role, int type)
     zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
     if (type == ZMQ_ROUTER)
         zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    if (r->curve) {
+        /* Before bind/connect: the mechanism is fixed per connection. */
+        bool ok = type == ZMQ_ROUTER
+            ? zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof one) == 0 &&
+              zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, r->srv_sec, 40) == 0
+            : zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, r->srv_pub, 40) == 0 &&
+              zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, r->cli_pub, 40) == 0 &&
+              zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, r->cli_sec, 40) == 0;
+        if (!ok)
+            bench_child_fail(&r->b, role, "CURVE options: %s", zmq_strerror(zmq_errno()));
+    }
     int rc = type == ZMQ_ROUTER ? zmq_bind(s, r->endpoint) : zmq_connect(s, r->endpoint);
     if (rc < 0)
         bench_child_fail(&r->b, role, "zmq_%s(%s): %s", type == ZMQ_ROUTER ? "bind" : "connect",
@@ -581,7 +628,7 @@ static void s_client(void *arg, int role)
 {
     run_t *r = arg;
     bool batch = r->sc == SC_BATCH;
-    if (r->v == V_ZMQ) {
+    if (s_v_zmq(r->v)) {
         role == ROLE_A ? s_zmq_a(r) : s_zmq_b(r);
     } else if (r->v == V_NODE) {
         if (r->sc == SC_RT)
@@ -781,7 +828,7 @@ static int s_run(const config_t *cfg, int sc, bool pinned, int v, bench_result_t
     memset(ret, 0, sizeof *ret);
     run_t r = {
         .cfg = cfg, .sc = sc, .v = v, .seq = ++s_seq,
-        .count = s_sc_count(cfg, sc), .size = s_sc_size(cfg, sc),
+        .count = s_sc_count(cfg, sc), .size = s_sc_size(cfg, sc), .curve = s_v_curve(v),
     };
     for (int k = 0; k < 2; k++) {
         snprintf(r.sock[k], sizeof r.sock[k], "%s/%c%d.sock", bench_tmpdir(), 'a' + k, r.seq);
@@ -806,6 +853,12 @@ static int s_run(const config_t *cfg, int sc, bool pinned, int v, bench_result_t
         fprintf(stderr, "  no free TCP port on 127.0.0.1\n");
         goto out;
     }
+    /* Fresh keys per run, made before the children fork. */
+    if (r.curve && (zmq_curve_keypair(r.srv_pub, r.srv_sec) < 0 ||
+                    zmq_curve_keypair(r.cli_pub, r.cli_sec) < 0)) {
+        fprintf(stderr, "  zmq_curve_keypair: %s\n", zmq_strerror(zmq_errno()));
+        goto out;
+    }
     int servers = 0;
     if (v == V_NODE) {
         if (s_node_start(&r, 0) < 0 || s_node_start(&r, 1) < 0)
@@ -816,7 +869,7 @@ static int s_run(const config_t *cfg, int sc, bool pinned, int v, bench_result_t
         if (s_wait_listing(&r, 0, IPCNET_Q_PEERS, NODE_B, 4, "up", end) < 0 ||
             s_wait_listing(&r, 1, IPCNET_Q_PEERS, NODE_A, 4, "up", end) < 0)
             goto out;
-    } else if (v == V_RAW) {
+    } else if (s_v_relay(v)) {
         if (s_relays_start(&r) < 0)
             goto out;
         servers = 2;
@@ -883,11 +936,115 @@ static void s_usage(FILE *f)
         "  --big-size BYTES   payload of the 1m scenario (1048576)\n"
         "  --only LIST        scenarios, comma-separated: rt,batch,64k,1m\n"
         "  --mode LIST        pinned,unpinned (both)\n"
-        "  --variants LIST    raw,zmq,node (all; node needs IPC_NODE)\n"
+        "  --variants LIST    raw,raw-curve,zmq,zmq-curve,node (all; node needs IPC_NODE)\n"
+        "  --baselines-only   no node, even with IPC_NODE: raw,raw-curve,zmq,zmq-curve\n"
+        "                     (or those of them --variants names)\n"
         "  --timeout S        seconds before a run is aborted (60)\n"
         "environment: IPC_NODE (without it only the baselines run), IPC_NODE_ARGS\n"
         "(more arguments for both nodes), BENCH_ROUNDS, BENCH_RT, BENCH_MSGS,\n"
         "BENCH_MID, BENCH_BIG\n");
+}
+
+/* The medians of one scenario and mode, every variant, formatted. */
+typedef struct {
+    char label[64];
+    const char *unit;
+    double val[V_COUNT], p99[V_COUNT];
+    char vs[V_COUNT][32], ps[V_COUNT][32], cpu[V_COUNT][48];
+} row_t;
+
+static void s_row(row_t *row, const bench_result_t *res, int rounds, int sc, int m)
+{
+    snprintf(row->label, sizeof row->label, "%s %s", s_sc_name[sc], s_mode_name[m]);
+    row->unit = sc == SC_RT ? "med us" : sc == SC_BATCH ? "msg/s" : "MB/s";
+    for (int v = 0; v < V_COUNT; v++) {
+        const bench_result_t *rv = res + (((size_t) sc * MODE_COUNT + (size_t) m) * V_COUNT +
+                                          (size_t) v) * (size_t) rounds;
+        row->val[v] = bench_median(rv, rounds, offsetof(bench_result_t, value));
+        row->p99[v] = bench_median(rv, rounds, offsetof(bench_result_t, p99));
+        bench_fmt_cpu(row->cpu[v], sizeof row->cpu[v],
+                      bench_median(rv, rounds, offsetof(bench_result_t, cpu_srv)),
+                      bench_median(rv, rounds, offsetof(bench_result_t, cpu_cli)),
+                      !s_v_zmq(v));
+        bench_fmt(row->vs[v], sizeof row->vs[v], row->val[v], sc == SC_BATCH ? 0 : 1);
+        bench_fmt(row->ps[v], sizeof row->ps[v], row->p99[v], sc == SC_BATCH ? 0 : 1);
+    }
+}
+
+/* The ratios of one line: the node against each baseline, then CURVE
+   against plain for each baseline. */
+static void s_print_ratios(const char *label, const char *unit, const double x[V_COUNT])
+{
+    static const int pair[6][2] = {
+        { V_RAW, V_NODE }, { V_RAW_CURVE, V_NODE }, { V_ZMQ, V_NODE },
+        { V_ZMQ_CURVE, V_NODE }, { V_RAW, V_RAW_CURVE }, { V_ZMQ, V_ZMQ_CURVE },
+    };
+    char q[6][16];
+    for (int i = 0; i < 6; i++)
+        bench_fmt_ratio(q[i], sizeof q[i], x[pair[i][0]], x[pair[i][1]]);
+    printf("%-24s %-6s %8s %14s %8s %14s %13s %13s\n", label, unit, q[0], q[1], q[2], q[3],
+           q[4], q[5]);
+}
+
+static void s_report(const config_t *cfg, const bench_result_t *res)
+{
+    /* Table 1: the figures. */
+    printf("\n# figures: medians over %d round(s); -: not run, or every round failed\n",
+           cfg->rounds);
+    printf("%-24s %-6s %10s %10s %10s %10s %10s\n", "scenario", "unit", s_v_name[V_RAW],
+           s_v_name[V_RAW_CURVE], s_v_name[V_ZMQ], s_v_name[V_ZMQ_CURVE], s_v_name[V_NODE]);
+    for (int sc = 0; sc < SC_COUNT; sc++)
+        for (int m = 0; m < MODE_COUNT; m++) {
+            if (!(cfg->scenarios & 1u << sc) || !(cfg->modes & 1u << m))
+                continue;
+            row_t row;
+            s_row(&row, res, cfg->rounds, sc, m);
+            printf("%-24s %-6s %10s %10s %10s %10s %10s\n", row.label, row.unit,
+                   row.vs[V_RAW], row.vs[V_RAW_CURVE], row.vs[V_ZMQ], row.vs[V_ZMQ_CURVE],
+                   row.vs[V_NODE]);
+            if (sc == SC_RT)
+                printf("%-24s %-6s %10s %10s %10s %10s %10s\n", row.label, "p99 us",
+                       row.ps[V_RAW], row.ps[V_RAW_CURVE], row.ps[V_ZMQ], row.ps[V_ZMQ_CURVE],
+                       row.ps[V_NODE]);
+        }
+
+    /* Table 2: the ratios. */
+    printf("\n# ratios of the medians: the nodes against each baseline (node/raw: the "
+           "required baseline; node/raw-curve: like for like, both encrypt), and what CURVE "
+           "costs each baseline\n");
+    printf("%-24s %-6s %8s %14s %8s %14s %13s %13s\n", "scenario", "unit", "node/raw",
+           "node/raw-curve", "node/zmq", "node/zmq-curve", "raw-curve/raw", "zmq-curve/zmq");
+    for (int sc = 0; sc < SC_COUNT; sc++)
+        for (int m = 0; m < MODE_COUNT; m++) {
+            if (!(cfg->scenarios & 1u << sc) || !(cfg->modes & 1u << m))
+                continue;
+            row_t row;
+            s_row(&row, res, cfg->rounds, sc, m);
+            s_print_ratios(row.label, row.unit, row.val);
+            if (sc == SC_RT)
+                s_print_ratios(row.label, "p99 us", row.p99);
+        }
+
+    /* Table 3: the CPU. */
+    printf("\n# CPU us/op, medians: total (relays or nodes + both clients) per round trip "
+           "for rt (warm-up included), per message otherwise;\n");
+    printf("#   process CPU clocks of every process, all threads, from go to done\n");
+    printf("%-24s %-26s %-26s %-10s %-10s %s\n", "scenario", s_v_name[V_RAW],
+           s_v_name[V_RAW_CURVE], s_v_name[V_ZMQ], s_v_name[V_ZMQ_CURVE], s_v_name[V_NODE]);
+    for (int sc = 0; sc < SC_COUNT; sc++)
+        for (int m = 0; m < MODE_COUNT; m++) {
+            if (!(cfg->scenarios & 1u << sc) || !(cfg->modes & 1u << m))
+                continue;
+            row_t row;
+            s_row(&row, res, cfg->rounds, sc, m);
+            printf("%-24s %-26s %-26s %-10s %-10s %s\n", row.label, row.cpu[V_RAW],
+                   row.cpu[V_RAW_CURVE], row.cpu[V_ZMQ], row.cpu[V_ZMQ_CURVE],
+                   row.cpu[V_NODE]);
+        }
+
+    printf("\n# the variants alternate within each scenario and mode, round by round\n");
+    printf("# ratios: above 1 is slower for us, below 1 is slower for msg/s and MB/s "
+           "(MB = 10^6 bytes)\n");
 }
 
 int main(int argc, char **argv)
@@ -922,7 +1079,9 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             s_usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--rounds"))
+        } else if (!strcmp(a, "--baselines-only"))
+            cfg.baselines_only = true;
+        else if (!strcmp(a, "--rounds"))
             rounds = bench_num(v, a, 1), i++;
         else if (!strcmp(a, "--rt"))
             cfg.rt = bench_num(v, a, 1), i++;
@@ -957,12 +1116,21 @@ int main(int argc, char **argv)
     }
     cfg.rounds = (int) rounds;
     cfg.timeout = (int) timeout;
-    if (bench_env_node(&cfg.node, &cfg.node_args) < 0)
+    if (cfg.baselines_only)
+        cfg.variants &= V_BASELINES;    /* and $IPC_NODE is not even looked at */
+    else if (bench_env_node(&cfg.node, &cfg.node_args) < 0)
         return 2;
     if (!cfg.node)
         cfg.variants &= ~(1u << V_NODE);
+    bool curve = zmq_has("curve");
+    if (!curve && (cfg.variants & V_CURVES)) {
+        fprintf(stderr, "bench_cluster: this libzmq has no CURVE: raw-curve and zmq-curve "
+                "skipped\n");
+        cfg.variants &= ~V_CURVES;
+    }
     if (!cfg.variants) {
-        fprintf(stderr, "bench_cluster: nothing to run (node needs IPC_NODE)\n");
+        fprintf(stderr, "bench_cluster: nothing to run (node needs IPC_NODE and no "
+                "--baselines-only)\n");
         return 2;
     }
     if (bench_start() < 0)
@@ -972,14 +1140,14 @@ int main(int argc, char **argv)
     char self[PATH_MAX];
     struct utsname u;
     uname(&u);
-    char only[64], modes[32], variants[32];
+    char only[64], modes[32], variants[64];
     bench_names(only, sizeof only, cfg.scenarios, s_sc_arg, SC_COUNT);
     bench_names(modes, sizeof modes, cfg.modes, s_mode_name, MODE_COUNT);
     bench_names(variants, sizeof variants, cfg.variants, s_v_arg, V_COUNT);
     int major, minor, patch;
     zmq_version(&major, &minor, &patch);
     printf("# bench_cluster: two ipc-nodes against a raw 2-hop ZeroMQ relay and plain "
-           "ZeroMQ, same traffic, one run\n");
+           "ZeroMQ, each without and with CURVE, same traffic, one run\n");
     printf("# reproduce: %s%s%s%s%s%s%s --rounds %d --rt %ld --msgs %ld --mid %ld --big %ld "
            "--mid-size %zu --big-size %zu --only %s --mode %s --variants %s --timeout %d\n",
            cfg.node ? "IPC_NODE=" : "", cfg.node ? cfg.node : "",
@@ -988,15 +1156,20 @@ int main(int argc, char **argv)
            cfg.rounds, cfg.rt, cfg.msgs, cfg.mid, cfg.big, cfg.mid_size, cfg.big_size,
            only, modes, variants, cfg.timeout);
     printf("# host: %s %s %s, %d CPUs allowed; pinned = every process on CPU %d; "
-           "libzmq %d.%d.%d\n", u.sysname, u.release, u.machine, bench_cpu_count(),
-           bench_cpu_pin(), major, minor, patch);
+           "libzmq %d.%d.%d%s\n", u.sysname, u.release, u.machine, bench_cpu_count(),
+           bench_cpu_pin(), major, minor, patch, curve ? " with CURVE" : " without CURVE");
     printf("# raw-2hop: client -unix- relay A -DEALER/tcp 127.0.0.1/ROUTER- relay B -unix- "
            "client; a ZeroMQ message per frame; clients encode and decode wire.h frames\n");
+    printf("# raw-curve: raw-2hop, the ROUTER a CURVE server, the DEALER a CURVE client "
+           "(fresh zmq_curve_keypair() keys per run, no ZAP)\n");
     printf("# plain-zmq: DEALER (process A) -tcp 127.0.0.1- ROUTER (process B), a ZeroMQ "
            "message per message\n");
+    printf("# zmq-curve: plain-zmq with CURVE, keys as raw-curve\n");
     printf("# nodes: %s --socket DIR/K.sock --name nodeA|nodeB --port P --bind 127.0.0.1 "
            "--state-dir DIR --no-mdns [--peer tcp://127.0.0.1:PA] (fresh per run); "
-           "clients use libipcnet\n", cfg.node ? cfg.node : "(IPC_NODE unset: skipped)");
+           "clients use libipcnet; the node link is CURVE\n",
+           cfg.node ? cfg.node : cfg.baselines_only ? "(--baselines-only: skipped)"
+                                                   : "(IPC_NODE unset: skipped)");
     fflush(stdout);
 
     bench_result_t *res = calloc((size_t) SC_COUNT * MODE_COUNT * V_COUNT *
@@ -1025,51 +1198,7 @@ int main(int argc, char **argv)
         }
     }
 
-    printf("\n%-24s %-6s %10s %10s %10s %8s %8s  %-22s %-9s %-22s\n", "scenario", "unit",
-           "raw-2hop", "plain-zmq", "nodes", "node/raw", "node/zmq", "CPU us/op raw",
-           "CPU zmq", "CPU us/op nodes");
-    for (int sc = 0; sc < SC_COUNT; sc++) {
-        if (!(cfg.scenarios & 1u << sc))
-            continue;
-        for (int m = 0; m < MODE_COUNT; m++) {
-            if (!(cfg.modes & 1u << m))
-                continue;
-            int n = cfg.rounds;
-            double val[V_COUNT], p99[V_COUNT];
-            char cpu[V_COUNT][48], vs[V_COUNT][32], ps[V_COUNT][32];
-            for (int v = 0; v < V_COUNT; v++) {
-                const bench_result_t *rv = &RES(sc, m, v, 0);
-                val[v] = bench_median(rv, n, offsetof(bench_result_t, value));
-                p99[v] = bench_median(rv, n, offsetof(bench_result_t, p99));
-                bench_fmt_cpu(cpu[v], sizeof cpu[v],
-                              bench_median(rv, n, offsetof(bench_result_t, cpu_srv)),
-                              bench_median(rv, n, offsetof(bench_result_t, cpu_cli)), v != V_ZMQ);
-                bench_fmt(vs[v], sizeof vs[v], val[v], sc == SC_BATCH ? 0 : 1);
-                bench_fmt(ps[v], sizeof ps[v], p99[v], sc == SC_BATCH ? 0 : 1);
-            }
-            char label[64], r1[16], r2[16];
-            snprintf(label, sizeof label, "%s %s", s_sc_name[sc], s_mode_name[m]);
-            bench_fmt_ratio(r1, sizeof r1, val[V_RAW], val[V_NODE]);
-            bench_fmt_ratio(r2, sizeof r2, val[V_ZMQ], val[V_NODE]);
-            const char *unit = sc == SC_RT ? "med us" : sc == SC_BATCH ? "msg/s" : "MB/s";
-            printf("%-24s %-6s %10s %10s %10s %8s %8s  %-22s %-9s %-22s\n", label, unit,
-                   vs[V_RAW], vs[V_ZMQ], vs[V_NODE], r1, r2, cpu[V_RAW], cpu[V_ZMQ],
-                   cpu[V_NODE]);
-            if (sc == SC_RT) {
-                bench_fmt_ratio(r1, sizeof r1, p99[V_RAW], p99[V_NODE]);
-                bench_fmt_ratio(r2, sizeof r2, p99[V_ZMQ], p99[V_NODE]);
-                printf("%-24s %-6s %10s %10s %10s %8s %8s\n", label, "p99 us",
-                       ps[V_RAW], ps[V_ZMQ], ps[V_NODE], r1, r2);
-            }
-        }
-    }
-    printf("\n# figures: medians over %d round(s); raw-2hop, plain-zmq and nodes alternate "
-           "within each scenario and mode\n", cfg.rounds);
-    printf("# ratios: above 1 is slower for us, below 1 is slower for msg/s and MB/s "
-           "(MB = 10^6 bytes)\n");
-    printf("# CPU us/op: total (relays or nodes + both clients) per round trip for rt "
-           "(warm-up included), per message otherwise;\n");
-    printf("#   process CPU clocks of every process, all threads, from go to done\n");
+    s_report(&cfg, res);
 
     printf("\n# every round (value [p99] cpu-servers+cpu-clients us/op):\n");
     for (int sc = 0; sc < SC_COUNT; sc++)
@@ -1101,4 +1230,3 @@ int main(int argc, char **argv)
     free(cfg.node_args);
     return bench_end();
 }
-
