@@ -1675,6 +1675,13 @@ static void s_tick(loop_t *loop, void *arg)
                (our key not authorized there, which may change), and a key
                learned on first use may be stale. Dialled anew, after
                asking for the key again if it was learned so. */
+            if (now - p->last_refused_log > 60000) {
+                char key[41];
+                zmq_z85_encode(key, p->key, PROTO_KEY_LEN);
+                zsys_notice("no handshake with %s yet: it is down, or its key is not %s, "
+                            "or ours is not authorized there; dialling again", p->endpoint, key);
+                p->last_refused_log = now;
+            }
             s_dealer_close(p);
             if (s_dealer_open(p) < 0) {
                 s_forget(p, "cannot connect");
