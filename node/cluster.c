@@ -95,7 +95,7 @@ struct peer {
     int by_mdns;                /* found (also) through mDNS */
     int up;
     int64_t suspect_since;      /* its mDNS record went away: is it alive? */
-    int64_t last_refused_log;
+    int64_t last_refused_log, last_redial_log, last_key_log;
     zsock_t *dealer;
     int dealer_fd;
     int got_ack, got_hello;
@@ -439,7 +439,7 @@ static peer_t *s_peer_new(cluster_t *self, const char *endpoint, int is_static,
     p->is_static = is_static;
     p->dealer_fd = -1;
     p->kfd = -1;
-    p->last_refused_log = INT64_MIN / 2;
+    p->last_refused_log = p->last_redial_log = p->last_key_log = INT64_MIN / 2;
     snprintf(p->endpoint, sizeof p->endpoint, "%s", endpoint);
     strcpy(p->name, "-");
     p->last_seen = loop_now(self->loop);
@@ -775,14 +775,56 @@ static void s_key_ask_stop(peer_t *p)
     p->kfd = -1;
 }
 
+/* A key learned on first use is kept in the state directory (known-peers:
+   "endpoint key" lines), so that a seed whose key changes later is refused
+   instead of trusted again. Returns 0 if key is the one known for the
+   peer's endpoint, or is now; -1 if another key is known. */
+static int s_known(cluster_t *self, peer_t *p, const uint8_t *key)
+{
+    char path[600], line[300], txt[41];
+    zmq_z85_encode(txt, key, PROTO_KEY_LEN);
+    snprintf(path, sizeof path, "%s/known-peers", self->cfg.state_dir);
+    size_t eplen = strlen(p->endpoint);
+    int lineno = 0, rc = 1;
+    FILE *f = fopen(path, "r");
+    while (f && rc == 1 && fgets(line, sizeof line, f)) {
+        lineno++;
+        if (strncmp(line, p->endpoint, eplen) != 0 || line[eplen] != ' ')
+            continue;
+        char *known = line + eplen + 1;
+        known[strcspn(known, "\r\n")] = 0;
+        rc = strcmp(known, txt) == 0 ? 0 : -1;
+    }
+    if (f)
+        fclose(f);
+    if (rc == 0)
+        return 0;
+    if (rc < 0) {
+        int64_t now = loop_now(self->loop);
+        if (now - p->last_key_log > 60000) {
+            zsys_error("%s now answers with key %s, not the one %s:%d keeps: refusing it "
+                       "(if the change is expected, delete that line or pin the key)",
+                       p->endpoint, txt, path, lineno);
+            p->last_key_log = now;
+        }
+        return -1;
+    }
+    f = fopen(path, "a");
+    if (!f || fprintf(f, "%s %s\n", p->endpoint, txt) < 0 || fclose(f) != 0)
+        zsys_warning("cannot keep the key of %s in %s: %s", p->endpoint, path, strerror(errno));
+    zsys_notice("learned the key of %s on first use: %s, kept in %s (pin it: --peer '%s#%s')",
+                p->endpoint, txt, path, p->endpoint, txt);
+    return 0;
+}
+
 /* peer, dialled by endpoint without a key, has one now: from a KEY
-   answer (tofu) or from its own authenticated connection to us. Returns
-   0, or -1 if p was freed. */
-static int s_key_learned(peer_t *p, const uint8_t *key, int tofu)
+   answer, an mDNS record or a connection from its address, none of which
+   proves that the key is the endpoint's: trusted on first use, and
+   checked against known-peers. Returns 0 (p may still have no key: refused), or -1 if p
+   was freed. */
+static int s_key_learned(peer_t *p, const uint8_t *key)
 {
     cluster_t *self = p->cluster;
-    char txt[41];
-    zmq_z85_encode(txt, key, PROTO_KEY_LEN);
     s_key_ask_stop(p);
     p->ktries = 0;
     if (memcmp(key, self->key, PROTO_KEY_LEN) == 0) {
@@ -805,12 +847,13 @@ static int s_key_learned(peer_t *p, const uint8_t *key, int tofu)
         return -1;
     }
     int same = p->has_key && memcmp(p->key, key, PROTO_KEY_LEN) == 0;
-    if (tofu && !same)
-        zsys_notice("learned the key of %s on first use: %s (pin it: --peer '%s#%s')",
-                    p->endpoint, txt, p->endpoint, txt);
+    if (!same && s_known(self, p, key) < 0) {
+        p->kasked = loop_now(self->loop) + REDIAL_MS;        /* asked again later */
+        return 0;
+    }
     memcpy(p->key, key, PROTO_KEY_LEN);
     p->has_key = 1;
-    p->key_tofu = tofu || (same && p->key_tofu);
+    p->key_tofu = 1;
     memcpy(p->id, id, sizeof id);
     s_dealer_close(p);
     return s_dealer_open(p) < 0 ? (s_forget(p, "cannot connect"), -1) : 0;
@@ -831,7 +874,7 @@ static void s_key_answer(loop_t *loop, int fd, int revents, void *arg)
         if (n != PROTO_KEY_MSG || proto_decode(buf, (size_t) n, &m) < 0 || m.type != P_KEY ||
             m.stamp != p->knonce || memcmp(m.key, zero, PROTO_KEY_LEN) == 0)
             continue;   /* not the answer to our question */
-        s_key_learned(p, m.key, 1);
+        s_key_learned(p, m.key);
         return;         /* p may be gone, fd closed */
     }
 }
@@ -1201,8 +1244,8 @@ static void s_on_hello(cluster_t *self, const proto_msg_t *m, const char *addr,
         p = s_by_endpoint(self, endpoint);
         if (p && p->has_key)
             p = NULL;
-        if (p && s_key_learned(p, key, 0) < 0)
-            return;
+        if (p && (s_key_learned(p, key) < 0 || !p->has_key))
+            return;     /* ourselves, or a key known-peers refuses */
         if (!p && !(p = s_peer_new(self, endpoint, 0, key)))
             return;
     }
@@ -1675,12 +1718,12 @@ static void s_tick(loop_t *loop, void *arg)
                (our key not authorized there, which may change), and a key
                learned on first use may be stale. Dialled anew, after
                asking for the key again if it was learned so. */
-            if (now - p->last_refused_log > 60000) {
+            if (now - p->last_redial_log > 60000) {
                 char key[41];
                 zmq_z85_encode(key, p->key, PROTO_KEY_LEN);
                 zsys_notice("no handshake with %s yet: it is down, or its key is not %s, "
                             "or ours is not authorized there; dialling again", p->endpoint, key);
-                p->last_refused_log = now;
+                p->last_redial_log = now;
             }
             s_dealer_close(p);
             if (s_dealer_open(p) < 0) {
@@ -2068,7 +2111,7 @@ static void s_mdns(void *arg, const char *id, const char *name, const char *endp
         return;
     if (p && !p->has_key) {
         /* A static peer still asking for its key: the record has it. */
-        if (s_key_learned(p, key, 1) == 0)
+        if (s_key_learned(p, key) == 0)
             p->by_mdns = 1;
         return;
     }

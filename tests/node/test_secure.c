@@ -1215,6 +1215,66 @@ static void test_secure_authorized_keys(void **state)
    the id is the key's prefix, kept across clean restarts of both nodes
    (the pinned peer reconnects, so the key did not change); a new state
    directory, a new key and id. */
+/* A key learned on first use is kept (known-peers in the state directory):
+   when the node at that endpoint comes back with another key, it is
+   refused, by the running node and after a restart, until the line is
+   deleted. */
+static void test_secure_known_key_change(void **state)
+{
+    fx_t *f = *state;
+    WATCH(90);
+    char sa[128], sa2[128], sb[128];
+    snprintf(sa, sizeof sa, "%s", s_subdir(f, "state-alpha"));
+    snprintf(sa2, sizeof sa2, "%s", s_subdir(f, "state-alpha-new"));
+    snprintf(sb, sizeof sb, "%s", s_subdir(f, "state-beta"));
+    int port = harness_free_port();
+    if (port <= 0)
+        fail_msg("no free port: %s", strerror(-port));
+    char portarg[16], peer[64], line[256], path[200];
+    snprintf(portarg, sizeof portarg, "%d", port);
+    snprintf(peer, sizeof peer, "tcp://127.0.0.1:%d", port);
+    snprintf(path, sizeof path, "%s/known-peers", sb);
+
+    s_start(f, 0, "alpha", "--state-dir", sa, "--port", portarg, NULL);
+    s_start(f, 1, "beta", "--state-dir", sb, "--peer", peer, NULL);
+    s_wait_up(f, 1, "alpha", s_wait(WAIT_MS));
+    char keya[KEY_Z85_LEN + 1], keya2[KEY_Z85_LEN + 1];
+    s_key(sa, keya);
+    s_key(sa2, keya2);
+    snprintf(line, sizeof line, "%s %s\n", peer, keya);
+    char *known = harness_read_file(path);
+    if (strcmp(known, line) != 0)
+        fail_msg("%s holds '%s', not '%s'", path, known, line);
+    free(known);
+
+    /* Another alpha, another key, on the same port: beta, running, asks
+       again (after 5 s without a handshake) and refuses the new key. */
+    s_stop(f, 0);
+    s_start(f, 0, "alpha", "--state-dir", sa2, "--port", portarg, NULL);
+    s_stays_out(f, 1, "alpha", NULL, NULL, 0, s_wait(8000));
+    char *log = harness_read_file(f->n[1].log);
+    if (!strstr(log, keya2) || !strstr(log, "refusing it"))
+        fail_msg("beta's log does not say it refuses %s:\n%s", keya2, log);
+    free(log);
+
+    /* Restarted, beta still refuses it. */
+    s_stop(f, 1);
+    s_start(f, 1, "beta", "--state-dir", sb, "--peer", peer, NULL);
+    s_stays_out(f, 1, "alpha", NULL, NULL, 0, s_wait(2000));
+
+    /* The line deleted, the new key is learned and kept. */
+    s_stop(f, 1);
+    assert_int_equal(unlink(path), 0);
+    s_start(f, 1, "beta", "--state-dir", sb, "--peer", peer, NULL);
+    int64_t took = s_wait_up(f, 1, "alpha", s_wait(WAIT_MS));
+    print_message("the line deleted, beta took alpha's new key in %lld ms\n", (long long) took);
+    snprintf(line, sizeof line, "%s %s\n", peer, keya2);
+    known = harness_read_file(path);
+    if (strcmp(known, line) != 0)
+        fail_msg("%s holds '%s', not '%s'", path, known, line);
+    free(known);
+}
+
 static void test_secure_id_is_key(void **state)
 {
     fx_t *f = *state;
@@ -1317,6 +1377,7 @@ int main(int argc, char **argv)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_secure_key_on_first_use, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secure_authorized_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secure_known_key_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secure_id_is_key, setup, teardown),
     };
     return cmocka_run_group_tests_name("secure", tests, NULL, NULL);
