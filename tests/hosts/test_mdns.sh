@@ -9,12 +9,14 @@
 #
 #   setup   hosts reach each other; Avahi in one host sees a service of another
 #   1       discovery: each node lists the other two (source mdns, up) within
-#           3 s; avahi-browse shows every node with TXT id=, v=, port=
+#           3 s; avahi-browse shows every node with TXT id=, v=, port=,
+#           key= (its real key); every link between them is CURVE
 #   2       a request from h1 answered by a service on h3
 #   3       a publication on h2 reaches subscribers on h1 and h3
 #   4       avahi-daemon on h2 stopped and started again (then killed with
 #           SIGKILL and started again): the node on h2 goes on serving, is
-#           the same process, publishes its record again and browses again
+#           the same process, publishes its record again and browses again;
+#           a record whose key is not its id's is logged and not dialled
 #   5       h3's link cut: h1 and h2 drop it within 2 s; link back: h3 is
 #           up again everywhere within 10 s; the same with a silent cut
 #           (nftables drops everything, the link stays up)
@@ -439,6 +441,16 @@ check "4: ... and in h2's own avahi-daemon" $? "$(browse h2)"
 node_start h3 x --no-mdns --port 5682 --name h3x || not_ok "4: helper node h3x starts"
 idx=$(self_id h3 x)
 keyx=$(self_key h3 x)
+# First a record whose key is not its id's (h1's key): read, and not dialled.
+bg_start h3 "$HOSTS_DIR/publish-h3y.log" avahi-publish -s h3y _ipcnode._tcp 5682 \
+    "id=$idx" "v=2" "port=5682" "name=h3x" "key=${KEY[h1]}"
+puby=$BG_PID
+wait_until 10000 grep -q "node 'h3y' has no valid key for its id" "${NODE_LOG[h2/main]}"
+st=$?
+[ -z "$(peer_state h2 main h3x)" ] || st=1
+check "4: a record whose key is not its id's is ignored (logged, not dialled)" $st \
+    "$(peers h2)" "$(log_tail "${NODE_LOG[h2/main]}")"
+bg_stop "$puby"
 bg_start h3 "$HOSTS_DIR/publish-h3x.log" avahi-publish -s h3x _ipcnode._tcp 5682 \
     "id=$idx" "v=2" "port=5682" "name=h3x" "key=$keyx"
 pubx=$BG_PID
