@@ -346,6 +346,7 @@ static int s_dealer_open(peer_t *p)
        while it is away and all arrive when it returns, and data for it
        must fail, not wait. */
     zsock_set_immediate(p->dealer, 1);
+    zsock_set_ipv6(p->dealer, 1);
     /* CURVE: our key pair, and the key the node we dial must hold. */
     zcert_apply(self->cert, p->dealer);
     zsock_set_curve_serverkey_bin(p->dealer, p->key);
@@ -918,6 +919,21 @@ static void s_udp_open(cluster_t *self)
         snprintf(host, sizeof host, "%s", addr);
     snprintf(port, sizeof port, "%d", self->port);
     int any = strcmp(host, "*") == 0;
+    if (any) {
+        /* Both families on one socket, as the ROUTER; IPv4 alone where
+           the kernel has no IPv6. */
+        int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), off = 0;
+        struct sockaddr_in6 sa = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT,
+                                   .sin6_port = htons((uint16_t) self->port) };
+        if (fd >= 0 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) == 0 &&
+            bind(fd, (struct sockaddr *) &sa, sizeof sa) == 0) {
+            self->udp_fd = fd;
+            loop_fd_add(self->loop, fd, LOOP_IN, s_udp_ready, self);
+            return;
+        }
+        if (fd >= 0)
+            close(fd);
+    }
     struct addrinfo hints = {
         .ai_socktype = SOCK_DGRAM, .ai_family = any ? AF_INET : AF_UNSPEC,
         .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV,
@@ -1430,6 +1446,8 @@ static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
         addr = zmq_msg_gets(body, "Peer-Address");
         if (!addr)
             addr = "?";
+        else if (strncmp(addr, "::ffff:", 7) == 0 && strchr(addr + 7, '.'))
+            addr += 7;      /* IPv4 on a dual-stack socket: dialled as IPv4 */
     }
     if (rc == -EPROTO) {
         zsys_error("node at %s speaks protocol version %u, we speak %u: refusing it",
@@ -2068,7 +2086,9 @@ void cluster_fail(peer_t *p, int err, uint32_t cseq, uint8_t what, const char *t
 void cluster_list(cluster_t *self, void (*line) (void *arg, const char *fmt, ...), void *arg)
 {
     int64_t now = loop_now(self->loop);
-    line(arg, "%s\t%s\ttcp://%s:%d\tself\tup\t0\t0\t%s\n", self->cfg.name, self->id,
+    int v6 = strchr(self->cfg.bind, ':') && self->cfg.bind[0] != '[';
+    line(arg, v6 ? "%s\t%s\ttcp://[%s]:%d\tself\tup\t0\t0\t%s\n"
+                 : "%s\t%s\ttcp://%s:%d\tself\tup\t0\t0\t%s\n", self->cfg.name, self->id,
          self->cfg.bind, self->port, zcert_public_txt(self->cert));
     for (size_t i = 0; i < self->npeers; i++) {
         peer_t *p = self->peers[i];
@@ -2225,7 +2245,13 @@ cluster_t *cluster_new(loop_t *loop, server_t *server, const node_config_t *conf
         snprintf(port, sizeof port, "%u", self->cfg.port);
     else
         strcpy(port, "*");
-    self->port = zsock_bind(self->router, "tcp://%s:%s", self->cfg.bind, port);
+    /* IPv6 too: "*" is then every address of both families (ZeroMQ falls
+       back to IPv4 where the kernel has no IPv6); an IPv6 address is
+       written in brackets. */
+    zsock_set_ipv6(self->router, 1);
+    int v6 = strchr(self->cfg.bind, ':') && self->cfg.bind[0] != '[';
+    self->port = zsock_bind(self->router, v6 ? "tcp://[%s]:%s" : "tcp://%s:%s", self->cfg.bind,
+                            port);
     if (self->port < 0) {
         zsys_error("cannot listen on tcp://%s:%s: %s", self->cfg.bind, port,
                    zmq_strerror(zmq_errno()));

@@ -18,6 +18,9 @@
       section 6.15); the KEY answer by hand; malformed datagrams get none.
     - authorized_keys: --authorized-keys DIR lets in only keys of DIR, and
       a key copied into DIR later.
+    - known_key_change: a key learned on first use is kept (known-peers);
+      another key at that endpoint is refused until the line is deleted.
+    - ipv6_loopback: two nodes on ::1, the key asked over IPv6.
     - id_is_key: ipc-node --key, the state files, the id is the key's
       prefix and survives restarts; a new state directory, a new id.
 
@@ -1215,6 +1218,52 @@ static void test_secure_authorized_keys(void **state)
    the id is the key's prefix, kept across clean restarts of both nodes
    (the pinned peer reconnects, so the key did not change); a new state
    directory, a new key and id. */
+/* Can this host bind ::1 (an IPv6 loopback)? */
+static int s_have_ipv6(void)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 sa = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+    int ok = fd >= 0 && bind(fd, (struct sockaddr *) &sa, sizeof sa) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* Two nodes on ::1 only: the key is asked over UDP on IPv6, both are up
+   at tcp://[::1]:PORT, and a message crosses. */
+static void test_secure_ipv6_loopback(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    if (!s_have_ipv6()) {
+        print_message("this host cannot bind ::1: no IPv6 to test\n");
+        skip();
+    }
+    s_start(f, 0, "alpha", "--bind", "::1", NULL);
+    char peer[64], want[64];
+    snprintf(peer, sizeof peer, "tcp://[::1]:%d", f->port[0]);
+    s_start(f, 1, "beta", "--bind", "::1", "--peer", peer, NULL);
+    int64_t took = s_wait_up(f, 1, "alpha", s_wait(WAIT_MS));
+    print_message("beta learned alpha's key over IPv6 and saw it up after %lld ms\n",
+                  (long long) took);
+    s_wait_up(f, 0, "beta", s_wait(WAIT_MS));
+    for (int i = 0; i < 2; i++) {
+        char key[KEY_Z85_LEN + 1];
+        s_key(f->n[i].dir, key);
+        s_check_id(f, i, key, 1 - i);
+        peer_row_t r;
+        assert_true(s_peer(f, 1 - i, f->name[i], &r));
+        snprintf(want, sizeof want, "tcp://[::1]:%d", f->port[i]);
+        assert_string_equal(r.address, want);
+        assert_string_equal(r.key, key);
+    }
+    ipcnet_t *h = s_holder(f, 0, "holder", "svc.v6");
+    s_wait_service(f, 1, "svc.v6", "alpha", s_wait(WAIT_MS));
+    ipcnet_t *c = s_conn(f, 1, "sender");
+    harness_send(c, "svc.v6", "over six", IPCNET_CONFIRM);
+    harness_expect_text(h, IPCNET_MSG_SEND, "svc.v6", "over six");
+}
+
 /* A key learned on first use is kept (known-peers in the state directory):
    when the node at that endpoint comes back with another key, it is
    refused, by the running node and after a restart, until the line is
@@ -1378,6 +1427,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_secure_key_on_first_use, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secure_authorized_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secure_known_key_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secure_ipv6_loopback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secure_id_is_key, setup, teardown),
     };
     return cmocka_run_group_tests_name("secure", tests, NULL, NULL);
