@@ -887,26 +887,10 @@ static int s_run(const config_t *cfg, int sc, bool pinned, int v, bench_result_t
             goto out;
     }
 
-    double cpu[BENCH_ROLES];
-    if (bench_run_measure(&r.b, cpu) < 0)
+    if (bench_run_result(&r.b, sc == SC_RT, r.count, sc == SC_BATCH ? 0 : (double) r.size, 1e6,
+                         ret) < 0)
         goto out;
     ok = true;
-
-    double ops;
-    if (sc == SC_RT) {
-        ops = (double) (r.b.warm + cfg->rt);
-        bench_run_latency(&r.b, &ret->value, &ret->p99);
-    } else {
-        double secs = r.b.sh->t_end - r.b.sh->t_start;
-        ops = (double) r.count;
-        if (secs <= 0)
-            secs = 1e-9;
-        ret->value = sc == SC_BATCH ? (double) r.count / secs
-                                    : (double) r.count * (double) r.size / secs / 1e6;
-    }
-    ret->cpu_srv = (cpu[ROLE_SA] + cpu[ROLE_SB]) * 1e6 / ops;
-    ret->cpu_cli = (cpu[ROLE_A] + cpu[ROLE_B]) * 1e6 / ops;
-    ret->ok = true;
     rc = 0;
 
 out:
@@ -1209,17 +1193,8 @@ int main(int argc, char **argv)
                 if (!(cfg.variants & 1u << v))
                     continue;
                 printf("#   %-14s %-8s %-9s", s_sc_name[sc], s_mode_name[m], s_v_name[v]);
-                for (int k = 0; k < cfg.rounds; k++) {
-                    const bench_result_t *x = &RES(sc, m, v, k);
-                    if (!x->ok)
-                        printf("  (failed)");
-                    else if (sc == SC_RT)
-                        printf("  %.1f [%.1f] %.2f+%.2f", x->value, x->p99, x->cpu_srv,
-                               x->cpu_cli);
-                    else
-                        printf("  %.*f %.2f+%.2f", sc == SC_BATCH ? 0 : 1, x->value,
-                               x->cpu_srv, x->cpu_cli);
-                }
+                for (int k = 0; k < cfg.rounds; k++)
+                    bench_print_round(&RES(sc, m, v, k), sc == SC_RT, sc == SC_BATCH ? 0 : 1);
                 printf("\n");
             }
         }

@@ -389,27 +389,10 @@ static int s_run(const config_t *cfg, int sc, bool pinned, bool node, bench_resu
             goto out;
     if (bench_run_wait(&r.b, 2, 'r') < 0)
         goto out;
-    double cpu[BENCH_ROLES];
-    if (bench_run_measure(&r.b, cpu) < 0)
+    if (bench_run_result(&r.b, sc == SC_RT, sc == SC_BIG ? cfg->big : cfg->msgs,
+                         sc == SC_BIG ? (double) cfg->big_size : 0, 1048576.0, ret) < 0)
         goto out;
     ok = true;
-
-    double ops;
-    if (sc == SC_RT) {
-        ops = (double) (r.b.warm + cfg->rt);
-        bench_run_latency(&r.b, &ret->value, &ret->p99);
-    } else {
-        long count = sc == SC_BIG ? cfg->big : cfg->msgs;
-        double secs = r.b.sh->t_end - r.b.sh->t_start;
-        ops = (double) count;
-        if (secs <= 0)
-            secs = 1e-9;
-        ret->value = sc == SC_BIG ? (double) count * (double) cfg->big_size / secs / 1048576.0
-                                  : (double) count / secs;
-    }
-    ret->cpu_srv = cpu[ROLE_SRV] * 1e6 / ops;
-    ret->cpu_cli = (cpu[ROLE_A] + cpu[ROLE_B]) * 1e6 / ops;
-    ret->ok = true;
     rc = 0;
 
 out:
@@ -597,16 +580,8 @@ int main(int argc, char **argv)
             for (int nd = 0; nd < (cfg.node ? 2 : 1); nd++) {
                 printf("#   %-14s %-8s %-5s", s_sc_name[sc], s_mode_name[m],
                        nd ? "node" : "relay");
-                for (int k = 0; k < cfg.rounds; k++) {
-                    const bench_result_t *x = &RES(sc, m, nd, k);
-                    if (!x->ok)
-                        printf("  (failed)");
-                    else if (sc == SC_RT)
-                        printf("  %.1f [%.1f] %.2f+%.2f", x->value, x->p99, x->cpu_srv,
-                               x->cpu_cli);
-                    else
-                        printf("  %.0f %.2f+%.2f", x->value, x->cpu_srv, x->cpu_cli);
-                }
+                for (int k = 0; k < cfg.rounds; k++)
+                    bench_print_round(&RES(sc, m, nd, k), sc == SC_RT, 0);
                 printf("\n");
             }
         }

@@ -990,3 +990,39 @@ void bench_print_footer(int failures)
     if (s_interrupted)
         printf("# interrupted\n");
 }
+
+int bench_run_result(bench_run_t *self, bool rt, long count, double bytes, double unit,
+                     bench_result_t *ret)
+{
+    double cpu[BENCH_ROLES];
+    if (bench_run_measure(self, cpu) < 0)
+        return -1;
+    double ops;
+    if (rt) {
+        ops = (double) (self->warm + self->rt);
+        bench_run_latency(self, &ret->value, &ret->p99);
+    } else {
+        double secs = self->sh->t_end - self->sh->t_start;
+        if (secs <= 0)
+            secs = 1e-9;
+        ops = (double) count;
+        ret->value = bytes > 0 ? (double) count * bytes / secs / unit : (double) count / secs;
+    }
+    double srv = 0;
+    for (int i = 0; i < self->role_a; i++)
+        srv += cpu[i];
+    ret->cpu_srv = srv * 1e6 / ops;
+    ret->cpu_cli = (cpu[self->role_a] + cpu[self->role_b]) * 1e6 / ops;
+    ret->ok = true;
+    return 0;
+}
+
+void bench_print_round(const bench_result_t *x, bool rt, int decimals)
+{
+    if (!x->ok)
+        printf("  (failed)");
+    else if (rt)
+        printf("  %.1f [%.1f] %.2f+%.2f", x->value, x->p99, x->cpu_srv, x->cpu_cli);
+    else
+        printf("  %.*f %.2f+%.2f", decimals, x->value, x->cpu_srv, x->cpu_cli);
+}

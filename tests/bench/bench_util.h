@@ -171,6 +171,16 @@ int bench_run_measure(bench_run_t *self, double ret_cpu[BENCH_ROLES]);
    the latencies. */
 void bench_run_latency(bench_run_t *self, double *ret_median_us, double *ret_p99_us);
 
+/* Once the run is done (bench_run_wait): measures the CPU of every process
+   and fills ret. A round trip (rt) yields the median and p99 latency in
+   us; otherwise count messages over the measured time give a rate
+   (bytes 0: messages/s) or a throughput (bytes per message, divided by
+   unit: 1e6 for MB/s, 1048576 for MiB/s). CPU is us per operation of the
+   servers (every role before client A) and of both clients. Returns 0 with
+   ret->ok set, or -1. */
+int bench_run_result(bench_run_t *self, bool rt, long count, double bytes, double unit,
+                     bench_result_t *ret);
+
 /* Milliseconds left until the deadline, at most cap, at least 0. */
 int bench_run_left_ms(const bench_run_t *self, int cap);
 
@@ -252,5 +262,9 @@ void bench_fmt_cpu(char *out, size_t len, double srv, double cli, bool servers);
 /* The last lines: CPU of all children over the whole run, aborted runs,
    interruption. */
 void bench_print_footer(int failures);
+
+/* Prints one round of a "# every round" line: "  value [p99] srv+cli" for
+   a round trip, else "  value srv+cli" with decimals; "  (failed)". */
+void bench_print_round(const bench_result_t *x, bool rt, int decimals);
 
 #endif
