@@ -346,7 +346,9 @@ static int s_dealer_open(peer_t *p)
        while it is away and all arrive when it returns, and data for it
        must fail, not wait. */
     zsock_set_immediate(p->dealer, 1);
-    zsock_set_ipv6(p->dealer, 1);
+    /* IPv6 for an IPv6 address only: a host name is dialled over IPv4,
+       else "localhost" would be ::1 and miss a peer bound to 127.0.0.1. */
+    zsock_set_ipv6(p->dealer, strchr(p->endpoint, '[') != NULL);
     /* CURVE: our key pair, and the key the node we dial must hold. */
     zcert_apply(self->cert, p->dealer);
     zsock_set_curve_serverkey_bin(p->dealer, p->key);
@@ -741,7 +743,10 @@ static int s_key_ask_start(peer_t *p)
     if (s_split(p->endpoint, host, sizeof host, port, sizeof port) < 0)
         return -EINVAL;
     p->kasked = loop_now(self->loop);
-    struct addrinfo hints = { .ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV }, *ai;
+    struct addrinfo hints = {
+        .ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV,
+        .ai_family = strchr(p->endpoint, '[') ? AF_INET6 : AF_INET,     /* as the DEALER */
+    }, *ai;
     int rc = getaddrinfo(host, port, &hints, &ai);
     if (rc != 0) {
         if (p->ktries++ % 30 == 0)
