@@ -29,7 +29,6 @@
 #include "mdns.h"
 #include "wire.h"
 
-#include <ctype.h>
 #include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -969,38 +968,24 @@ static void s_zap_drain(cluster_t *self)
 {
     void *zap = zsock_resolve(self->zap);
     for (int n = 0; n < 256; n++) {
+        /* version, request id, domain, address, routing id, mechanism, key;
+           a request of more parts is read whole and refused. */
         zmq_msg_t part[8];
         int nparts = 0, more = 1;
-        while (more) {
-            /* Parts past the eighth are read and dropped. */
-            zmq_msg_t extra, *m = nparts < 8 ? &part[nparts] : &extra;
-            zmq_msg_init(m);
-            if (zmq_msg_recv(m, zap, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(m);
-                if (nparts == 0)
-                    return;
+        while (more && nparts < 8) {
+            zmq_msg_init(&part[nparts]);
+            if (zmq_msg_recv(&part[nparts], zap, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&part[nparts]);
                 break;
             }
-            more = zmq_msg_more(m);
-            if (m == &extra) {
-                zmq_msg_close(m);
-                nparts = 9;     /* too many: refused */
-            } else
-                nparts++;
+            more = zmq_msg_more(&part[nparts++]);
         }
-        if (nparts > 8) {
-            for (int i = 0; i < 8; i++)
-                zmq_msg_close(&part[i]);
-            nparts = 0;
-            zmq_send(zap, "1.0", 3, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send(zap, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send(zap, "400", 3, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send(zap, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send(zap, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            zmq_send(zap, "", 0, ZMQ_DONTWAIT);
-            continue;
+        if (nparts == 0)
+            return;
+        for (zmq_msg_t extra; more; zmq_msg_close(&extra)) {
+            zmq_msg_init(&extra);
+            more = zmq_msg_recv(&extra, zap, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&extra);
         }
-        /* version, request id, domain, address, routing id, mechanism, key */
         const char *status = "400", *text = "malformed request";
         char uid[2 * PROTO_KEY_LEN + 1] = "";
         if (nparts == 7 && zmq_msg_size(&part[0]) == 3 && memcmp(zmq_msg_data(&part[0]), "1.0", 3) == 0 &&
@@ -1008,12 +993,7 @@ static void s_zap_drain(cluster_t *self)
             zmq_msg_size(&part[6]) == PROTO_KEY_LEN) {
             const uint8_t *key = zmq_msg_data(&part[6]);
             if (s_key_allowed(self, key)) {
-                static const char hex[] = "0123456789abcdef";
-                for (size_t i = 0; i < PROTO_KEY_LEN; i++) {
-                    uid[2 * i] = hex[key[i] >> 4];
-                    uid[2 * i + 1] = hex[key[i] & 15];
-                }
-                uid[2 * PROTO_KEY_LEN] = 0;
+                proto_hex(key, PROTO_KEY_LEN, uid);
                 status = "200";
                 text = "OK";
             } else {
@@ -1376,6 +1356,20 @@ static void s_on_credit(peer_t *p, const proto_msg_t *m)
         s_resume_waiters(p);
 }
 
+/* Takes seq if it follows the last one from p; otherwise p is lost (a
+   gap: something was dropped) and 0 is returned. */
+static int s_in_order(peer_t *p, uint32_t seq)
+{
+    if (seq != p->rx_seq + 1) {
+        char why[64];
+        snprintf(why, sizeof why, "sequence gap (%u after %u)", seq, p->rx_seq);
+        s_lost(p, why);
+        return 0;
+    }
+    p->rx_seq = seq;
+    return 1;
+}
+
 /* A BATCH: each item is a data message of its own, in seq order. */
 static void s_on_batch(peer_t *p, const proto_msg_t *batch)
 {
@@ -1391,13 +1385,8 @@ static void s_on_batch(peer_t *p, const proto_msg_t *batch)
             s_lost(p, "it sent a malformed message");
             return;
         }
-        if (m.seq != p->rx_seq + 1) {
-            char why[64];
-            snprintf(why, sizeof why, "sequence gap (%u after %u)", m.seq, p->rx_seq);
-            s_lost(p, why);
+        if (!s_in_order(p, m.seq))
             return;
-        }
-        p->rx_seq = m.seq;
         uint32_t epoch = p->epoch;
         s_on_data(p, &m, NULL, item, len);
         if (p->epoch != epoch)
@@ -1424,15 +1413,6 @@ static int s_from_owner(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
         self->last_spoof_log = now;
     }
     return 0;
-}
-
-static void s_hex_key(const char *hex, uint8_t *key)
-{
-    for (size_t i = 0; i < PROTO_KEY_LEN; i++) {
-        int hi = hex[2 * i] <= '9' ? hex[2 * i] - '0' : hex[2 * i] - 'a' + 10;
-        int lo = hex[2 * i + 1] <= '9' ? hex[2 * i + 1] - '0' : hex[2 * i + 1] - 'a' + 10;
-        key[i] = (uint8_t) (hi << 4 | lo);
-    }
 }
 
 static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
@@ -1474,8 +1454,8 @@ static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
             return;
         }
         uint8_t key[PROTO_KEY_LEN];
-        s_hex_key(zmq_msg_gets(body, "User-Id"), key);
-        s_on_hello(self, &m, addr, key);
+        if (proto_unhex(zmq_msg_gets(body, "User-Id"), PROTO_KEY_LEN, key) == 0)
+            s_on_hello(self, &m, addr, key);
         return;
     }
     if (!p || !p->got_hello)
@@ -1491,13 +1471,8 @@ static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
         s_on_batch(p, &m);
         return;
     }
-    if (m.seq != p->rx_seq + 1) {
-        char why[64];
-        snprintf(why, sizeof why, "sequence gap (%u after %u)", m.seq, p->rx_seq);
-        s_lost(p, why);
+    if (!s_in_order(p, m.seq))
         return;
-    }
-    p->rx_seq = m.seq;
     p->last_seen = loop_now(self->loop);
     switch (m.type) {
     case P_MSG:
@@ -2170,16 +2145,7 @@ int cluster_parse_peer(const char *spec, char *endpoint, size_t size, uint8_t *k
     size_t klen = strlen(k);
     if (klen == 40)
         return zmq_z85_decode(key, k) ? 0 : -EINVAL;
-    if (klen != 2 * PROTO_KEY_LEN)
-        return -EINVAL;
-    for (size_t i = 0; i < klen; i++)
-        if (!isxdigit((unsigned char) k[i]))
-            return -EINVAL;
-    char lower[2 * PROTO_KEY_LEN + 1];
-    for (size_t i = 0; i <= klen; i++)
-        lower[i] = (char) tolower((unsigned char) k[i]);
-    s_hex_key(lower, key);
-    return 0;
+    return klen == 2 * PROTO_KEY_LEN ? proto_unhex(k, PROTO_KEY_LEN, key) : -EINVAL;
 }
 
 cluster_t *cluster_new(loop_t *loop, server_t *server, const node_config_t *config)

@@ -53,14 +53,37 @@ int proto_check_id(const char *s, size_t len)
     return 0;
 }
 
-void proto_key_id(const uint8_t *key, char id[PROTO_ID_LEN + 1])
+void proto_hex(const uint8_t *bytes, size_t n, char *out)
 {
     static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < PROTO_ID_LEN / 2; i++) {
-        id[2 * i] = hex[key[i] >> 4];
-        id[2 * i + 1] = hex[key[i] & 15];
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[bytes[i] >> 4];
+        out[2 * i + 1] = hex[bytes[i] & 15];
     }
-    id[PROTO_ID_LEN] = 0;
+    out[2 * n] = 0;
+}
+
+static int s_nibble(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+int proto_unhex(const char *hex, size_t n, uint8_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        int hi = s_nibble(hex[2 * i]), lo = hi < 0 ? -1 : s_nibble(hex[2 * i + 1]);
+        if (lo < 0)
+            return -EINVAL;
+        out[i] = (uint8_t) (hi << 4 | lo);
+    }
+    return 0;
+}
+
+void proto_key_id(const uint8_t *key, char id[PROTO_ID_LEN + 1])
+{
+    proto_hex(key, PROTO_ID_LEN / 2, id);
 }
 
 /* A client's unique address ":N@node", as every message names its sender. */

@@ -138,6 +138,13 @@ static inline void proto_str(proto_buf_t *b, const char *s, size_t len)
 /* Checks an id: 32 lowercase hex digits. */
 int proto_check_id(const char *s, size_t len);
 
+/* n bytes as 2n lowercase hex digits and a NUL. */
+void proto_hex(const uint8_t *bytes, size_t n, char *out);
+
+/* 2n hex digits (either case) into n bytes. Returns 0, or -EINVAL at the
+   first byte that is not a hex digit (hex is read no further). */
+int proto_unhex(const char *hex, size_t n, uint8_t *out);
+
 /* The id of a public key: its first 16 bytes in lowercase hex. */
 void proto_key_id(const uint8_t *key, char id[PROTO_ID_LEN + 1]);
 
