@@ -43,11 +43,26 @@ static int s_is_number(const char *s)
     return 1;
 }
 
-/* Splits text into lines and fields (in place). Returns the rows. */
-static size_t s_split(char *text, char *fields[][8], size_t maxrows, size_t *ncols)
+/* A field as JSON: digits as a number, anything else as a string. */
+static void s_json_value(const char *s)
 {
-    size_t rows = 0;
-    *ncols = 0;
+    if (s_is_number(s))
+        fputs(s, stdout);
+    else
+        s_json_str(s, strlen(s));
+}
+
+/* Splits text into lines of up to 8 tab-separated fields (in place; ""
+   past a line's last field). Returns the rows, in *ret_fields (freed by
+   the caller; NULL and 0 when out of memory). */
+static size_t s_split(char *text, char *(**ret_fields)[8])
+{
+    size_t rows = 0, maxrows = 1;
+    for (const char *p = text; *p; p++)
+        maxrows += *p == '\n';
+    char *(*fields)[8] = *ret_fields = calloc(maxrows, sizeof *fields);
+    if (!fields)
+        return 0;
     for (char *line = text, *next; line && *line && rows < maxrows; line = next) {
         next = strchr(line, '\n');
         if (next)
@@ -61,8 +76,6 @@ static size_t s_split(char *text, char *fields[][8], size_t maxrows, size_t *nco
         }
         for (size_t i = col; i < 8; i++)
             fields[rows][i] = "";
-        if (col > *ncols)
-            *ncols = col;
         rows++;
     }
     return rows;
@@ -71,24 +84,17 @@ static size_t s_split(char *text, char *fields[][8], size_t maxrows, size_t *nco
 /* Prints a listing as a table or as a JSON array of objects. */
 static void s_print_table(char *text, const char *const *cols, size_t ncols, int json)
 {
-    size_t lines = 1;
-    for (const char *p = text; *p; p++)
-        lines += *p == '\n';
-    char *(*fields)[8] = calloc(lines, sizeof *fields);
+    char *(*fields)[8];
+    size_t rows = s_split(text, &fields);
     if (!fields)
         return;
-    size_t have;
-    size_t rows = s_split(text, fields, lines, &have);
     if (json) {
         putchar('[');
         for (size_t r = 0; r < rows; r++) {
             printf(r ? ",\n {" : "{");
             for (size_t c = 0; c < ncols; c++) {
                 printf(c ? ", \"%s\": " : "\"%s\": ", cols[c]);
-                if (s_is_number(fields[r][c]))
-                    fputs(fields[r][c], stdout);
-                else
-                    s_json_str(fields[r][c], strlen(fields[r][c]));
+                s_json_value(fields[r][c]);
             }
             putchar('}');
         }
@@ -118,14 +124,10 @@ static void s_print_table(char *text, const char *const *cols, size_t ncols, int
 /* Prints key/value lines as aligned text or as one JSON object. */
 static void s_print_stats(char *text, int json)
 {
-    size_t lines = 1;
-    for (const char *p = text; *p; p++)
-        lines += *p == '\n';
-    char *(*fields)[8] = calloc(lines, sizeof *fields);
+    char *(*fields)[8];
+    size_t rows = s_split(text, &fields);
     if (!fields)
         return;
-    size_t have;
-    size_t rows = s_split(text, fields, lines, &have);
     if (json)
         putchar('{');
     for (size_t r = 0; r < rows; r++) {
@@ -133,10 +135,7 @@ static void s_print_stats(char *text, int json)
             printf(r ? ", " : "");
             s_json_str(fields[r][0], strlen(fields[r][0]));
             printf(": ");
-            if (s_is_number(fields[r][1]))
-                fputs(fields[r][1], stdout);
-            else
-                s_json_str(fields[r][1], strlen(fields[r][1]));
+            s_json_value(fields[r][1]);
         } else
             printf("%-18s %s\n", fields[r][0], fields[r][1]);
     }
