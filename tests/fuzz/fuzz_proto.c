@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "proto.h"
+#include "proto_reencode.h"
 #include "wire.h"
 
 #define CHECK(cond)  do { if (!(cond)) abort (); } while (0)
@@ -109,83 +110,6 @@ static void s_list(const uint8_t *buf, size_t len, const proto_msg_t *m)
         }
     }
     CHECK(at == end);
-}
-
-/* Encodes the decoded fields again, as docs/protocol-node.md section 6
-   lays them out. */
-static void s_encode(proto_buf_t *b, const proto_msg_t *m)
-{
-    proto_begin(b, m->type, m->flags, m->seq);
-    switch (m->type) {
-    case P_HELLO:
-    case P_HELLO_ACK:
-        proto_str(b, m->id, m->idlen);
-        proto_str(b, m->name, m->namelen);
-        if (m->type == P_HELLO) {
-            proto_str(b, m->cluster, m->clusterlen);
-            proto_u16(b, m->port);
-        }
-        proto_u64(b, m->incarnation);
-        if (m->type == P_HELLO)
-            proto_u32(b, m->heartbeat);
-        break;
-    case P_NAMES_ADD: case P_NAMES_DEL: case P_SUBS_ADD: case P_SUBS_DEL: case P_PEERS:
-        proto_u16(b, m->count);
-        proto_bytes(b, m->list, m->listlen);
-        break;
-    case P_MSG:
-        proto_u8(b, m->kind);
-        proto_u32(b, m->cseq);
-        proto_u32(b, m->timeout);
-        proto_str(b, m->from, m->fromlen);
-        proto_str(b, m->to, m->tolen);
-        proto_bytes(b, m->data, m->size);
-        break;
-    case P_REPLY:
-        proto_u32(b, m->cseq);
-        proto_str(b, m->to, m->tolen);
-        proto_str(b, m->from, m->fromlen);
-        proto_bytes(b, m->data, m->size);
-        break;
-    case P_PUB:
-        proto_u32(b, m->cseq);
-        proto_str(b, m->to, m->tolen);
-        proto_str(b, m->from, m->fromlen);
-        proto_bytes(b, m->data, m->size);
-        break;
-    case P_ACK:
-        proto_u32(b, m->cseq);
-        proto_str(b, m->to, m->tolen);
-        break;
-    case P_FAIL:
-        proto_u32(b, m->error);
-        proto_u32(b, m->cseq);
-        proto_u8(b, m->kind);
-        proto_str(b, m->to, m->tolen);
-        proto_str(b, m->name, m->namelen);
-        proto_str(b, m->text, m->textlen);
-        break;
-    case P_PING:
-    case P_PONG:
-        proto_u64(b, m->stamp);
-        break;
-    case P_BYE:
-        break;
-    case P_CREDIT:
-        proto_u32(b, m->ack);
-        proto_u32(b, m->credit);
-        break;
-    case P_BATCH:
-        proto_u16(b, m->count);
-        proto_bytes(b, m->list, m->listlen);
-        break;
-    case P_KEY:
-        proto_u64(b, m->stamp);
-        proto_bytes(b, m->key, PROTO_KEY_LEN);
-        break;
-    default:
-        abort();        /* an unknown type decoded */
-    }
 }
 
 static void s_check(const uint8_t *data, size_t size, int in_batch);
@@ -316,7 +240,8 @@ static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
     (void) sum;
 
     proto_buf_t b = { 0 };
-    s_encode(&b, m);
+    if (proto_reencode(&b, m) < 0)
+        abort();        /* an unknown type decoded */
     CHECK(!b.failed && b.len == len && memcmp(b.data, buf, len) == 0);
     proto_free(&b);
 }

@@ -73,7 +73,7 @@ fuzz() {
 
     # From here on, a build failure is our code's fault: a hard error.
     "$CLANG" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-        -D_GNU_SOURCE -I "$top/libnet" -I "$top/node" \
+        -D_GNU_SOURCE -I "$top/libnet" -I "$top/node" -I "$top/tests/node" \
         "$top/tests/fuzz/fuzz_$name.c" "$@" \
         -o "$dir/fuzz_$name" || return 99
 
@@ -111,7 +111,8 @@ status=0
 for t in $targets; do
     case $t in
         wire)  fuzz wire "$top/libnet/wire.c" ;;
-        proto) fuzz proto "$top/node/proto.c" "$top/libnet/wire.c" ;;
+        proto) fuzz proto "$top/node/proto.c" "$top/libnet/wire.c" \
+                   "$top/tests/node/proto_reencode.c" ;;
         *)     echo "run.sh: unknown fuzz target '$t'" >&2; exit 99 ;;
     esac
     rc=$?
