@@ -1,10 +1,13 @@
-/*  proto.c: the node-to-node codec. A read cursor checks every field
-    against the end of the frame; a frame with bytes left over is bad. */
+/*  proto.c: the node-to-node codec: decode and encode of every message,
+    from one table of each message's fields. A read cursor checks every
+    field against the end of the frame; a frame with bytes left over is
+    bad. */
 
 #include "proto.h"
 #include "wire.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,6 +153,168 @@ static int s_list(cur_t *c, proto_msg_t *m, int peers, int patterns)
     return 0;
 }
 
+/* Each message's fields in order, as one table that the decoder and the
+   encoder both walk: a message is declared once. */
+enum {
+    F_END, F_ID, F_NAME, F_CLUSTER, F_PORT, F_INCARNATION, F_HEARTBEAT, F_LIST, F_KIND,
+    F_CSEQ, F_TIMEOUT, F_FROM, F_TO, F_PAYLOAD, F_ERROR, F_TEXT, F_STAMP, F_ACK, F_CREDIT,
+    F_BATCH, F_KEY,
+};
+
+#define P_TYPES (P_KEY + 1)
+
+static const uint8_t s_layout[P_TYPES][7] = {
+    [P_HELLO]     = { F_ID, F_NAME, F_CLUSTER, F_PORT, F_INCARNATION, F_HEARTBEAT },
+    [P_HELLO_ACK] = { F_ID, F_NAME, F_INCARNATION },
+    [P_NAMES_ADD] = { F_LIST },
+    [P_NAMES_DEL] = { F_LIST },
+    [P_SUBS_ADD]  = { F_LIST },
+    [P_SUBS_DEL]  = { F_LIST },
+    [P_PEERS]     = { F_LIST },
+    [P_MSG]       = { F_KIND, F_CSEQ, F_TIMEOUT, F_FROM, F_TO, F_PAYLOAD },
+    [P_REPLY]     = { F_CSEQ, F_TO, F_FROM, F_PAYLOAD },
+    [P_PUB]       = { F_CSEQ, F_TO, F_FROM, F_PAYLOAD },
+    [P_ACK]       = { F_CSEQ, F_TO },
+    [P_FAIL]      = { F_ERROR, F_CSEQ, F_KIND, F_TO, F_NAME, F_TEXT },
+    [P_PING]      = { F_STAMP },
+    [P_PONG]      = { F_STAMP },
+    [P_BYE]       = { F_END },
+    [P_CREDIT]    = { F_ACK, F_CREDIT },
+    [P_BATCH]     = { F_BATCH },
+    [P_KEY]       = { F_STAMP, F_KEY },
+};
+
+/* Where each field lives in proto_msg_t: an integer of width bytes, or
+   (width 0) a str8 with its length at lenoff. */
+static const struct {
+    uint8_t width;
+    uint16_t off, lenoff;
+} s_field[] = {
+#define STR(f) { 0, offsetof(proto_msg_t, f), offsetof(proto_msg_t, f##len) }
+#define INT(f) { sizeof ((proto_msg_t *) 0)->f, offsetof(proto_msg_t, f), 0 }
+    [F_ID] = STR(id), [F_NAME] = STR(name), [F_CLUSTER] = STR(cluster),
+    [F_FROM] = STR(from), [F_TO] = STR(to), [F_TEXT] = STR(text),
+    [F_PORT] = INT(port), [F_INCARNATION] = INT(incarnation), [F_HEARTBEAT] = INT(heartbeat),
+    [F_KIND] = INT(kind), [F_CSEQ] = INT(cseq), [F_TIMEOUT] = INT(timeout),
+    [F_ERROR] = INT(error), [F_STAMP] = INT(stamp), [F_ACK] = INT(ack), [F_CREDIT] = INT(credit),
+#undef STR
+#undef INT
+};
+
+static void s_set_int(proto_msg_t *m, size_t off, size_t width, uint64_t v)
+{
+    uint8_t *at = (uint8_t *) m + off;
+    switch (width) {
+    case 1: *at = (uint8_t) v; break;
+    case 2: { uint16_t x = (uint16_t) v; memcpy(at, &x, 2); break; }
+    case 4: { uint32_t x = (uint32_t) v; memcpy(at, &x, 4); break; }
+    default: memcpy(at, &v, 8); break;
+    }
+}
+
+static uint64_t s_get_int(const proto_msg_t *m, size_t off, size_t width)
+{
+    const uint8_t *at = (const uint8_t *) m + off;
+    switch (width) {
+    case 1: return *at;
+    case 2: { uint16_t x; memcpy(&x, at, 2); return x; }
+    case 4: { uint32_t x; memcpy(&x, at, 4); return x; }
+    default: { uint64_t x; memcpy(&x, at, 8); return x; }
+    }
+}
+
+/* A BATCH's framing: each item a whole data message (decoded on its own). */
+static int s_batch(cur_t *c, proto_msg_t *m)
+{
+    m->count = (uint16_t) s_uint(c, 2);
+    m->list = c->p;
+    if (c->bad || m->count < 2 || c->left > PROTO_BATCH_MAX)
+        return -EBADMSG;
+    for (unsigned i = 0; i < m->count; i++) {
+        size_t n = (size_t) s_uint(c, 4);
+        if (c->bad || n < PROTO_HEAD || n > c->left || c->p[0] != PROTO_SIG ||
+            (c->p[2] != P_MSG && c->p[2] != P_REPLY && c->p[2] != P_PUB))
+            return -EBADMSG;
+        c->p += n;
+        c->left -= n;
+    }
+    m->listlen = (size_t) (c->p - m->list);
+    return 0;
+}
+
+/* The fields of m's type, read in order; the rest of the frame for a
+   payload. Returns 0 or -EBADMSG. */
+static int s_read_fields(cur_t *c, proto_msg_t *m)
+{
+    for (const uint8_t *f = s_layout[m->type]; *f != F_END && f < s_layout[m->type] + 7; f++) {
+        int rc = 0;
+        switch (*f) {
+        case F_LIST:
+            rc = s_list(c, m, m->type == P_PEERS, m->type == P_SUBS_ADD || m->type == P_SUBS_DEL);
+            break;
+        case F_BATCH:
+            rc = s_batch(c, m);
+            break;
+        case F_PAYLOAD:
+            m->data = c->p;
+            m->size = c->left;
+            c->left = 0;
+            break;
+        case F_KEY:
+            m->key = c->p;
+            if (c->left != PROTO_KEY_LEN)
+                rc = -EBADMSG;
+            c->left = 0;
+            break;
+        default:
+            if (s_field[*f].width) {
+                s_set_int(m, s_field[*f].off, s_field[*f].width, s_uint(c, s_field[*f].width));
+            } else {
+                size_t len;
+                const char *s = s_str(c, &len);
+                memcpy((uint8_t *) m + s_field[*f].off, &s, sizeof s);
+                memcpy((uint8_t *) m + s_field[*f].lenoff, &len, sizeof len);
+            }
+        }
+        if (rc < 0 || c->bad)
+            return -EBADMSG;
+    }
+    return 0;
+}
+
+/* The rules of each type beyond its framing. */
+static int s_check(const proto_msg_t *m)
+{
+    switch (m->type) {
+    case P_HELLO:
+        if (wire_check_name(m->cluster, m->clusterlen) < 0 || m->port == 0 || m->heartbeat == 0)
+            return -EBADMSG;
+        /* fall through */
+    case P_HELLO_ACK:
+        return proto_check_id(m->id, m->idlen) < 0 || wire_check_name(m->name, m->namelen) < 0
+            ? -EBADMSG : 0;
+    case P_MSG:
+        return s_check_address(m->from, m->fromlen) < 0 || s_check_dest(m->to, m->tolen) < 0 ||
+               (m->kind != P_KIND_SEND && m->kind != P_KIND_REQUEST) ? -EBADMSG : 0;
+    case P_REPLY:
+        return s_check_address(m->to, m->tolen) < 0 || s_check_address(m->from, m->fromlen) < 0
+            ? -EBADMSG : 0;
+    case P_PUB:
+        return wire_check_name(m->to, m->tolen) < 0 || s_check_address(m->from, m->fromlen) < 0
+            ? -EBADMSG : 0;
+    case P_ACK:
+        return s_check_address(m->to, m->tolen) < 0 ? -EBADMSG : 0;
+    case P_FAIL:
+        /* to is empty only in the refusal of a HELLO: another protocol
+           version (EPROTO) or another cluster (EACCES). */
+        return m->error == 0 || m->error >= 4096 ||
+               (m->tolen > 0 ? s_check_address(m->to, m->tolen) < 0
+                             : m->error != EPROTO && m->error != EACCES) ? -EBADMSG : 0;
+    default:
+        return 0;
+    }
+}
+
 int proto_decode(const uint8_t *buf, size_t len, proto_msg_t *ret)
 {
     if (len < PROTO_HEAD || buf[0] != PROTO_SIG)
@@ -164,132 +329,154 @@ int proto_decode(const uint8_t *buf, size_t len, proto_msg_t *ret)
         *ret = m;
         return -EPROTO;
     }
-    cur_t c = { buf + PROTO_HEAD, len - PROTO_HEAD, 0 };
-    int rc = 0;
-    switch (m.type) {
-    case P_HELLO:
-    case P_HELLO_ACK:
-        m.id = s_str(&c, &m.idlen);
-        m.name = s_str(&c, &m.namelen);
-        if (m.type == P_HELLO) {
-            m.cluster = s_str(&c, &m.clusterlen);
-            m.port = (uint16_t) s_uint(&c, 2);
-        }
-        m.incarnation = s_uint(&c, 8);
-        if (m.type == P_HELLO)
-            m.heartbeat = (uint32_t) s_uint(&c, 4);
-        if (!c.bad && (proto_check_id(m.id, m.idlen) < 0 || wire_check_name(m.name, m.namelen) < 0 ||
-                       (m.type == P_HELLO && (wire_check_name(m.cluster, m.clusterlen) < 0 ||
-                                              m.port == 0 || m.heartbeat == 0))))
-            rc = -EBADMSG;
-        break;
-    case P_NAMES_ADD:
-    case P_NAMES_DEL:
-        rc = s_list(&c, &m, 0, 0);
-        break;
-    case P_SUBS_ADD:
-    case P_SUBS_DEL:
-        rc = s_list(&c, &m, 0, 1);
-        break;
-    case P_PEERS:
-        rc = s_list(&c, &m, 1, 0);
-        break;
-    case P_MSG:
-        m.kind = (uint8_t) s_uint(&c, 1);
-        m.cseq = (uint32_t) s_uint(&c, 4);
-        m.timeout = (uint32_t) s_uint(&c, 4);
-        m.from = s_str(&c, &m.fromlen);
-        m.to = s_str(&c, &m.tolen);
-        if (!c.bad && (s_check_address(m.from, m.fromlen) < 0 || s_check_dest(m.to, m.tolen) < 0 ||
-                       (m.kind != P_KIND_SEND && m.kind != P_KIND_REQUEST)))
-            rc = -EBADMSG;
-        m.data = c.p;
-        m.size = c.left;
-        c.left = 0;
-        break;
-    case P_REPLY:
-        m.cseq = (uint32_t) s_uint(&c, 4);
-        m.to = s_str(&c, &m.tolen);
-        m.from = s_str(&c, &m.fromlen);
-        if (!c.bad && (s_check_address(m.to, m.tolen) < 0 || s_check_address(m.from, m.fromlen) < 0))
-            rc = -EBADMSG;
-        m.data = c.p;
-        m.size = c.left;
-        c.left = 0;
-        break;
-    case P_PUB:
-        m.cseq = (uint32_t) s_uint(&c, 4);
-        m.to = s_str(&c, &m.tolen);
-        m.from = s_str(&c, &m.fromlen);
-        if (!c.bad && (wire_check_name(m.to, m.tolen) < 0 || s_check_address(m.from, m.fromlen) < 0))
-            rc = -EBADMSG;
-        m.data = c.p;
-        m.size = c.left;
-        c.left = 0;
-        break;
-    case P_ACK:
-        m.cseq = (uint32_t) s_uint(&c, 4);
-        m.to = s_str(&c, &m.tolen);
-        if (!c.bad && s_check_address(m.to, m.tolen) < 0)
-            rc = -EBADMSG;
-        break;
-    case P_FAIL:
-        m.error = (uint32_t) s_uint(&c, 4);
-        m.cseq = (uint32_t) s_uint(&c, 4);
-        m.kind = (uint8_t) s_uint(&c, 1);
-        m.to = s_str(&c, &m.tolen);
-        m.name = s_str(&c, &m.namelen);
-        m.text = s_str(&c, &m.textlen);
-        /* to is empty only in the refusal of a HELLO: another protocol
-           version (EPROTO) or another cluster (EACCES). */
-        if (!c.bad && (m.error == 0 || m.error >= 4096 ||
-                       (m.tolen > 0 ? s_check_address(m.to, m.tolen) < 0
-                                    : m.error != EPROTO && m.error != EACCES)))
-            rc = -EBADMSG;
-        break;
-    case P_PING:
-    case P_PONG:
-        m.stamp = s_uint(&c, 8);
-        break;
-    case P_BYE:
-        break;
-    case P_CREDIT:
-        m.ack = (uint32_t) s_uint(&c, 4);
-        m.credit = (uint32_t) s_uint(&c, 4);
-        break;
-    case P_BATCH:
-        /* Only the framing is checked here: each item is a whole message,
-           decoded (and checked) on its own. */
-        m.count = (uint16_t) s_uint(&c, 2);
-        m.list = c.p;
-        if (!c.bad && (m.count < 2 || c.left > PROTO_BATCH_MAX))
-            rc = -EBADMSG;
-        for (unsigned i = 0; rc == 0 && !c.bad && i < m.count; i++) {
-            size_t n = (size_t) s_uint(&c, 4);
-            if (c.bad || n < PROTO_HEAD || n > c.left || c.p[0] != PROTO_SIG ||
-                (c.p[2] != P_MSG && c.p[2] != P_REPLY && c.p[2] != P_PUB))
-                rc = -EBADMSG;
-            else {
-                c.p += n;
-                c.left -= n;
-            }
-        }
-        m.listlen = (size_t) (c.p - m.list);
-        break;
-    case P_KEY:
-        m.stamp = s_uint(&c, 8);
-        m.key = c.p;
-        if (c.bad || c.left != PROTO_KEY_LEN)
-            rc = -EBADMSG;
-        c.left = 0;
-        break;
-    default:
+    if (m.type == 0 || m.type >= P_TYPES)
         return -EBADMSG;
-    }
-    if (rc < 0 || c.bad || c.left != 0)
+    cur_t c = { buf + PROTO_HEAD, len - PROTO_HEAD, 0 };
+    if (s_read_fields(&c, &m) < 0 || c.left != 0 || s_check(&m) < 0)
         return -EBADMSG;
     *ret = m;
     return 0;
+}
+
+void proto_append(proto_buf_t *b, const proto_msg_t *m)
+{
+    proto_put(b, PROTO_SIG, 1);
+    proto_put(b, PROTO_VERSION, 1);
+    proto_put(b, m->type, 1);
+    proto_put(b, m->flags, 1);
+    proto_put(b, m->seq, 4);
+    if (m->type == 0 || m->type >= P_TYPES) {
+        b->failed = 1;
+        return;
+    }
+    for (const uint8_t *f = s_layout[m->type]; *f != F_END && f < s_layout[m->type] + 7; f++) {
+        switch (*f) {
+        case F_LIST:
+        case F_BATCH:
+            proto_u16(b, m->count);
+            proto_bytes(b, m->list, m->listlen);
+            break;
+        case F_PAYLOAD:
+            proto_bytes(b, m->data, m->size);
+            break;
+        case F_KEY: {
+            static const uint8_t zero[PROTO_KEY_LEN];
+            proto_bytes(b, m->key ? m->key : zero, PROTO_KEY_LEN);
+            break;
+        }
+        default:
+            if (s_field[*f].width) {
+                proto_put(b, s_get_int(m, s_field[*f].off, s_field[*f].width), s_field[*f].width);
+            } else {
+                const char *s;
+                size_t slen;
+                memcpy(&s, (const uint8_t *) m + s_field[*f].off, sizeof s);
+                memcpy(&slen, (const uint8_t *) m + s_field[*f].lenoff, sizeof slen);
+                proto_str(b, s ? s : "", s ? slen : 0);
+            }
+        }
+    }
+}
+
+size_t proto_size(const proto_msg_t *m)
+{
+    if (m->type == 0 || m->type >= P_TYPES)
+        return 0;
+    size_t n = PROTO_HEAD;
+    for (const uint8_t *f = s_layout[m->type]; *f != F_END && f < s_layout[m->type] + 7; f++)
+        switch (*f) {
+        case F_LIST:
+        case F_BATCH:
+            n += 2 + m->listlen;
+            break;
+        case F_PAYLOAD:
+            n += m->size;
+            break;
+        case F_KEY:
+            n += PROTO_KEY_LEN;
+            break;
+        default:
+            if (s_field[*f].width)
+                n += s_field[*f].width;
+            else {
+                size_t slen;
+                memcpy(&slen, (const uint8_t *) m + s_field[*f].lenoff, sizeof slen);
+                n += 1 + slen;
+            }
+        }
+    return n;
+}
+
+void proto_encode(proto_buf_t *b, const proto_msg_t *m)
+{
+    b->len = 0;
+    b->failed = 0;
+    proto_append(b, m);
+}
+
+void proto_list_begin(proto_buf_t *b, uint8_t type)
+{
+    proto_begin(b, type, 0, 0);
+    proto_u16(b, 0);
+}
+
+static void s_list_counted(proto_buf_t *b)
+{
+    if (b->failed || b->len < PROTO_HEAD + 2)
+        return;
+    unsigned n = proto_list_count(b) + 1;
+    b->data[PROTO_HEAD] = (uint8_t) (n >> 8);
+    b->data[PROTO_HEAD + 1] = (uint8_t) n;
+}
+
+void proto_list_add(proto_buf_t *b, const char *s, size_t len)
+{
+    proto_str(b, s, len);
+    s_list_counted(b);
+}
+
+void proto_list_add_peer(proto_buf_t *b, const char *id, const char *name,
+                         const char *endpoint, const uint8_t key[PROTO_KEY_LEN])
+{
+    proto_str(b, id, PROTO_ID_LEN);
+    proto_str(b, name, strlen(name));
+    proto_str(b, endpoint, strlen(endpoint));
+    proto_str(b, (const char *) key, PROTO_KEY_LEN);
+    s_list_counted(b);
+}
+
+unsigned proto_list_count(const proto_buf_t *b)
+{
+    return b->len >= PROTO_HEAD + 2
+        ? (unsigned) b->data[PROTO_HEAD] << 8 | b->data[PROTO_HEAD + 1] : 0;
+}
+
+void proto_batch_begin(proto_buf_t *b)
+{
+    proto_list_begin(b, P_BATCH);
+}
+
+void proto_batch_add(proto_buf_t *b, const proto_msg_t *item)
+{
+    /* The item's length is known once it is written. */
+    size_t at = b->len;
+    proto_u32(b, 0);
+    proto_append(b, item);
+    if (!b->failed) {
+        uint32_t n = (uint32_t) (b->len - at - 4);
+        b->data[at] = (uint8_t) (n >> 24);
+        b->data[at + 1] = (uint8_t) (n >> 16);
+        b->data[at + 2] = (uint8_t) (n >> 8);
+        b->data[at + 3] = (uint8_t) n;
+    }
+}
+
+void proto_batch_end(proto_buf_t *b, unsigned count)
+{
+    if (b->failed || b->len < PROTO_HEAD + 2)
+        return;
+    b->data[PROTO_HEAD] = (uint8_t) (count >> 8);
+    b->data[PROTO_HEAD + 1] = (uint8_t) count;
 }
 
 void proto_batch_next(const uint8_t **at, const uint8_t **item, size_t *len)

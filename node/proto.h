@@ -135,6 +135,44 @@ static inline void proto_str(proto_buf_t *b, const char *s, size_t len)
     proto_bytes(b, s, len);
 }
 
+/* Encodes m into b, emptied first: its type, flags and seq, then the
+   fields of its type as proto_decode fills them (the payload from data and
+   size; a list or BATCH from count, list and listlen; KEY's key, zeros
+   when NULL). Whether the fields obey their rules is not checked. */
+void proto_encode(proto_buf_t *b, const proto_msg_t *m);
+
+/* The same, appended to what b holds (an item of a BATCH). */
+void proto_append(proto_buf_t *b, const proto_msg_t *m);
+
+/* How many bytes proto_encode would write for m (0 for an unknown type). */
+size_t proto_size(const proto_msg_t *m);
+
+/* A list message (NAMES_*, SUBS_*, PEERS) built item by item: begin, add
+   at most PROTO_LIST_MAX items, send if the count is not 0. */
+void proto_list_begin(proto_buf_t *b, uint8_t type);
+void proto_list_add(proto_buf_t *b, const char *s, size_t len);
+void proto_list_add_peer(proto_buf_t *b, const char *id, const char *name,
+                         const char *endpoint, const uint8_t key[PROTO_KEY_LEN]);
+unsigned proto_list_count(const proto_buf_t *b);
+
+/* A BATCH built item by item (each a MSG, REPLY or PUB with its own seq):
+   begin, append items with proto_batch_add, and before sending set the
+   count with proto_batch_end. */
+void proto_batch_begin(proto_buf_t *b);
+void proto_batch_add(proto_buf_t *b, const proto_msg_t *item);
+void proto_batch_end(proto_buf_t *b, unsigned count);
+
+/* The seq field of an encoded message, set after encoding. */
+static inline void proto_set_seq(proto_buf_t *b, uint32_t seq)
+{
+    if (b->len >= PROTO_HEAD) {
+        b->data[4] = (uint8_t) (seq >> 24);
+        b->data[5] = (uint8_t) (seq >> 16);
+        b->data[6] = (uint8_t) (seq >> 8);
+        b->data[7] = (uint8_t) seq;
+    }
+}
+
 /* Checks an id: 32 lowercase hex digits. */
 int proto_check_id(const char *s, size_t len);
 

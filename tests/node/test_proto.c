@@ -24,7 +24,6 @@
 #include <unistd.h>
 
 #include "proto.h"
-#include "proto_reencode.h"
 #include "wire.h"
 
 #define ID_A "5f0c3e9a7b214d68a1e2c3b4d5f60718"     /* alpha, as in the spec */
@@ -586,9 +585,11 @@ static void s_assert_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
         assert_ptr_equal(m->data + m->size, end);
     }
 
+    /* The codec's own encoder writes the very same bytes, and knows their
+       size before it writes them. */
     proto_buf_t b = { 0 };
-    if (proto_reencode(&b, m) < 0)
-        fail_msg("decoded an unknown type 0x%02x", m->type);
+    assert_int_equal(proto_size(m), len);
+    proto_encode(&b, m);
     assert_false(b.failed);
     assert_int_equal(b.len, len);
     assert_memory_equal(b.data, buf, len);
