@@ -1,8 +1,9 @@
-/*  node.h: what the daemon is told at start. */
+/*  node.h: what the daemon is told at start, and what it counts. */
 #ifndef IPCNET_NODE_H
 #define IPCNET_NODE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define NODE_NAME_MAX 200   /* leaves room for ":<client id>@" in 255 */
 
@@ -36,5 +37,11 @@ typedef struct {
 #define NODE_DEFAULT_CLUSTER       "ipcnet"
 #define NODE_DEFAULT_HEARTBEAT     500
 #define NODE_DEFAULT_WINDOW        (16u << 20)
+
+/* The counters of --stats, kept by the modules that see each event. */
+typedef struct {
+    uint64_t frames_in, frames_out, bytes_in, bytes_out;
+    uint64_t delivered, errors, paused, dropped_clients, violations;
+} node_stats_t;
 
 #endif

@@ -1,0 +1,352 @@
+/*  client.c: one client's queue of frames towards it: writev, room,
+    pausing its senders, and doom. */
+
+#include "client.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define TX_SIZE     (64 * 1024)     /* a block of a client's queue */
+#define MAX_IOV     64
+
+typedef struct {
+    buf_t *buf;
+    size_t off, len;
+} chunk_t;
+
+/* A peer's message queued here, acknowledged once written up to end. */
+typedef struct {
+    client_origin_t from;
+    uint64_t end;               /* bytes_in once it was queued */
+} delivery_t;
+
+void clients_init(clients_t *self, loop_t *loop, const node_config_t *cfg, node_stats_t *stats)
+{
+    *self = (clients_t) { .loop = loop, .cfg = cfg, .stats = stats, .gen = 1 };
+}
+
+void clients_fini(clients_t *self)
+{
+    for (size_t i = 0; i < self->runnable_peers.size; i++)
+        peer_unref((peer_t **) &self->runnable_peers.items[i]);
+    vec_free(&self->runnable);
+    vec_free(&self->dirty);
+    vec_free(&self->doomed);
+    vec_free(&self->graveyard);
+    vec_free(&self->runnable_peers);
+}
+
+client_t *client_new(clients_t *clients, int fd, uint64_t id)
+{
+    client_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->clients = clients;
+    c->fd = fd;
+    c->id = id;
+    strcpy(c->label, "-");
+    return c;
+}
+
+void client_free(client_t *c)
+{
+    while (c->chunks.count > 0) {
+        buf_unref(&RING_AT(&c->chunks, chunk_t, 0).buf);
+        ring_pop(&c->chunks);
+    }
+    ring_free(&c->chunks);
+    client_release_all(c);
+    ring_free(&c->deliveries);
+    for (size_t i = 0; i < c->parked_peers.size; i++)
+        peer_unref((peer_t **) &c->parked_peers.items[i]);
+    buf_unref(&c->tail);
+    buf_unref(&c->rx);
+    vec_free(&c->waiters);
+    vec_free(&c->parked_peers);
+    vec_free(&c->names);
+    vec_free(&c->subs);
+    vec_free(&c->watches);
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c);
+}
+
+static void s_mark_dirty(client_t *c)
+{
+    if (!c->dirty && vec_push(&c->clients->dirty, c) == 0)
+        c->dirty = 1;
+}
+
+static int s_push_chunk(client_t *c, buf_t *buf, size_t off, size_t len)
+{
+    chunk_t *k = ring_push(&c->chunks, sizeof *k, 16);
+    if (!k)
+        return -ENOMEM;
+    *k = (chunk_t) { buf_ref(buf), off, len };
+    c->queued += len;
+    return 0;
+}
+
+/* Makes room for len bytes at the end of the queue and counts them as
+   queued. Returns where to write them, or NULL when out of memory. */
+static uint8_t *s_queue_reserve(client_t *c, size_t len)
+{
+    if (!c->tail || c->tail->cap - c->tail_used < len) {
+        buf_unref(&c->tail);
+        c->tail = buf_new(len > TX_SIZE ? len : TX_SIZE);
+        c->tail_used = 0;
+        if (!c->tail)
+            return NULL;
+    }
+    chunk_t *last = c->chunks.count ? &RING_AT(&c->chunks, chunk_t, c->chunks.count - 1) : NULL;
+    if (last && last->buf == c->tail && last->off + last->len == c->tail_used) {
+        last->len += len;
+        c->queued += len;
+    } else if (s_push_chunk(c, c->tail, c->tail_used, len) < 0)
+        return NULL;
+    uint8_t *at = c->tail->data + c->tail_used;
+    c->tail_used += len;
+    return at;
+}
+
+int client_queue_frame(client_t *c, const uint8_t *head, size_t hlen, buf_t *pbuf,
+                       const uint8_t *payload, size_t size, const client_origin_t *from)
+{
+    int rc = 0;
+    if (pbuf && size >= CLIENT_BY_REF) {
+        uint8_t *at = s_queue_reserve(c, hlen);
+        if (at)
+            memcpy(at, head, hlen);
+        rc = at ? s_push_chunk(c, pbuf, (size_t) (payload - pbuf->data), size) : -ENOMEM;
+    } else {
+        /* Head and payload in one piece, as most frames are small. */
+        uint8_t *at = s_queue_reserve(c, hlen + size);
+        if (at) {
+            memcpy(at, head, hlen);
+            if (size)
+                memcpy(at + hlen, payload, size);
+        } else
+            rc = -ENOMEM;
+    }
+    if (rc < 0) {
+        zsys_error("client %s: out of memory queueing a frame; disconnecting", c->address);
+        c->doomed = 1;
+    }
+    c->bytes_in += hlen + size;
+    if (rc == 0 && from) {
+        /* A peer's message: acknowledged once written to c's socket. */
+        delivery_t *d = ring_push(&c->deliveries, sizeof *d, 16);
+        if (d) {
+            *d = (delivery_t) { *from, c->bytes_in };
+            peer_ref(from->peer);
+            peer_hold(from->peer, from->epoch, from->seq);
+        }
+    }
+    c->clients->stats->frames_out++;
+    s_mark_dirty(c);
+    return rc;
+}
+
+/* Peers' messages whose last byte has left (or, with all, everything: c
+   is going) are delivered as far as this node can tell. */
+static void s_delivered(client_t *c, int all)
+{
+    while (c->deliveries.count > 0) {
+        delivery_t *d = &RING_AT(&c->deliveries, delivery_t, 0);
+        if (!all && d->end > c->bytes_out)
+            break;
+        client_origin_t from = d->from;
+        ring_pop(&c->deliveries);
+        peer_release(from.peer, from.epoch, from.seq);
+        peer_unref(&from.peer);
+    }
+}
+
+void client_release_all(client_t *c)
+{
+    s_delivered(c, 1);
+}
+
+int client_has_room(const client_t *c, size_t len)
+{
+    return c->queued == 0 || c->queued + len <= c->clients->cfg->queue_limit;
+}
+
+void client_send_control(client_t *c, uint8_t type, uint16_t flags, uint32_t seq,
+                         uint32_t aux, const char *s1, size_t l1,
+                         const char *s2, size_t l2, const void *data, size_t size)
+{
+    if (c->doomed)
+        return;
+    uint8_t head[WIRE_HEAD_MAX];
+    size_t hlen = wire_encode(head, type, flags, seq, aux, s1, l1, s2, l2, size);
+    client_queue_frame(c, head, hlen, NULL, data, size, NULL);
+    const node_config_t *cfg = c->clients->cfg;
+    if (c->queued > 2 * cfg->queue_limit + cfg->max_message)
+        client_doom(c, "does not read its messages (queue over the hard limit)");
+}
+
+void client_send_error(client_t *c, const wire_frame_t *f, int err, const char *name,
+                       size_t nlen, const char *text)
+{
+    c->clients->stats->errors++;
+    client_send_control(c, WIRE_ERROR, f->type, f->seq, (uint32_t) err, name, nlen,
+                        text, text ? strlen(text) : 0, NULL, 0);
+}
+
+void client_send_ok(client_t *c, const wire_frame_t *f, const void *data, size_t size)
+{
+    client_send_control(c, WIRE_OK, 0, f->seq, 0, NULL, 0, NULL, 0, data, size);
+}
+
+void client_update_events(client_t *c)
+{
+    if (!c->in_loop)
+        return;
+    int events = (c->blocked_on || c->blocked_peer || c->doomed ? 0 : LOOP_IN) |
+                 (c->queued ? LOOP_OUT : 0);
+    loop_fd_mod(c->clients->loop, c->fd, events);
+}
+
+void client_wake(client_t *c)
+{
+    c->blocked_peer = NULL;
+    if (!c->runnable && vec_push(&c->clients->runnable, c) == 0)
+        c->runnable = 1;
+}
+
+void client_wake_waiters(client_t *c)
+{
+    for (size_t i = 0; i < c->waiters.size; i++) {
+        client_t *w = c->waiters.items[i];
+        w->blocked_on = NULL;
+        client_wake(w);
+    }
+    c->waiters.size = 0;
+    /* The peers holding messages for c try again in the idle pass. */
+    vec_t *peers = &c->clients->runnable_peers;
+    for (size_t i = 0; i < c->parked_peers.size; i++) {
+        peer_t *p = c->parked_peers.items[i];
+        if (vec_has(peers, p) || vec_push(peers, p) < 0)
+            peer_unref(&p);
+    }
+    c->parked_peers.size = 0;
+}
+
+int client_write(client_t *c)
+{
+    clients_t *clients = c->clients;
+    while (c->chunks.count > 0) {
+        struct iovec iov[MAX_IOV];
+        int n = 0;
+        for (size_t i = 0; i < c->chunks.count && n < MAX_IOV; i++, n++) {
+            chunk_t *k = &RING_AT(&c->chunks, chunk_t, i);
+            iov[n] = (struct iovec) { k->buf->data + k->off, k->len };
+        }
+        ssize_t done = writev(c->fd, iov, n);
+        if (done < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                break;
+            /* EPIPE, ECONNRESET: the client left; the read side says so. */
+            client_doom(c, errno == EPIPE || errno == ECONNRESET ? NULL : "write failed");
+            return -1;
+        }
+        clients->stats->bytes_out += (uint64_t) done;
+        c->bytes_out += (uint64_t) done;
+        c->queued -= (size_t) done;
+        while (done > 0) {
+            chunk_t *k = &RING_AT(&c->chunks, chunk_t, 0);
+            if ((size_t) done < k->len) {
+                k->off += (size_t) done;
+                k->len -= (size_t) done;
+                break;
+            }
+            done -= (ssize_t) k->len;
+            buf_unref(&k->buf);
+            ring_pop(&c->chunks);
+        }
+    }
+    /* An empty queue reuses its block when no one else holds it. */
+    if (c->chunks.count == 0 && c->tail && c->tail->refs == 1)
+        c->tail_used = 0;
+    if (c->deliveries.count > 0)
+        s_delivered(c, 0);
+    if ((c->waiters.size > 0 || c->parked_peers.size > 0) &&
+        c->queued <= clients->cfg->queue_limit / 2)
+        client_wake_waiters(c);
+    client_update_events(c);
+    return 0;
+}
+
+void client_doom(client_t *c, const char *why)
+{
+    if (c->doomed)
+        return;
+    if (why)
+        zsys_notice("client %s (%s, pid %d): %s; disconnecting", c->address, c->label,
+                    (int) c->cred.pid, why);
+    c->doomed = 1;
+    clients_t *clients = c->clients;
+    clients->gen++;         /* routes to it are stale */
+    clients->stats->dropped_clients += why != NULL;
+    if (vec_push(&clients->doomed, c) < 0)
+        zsys_error("out of memory tearing down client %s", c->address);
+    client_update_events(c);
+}
+
+int client_block_on(client_t *c, client_t *target)
+{
+    if (vec_push(&target->waiters, c) < 0) {
+        client_doom(c, "out of memory");
+        return CLIENT_BLOCKED;
+    }
+    c->blocked_on = target;
+    c->clients->stats->paused++;
+    client_update_events(c);
+    return CLIENT_BLOCKED;
+}
+
+int client_block_on_peer(client_t *c, peer_t *peer)
+{
+    if (peer_wait(peer, c) < 0) {
+        client_doom(c, "out of memory");
+        return CLIENT_BLOCKED;
+    }
+    c->blocked_peer = peer;
+    c->clients->stats->paused++;
+    client_update_events(c);
+    return CLIENT_BLOCKED;
+}
+
+int client_park_peer(client_t *c, peer_t *peer)
+{
+    if (vec_has(&c->parked_peers, peer))
+        return 0;
+    if (vec_push(&c->parked_peers, peer) < 0)
+        return -ENOMEM;
+    peer_ref(peer);
+    return 0;
+}
+
+void client_unlist(client_t *c)
+{
+    clients_t *clients = c->clients;
+    if (c->blocked_on)
+        vec_remove(&c->blocked_on->waiters, c);
+    c->blocked_on = NULL;
+    if (c->blocked_peer)
+        peer_unwait(c->blocked_peer, c);
+    c->blocked_peer = NULL;
+    if (c->runnable)
+        vec_remove(&clients->runnable, c);
+    if (c->dirty)
+        vec_remove(&clients->dirty, c);
+    c->runnable = c->dirty = 0;
+}

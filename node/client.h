@@ -1,0 +1,162 @@
+/*  client.h: a local client, and its queue of frames towards it.
+
+    One client_t per connection. Its parts belong to the modules that use
+    them: the queue and pausing to client.c, the input to session.c, its
+    names, subscriptions and watches to directory.c, its requests to
+    request.c, its route cache to route.c.
+
+    The queue. Frames towards a client are queued in blocks and written
+    with writev once per loop turn; a large payload that lives in a shared
+    buffer is queued by reference, not copied. The queue is bounded: before
+    a frame from another client or a peer is queued, the receiver must
+    have room (its queue empty, or queue + frame within the limit); if not,
+    the sender is paused on it and handled again once it drains to half
+    its limit. Answers from the node itself (OK, ERROR, events) are never
+    held back, but a client that lets them pile up past a hard limit is
+    cut off.
+
+    Teardown. A client that must go is first marked doomed; the idle pass
+    tears it down and frees it once no list points to it, so no callback
+    ever sees a freed client. */
+#ifndef IPCNET_CLIENT_H
+#define IPCNET_CLIENT_H
+
+#include "buf.h"
+#include "loop.h"
+#include "node.h"
+#include "peer.h"
+#include "wire.h"
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+typedef struct client client_t;
+typedef struct request request_t;
+struct route;
+
+/* What all clients share: the lists the idle pass works through. */
+typedef struct {
+    loop_t *loop;
+    const node_config_t *cfg;
+    node_stats_t *stats;
+    uint64_t gen;               /* bumped when a route may have gone stale */
+    vec_t runnable;             /* paused clients to resume */
+    vec_t dirty;                /* clients with bytes to write */
+    vec_t doomed;               /* clients to tear down */
+    vec_t graveyard;            /* torn down, to free */
+    vec_t runnable_peers;       /* peers whose parked messages may go on (references) */
+} clients_t;
+
+struct client {
+    clients_t *clients;
+    uint64_t id;
+    int fd;
+    int in_loop;                /* fd registered with the loop */
+    int doomed;
+    int dirty, runnable;        /* in the clients' lists */
+    char address[WIRE_NAME_MAX + 1];
+    char label[WIRE_NAME_MAX + 1];
+    struct ucred cred;          /* from SO_PEERCRED */
+
+    /* input (session.c) */
+    struct sessions *sessions;  /* what handles its frames */
+    int ready;                  /* HELLO taken */
+    buf_t *rx;                  /* frames read: [rx_head, rx_tail) */
+    size_t rx_head, rx_tail;
+    struct route *route;        /* where our last destination led (route.c) */
+
+    /* the queue (client.c) */
+    ring_t chunks;              /* what to write, in order */
+    buf_t *tail;                /* block being filled, with its own ref */
+    size_t tail_used;
+    size_t queued;              /* bytes in the queue */
+    uint64_t bytes_in, bytes_out;       /* ever queued, ever written */
+    ring_t deliveries;          /* peers' messages queued here, in order */
+    client_t *blocked_on;       /* paused until this client drains */
+    peer_t *blocked_peer;       /* paused until this peer has room */
+    vec_t waiters;              /* clients paused on us */
+    vec_t parked_peers;         /* peers holding a message for us (references) */
+
+    /* the directory (directory.c) */
+    vec_t names;                /* name_t * we hold */
+    vec_t subs;                 /* sub_t * we are in */
+    vec_t watches;              /* char * patterns */
+    uint32_t pub_epoch;         /* the last publish delivered to us */
+
+    /* requests (request.c) */
+    request_t *asked;           /* requests we made, awaiting replies */
+    request_t *held;            /* requests given to us to answer */
+};
+
+/* A peer's message that a queued frame carries: acknowledged to the peer
+   once written. */
+typedef struct {
+    peer_t *peer;
+    uint32_t epoch, seq;
+} client_origin_t;
+
+/* Payloads this large in a shared buffer are queued by reference. */
+#define CLIENT_BY_REF   (16 * 1024)
+
+/* Returned by whoever may pause a client's input. */
+enum { CLIENT_DONE = 0, CLIENT_BLOCKED = 1 };
+
+void clients_init(clients_t *self, loop_t *loop, const node_config_t *cfg, node_stats_t *stats);
+void clients_fini(clients_t *self);
+
+/* A new client on fd (taken), with id; NULL when out of memory. */
+client_t *client_new(clients_t *clients, int fd, uint64_t id);
+
+/* Frees a client torn down (its queue and buffers); its fd is closed. */
+void client_free(client_t *c);
+
+/* Queues one frame: its head, then its payload, by reference when it is
+   large and lives in pbuf. from is the peer's message it carries, or
+   NULL. Returns 0 or -ENOMEM (the client is then doomed). */
+int client_queue_frame(client_t *c, const uint8_t *head, size_t hlen, buf_t *pbuf,
+                       const uint8_t *payload, size_t size, const client_origin_t *from);
+
+/* Queues a frame from the node itself (OK, ERROR, EVENT...). */
+void client_send_control(client_t *c, uint8_t type, uint16_t flags, uint32_t seq,
+                         uint32_t aux, const char *s1, size_t l1,
+                         const char *s2, size_t l2, const void *data, size_t size);
+void client_send_error(client_t *c, const wire_frame_t *f, int err, const char *name,
+                       size_t nlen, const char *text);
+void client_send_ok(client_t *c, const wire_frame_t *f, const void *data, size_t size);
+
+/* Is there room for a frame of len bytes? An empty queue takes any frame. */
+int client_has_room(const client_t *c, size_t len);
+
+/* Writes what the socket takes. Returns 0, or -1 if the client is doomed. */
+int client_write(client_t *c);
+
+/* Marks c to be torn down in the idle pass, logging why (NULL: it left). */
+void client_doom(client_t *c, const char *why);
+
+/* Watches c's fd for what it needs now: input unless paused or doomed,
+   output while bytes are queued. */
+void client_update_events(client_t *c);
+
+/* Pauses c until target drains, or until peer has room (or is lost).
+   Return CLIENT_BLOCKED. */
+int client_block_on(client_t *c, client_t *target);
+int client_block_on_peer(client_t *c, peer_t *peer);
+
+/* c may go on: it is put on the runnable list. */
+void client_wake(client_t *c);
+
+/* peer holds a message for c, waiting for room. Returns 0 or -ENOMEM. */
+int client_park_peer(client_t *c, peer_t *peer);
+
+/* Resumes every client paused on c and lets the peers holding messages
+   for it go on (the runnable lists): it has room, or is gone. */
+void client_wake_waiters(client_t *c);
+
+/* Drops what c still has of peers' messages, as written (c is going). */
+void client_release_all(client_t *c);
+
+/* Removes c from every list of the clients, and from the peer it waits
+   on (c is being torn down). */
+void client_unlist(client_t *c);
+
+#endif

@@ -1,0 +1,423 @@
+/*  deliver.c: messages from clients and peers to their receivers. */
+
+#include "deliver.h"
+#include "route.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct deliver {
+    clients_t *clients;
+    directory_t *dir;
+    requests_t *requests;
+    const node_config_t *cfg;
+    node_stats_t *stats;
+    route_t peer_route;         /* where the last message from a peer led */
+    uint32_t pub_epoch;         /* one per publication, so a client gets it once */
+    vec_t peers;                /* the peers a publication goes to */
+};
+
+deliver_t *deliver_new(clients_t *clients, directory_t *dir, requests_t *requests,
+                       const node_config_t *config, node_stats_t *stats)
+{
+    deliver_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->clients = clients;
+    self->dir = dir;
+    self->requests = requests;
+    self->cfg = config;
+    self->stats = stats;
+    return self;
+}
+
+void deliver_destroy(deliver_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    vec_free(&(*self_p)->peers);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+/* Answers a REQUEST that could not be recorded: its id is in use, or
+   memory ran out. */
+static void s_request_refused(deliver_t *self, client_t *c, const wire_frame_t *f)
+{
+    int err = requests_pending(self->requests, c->id, f->seq) ? EEXIST : ENOMEM;
+    client_send_error(c, f, err, f->s1, f->s1len,
+                      err == EEXIST ? "request id in use" : "out of memory");
+}
+
+/* --- from local clients ------------------------------------------------------------ */
+
+int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbuf)
+{
+    if (f->size > self->cfg->max_message) {
+        client_send_error(c, f, EMSGSIZE, f->s1, f->s1len, "message too large");
+        return CLIENT_DONE;
+    }
+    target_t t;
+    size_t alen = strlen(c->address);
+    size_t len = WIRE_MIN + alen + f->s1len + f->size;
+    if (!c->route)
+        c->route = route_new();     /* without one, routed every time */
+    int rc = route_find(self->dir, c->route, f->s1, f->s1len, len, ROUTE_ANY, &t);
+    if (rc < 0) {
+        client_send_error(c, f, -rc, f->s1, f->s1len,
+                          rc == -ENOENT ? "no such name" :
+                          rc == -EHOSTUNREACH ? "no such node" : "bad destination");
+        return CLIENT_DONE;
+    }
+    int request = f->type == WIRE_REQUEST;
+    uint32_t timeout = requests_timeout(self->requests, f->aux);
+    if (t.peer) {
+        if (!peer_room(t.peer, f->size))
+            return client_block_on_peer(c, t.peer);
+        request_t *r = NULL;
+        if (request && !(r = request_new(self->requests, c, c->id, f->seq, NULL, 0, "", 0,
+                                         NULL, t.peer, timeout))) {
+            s_request_refused(self, c, f);
+            return CLIENT_DONE;
+        }
+        proto_msg_t m = {
+            .type = P_MSG, .flags = f->flags & WIRE_F_CONFIRM ? P_F_CONFIRM : 0,
+            .kind = request ? P_KIND_REQUEST : P_KIND_SEND, .cseq = f->seq, .timeout = timeout,
+            .from = c->address, .fromlen = alen, .to = f->s1, .tolen = f->s1len,
+            .data = f->data, .size = f->size,
+        };
+        rc = peer_send_data(t.peer, &m, c->id, f->seq, request ? WIRE_REQUEST : WIRE_SEND);
+        if (rc < 0) {
+            /* Not sent, so not in flight: this is its one answer. */
+            if (r)
+                request_free(r);
+            client_send_error(c, f, -rc, f->s1, f->s1len, "cannot reach the node");
+        }
+        return CLIENT_DONE;     /* the peer's ACK or FAIL answers a CONFIRM */
+    }
+    client_t *to = t.to;
+    if (!client_has_room(to, len))
+        return client_block_on(c, to);
+
+    uint8_t head[WIRE_HEAD_MAX];
+    size_t hlen;
+    if (request) {
+        if (!request_new(self->requests, c, c->id, f->seq, NULL, 0, "", 0, to, NULL, timeout)) {
+            s_request_refused(self, c, f);
+            return CLIENT_DONE;
+        }
+        hlen = wire_encode(head, WIRE_DELIVER_REQ, 0, f->seq, timeout, c->address, alen,
+                           f->s1, f->s1len, f->size);
+    } else {
+        /* The head differs from the last one to this place only in size
+           and seq: patch a copy rather than encode it again. */
+        route_t *rt = c->route;
+        if (rt && !rt->hlen)
+            rt->hlen = wire_encode(rt->head, WIRE_MESSAGE, 0, 0, 0, c->address, alen,
+                                   f->s1, f->s1len, 0);
+        if (rt) {
+            hlen = rt->hlen;
+            memcpy(head, rt->head, hlen);
+            wire_put32(head, (uint32_t) (hlen - 4 + f->size));
+            wire_put32(head + 8, f->seq);
+        } else
+            hlen = wire_encode(head, WIRE_MESSAGE, 0, f->seq, 0, c->address, alen,
+                               f->s1, f->s1len, f->size);
+    }
+    client_queue_frame(to, head, hlen, pbuf, f->data, f->size, NULL);
+    self->stats->delivered++;
+    if (f->flags & WIRE_F_CONFIRM)
+        client_send_ok(c, f, NULL, 0);
+    return CLIENT_DONE;
+}
+
+int deliver_reply(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbuf)
+{
+    request_t *r = requests_find(self->requests, f->s1, f->s1len, f->aux,
+                                 directory_self(self->dir));
+    if (!r || r->holder != c) {
+        client_send_error(c, f, ENOENT, f->s1, f->s1len, "no such pending request");
+        return CLIENT_DONE;
+    }
+    if (f->size > self->cfg->max_message) {
+        request_fail(r, EMSGSIZE, "reply too large");
+        client_send_error(c, f, EMSGSIZE, f->s1, f->s1len, "reply too large");
+        return CLIENT_DONE;
+    }
+    size_t alen = strlen(c->address);
+    if (!r->requester) {
+        /* The requester is on another node. */
+        if (!peer_room(r->peer, f->size))
+            return client_block_on_peer(c, r->peer);
+        proto_msg_t m = {
+            .type = P_REPLY, .cseq = r->id, .to = r->from, .tolen = strlen(r->from),
+            .from = c->address, .fromlen = alen, .data = f->data, .size = f->size,
+        };
+        if (peer_send_data(r->peer, &m, c->id, 0, WIRE_REPLY) < 0)
+            client_send_error(c, f, EHOSTUNREACH, f->s1, f->s1len, "the requester's node is gone");
+        request_free(r);
+        return CLIENT_DONE;
+    }
+    client_t *to = r->requester;
+    size_t len = WIRE_MIN + alen + f->size;
+    if (!client_has_room(to, len))
+        return client_block_on(c, to);
+    uint8_t head[WIRE_HEAD_MAX];
+    size_t hlen = wire_encode(head, WIRE_DELIVER_REP, 0, r->id, 0, c->address, alen,
+                              NULL, 0, f->size);
+    client_queue_frame(to, head, hlen, pbuf, f->data, f->size, NULL);
+    self->stats->delivered++;
+    request_free(r);
+    return CLIENT_DONE;
+}
+
+/* Delivers a publication to every local subscriber, all or none: a full
+   subscriber is returned in *ret_blocked and nobody gets it yet. */
+static int s_publish_local(deliver_t *self, const char *topic, size_t tlen, const char *from,
+                           size_t fromlen, uint32_t seq, buf_t *pbuf, const void *data,
+                           size_t size, const client_origin_t *origin, client_t **ret_blocked)
+{
+    size_t len = WIRE_MIN + fromlen + tlen + size;
+    sub_t *exact = directory_exact_sub(self->dir, topic, tlen);
+    const vec_t *prefix = directory_prefix_subs(self->dir);
+    for (int pass = 0; pass < 2; pass++) {
+        uint8_t head[WIRE_HEAD_MAX];
+        size_t hlen = wire_encode(head, WIRE_PUBLICATION, 0, seq, 0, topic, tlen,
+                                  from, fromlen, size);
+        uint32_t epoch = ++self->pub_epoch;
+        for (size_t i = 0; i <= prefix->size; i++) {
+            sub_t *sub = i < prefix->size ? prefix->items[i] : exact;
+            if (!sub || (sub->prefix && !wire_match(sub->pattern, strlen(sub->pattern),
+                                                    topic, tlen)))
+                continue;
+            for (size_t j = 0; j < sub->clients.size; j++) {
+                client_t *to = sub->clients.items[j];
+                if (to->pub_epoch == epoch || to->doomed)
+                    continue;
+                to->pub_epoch = epoch;
+                if (pass == 0 && !client_has_room(to, len)) {
+                    *ret_blocked = to;
+                    return CLIENT_BLOCKED;
+                }
+                if (pass == 1) {
+                    client_queue_frame(to, head, hlen, pbuf, data, size, origin);
+                    self->stats->delivered++;
+                }
+            }
+        }
+    }
+    return CLIENT_DONE;
+}
+
+int deliver_publish(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbuf)
+{
+    if (wire_check_name(f->s1, f->s1len) < 0) {
+        client_send_error(c, f, EINVAL, f->s1, f->s1len, "bad topic");
+        return CLIENT_DONE;
+    }
+    if (f->size > self->cfg->max_message) {
+        client_send_error(c, f, EMSGSIZE, f->s1, f->s1len, "message too large");
+        return CLIENT_DONE;
+    }
+    /* Everyone must have room before anyone gets it: a publish is never
+       half delivered, and a full subscriber pauses the publisher. */
+    size_t npeers = directory_remote_subscribers(self->dir, f->s1, f->s1len, &self->peers);
+    for (size_t i = 0; i < npeers; i++)
+        if (!peer_room(self->peers.items[i], f->size))
+            return client_block_on_peer(c, self->peers.items[i]);
+    client_t *full = NULL;
+    size_t alen = strlen(c->address);
+    if (s_publish_local(self, f->s1, f->s1len, c->address, alen, f->seq, pbuf, f->data,
+                        f->size, NULL, &full) == CLIENT_BLOCKED)
+        return client_block_on(c, full);
+    proto_msg_t m = {
+        .type = P_PUB, .cseq = f->seq, .to = f->s1, .tolen = f->s1len,
+        .from = c->address, .fromlen = alen, .data = f->data, .size = f->size,
+    };
+    for (size_t i = 0; i < npeers; i++) {
+        int rc = peer_send_data(self->peers.items[i], &m, c->id, f->seq, WIRE_PUBLISH);
+        if (rc < 0)     /* not sent, so not in flight: said here */
+            deliver_fail_origin(self, c->id, f->seq, WIRE_PUBLISH, -rc);
+    }
+    if (f->flags & WIRE_F_CONFIRM)
+        client_send_ok(c, f, NULL, 0);
+    return CLIENT_DONE;
+}
+
+/* --- from peers ----------------------------------------------------------------------- */
+
+/* A large payload from a peer is queued by reference to its ZeroMQ
+   message, not copied; NULL for a small one (copied) or out of memory. */
+static buf_t *s_peer_payload(zmq_msg_t *zmsg, size_t size)
+{
+    return size >= CLIENT_BY_REF && zmsg ? buf_of_zmq(zmsg) : NULL;
+}
+
+static int s_remote_msg(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq_msg_t *zmsg,
+                        const client_origin_t *origin, client_t **ret_blocked)
+{
+    uint8_t what = m->kind == P_KIND_REQUEST ? WIRE_REQUEST : WIRE_SEND;
+    if (m->size > self->cfg->max_message) {
+        peer_send_fail(peer, EMSGSIZE, m->cseq, what, m->from, m->fromlen, m->to, m->tolen,
+                       "message too large");
+        return CLIENT_DONE;
+    }
+    /* Only for us: a name or address pinned to another node is not
+       forwarded again. */
+    target_t t;
+    size_t len = WIRE_MIN + m->fromlen + m->tolen + m->size;
+    int rc = route_find(self->dir, &self->peer_route, m->to, m->tolen, len, ROUTE_HERE, &t);
+    if (rc < 0) {
+        self->stats->errors++;
+        peer_send_fail(peer, -rc, m->cseq, what, m->from, m->fromlen, m->to, m->tolen,
+                       rc == -ENOENT ? "no such name" : "not for this node");
+        return CLIENT_DONE;
+    }
+    if (!client_has_room(t.to, len)) {
+        *ret_blocked = t.to;
+        return CLIENT_BLOCKED;
+    }
+    uint8_t head[WIRE_HEAD_MAX];
+    size_t hlen;
+    if (m->kind == P_KIND_REQUEST) {
+        uint64_t rclient;
+        size_t rnamelen, rnodelen;
+        const char *rnode;
+        uint32_t timeout = requests_timeout(self->requests, m->timeout);
+        if (wire_parse_dest(m->from, m->fromlen, &rclient, &rnamelen, &rnode, &rnodelen) < 0 ||
+            !rclient || directory_is_self(self->dir, rnode, rnodelen) ||
+            !request_new(self->requests, NULL, rclient, m->cseq, m->from, m->fromlen, rnode,
+                         rnodelen, t.to, peer, timeout + 1000)) {
+            peer_send_fail(peer, EINVAL, m->cseq, what, m->from, m->fromlen, m->to, m->tolen,
+                           "bad requester address or request id in use");
+            return CLIENT_DONE;
+        }
+        hlen = wire_encode(head, WIRE_DELIVER_REQ, 0, m->cseq, timeout, m->from, m->fromlen,
+                           m->to, m->tolen, m->size);
+    } else
+        hlen = wire_encode(head, WIRE_MESSAGE, 0, m->cseq, 0, m->from, m->fromlen,
+                           m->to, m->tolen, m->size);
+    buf_t *pbuf = s_peer_payload(zmsg, m->size);
+    client_queue_frame(t.to, head, hlen, pbuf, m->data, m->size, origin);
+    buf_unref(&pbuf);
+    self->stats->delivered++;
+    if (m->flags & P_F_CONFIRM)
+        peer_send_ack(peer, m->cseq, m->from, m->fromlen);
+    return CLIENT_DONE;
+}
+
+/* REPLY: to a local requester, for a request forwarded to that peer. */
+static int s_remote_reply(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq_msg_t *zmsg,
+                          const client_origin_t *origin, client_t **ret_blocked)
+{
+    request_t *r = requests_find(self->requests, m->to, m->tolen, m->cseq,
+                                 directory_self(self->dir));
+    if (!r || !r->requester || r->peer != peer)
+        return CLIENT_DONE;     /* timed out meanwhile: the requester was told */
+    if (m->size > self->cfg->max_message) {
+        request_fail(r, EMSGSIZE, "reply too large for this node");
+        return CLIENT_DONE;
+    }
+    client_t *to = r->requester;
+    size_t len = WIRE_MIN + m->fromlen + m->size;
+    if (!client_has_room(to, len)) {
+        *ret_blocked = to;
+        return CLIENT_BLOCKED;
+    }
+    uint8_t head[WIRE_HEAD_MAX];
+    size_t hlen = wire_encode(head, WIRE_DELIVER_REP, 0, r->id, 0, m->from, m->fromlen,
+                              NULL, 0, m->size);
+    buf_t *pbuf = s_peer_payload(zmsg, m->size);
+    client_queue_frame(to, head, hlen, pbuf, m->data, m->size, origin);
+    buf_unref(&pbuf);
+    self->stats->delivered++;
+    request_free(r);
+    return CLIENT_DONE;
+}
+
+int deliver_from_peer(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq_msg_t *zmsg)
+{
+    client_origin_t origin = { peer, peer_epoch(peer), m->seq };
+    client_t *blocked = NULL;
+    int rc = CLIENT_DONE;
+    if (m->type == P_MSG)
+        rc = s_remote_msg(self, peer, m, zmsg, &origin, &blocked);
+    else if (m->type == P_REPLY)
+        rc = s_remote_reply(self, peer, m, zmsg, &origin, &blocked);
+    else if (m->size > self->cfg->max_message)
+        peer_send_fail(peer, EMSGSIZE, m->cseq, WIRE_PUBLISH, m->from, m->fromlen, m->to,
+                       m->tolen, "message too large for this node");
+    else {
+        buf_t *pbuf = s_peer_payload(zmsg, m->size);
+        rc = s_publish_local(self, m->to, m->tolen, m->from, m->fromlen, m->cseq, pbuf,
+                             m->data, m->size, &origin, &blocked);
+        buf_unref(&pbuf);
+    }
+    if (rc == CLIENT_BLOCKED) {
+        self->stats->paused++;
+        if (client_park_peer(blocked, peer) < 0)
+            return CLIENT_DONE;     /* cannot wait for it: lost, sadly */
+    }
+    return rc;
+}
+
+/* A local client by its address, if the address is of this node. */
+static client_t *s_local_client(deliver_t *self, const char *addr, size_t len)
+{
+    uint64_t id;
+    size_t namelen, nodelen;
+    const char *node;
+    if (wire_parse_dest(addr, len, &id, &namelen, &node, &nodelen) < 0 || !id ||
+        !directory_is_self(self->dir, node, nodelen))
+        return NULL;
+    return directory_client(self->dir, id);
+}
+
+void deliver_peer_ack(deliver_t *self, peer_t *peer, const proto_msg_t *m)
+{
+    client_t *c = s_local_client(self, m->to, m->tolen);
+    if (c) {
+        peer_settled(peer, c->id, m->cseq);
+        client_send_control(c, WIRE_OK, 0, m->cseq, 0, NULL, 0, NULL, 0, NULL, 0);
+    }
+}
+
+void deliver_peer_fail(deliver_t *self, peer_t *peer, const proto_msg_t *m)
+{
+    char text[WIRE_NAME_MAX + 1];
+    snprintf(text, sizeof text, "%.*s", (int) m->textlen, m->text);
+    if (m->kind == WIRE_REQUEST) {
+        request_t *r = requests_find(self->requests, m->to, m->tolen, m->cseq,
+                                     directory_self(self->dir));
+        if (r && r->requester && r->peer == peer)
+            request_fail(r, (int) m->error, text);
+        return;
+    }
+    client_t *c = s_local_client(self, m->to, m->tolen);
+    if (c) {
+        self->stats->errors++;
+        peer_settled(peer, c->id, m->cseq);
+        client_send_control(c, WIRE_ERROR, m->kind, m->cseq, m->error, m->name, m->namelen,
+                            text, strlen(text), NULL, 0);
+    }
+}
+
+void deliver_fail_origin(deliver_t *self, uint64_t client, uint32_t cseq, uint8_t what, int err)
+{
+    client_t *c = directory_client(self->dir, client);
+    if (!c || cseq == 0)
+        return;
+    if (what == WIRE_REQUEST) {
+        request_t *r = requests_find_local(self->requests, client, cseq);
+        if (r)
+            request_fail(r, err, "the node holding it was lost");
+        return;
+    }
+    self->stats->errors++;
+    const char *text = "the node it went to was lost before taking it";
+    client_send_control(c, WIRE_ERROR, what, cseq, (uint32_t) err, NULL, 0, text, strlen(text),
+                        NULL, 0);
+}

@@ -1,0 +1,20 @@
+/*  query.h: the listings a client may ask for (IPCNET_Q_*): services,
+    peers, stats and clients, as text, one record a line, fields by tab. */
+#ifndef IPCNET_QUERY_H
+#define IPCNET_QUERY_H
+
+#include "client.h"
+#include "cluster.h"
+#include "directory.h"
+#include "request.h"
+
+typedef struct query query_t;
+
+query_t *query_new(const node_config_t *config, node_stats_t *stats, directory_t *dir,
+                   requests_t *requests, cluster_t *cluster);
+void query_destroy(query_t **self_p);
+
+/* Answers c's QUERY frame f: the listing in an OK, or an ERROR. */
+void query_answer(query_t *self, client_t *c, const wire_frame_t *f);
+
+#endif

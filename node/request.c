@@ -1,0 +1,199 @@
+/*  request.c: pending requests, their timers, failing and expiring them. */
+
+#include "request.h"
+#include "dict.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct requests {
+    loop_t *loop;
+    const node_config_t *cfg;
+    node_stats_t *stats;
+    dict_t *by_key;             /* key -> request_t */
+};
+
+requests_t *requests_new(loop_t *loop, const node_config_t *config, node_stats_t *stats)
+{
+    requests_t *self = calloc(1, sizeof *self);
+    if (!self || !(self->by_key = dict_new())) {
+        free(self);
+        return NULL;
+    }
+    self->loop = loop;
+    self->cfg = config;
+    self->stats = stats;
+    return self;
+}
+
+void requests_destroy(requests_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    dict_destroy(&(*self_p)->by_key);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+size_t requests_count(const requests_t *self)
+{
+    return dict_size(self->by_key);
+}
+
+uint32_t requests_timeout(const requests_t *self, uint32_t asked)
+{
+    uint32_t timeout = asked ? asked : self->cfg->request_timeout;
+    return timeout > NODE_MAX_REQ_TIMEOUT ? NODE_MAX_REQ_TIMEOUT : timeout;
+}
+
+/* A request's key: requester id and request id, and for a request made on
+   another node, that node's name. */
+static size_t s_key(uint8_t *key, uint64_t requester, uint32_t id, const char *node,
+                    size_t nodelen)
+{
+    memcpy(key, &requester, 8);
+    memcpy(key + 8, &id, 4);
+    memcpy(key + 12, node, nodelen);
+    return 12 + nodelen;
+}
+
+void request_free(request_t *r)
+{
+    requests_t *self = r->requests;
+    dict_del(self->by_key, r->key, r->keylen);
+    loop_timer_cancel(self->loop, r->timer);
+    if (r->aprev && (*r->aprev = r->anext))
+        r->anext->aprev = r->aprev;
+    if (r->hprev && (*r->hprev = r->hnext))
+        r->hnext->hprev = r->hprev;
+    free(r->from);
+    free(r);
+}
+
+void request_fail(request_t *r, int err, const char *text)
+{
+    r->requests->stats->errors++;
+    if (r->requester)
+        client_send_control(r->requester, WIRE_ERROR, WIRE_REQUEST, r->id, (uint32_t) err,
+                            NULL, 0, text, strlen(text), NULL, 0);
+    else if (r->peer && r->from)
+        peer_send_fail(r->peer, err, r->id, WIRE_REQUEST, r->from, strlen(r->from), NULL, 0,
+                       text);
+    request_free(r);
+}
+
+static void s_expired(loop_t *loop, void *arg)
+{
+    (void) loop;
+    request_t *r = arg;
+    r->timer = NULL;        /* the loop freed it */
+    if (r->requester)
+        request_fail(r, ETIMEDOUT, "no reply in time");
+    else
+        request_free(r);    /* the requester's node decides */
+}
+
+request_t *requests_find_local(const requests_t *self, uint64_t client, uint32_t id)
+{
+    uint8_t key[12];
+    return dict_get(self->by_key, key, s_key(key, client, id, "", 0));
+}
+
+int requests_pending(const requests_t *self, uint64_t client, uint32_t id)
+{
+    return requests_find_local(self, client, id) != NULL;
+}
+
+request_t *requests_find(const requests_t *self, const char *requester, size_t len, uint32_t id,
+                         const char *self_name)
+{
+    uint64_t client;
+    size_t namelen, nodelen;
+    const char *node;
+    if (wire_parse_dest(requester, len, &client, &namelen, &node, &nodelen) < 0 || !client)
+        return NULL;
+    int here = nodelen == 0 ||
+               (nodelen == strlen(self_name) && memcmp(node, self_name, nodelen) == 0);
+    uint8_t key[12 + WIRE_NAME_MAX];
+    size_t keylen = here ? s_key(key, client, id, "", 0) : s_key(key, client, id, node, nodelen);
+    return dict_get(self->by_key, key, keylen);
+}
+
+request_t *request_new(requests_t *self, client_t *requester, uint64_t rid_client, uint32_t id,
+                       const char *from, size_t fromlen, const char *node, size_t nodelen,
+                       client_t *holder, peer_t *peer, uint32_t timeout)
+{
+    request_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->requests = self;
+    r->keylen = s_key(r->key, rid_client, id, node, nodelen);
+    if (dict_get(self->by_key, r->key, r->keylen) ||
+        (from && !(r->from = buf_strndup(from, fromlen)))) {
+        free(r);
+        return NULL;
+    }
+    r->id = id;
+    r->requester = requester;
+    r->holder = holder;
+    r->peer = peer;
+    r->timer = loop_timer_add(self->loop, timeout, s_expired, r);
+    if (!r->timer || dict_put(self->by_key, r->key, r->keylen, r) < 0) {
+        loop_timer_cancel(self->loop, r->timer);
+        free(r->from);
+        free(r);
+        return NULL;
+    }
+    if (requester) {
+        if ((r->anext = requester->asked))
+            requester->asked->aprev = &r->anext;
+        r->aprev = &requester->asked;
+        requester->asked = r;
+    }
+    if (holder) {
+        if ((r->hnext = holder->held))
+            holder->held->hprev = &r->hnext;
+        r->hprev = &holder->held;
+        holder->held = r;
+    }
+    return r;
+}
+
+void requests_client_gone(requests_t *self, client_t *c)
+{
+    (void) self;
+    while (c->asked)
+        request_free(c->asked);
+    while (c->held)
+        request_fail(c->held, ECONNRESET, "the holder went away before replying");
+}
+
+typedef struct {
+    peer_t *peer;
+    vec_t found;
+} of_peer_t;
+
+static void s_of_peer(const void *key, size_t len, void *value, void *arg)
+{
+    (void) key;
+    (void) len;
+    request_t *r = value;
+    of_peer_t *o = arg;
+    if (r->peer == o->peer)
+        vec_push(&o->found, r);
+}
+
+void requests_peer_lost(requests_t *self, peer_t *peer)
+{
+    of_peer_t o = { peer, { 0 } };
+    dict_each(self->by_key, s_of_peer, &o);
+    for (size_t i = 0; i < o.found.size; i++) {
+        request_t *r = o.found.items[i];
+        if (r->requester)
+            request_fail(r, EHOSTUNREACH, "the node holding it was lost");
+        else
+            request_free(r);
+    }
+    vec_free(&o.found);
+}
