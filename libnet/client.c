@@ -485,6 +485,29 @@ static int s_check_string(const char *s)
 
 /* --- the API --------------------------------------------------------------- */
 
+/* The node refused us and closed (too many clients, ...): our HELLO may
+   have failed to go out before its ERROR was read. Returns the error it
+   gave, or rc when it gave none. */
+static int s_refusal(int fd, int rc)
+{
+    uint8_t buf[WIRE_HEAD_MAX];
+    size_t len = 0;
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    while (len < sizeof buf && poll(&p, 1, 200) > 0) {
+        ssize_t n = read(fd, buf + len, sizeof buf - len);
+        if (n <= 0)
+            break;
+        len += (size_t) n;
+        ssize_t frame = wire_peek(buf, len, sizeof buf);
+        wire_frame_t f;
+        if (frame < 0 || (frame > 0 && (size_t) frame > sizeof buf))
+            break;
+        if (frame > 0 && (size_t) frame <= len && wire_decode(buf, (size_t) frame, &f) == 0)
+            return f.type == WIRE_ERROR && f.aux > 0 && f.aux < 4096 ? -(int) f.aux : rc;
+    }
+    return rc;
+}
+
 int ipcnet_connect(ipcnet_t **ret, const char *path, const char *label, int flags)
 {
     if (!ret || (label && strlen(label) > WIRE_NAME_MAX) || (flags & ~IPCNET_NONBLOCK))
@@ -517,6 +540,8 @@ int ipcnet_connect(ipcnet_t **ret, const char *path, const char *label, int flag
         c->flags = 0;       /* the handshake waits, whatever the flags */
         wire_frame_t f;
         rc = s_command(c, WIRE_HELLO, WIRE_VERSION, label && *label ? label : NULL, &f);
+        if (rc == -ECONNRESET)
+            rc = s_refusal(c->fd, rc);
         if (rc == 0 && f.type != WIRE_WELCOME)
             rc = -EPROTO;
         if (rc == 0) {
@@ -780,15 +805,35 @@ int ipcnet_query(ipcnet_t *c, int what, char **ret_text)
 {
     if (!c || !ret_text || what < IPCNET_Q_SERVICES || what > IPCNET_Q_CLIENTS)
         return -EINVAL;
-    wire_frame_t f;
-    int rc = s_command(c, WIRE_QUERY, (uint32_t) what, NULL, &f);
-    if (rc < 0)
+    if (c->dead)
+        return c->dead;
+    uint32_t seq = ++c->seq;
+    int rc = s_send_frame(c, WIRE_QUERY, 0, seq, (uint32_t) what, NULL, NULL, NULL, 0, 0);
+    s_release(c);
+    /* A long listing comes in parts, each OK but the last flagged MORE. */
+    char *text = NULL;
+    size_t len = 0;
+    for (int more = 1; rc == 0 && more;) {
+        wire_frame_t f;
+        rc = s_await(c, seq, s_deadline(CONTROL_WAIT), &f);
+        if (rc < 0)
+            break;
+        more = (f.flags & WIRE_F_MORE) != 0;
+        char *t = realloc(text, len + f.size + 1);
+        if (!t) {
+            rc = -ENOMEM;
+            break;
+        }
+        text = t;
+        memcpy(text + len, f.data, f.size);
+        len += f.size;
+        s_release(c);
+    }
+    if (rc < 0) {
+        free(text);
         return rc;
-    char *text = malloc(f.size + 1);
-    if (!text)
-        return -ENOMEM;
-    memcpy(text, f.data, f.size);
-    text[f.size] = 0;
+    }
+    text[len] = 0;
     *ret_text = text;
     return 0;
 }

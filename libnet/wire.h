@@ -52,6 +52,9 @@ enum {
 /* Flags of SEND and PUBLISH. */
 #define WIRE_F_CONFIRM  0x0001  /* answer OK once delivered to a queue */
 
+/* Flag of OK: a part of the answer; more OKs with the same seq follow. */
+#define WIRE_F_MORE     0x0002
+
 /* QUERY subjects; the OK payload is text, one record a line, fields by tab. */
 enum { WIRE_Q_SERVICES = 1, WIRE_Q_PEERS = 2, WIRE_Q_STATS = 3, WIRE_Q_CLIENTS = 4 };
 

@@ -39,6 +39,7 @@ void clients_fini(clients_t *self)
     vec_free(&self->doomed);
     vec_free(&self->graveyard);
     vec_free(&self->runnable_peers);
+    vec_free(&self->starved);
 }
 
 client_t *client_new(clients_t *clients, int fd, uint64_t id)
@@ -208,7 +209,7 @@ void client_update_events(client_t *c)
 {
     if (!c->in_loop)
         return;
-    int events = (c->blocked_on || c->blocked_peer || c->doomed ? 0 : LOOP_IN) |
+    int events = (c->blocked_on || c->blocked_peer || c->doomed || c->starved ? 0 : LOOP_IN) |
                  (c->queued ? LOOP_OUT : 0);
     loop_fd_mod(c->clients->loop, c->fd, events);
 }
@@ -348,5 +349,7 @@ void client_unlist(client_t *c)
         vec_remove(&clients->runnable, c);
     if (c->dirty)
         vec_remove(&clients->dirty, c);
-    c->runnable = c->dirty = 0;
+    if (c->starved)
+        vec_remove(&clients->starved, c);
+    c->runnable = c->dirty = c->starved = 0;
 }

@@ -45,6 +45,8 @@ typedef struct {
     vec_t doomed;               /* clients to tear down */
     vec_t graveyard;            /* torn down, to free */
     vec_t runnable_peers;       /* peers whose parked messages may go on (references) */
+    vec_t starved;              /* clients not read until large-frame memory frees */
+    size_t large;               /* bytes of large-frame buffers held by readers */
 } clients_t;
 
 struct client {
@@ -57,13 +59,18 @@ struct client {
     char address[WIRE_NAME_MAX + 1];
     char label[WIRE_NAME_MAX + 1];
     struct ucred cred;          /* from SO_PEERCRED */
+    int64_t since;              /* loop time it connected */
 
     /* input (session.c) */
     struct sessions *sessions;  /* what handles its frames */
     int ready;                  /* HELLO taken */
     buf_t *rx;                  /* frames read: [rx_head, rx_tail) */
     size_t rx_head, rx_tail;
+    size_t rx_large;            /* rx's bytes counted in clients->large */
+    int starved;                /* in clients->starved */
+    int64_t frame_since;        /* loop time the frame being read began, or 0 */
     struct route *route;        /* where our last destination led (route.c) */
+    struct listing *listing;    /* a listing being sent to it (query.c) */
 
     /* the queue (client.c) */
     ring_t chunks;              /* what to write, in order */
@@ -85,6 +92,7 @@ struct client {
 
     /* requests (request.c) */
     request_t *asked;           /* requests we made, awaiting replies */
+    unsigned nasked;
     request_t *held;            /* requests given to us to answer */
 };
 

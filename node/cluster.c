@@ -41,6 +41,13 @@
 #define CURVE_OVERHEAD  64          /* a CURVE MESSAGE command around a frame */
 #define ROUTER_HWM      100000
 #define SELF_MAX        4
+#define HANDSHAKE_MS    10000       /* ZeroMQ drops a connection not secured by then */
+#define CANDIDATES_MAX  256         /* nodes heard of, waiting to be dialled */
+#define ATTEMPTS_MAX    3           /* dials of a node never met before it is forgotten */
+#define FAILED_MAX      256         /* nodes forgotten so, not dialled again ... */
+#define FAILED_MS       300000      /* ... for this long */
+#define FORGET_MS       600000      /* a node met before, down this long, is forgotten */
+#define LOG_EVERY_MS    60000
 
 /* A peer as the cluster knows it: its link, and how it was found. */
 typedef struct {
@@ -52,6 +59,9 @@ typedef struct {
     keyask_t ask;               /* asking its endpoint for its key */
     int64_t dialled;
     int reaped;                 /* lost, and its incarnation forgotten */
+    int verified;               /* has been up: we have met it */
+    unsigned attempts;          /* dials without a handshake, while never met */
+    int64_t down_since;         /* when it was last lost */
     int64_t suspect_since;      /* its mDNS record went away: is it alive? */
     int64_t last_refused_log, last_redial_log, last_key_log;
 } member_t;
@@ -78,7 +88,22 @@ struct cluster {
     mdns_t *mdns;
     member_t *last_member;      /* who sent the last ROUTER message */
     int64_t last_spoof_log, last_foreign_log, last_twin_log;
+    /* nodes heard of (gossip, mDNS) but not met: dialled a bounded number
+       at a time, at a bounded rate, and forgotten if they never answer */
+    ring_t candidates;          /* candidate_t, waiting for room */
+    struct { char id[PROTO_ID_LEN + 1]; int64_t until; } failed[FAILED_MAX];
+    size_t failed_next;
+    double tokens;              /* dials of nodes not met that may start now */
+    int64_t refilled;
+    int64_t last_full_log, last_busy_log;
+    unsigned dropped;           /* candidates dropped since last said */
 };
+
+typedef struct {
+    char endpoint[ENDPOINT_MAX];
+    uint8_t key[PROTO_KEY_LEN];
+    int by_mdns;
+} candidate_t;
 
 static void s_dealer_ready(loop_t *loop, int fd, int revents, void *arg);
 static void s_key_answer(loop_t *loop, int fd, int revents, void *arg);
@@ -133,10 +158,9 @@ static const char *s_source(const member_t *m)
 static int s_dial(member_t *m)
 {
     m->dialled = loop_now(m->cluster->loop);
-    int rc = peer_dial(m->peer, s_dealer_ready, m);
+    int rc = peer_dial(m->peer, m->is_static || m->verified, s_dealer_ready, m);
     if (rc < 0)
-        zsys_warning("cannot connect to %s: %s", peer_endpoint(m->peer),
-                     rc == -ENOMEM ? "out of memory" : zmq_strerror(zmq_errno()));
+        zsys_warning("cannot connect to %s: %s", peer_endpoint(m->peer), zmq_strerror(-rc));
     return rc;
 }
 
@@ -149,6 +173,66 @@ static void s_member_free(member_t *m)
     keyask_stop(&m->ask, self->loop);
     peer_destroy(&m->peer);
     free(m);
+}
+
+/* Peers being dialled that we have not met, static ones aside. */
+static size_t s_unverified(const cluster_t *self)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < self->members.size; i++) {
+        const member_t *m = s_member(self, i);
+        n += !m->verified && !m->is_static;
+    }
+    return n;
+}
+
+/* Is there room for one more peer not met yet? Says once a minute why
+   not (a node flooding us with peers, or a limit set too low). */
+static int s_room(cluster_t *self, const char *what)
+{
+    const node_config_t *cfg = self->cfg;
+    const char *full = self->members.size >= cfg->max_peers ? "--max-peers"
+                     : s_unverified(self) >= cfg->max_unverified ? "--max-unverified" : NULL;
+    if (!full)
+        return 1;
+    int64_t now = loop_now(self->loop);
+    if (now - self->last_full_log > LOG_EVERY_MS) {
+        zsys_warning("%s: %zu peers known, %zu not yet met: at %s, waiting", what,
+                     self->members.size, s_unverified(self), full);
+        self->last_full_log = now;
+    }
+    return 0;
+}
+
+/* Was this node dialled and forgotten for never answering, lately? */
+static int s_failed(cluster_t *self, const char *id)
+{
+    int64_t now = loop_now(self->loop);
+    for (size_t i = 0; i < FAILED_MAX; i++)
+        if (self->failed[i].until > now && strcmp(self->failed[i].id, id) == 0)
+            return 1;
+    return 0;
+}
+
+static void s_remember_failed(cluster_t *self, const char *id)
+{
+    if (!id[0])
+        return;
+    size_t i = self->failed_next++ % FAILED_MAX;
+    snprintf(self->failed[i].id, sizeof self->failed[i].id, "%s", id);
+    self->failed[i].until = loop_now(self->loop) + FAILED_MS;
+}
+
+/* Dials of nodes not met: a bucket of max_unverified, refilled at a
+   quarter of that a second. */
+static void s_refill(cluster_t *self)
+{
+    int64_t now = loop_now(self->loop);
+    double cap = self->cfg->max_unverified, rate = cap / 4 < 1 ? 1 : cap / 4;
+    self->tokens += rate * (double) (now - self->refilled) / 1000.0;
+    if (self->tokens > cap)
+        self->tokens = cap;
+    self->refilled = now;
 }
 
 /* A new peer to dial at endpoint, with its key; a static peer may come
@@ -185,6 +269,65 @@ static member_t *s_member_new(cluster_t *self, const char *endpoint, int is_stat
     return m;
 }
 
+/* A node heard of (gossip, mDNS), with the key its id is of: dialled now
+   if there is room and the rate allows, else kept to be dialled later
+   (a bounded number; the rest are dropped and said to be). */
+static void s_candidate(cluster_t *self, const char *endpoint, const uint8_t *key, int by_mdns)
+{
+    char id[PROTO_ID_LEN + 1];
+    proto_key_id(key, id);
+    if (s_failed(self, id))
+        return;
+    s_refill(self);
+    if (self->candidates.count == 0 && self->tokens >= 1 && s_room(self, "a node heard of")) {
+        member_t *m = s_member_new(self, endpoint, 0, key);
+        self->tokens -= 1;
+        if (m)
+            m->by_mdns = by_mdns;
+        return;
+    }
+    for (size_t i = 0; i < self->candidates.count; i++)
+        if (memcmp(RING_AT(&self->candidates, candidate_t, i).key, key, PROTO_KEY_LEN) == 0)
+            return;
+    candidate_t *k = self->candidates.count < CANDIDATES_MAX
+                   ? ring_push(&self->candidates, sizeof *k, 16) : NULL;
+    if (!k) {
+        self->dropped++;
+        int64_t now = loop_now(self->loop);
+        if (now - self->last_busy_log > LOG_EVERY_MS) {
+            zsys_warning("heard of more nodes than can wait to be dialled (%d): %u dropped",
+                         CANDIDATES_MAX, self->dropped);
+            self->last_busy_log = now;
+            self->dropped = 0;
+        }
+        return;
+    }
+    snprintf(k->endpoint, sizeof k->endpoint, "%s", endpoint);
+    memcpy(k->key, key, PROTO_KEY_LEN);
+    k->by_mdns = by_mdns;
+}
+
+static member_t *s_by_id(cluster_t *self, const char *id, size_t len);
+
+/* The tick: candidates waiting are dialled as room and rate allow. */
+static void s_dial_candidates(cluster_t *self)
+{
+    s_refill(self);
+    while (self->candidates.count > 0 && self->tokens >= 1 && s_room(self, "a node heard of")) {
+        candidate_t k = RING_AT(&self->candidates, candidate_t, 0);
+        ring_pop(&self->candidates);
+        char id[PROTO_ID_LEN + 1];
+        proto_key_id(k.key, id);
+        if (s_by_id(self, id, PROTO_ID_LEN) || s_by_endpoint(self, k.endpoint) ||
+            s_is_self_endpoint(self, k.endpoint) || s_failed(self, id))
+            continue;
+        self->tokens -= 1;
+        member_t *m = s_member_new(self, k.endpoint, 0, k.key);
+        if (m)
+            m->by_mdns = k.by_mdns;
+    }
+}
+
 /* --- up and lost ---------------------------------------------------------------------- */
 
 /* Tells to one peer every other up peer (or, with only, just that one). */
@@ -206,6 +349,8 @@ static void s_gossip(cluster_t *self, member_t *to, member_t *only)
 static void s_came_up(cluster_t *self, member_t *m)
 {
     peer_t *p = m->peer;
+    m->verified = 1;
+    m->attempts = 0;
     zsys_notice("peer %s (%.8s) up at %s (%s)", peer_name(p), peer_id(p), peer_endpoint(p),
                 s_source(m));
     directory_peer_state(self->dir, p, 1);
@@ -229,9 +374,11 @@ static void s_reap_one(cluster_t *self, member_t *m)
 {
     peer_t *p = m->peer;
     int was_up = peer_lost_from(p) == PEER_UP;
-    if (was_up)
+    if (was_up) {
         zsys_notice("peer %s (%.8s) at %s lost: %s", peer_name(p), peer_id(p), peer_endpoint(p),
                     peer_lost_why(p));
+        m->down_since = loop_now(self->loop);
+    }
     directory_peer_forget(self->dir, p);
     ring_t flights;
     vec_t waiters;
@@ -440,6 +587,11 @@ static void s_on_hello(cluster_t *self, const proto_msg_t *h, const char *addr,
             m = NULL;
         if (m && (s_key_learned(self, m, key) < 0 || !peer_key(m->peer)))
             return;     /* ourselves, or a key known-peers refuses */
+        if (!m && !s_room(self, "a node dialling us")) {
+            /* Busy: it says HELLO again in a second, and may get in then. */
+            s_refuse(self, h->id, h->idlen, EUSERS, "too many peers: try again later");
+            return;
+        }
         if (!m && !(m = s_member_new(self, endpoint, 0, key)))
             return;
     }
@@ -542,9 +694,10 @@ static void s_on_list(cluster_t *self, member_t *mb, const proto_msg_t *m)
         memcpy(ep, endpoint, eplen);
         ep[eplen] = 0;
         if (!s_by_endpoint(self, ep) && !s_is_self_endpoint(self, ep)) {
-            zsys_info("peer %s heard of %.*s at %s; connecting", peer_name(mb->peer),
-                      (int) namelen, name, ep);
-            s_member_new(self, ep, 0, (const uint8_t *) key);
+            if (self->cfg->verbose)
+                zsys_info("peer %s heard of %.*s at %s", peer_name(mb->peer),
+                          (int) namelen, name, ep);
+            s_candidate(self, ep, (const uint8_t *) key, 0);
         }
     }
 }
@@ -732,6 +885,15 @@ static int s_dealer_message(cluster_t *self, member_t *mb, const uint8_t *data, 
         zsys_warning("malformed answer from %s, ignoring", peer_endpoint(p));
         return 0;
     }
+    if (m.type == P_FAIL && m.tolen == 0 && m.error == EUSERS) {
+        /* Busy with other peers: our HELLO is said again each second. */
+        int64_t now = loop_now(self->loop);
+        if (now - mb->last_refused_log > LOG_EVERY_MS) {
+            zsys_notice("node at %s is busy: %.*s", peer_endpoint(p), (int) m.textlen, m.text);
+            mb->last_refused_log = now;
+        }
+        return 0;
+    }
     if (m.type == P_FAIL && (m.error == EPROTO || m.error == EACCES)) {
         /* Refused: a static peer is asked again (it may be reconfigured),
            once a second, said once a minute; one found otherwise is
@@ -902,9 +1064,24 @@ static int s_tick_member(cluster_t *self, member_t *mb, int64_t now)
         return 0;
     }
     peer_state_t st = peer_state(p);
+    if (!mb->is_static && mb->verified && st != PEER_UP && mb->down_since &&
+        now - mb->down_since > FORGET_MS) {
+        s_forget(self, mb, "down for ten minutes");
+        return -1;
+    }
     if (mb->reaped && now - mb->dialled > REDIAL_MS) {
         s_redial(mb);       /* could not be dialled again when reaped */
         return 0;
+    }
+    if ((st == PEER_CONNECTING || st == PEER_GREETED || st == PEER_ACKED) && !mb->verified &&
+        !mb->is_static && now - mb->dialled > REDIAL_MS && ++mb->attempts >= ATTEMPTS_MAX) {
+        /* Never met, and it does not answer: whoever named it is not
+           believed again for a while. */
+        zsys_info("peer at %s never answered (%u dials): forgetting it", peer_endpoint(p),
+                  mb->attempts);
+        s_remember_failed(self, peer_id(p));
+        s_forget(self, mb, "it never answered");
+        return -1;
     }
     if ((st == PEER_CONNECTING || st == PEER_GREETED) && mb->ask.fd < 0 &&
         now - mb->dialled > REDIAL_MS) {
@@ -952,6 +1129,7 @@ static void s_tick(loop_t *loop, void *arg)
     for (size_t i = 0; i < self->members.size; i++)
         if (s_tick_member(self, s_member(self, i), now) < 0)
             i--;
+    s_dial_candidates(self);
     self->tick = loop_timer_add(loop, TICK_MS, s_tick, self);
 }
 
@@ -1018,11 +1196,9 @@ static void s_mdns(void *arg, const char *id, const char *name, const char *endp
             mb->by_mdns = 1;
         return;
     }
-    zsys_info("mDNS: found %s (%.8s) at %s; connecting", name, id, endpoint);
-    if (!(mb = s_member_new(self, endpoint, 0, key)))
-        return;
     /* Its id is its key's; the handshake proves it holds that key. */
-    mb->by_mdns = 1;
+    zsys_info("mDNS: found %s (%.8s) at %s", name, id, endpoint);
+    s_candidate(self, endpoint, key, 1);
 }
 
 /* --- life ------------------------------------------------------------------------------------ */
@@ -1041,6 +1217,11 @@ cluster_t *cluster_new(loop_t *loop, const node_config_t *config, clients_t *cli
     self->requests = requests;
     self->router_fd = -1;
     self->last_foreign_log = self->last_twin_log = self->last_spoof_log = INT64_MIN / 2;
+    self->last_full_log = self->last_busy_log = INT64_MIN / 2;
+    self->tokens = config->max_unverified;
+    self->refilled = loop_now(loop);
+    /* Every peer is a socket: room for them all, set before the first. */
+    zsys_set_max_sockets(config->max_peers + 64);
     if (getrandom(&self->incarnation, sizeof self->incarnation, 0) != sizeof self->incarnation)
         self->incarnation = (uint64_t) peer_now_us();
     if (!(self->keys = keys_new(loop, config))) {
@@ -1065,6 +1246,7 @@ cluster_t *cluster_new(loop_t *loop, const node_config_t *config, clients_t *cli
     zsock_set_sndhwm(self->router, ROUTER_HWM);
     zsock_set_zap_domain(self->router, "ipcnet");
     zsock_set_curve_server(self->router, 1);
+    zsock_set_handshake_ivl(self->router, HANDSHAKE_MS);
     zcert_apply(keys_cert(self->keys), self->router);
     char port[16];
     if (config->port)
@@ -1143,6 +1325,7 @@ void cluster_destroy(cluster_t **self_p)
     while (self->members.size > 0)
         s_member_free(s_member(self, self->members.size - 1));
     vec_free(&self->members);
+    ring_free(&self->candidates);
     loop_timer_cancel(self->loop, self->tick);
     if (self->router_fd >= 0)
         loop_fd_del(self->loop, self->router_fd);

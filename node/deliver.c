@@ -43,13 +43,10 @@ void deliver_destroy(deliver_t **self_p)
     *self_p = NULL;
 }
 
-/* Answers a REQUEST that could not be recorded: its id is in use, or
-   memory ran out. */
-static void s_request_refused(deliver_t *self, client_t *c, const wire_frame_t *f)
+/* Answers a REQUEST that could not be recorded. */
+static void s_request_refused(client_t *c, const wire_frame_t *f, int err)
 {
-    int err = requests_pending(self->requests, c->id, f->seq) ? EEXIST : ENOMEM;
-    client_send_error(c, f, err, f->s1, f->s1len,
-                      err == EEXIST ? "request id in use" : "out of memory");
+    client_send_error(c, f, -err, f->s1, f->s1len, request_strerror(err));
 }
 
 /* --- from local clients ------------------------------------------------------------ */
@@ -78,9 +75,9 @@ int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbu
         if (!peer_room(t.peer, f->size))
             return client_block_on_peer(c, t.peer);
         request_t *r = NULL;
-        if (request && !(r = request_new(self->requests, c, c->id, f->seq, NULL, 0, "", 0,
-                                         NULL, t.peer, timeout))) {
-            s_request_refused(self, c, f);
+        if (request && (rc = request_new(self->requests, c, c->id, f->seq, NULL, 0, "", 0,
+                                         NULL, t.peer, timeout, &r)) < 0) {
+            s_request_refused(c, f, rc);
             return CLIENT_DONE;
         }
         proto_msg_t m = {
@@ -105,8 +102,10 @@ int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbu
     uint8_t head[WIRE_HEAD_MAX];
     size_t hlen;
     if (request) {
-        if (!request_new(self->requests, c, c->id, f->seq, NULL, 0, "", 0, to, NULL, timeout)) {
-            s_request_refused(self, c, f);
+        request_t *r;
+        if ((rc = request_new(self->requests, c, c->id, f->seq, NULL, 0, "", 0, to, NULL,
+                              timeout, &r)) < 0) {
+            s_request_refused(c, f, rc);
             return CLIENT_DONE;
         }
         hlen = wire_encode(head, WIRE_DELIVER_REQ, 0, f->seq, timeout, c->address, alen,
@@ -287,12 +286,20 @@ static int s_remote_msg(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq
         size_t rnamelen, rnodelen;
         const char *rnode;
         uint32_t timeout = requests_timeout(self->requests, m->timeout);
+        request_t *r;
         if (wire_parse_dest(m->from, m->fromlen, &rclient, &rnamelen, &rnode, &rnodelen) < 0 ||
-            !rclient || directory_is_self(self->dir, rnode, rnodelen) ||
-            !request_new(self->requests, NULL, rclient, m->cseq, m->from, m->fromlen, rnode,
-                         rnodelen, t.to, peer, timeout + 1000)) {
+            !rclient || directory_is_self(self->dir, rnode, rnodelen)) {
             peer_send_fail(peer, EINVAL, m->cseq, what, m->from, m->fromlen, m->to, m->tolen,
-                           "bad requester address or request id in use");
+                           "bad requester address");
+            return CLIENT_DONE;
+        }
+        rc = request_new(self->requests, NULL, rclient, m->cseq, m->from, m->fromlen, rnode,
+                         rnodelen, t.to, peer, timeout + 1000, &r);
+        if (rc < 0) {
+            /* EINVAL for an id in use, as the spec has always said. */
+            peer_send_fail(peer, rc == -EEXIST ? EINVAL : -rc, m->cseq, what, m->from,
+                           m->fromlen, m->to, m->tolen,
+                           rc == -EEXIST ? "request id in use" : request_strerror(rc));
             return CLIENT_DONE;
         }
         hlen = wire_encode(head, WIRE_DELIVER_REQ, 0, m->cseq, timeout, m->from, m->fromlen,

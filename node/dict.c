@@ -137,3 +137,13 @@ void dict_each(const dict_t *self,
         for (entry_t *e = self->slots[i]; e; e = e->next)
             fn(e->key, e->len, e->value, arg);
 }
+
+size_t dict_scan(const dict_t *self, size_t cursor,
+                 void (*fn) (const void *key, size_t len, void *value, void *arg), void *arg)
+{
+    if (cursor > self->mask)
+        return 0;
+    for (entry_t *e = self->slots[cursor]; e; e = e->next)
+        fn(e->key, e->len, e->value, arg);
+    return cursor == self->mask ? 0 : cursor + 1;
+}

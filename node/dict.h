@@ -33,4 +33,13 @@ void dict_each(const dict_t *self,
                void (*fn) (const void *key, size_t len, void *value, void *arg),
                void *arg);
 
+/* Calls fn for each entry of one slot of the table and returns the next
+   cursor (0 when done), starting from 0: a walk that may stop between
+   calls while the table changes. The table only grows, and a slot's
+   entries move to it or to it plus the old size, so an entry present
+   from the start to the end of a walk is visited at least once (and may
+   be twice, if the table grew). */
+size_t dict_scan(const dict_t *self, size_t cursor,
+                 void (*fn) (const void *key, size_t len, void *value, void *arg), void *arg);
+
 #endif

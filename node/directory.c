@@ -4,23 +4,24 @@
 #include "directory.h"
 #include "dict.h"
 
+#include <czmq.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MAX_PER_CLIENT  4096        /* names, subscriptions, watches each */
 
 /* What a peer that is up holds and subscribes to. */
 typedef struct {
     peer_t *peer;
     dict_t *names;
     dict_t *subs;
+    int64_t last_full_log;      /* when we last said it holds too many */
 } remote_t;
 
 struct directory {
     clients_t *clients;
     const node_config_t *cfg;
     dict_t *by_id;              /* id -> client_t */
+    dict_t *by_uid;             /* uid -> clients of that user (a count) */
     dict_t *names;              /* name -> name_t */
     dict_t *exact_subs;         /* topic -> sub_t, patterns without '*' */
     vec_t prefix_subs;          /* sub_t with a '*' */
@@ -37,9 +38,10 @@ directory_t *directory_new(clients_t *clients, const node_config_t *config)
     self->clients = clients;
     self->cfg = config;
     self->by_id = dict_new();
+    self->by_uid = dict_new();
     self->names = dict_new();
     self->exact_subs = dict_new();
-    if (!self->by_id || !self->names || !self->exact_subs) {
+    if (!self->by_id || !self->by_uid || !self->names || !self->exact_subs) {
         directory_destroy(&self);
         return NULL;
     }
@@ -78,6 +80,7 @@ void directory_destroy(directory_t **self_p)
         dict_each(self->names, s_free_name, NULL);      /* those peers held */
     dict_destroy(&self->names);
     dict_destroy(&self->by_id);
+    dict_destroy(&self->by_uid);
     dict_destroy(&self->exact_subs);
     vec_free(&self->prefix_subs);
     vec_free(&self->watchers);
@@ -201,9 +204,31 @@ static void s_tell_state(directory_t *self, peer_t *peer)
 
 /* --- clients ------------------------------------------------------------------------- */
 
+/* The uid's count of clients, kept as the value itself. */
+static void s_count_uid(directory_t *self, uid_t uid, int delta)
+{
+    uintptr_t n = (uintptr_t) dict_get(self->by_uid, &uid, sizeof uid) + (uintptr_t) (intptr_t) delta;
+    if (n == 0)
+        dict_del(self->by_uid, &uid, sizeof uid);
+    else
+        dict_put(self->by_uid, &uid, sizeof uid, (void *) n);
+}
+
 int directory_add_client(directory_t *self, client_t *c)
 {
-    return dict_put(self->by_id, &c->id, sizeof c->id, c);
+    if (dict_put(self->by_id, &c->id, sizeof c->id, c) < 0)
+        return -ENOMEM;
+    if (dict_put(self->by_uid, &c->cred.uid, sizeof c->cred.uid,
+                 (void *) ((uintptr_t) directory_clients_of(self, c->cred.uid) + 1)) < 0) {
+        dict_del(self->by_id, &c->id, sizeof c->id);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+size_t directory_clients_of(const directory_t *self, uid_t uid)
+{
+    return (uintptr_t) dict_get(self->by_uid, &uid, sizeof uid);
 }
 
 client_t *directory_client(const directory_t *self, uint64_t id)
@@ -235,6 +260,13 @@ void directory_each_client(const directory_t *self, void (*fn) (client_t *c, voi
 {
     each_client_t e = { fn, arg };
     dict_each(self->by_id, s_each_client, &e);
+}
+
+size_t directory_scan_clients(const directory_t *self, size_t cursor,
+                              void (*fn) (client_t *c, void *arg), void *arg)
+{
+    each_client_t e = { fn, arg };
+    return dict_scan(self->by_id, cursor, s_each_client, &e);
 }
 
 /* --- names --------------------------------------------------------------------------- */
@@ -292,12 +324,19 @@ void directory_each_name(const directory_t *self, void (*fn) (name_t *n, void *a
     dict_each(self->names, s_each_name, &e);
 }
 
+size_t directory_scan_names(const directory_t *self, size_t cursor,
+                            void (*fn) (name_t *n, void *arg), void *arg)
+{
+    each_name_t e = { fn, arg };
+    return dict_scan(self->names, cursor, s_each_name, &e);
+}
+
 int directory_bind(directory_t *self, client_t *c, const char *name, size_t len)
 {
     name_t *n = dict_get(self->names, name, len);
     if (n && vec_has(&n->holders, c))
         return -EEXIST;
-    if (c->names.size >= MAX_PER_CLIENT)
+    if (c->names.size >= self->cfg->max_names)
         return -ENOBUFS;
     if (!(n = s_name_get(self, name, len)))
         return -ENOMEM;
@@ -355,7 +394,7 @@ int directory_subscribe(directory_t *self, client_t *c, const char *pattern, siz
                         : dict_get(self->exact_subs, pattern, len);
     if (sub && vec_has(&sub->clients, c))
         return -EEXIST;
-    if (c->subs.size >= MAX_PER_CLIENT)
+    if (c->subs.size >= self->cfg->max_subs)
         return -ENOBUFS;
     if (!sub) {
         sub = calloc(1, sizeof *sub);
@@ -466,7 +505,7 @@ int directory_watch(directory_t *self, client_t *c, const char *pattern, size_t 
 {
     if (s_find_watch(c, pattern, len) != SIZE_MAX)
         return -EEXIST;
-    if (c->watches.size >= MAX_PER_CLIENT)
+    if (c->watches.size >= self->cfg->max_watches)
         return -ENOBUFS;
     char *p = buf_strndup(pattern, len);
     if (!p || vec_push(&c->watches, p) < 0) {
@@ -524,7 +563,8 @@ void directory_watch_snapshot(directory_t *self, client_t *c, const char *patter
 
 void directory_client_gone(directory_t *self, client_t *c)
 {
-    dict_del(self->by_id, &c->id, sizeof c->id);
+    if (dict_del(self->by_id, &c->id, sizeof c->id))
+        s_count_uid(self, c->cred.uid, -1);
     while (c->names.size > 0)
         s_unbind(self, c, c->names.items[c->names.size - 1]);
     while (c->subs.size > 0)
@@ -562,6 +602,7 @@ static remote_t *s_remote_get(directory_t *self, peer_t *peer)
     if (!r)
         return NULL;
     r->peer = peer;
+    r->last_full_log = INT64_MIN / 2;
     if (!(r->names = dict_new()) || !(r->subs = dict_new()) || vec_push(&self->remotes, r) < 0) {
         s_remote_free(r);
         return NULL;
@@ -629,6 +670,7 @@ void directory_peer_list(directory_t *self, peer_t *peer, const proto_msg_t *m)
     int add = m->type == P_NAMES_ADD || m->type == P_SUBS_ADD;
     int names = m->type == P_NAMES_ADD || m->type == P_NAMES_DEL;
     dict_t *d = names ? r->names : r->subs;
+    size_t limit = names ? self->cfg->max_peer_names : self->cfg->max_peer_subs;
     for (unsigned i = 0; i < m->count; i++) {
         const char *s;
         size_t len;
@@ -636,6 +678,18 @@ void directory_peer_list(directory_t *self, peer_t *peer, const proto_msg_t *m)
         int had = dict_get(d, s, len) != NULL;
         if (add == had)
             continue;
+        if (add && dict_size(d) >= limit) {
+            /* Past our limit: the rest is not taken, and we say so now
+               and then. The link stays for what was taken. */
+            int64_t now = loop_clock_ms();
+            if (now - r->last_full_log > 60000) {
+                zsys_warning("peer %s holds more than %zu %s (--max-peer-%s): ignoring the rest",
+                             peer_name(peer), limit, names ? "names" : "patterns",
+                             names ? "names" : "subscriptions");
+                r->last_full_log = now;
+            }
+            continue;
+        }
         if (add && dict_put(d, s, len, (void *) 1) < 0)
             continue;
         if (!add)

@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct directory directory_t;
 
@@ -61,6 +62,15 @@ void directory_client_gone(directory_t *self, client_t *c);
 client_t *directory_client(const directory_t *self, uint64_t id);
 
 size_t directory_nclients(const directory_t *self);
+
+/* A step of a walk over the clients that may stop between steps (see
+   dict_scan): calls fn for some of them; returns the next cursor, 0 at
+   the end. */
+size_t directory_scan_clients(const directory_t *self, size_t cursor,
+                              void (*fn) (client_t *c, void *arg), void *arg);
+
+/* How many clients of this user are connected. */
+size_t directory_clients_of(const directory_t *self, uid_t uid);
 void directory_each_client(const directory_t *self, void (*fn) (client_t *c, void *arg),
                            void *arg);
 
@@ -75,6 +85,10 @@ int directory_unbind(directory_t *self, client_t *c, const char *name, size_t le
 name_t *directory_name(const directory_t *self, const char *name, size_t len);
 size_t directory_nnames(const directory_t *self);
 void directory_each_name(const directory_t *self, void (*fn) (name_t *n, void *arg), void *arg);
+
+/* A step of a walk over the names, as directory_scan_clients. */
+size_t directory_scan_names(const directory_t *self, size_t cursor,
+                            void (*fn) (name_t *n, void *arg), void *arg);
 
 /* --- subscriptions ------------------------------------------------------------- */
 

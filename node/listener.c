@@ -25,20 +25,86 @@ struct listener {
     int lock_fd;
     char lock_path[sizeof ((struct sockaddr_un *) 0)->sun_path + 8];
     uint64_t next_id;
+    int spare_fd;               /* kept free, to answer a client when none is left */
+    loop_timer_t *resume;       /* accepting again after running out of fds */
+    int64_t backoff;            /* ms, doubling while fds stay short */
+    int64_t last_log;           /* of refusals and shortages, at most every 10 s */
+    unsigned refused;           /* since then */
 };
 
+#define BACKOFF_MIN     50
+#define BACKOFF_MAX     1000
+#define LOG_EVERY       10000
+
+/* Says (at most every 10 s, with how many since) that clients are refused. */
+static void s_log_refusal(listener_t *self, const char *why)
+{
+    self->refused++;
+    int64_t now = loop_now(self->clients->loop);
+    if (now - self->last_log < LOG_EVERY)
+        return;
+    zsys_warning("refused %u client%s in %lld s: %s", self->refused,
+                 self->refused == 1 ? "" : "s",
+                 (long long) (self->last_log > INT64_MIN / 2 ? (now - self->last_log) / 1000 : 0), why);
+    self->refused = 0;
+    self->last_log = now;
+}
+
 /* Says why, then closes: the HELLO would have had seq 1. */
-static void s_refuse(listener_t *self, int fd)
+static void s_refuse(listener_t *self, int fd, int err, const char *why)
 {
     uint8_t head[WIRE_HEAD_MAX];
-    const char *why = "too many clients";
-    size_t hlen = wire_encode(head, WIRE_ERROR, WIRE_HELLO, 1, EUSERS, NULL, 0,
+    size_t hlen = wire_encode(head, WIRE_ERROR, WIRE_HELLO, 1, (uint32_t) err, NULL, 0,
                               why, strlen(why), 0);
     if (write(fd, head, hlen) < 0) {
         /* Nothing to do: the client sees the connection close. */
     }
     close(fd);
-    zsys_warning("refused a client: %u clients already", self->cfg->max_clients);
+    s_log_refusal(self, why);
+}
+
+static void s_accept(loop_t *loop, int fd, int revents, void *arg);
+
+static void s_resume(loop_t *loop, void *arg)
+{
+    listener_t *self = arg;
+    self->resume = NULL;
+    loop_fd_mod(loop, self->fd, LOOP_IN);
+}
+
+/* Out of file descriptors: the spare one lets the client waiting be told
+   why rather than left hanging, and the socket is not watched for a
+   while (doubling up to a second), so the loop does not spin on it. */
+static void s_fd_shortage(listener_t *self, int err)
+{
+    loop_t *loop = self->clients->loop;
+    if (self->spare_fd >= 0) {
+        close(self->spare_fd);
+        int cfd = accept4(self->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd >= 0)
+            s_refuse(self, cfd, err, "the node is out of file descriptors");
+        self->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    self->backoff = self->backoff ? self->backoff * 2 : BACKOFF_MIN;
+    if (self->backoff > BACKOFF_MAX)
+        self->backoff = BACKOFF_MAX;
+    loop_fd_mod(loop, self->fd, 0);
+    if (!self->resume)
+        self->resume = loop_timer_add(loop, self->backoff, s_resume, self);
+    if (!self->resume)
+        loop_fd_mod(loop, self->fd, LOOP_IN);       /* no timer: better a spin than deaf */
+}
+
+/* Why this client may not join, or NULL. */
+static const char *s_refusal(listener_t *self, const struct ucred *cred, int *ret_err)
+{
+    *ret_err = EUSERS;
+    if (directory_nclients(self->dir) >= self->cfg->max_clients)
+        return "too many clients";
+    if (cred->uid != 0 &&
+        directory_clients_of(self->dir, cred->uid) >= self->cfg->max_clients_per_uid)
+        return "too many clients of this user";
+    return NULL;
 }
 
 static void s_accept(loop_t *loop, int fd, int revents, void *arg)
@@ -50,14 +116,23 @@ static void s_accept(loop_t *loop, int fd, int revents, void *arg)
     for (int i = 0; i < 64; i++) {
         int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                zsys_warning("cannot accept a client: %s; retrying", strerror(errno));
-            else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            if (errno == EMFILE || errno == ENFILE) {
+                s_log_refusal(self, "out of file descriptors (raise the limit with ulimit -n "
+                              "or LimitNOFILE=, or lower --max-clients)");
+                s_fd_shortage(self, errno);
+            } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
                 zsys_warning("accept failed: %s, ignoring", strerror(errno));
             return;
         }
-        if (directory_nclients(self->dir) >= self->cfg->max_clients) {
-            s_refuse(self, cfd);
+        self->backoff = 0;
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+            cred = (struct ucred) { .pid = 0, .uid = (uid_t) -1, .gid = (gid_t) -1 };
+        int err;
+        const char *why = s_refusal(self, &cred, &err);
+        if (why) {
+            s_refuse(self, cfd, err, why);
             continue;
         }
         client_t *c = client_new(self->clients, cfd, ++self->next_id);
@@ -67,9 +142,8 @@ static void s_accept(loop_t *loop, int fd, int revents, void *arg)
         }
         snprintf(c->address, sizeof c->address, ":%llu@%s",
                  (unsigned long long) c->id, self->cfg->name);
-        socklen_t len = sizeof c->cred;
-        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) < 0)
-            c->cred = (struct ucred) { .pid = 0, .uid = (uid_t) -1, .gid = (gid_t) -1 };
+        c->cred = cred;
+        c->since = loop_now(loop);
         if (directory_add_client(self->dir, c) < 0 || session_start(self->sessions, c) < 0) {
             directory_client_gone(self->dir, c);
             client_free(c);
@@ -135,13 +209,14 @@ int listener_serve(listener_t *self, sessions_t *sessions)
     return loop_fd_add(self->clients->loop, self->fd, LOOP_IN, s_accept, self);
 }
 
-/* Room for every client's descriptor, and a few of our own. */
-static void s_raise_nofile(unsigned clients)
+/* Room for every client's descriptor, two for each peer (its DEALER's
+   mailbox and connection), and a few of our own. */
+static void s_raise_nofile(unsigned clients, unsigned peers)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
         return;
-    rlim_t want = (rlim_t) clients + 64;
+    rlim_t want = (rlim_t) clients + 2 * (rlim_t) peers + 64;
     if (rl.rlim_cur >= want)
         return;
     rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
@@ -159,11 +234,13 @@ listener_t *listener_new(clients_t *clients, directory_t *dir)
     self->dir = dir;
     self->cfg = clients->cfg;
     self->fd = self->lock_fd = -1;
+    self->last_log = INT64_MIN / 2;
+    self->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (s_listen(self) < 0) {
         listener_destroy(&self);
         return NULL;
     }
-    s_raise_nofile(self->cfg->max_clients);
+    s_raise_nofile(self->cfg->max_clients, self->cfg->max_peers);
     return self;
 }
 
@@ -181,6 +258,9 @@ void listener_destroy(listener_t **self_p)
        fresh file while another still holds the old one. */
     if (self->lock_fd >= 0)
         close(self->lock_fd);
+    if (self->spare_fd >= 0)
+        close(self->spare_fd);
+    loop_timer_cancel(self->clients->loop, self->resume);
     free(self);
     *self_p = NULL;
 }

@@ -26,6 +26,18 @@ typedef struct {
     char authorized_keys[400];  /* directory of zcert public files, or "" */
     char **peers;               /* static peers, "tcp://host:port" */
     size_t npeers;
+    /* limits on what clients and peers may make the node hold (docs/limits.md) */
+    unsigned max_clients_per_uid;   /* root is counted only in max_clients */
+    unsigned hello_timeout;         /* ms for a new client to say HELLO */
+    unsigned frame_timeout;         /* ms for a frame begun to be complete */
+    size_t max_unfinished;          /* bytes of large frames being read, all clients */
+    unsigned max_names, max_subs, max_watches;  /* per client */
+    unsigned max_requests;          /* pending requests a client made */
+    unsigned max_node_requests;     /* pending requests on this node, all */
+    unsigned max_peers;             /* peers known */
+    unsigned max_unverified;        /* peers not yet up, dialled at once */
+    unsigned max_peer_names, max_peer_subs;     /* per peer */
+    unsigned max_peer_requests;     /* pending requests of one peer's clients */
 } node_config_t;
 
 #define NODE_DEFAULT_MAX_MESSAGE   (16u << 20)
@@ -37,6 +49,17 @@ typedef struct {
 #define NODE_DEFAULT_CLUSTER       "ipcnet"
 #define NODE_DEFAULT_HEARTBEAT     500
 #define NODE_DEFAULT_WINDOW        (16u << 20)
+#define NODE_DEFAULT_PER_UID       1024
+#define NODE_DEFAULT_HELLO_TIMEOUT 5000
+#define NODE_DEFAULT_FRAME_TIMEOUT 10000
+#define NODE_DEFAULT_UNFINISHED    (256u << 20)
+#define NODE_DEFAULT_PER_CLIENT    4096         /* names, subscriptions, watches, requests */
+#define NODE_DEFAULT_NODE_REQUESTS 262144
+#define NODE_DEFAULT_MAX_PEERS     256
+#define NODE_DEFAULT_UNVERIFIED    16
+#define NODE_DEFAULT_PEER_NAMES    65536
+#define NODE_DEFAULT_PEER_SUBS     4096
+#define NODE_DEFAULT_PEER_REQUESTS 65536
 
 /* The counters of --stats, kept by the modules that see each event. */
 typedef struct {

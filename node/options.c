@@ -7,11 +7,14 @@
 #include "wire.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char s_usage[] =
@@ -47,6 +50,22 @@ static const char s_usage[] =
     "  --syslog              log to syslog as well as stderr\n"
     "  -v, --verbose         log every client that connects\n"
     "\n"
+    "Limits (what clients and peers may make the node hold; docs/limits.md):\n"
+    "  --max-clients-per-uid N   clients of one user, root aside (default 1024)\n"
+    "  --hello-timeout MS        for a new client to say HELLO (default 5000)\n"
+    "  --frame-timeout MS        for a frame begun to be complete (default 10000)\n"
+    "  --max-unfinished BYTES    large frames being read, all clients (default 256M)\n"
+    "  --max-names N             names one client holds (default 4096)\n"
+    "  --max-subscriptions N     patterns one client subscribes to (default 4096)\n"
+    "  --max-watches N           patterns one client watches (default 4096)\n"
+    "  --max-requests N          pending requests of one client (default 4096)\n"
+    "  --max-node-requests N     pending requests on this node (default 262144)\n"
+    "  --max-peers N             peers known (default 256)\n"
+    "  --max-unverified N        peers being dialled, not yet up (default 16)\n"
+    "  --max-peer-names N        names one peer holds (default 65536)\n"
+    "  --max-peer-subscriptions N  patterns one peer subscribes to (default 4096)\n"
+    "  --max-peer-requests N     pending requests of one peer's clients (default 65536)\n"
+    "\n"
     "Verbs:\n"
     "  --services            names and who holds them\n"
     "  --peers               known nodes\n"
@@ -68,20 +87,58 @@ static const char s_usage[] =
     "  -V, --version         the version\n";
 
 enum {
-    O_SOCKET = 256, O_NAME, O_MAX_MESSAGE, O_QUEUE_LIMIT, O_MAX_CLIENTS, O_REQ_TIMEOUT,
-    O_SYSLOG, O_SERVICES, O_PEERS, O_CLIENTS, O_STATS, O_SEND, O_REQUEST, O_LISTEN,
-    O_PUBLISH, O_SUBSCRIBE, O_WATCH, O_TIMEOUT, O_COUNT, O_ECHO, O_JSON,
-    O_PORT, O_BIND, O_PEER, O_STATE_DIR, O_HEARTBEAT, O_WINDOW, O_NO_MDNS, O_CONFIG, O_CLUSTER,
-    O_AUTHORIZED_KEYS, O_KEY,
+    O_SOCKET = 256, O_NAME, O_SYSLOG, O_PORT, O_BIND, O_PEER, O_STATE_DIR, O_NO_MDNS,
+    O_CONFIG, O_CLUSTER, O_AUTHORIZED_KEYS, O_ECHO, O_JSON,
+    /* verbs */
+    O_SERVICES, O_PEERS, O_CLIENTS, O_STATS, O_SEND, O_REQUEST, O_LISTEN, O_PUBLISH,
+    O_SUBSCRIBE, O_WATCH, O_KEY,
+    /* numbers: see s_numbers */
+    O_NUMBER = 512,
 };
 
-static const struct option s_options[] = {
+/* The options that take a number, each checked against its range. */
+typedef struct {
+    const char *name;
+    size_t off;                 /* in options_t */
+    int type;                   /* how it is kept there: */
+    unsigned long long min, max;
+    const char *want;
+} number_t;
+
+enum { T_UINT = 0, T_SIZE = 1, T_INT, T_LONG };     /* T_SIZE takes K/M/G suffixes */
+
+#define CFG(f) offsetof(options_t, config.f)
+static const number_t s_numbers[] = {
+    { "max-message", CFG(max_message), 1, 1, 1ull << 30, "1 byte to 1G" },
+    { "queue-limit", CFG(queue_limit), 1, 4096, 1ull << 34, "4K to 16G" },
+    { "max-clients", CFG(max_clients), 0, 1, 1000000, "1 to 1000000" },
+    { "request-timeout", CFG(request_timeout), 0, 1, NODE_MAX_REQ_TIMEOUT, "1 to 86400000 ms" },
+    { "heartbeat", CFG(heartbeat), 0, 10, 60000, "10 to 60000 ms" },
+    { "window", CFG(window), 1, 64 * 1024, 1ull << 30, "64K to 1G" },
+    { "max-clients-per-uid", CFG(max_clients_per_uid), 0, 1, 1000000, "1 to 1000000" },
+    { "hello-timeout", CFG(hello_timeout), 0, 100, 3600000, "100 to 3600000 ms" },
+    { "frame-timeout", CFG(frame_timeout), 0, 100, 3600000, "100 to 3600000 ms" },
+    { "max-unfinished", CFG(max_unfinished), 1, 1u << 20, 1ull << 36, "1M to 64G" },
+    { "max-names", CFG(max_names), 0, 1, 1000000, "1 to 1000000" },
+    { "max-subscriptions", CFG(max_subs), 0, 1, 1000000, "1 to 1000000" },
+    { "max-watches", CFG(max_watches), 0, 1, 1000000, "1 to 1000000" },
+    { "max-requests", CFG(max_requests), 0, 1, 10000000, "1 to 10000000" },
+    { "max-node-requests", CFG(max_node_requests), 0, 1, 100000000, "1 to 100000000" },
+    { "max-peers", CFG(max_peers), 0, 1, 4096, "1 to 4096" },
+    { "max-unverified", CFG(max_unverified), 0, 1, 256, "1 to 256" },
+    { "max-peer-names", CFG(max_peer_names), 0, 1, 10000000, "1 to 10000000" },
+    { "max-peer-subscriptions", CFG(max_peer_subs), 0, 1, 1000000, "1 to 1000000" },
+    { "max-peer-requests", CFG(max_peer_requests), 0, 1, 10000000, "1 to 10000000" },
+    { "timeout", offsetof(options_t, cli.timeout_ms), T_INT, 1, NODE_MAX_REQ_TIMEOUT,
+      "1 to 86400000 ms" },
+    { "count", offsetof(options_t, cli.count), T_LONG, 1, 1000000000, "a positive number" },
+};
+#undef CFG
+#define N_NUMBERS (sizeof s_numbers / sizeof s_numbers[0])
+
+static const struct option s_named[] = {
     { "socket", required_argument, NULL, O_SOCKET },
     { "name", required_argument, NULL, O_NAME },
-    { "max-message", required_argument, NULL, O_MAX_MESSAGE },
-    { "queue-limit", required_argument, NULL, O_QUEUE_LIMIT },
-    { "max-clients", required_argument, NULL, O_MAX_CLIENTS },
-    { "request-timeout", required_argument, NULL, O_REQ_TIMEOUT },
     { "syslog", no_argument, NULL, O_SYSLOG },
     { "verbose", no_argument, NULL, 'v' },
     { "services", no_argument, NULL, O_SERVICES },
@@ -94,16 +151,12 @@ static const struct option s_options[] = {
     { "publish", required_argument, NULL, O_PUBLISH },
     { "subscribe", required_argument, NULL, O_SUBSCRIBE },
     { "watch", required_argument, NULL, O_WATCH },
-    { "timeout", required_argument, NULL, O_TIMEOUT },
-    { "count", required_argument, NULL, O_COUNT },
     { "echo", no_argument, NULL, O_ECHO },
     { "json", no_argument, NULL, O_JSON },
     { "port", required_argument, NULL, O_PORT },
     { "bind", required_argument, NULL, O_BIND },
     { "peer", required_argument, NULL, O_PEER },
     { "state-dir", required_argument, NULL, O_STATE_DIR },
-    { "heartbeat", required_argument, NULL, O_HEARTBEAT },
-    { "window", required_argument, NULL, O_WINDOW },
     { "no-mdns", no_argument, NULL, O_NO_MDNS },
     { "config", required_argument, NULL, O_CONFIG },
     { "cluster", required_argument, NULL, O_CLUSTER },
@@ -111,47 +164,65 @@ static const struct option s_options[] = {
     { "key", no_argument, NULL, O_KEY },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
-    { NULL, 0, NULL, 0 },
 };
+#define N_NAMED (sizeof s_named / sizeof s_named[0])
 
-/* Parses a size like 4096, 64K, 16M or 1G. Returns 0 or -EINVAL. */
-static int s_parse_size(const char *s, size_t min, size_t max, size_t *ret)
+/* getopt's table: the named options, then the numbers. */
+static struct option s_options[N_NAMED + N_NUMBERS + 1];
+
+static void s_build_table(void)
+{
+    memcpy(s_options, s_named, sizeof s_named);
+    for (size_t i = 0; i < N_NUMBERS; i++)
+        s_options[N_NAMED + i] = (struct option) {
+            s_numbers[i].name, required_argument, NULL, O_NUMBER + (int) i };
+    s_options[N_NAMED + N_NUMBERS] = (struct option) { NULL, 0, NULL, 0 };
+}
+
+/* Parses a number like 4096, or with suffixes 64K, 16M, 1G. Returns 0 or
+   -EINVAL. */
+static int s_parse_number(const char *s, int suffixes, unsigned long long min,
+                          unsigned long long max, unsigned long long *ret)
 {
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *s == '-')
+    if (errno || end == s || *s == '-' || *s == '+' || *s == ' ')
         return -EINVAL;
     unsigned long long mult = 1;
-    if (*end == 'K' || *end == 'k')
+    if (suffixes && (*end == 'K' || *end == 'k'))
         mult = 1ull << 10;
-    else if (*end == 'M' || *end == 'm')
+    else if (suffixes && (*end == 'M' || *end == 'm'))
         mult = 1ull << 20;
-    else if (*end == 'G' || *end == 'g')
+    else if (suffixes && (*end == 'G' || *end == 'g'))
         mult = 1ull << 30;
     if (mult > 1)
         end++;
     if (*end || v > max / mult || v * mult < min)
         return -EINVAL;
-    *ret = (size_t) (v * mult);
-    return 0;
-}
-
-static int s_parse_long(const char *s, long min, long max, long *ret)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return -EINVAL;
-    *ret = v;
+    *ret = v * mult;
     return 0;
 }
 
 static int s_bad(const char *opt, const char *value, const char *want)
 {
-    fprintf(stderr, "ipc-node: bad value for %s: '%s' (%s)\n", opt, value, want);
+    fprintf(stderr, "ipc-node: bad value for --%s: '%s' (%s)\n", opt, value, want);
     return 2;
+}
+
+static int s_number(options_t *o, const number_t *n, const char *arg)
+{
+    unsigned long long v;
+    if (s_parse_number(arg, n->type == T_SIZE, n->min, n->max, &v) < 0)
+        return s_bad(n->name, arg, n->want);
+    uint8_t *at = (uint8_t *) o + n->off;
+    switch (n->type) {
+    case T_SIZE: { size_t x = (size_t) v; memcpy(at, &x, sizeof x); break; }
+    case T_INT: { int x = (int) v; memcpy(at, &x, sizeof x); break; }
+    case T_LONG: { long x = (long) v; memcpy(at, &x, sizeof x); break; }
+    default: { unsigned x = (unsigned) v; memcpy(at, &x, sizeof x); break; }
+    }
+    return 0;
 }
 
 static int s_config_file(options_t *o, const char *path);
@@ -167,16 +238,32 @@ static int s_add_peer(options_t *o, const char *value)
     if (n < 0 || (size_t) n >= sizeof ep ||
         strcspn(ep + 6, " \t/") < (size_t) ((hash ? hash : ep + n) - ep - 6) ||
         keys_parse_peer(ep, endpoint, sizeof endpoint, key, &has_key) < 0)
-        return s_bad("--peer", value, "tcp://HOST:PORT or tcp://HOST:PORT#KEY "
+        return s_bad("peer", value, "tcp://HOST:PORT or tcp://HOST:PORT#KEY "
                      "(KEY: 40 Z85 or 64 hex digits)");
     char **peers = realloc(o->peers, (o->npeers + 1) * sizeof *peers);
-    if (!peers || !(peers[o->npeers] = strdup(ep))) {
-        free(peers == o->peers ? NULL : peers);
+    if (!peers)
         return 1;
-    }
     o->peers = peers;
+    if (!(peers[o->npeers] = strdup(ep)))
+        return 1;
     o->npeers++;
     return 0;
+}
+
+/* A string option's value, kept (and freed by options_free). */
+static const char *s_keep(options_t *o, const char *arg)
+{
+    if (!o->in_file)
+        return arg;         /* argv outlives the options */
+    char *copy = strdup(arg);
+    char **kept = copy ? realloc(o->kept, (o->nkept + 1) * sizeof *kept) : NULL;
+    if (!kept) {
+        free(copy);
+        return NULL;
+    }
+    o->kept = kept;
+    o->kept[o->nkept++] = copy;
+    return copy;
 }
 
 /* Applies one option. Returns 0, or an exit status (2: bad usage). */
@@ -184,91 +271,65 @@ static int s_option(options_t *o, int opt, const char *arg)
 {
     node_config_t *config = &o->config;
     cli_t *cli = &o->cli;
-    long n;
+    if (opt >= O_NUMBER && opt < O_NUMBER + (int) N_NUMBERS)
+        return s_number(o, &s_numbers[opt - O_NUMBER], arg);
+    if (opt >= O_SERVICES && opt <= O_KEY) {
+        static const verb_t verbs[] = {
+            [O_SERVICES - O_SERVICES] = VERB_SERVICES, [O_PEERS - O_SERVICES] = VERB_PEERS,
+            [O_CLIENTS - O_SERVICES] = VERB_CLIENTS, [O_STATS - O_SERVICES] = VERB_STATS,
+            [O_SEND - O_SERVICES] = VERB_SEND, [O_REQUEST - O_SERVICES] = VERB_REQUEST,
+            [O_LISTEN - O_SERVICES] = VERB_LISTEN, [O_PUBLISH - O_SERVICES] = VERB_PUBLISH,
+            [O_SUBSCRIBE - O_SERVICES] = VERB_SUBSCRIBE, [O_WATCH - O_SERVICES] = VERB_WATCH,
+        };
+        o->verbs++;
+        if (opt == O_KEY)
+            o->key_verb = 1;
+        else {
+            cli->verb = verbs[opt - O_SERVICES];
+            cli->target = arg;
+        }
+        return 0;
+    }
+    if (arg && !(arg = s_keep(o, arg)))
+        return 1;
     switch (opt) {
     case O_SOCKET: o->socket_opt = arg; break;
     case O_NAME: o->name_opt = arg; break;
-    case O_MAX_MESSAGE:
-        if (s_parse_size(arg, 1, 1ull << 30, &config->max_message) < 0)
-            return s_bad("--max-message", arg, "1 byte to 1G");
+    case O_PORT: {
+        unsigned long long v;
+        if (s_parse_number(arg, 0, 0, 65535, &v) < 0)
+            return s_bad("port", arg, "0 to 65535");
+        config->port = (unsigned) v;
         break;
-    case O_QUEUE_LIMIT:
-        if (s_parse_size(arg, 4096, 1ull << 34, &config->queue_limit) < 0)
-            return s_bad("--queue-limit", arg, "4K to 16G");
-        break;
-    case O_MAX_CLIENTS:
-        if (s_parse_long(arg, 1, 1000000, &n) < 0)
-            return s_bad("--max-clients", arg, "1 to 1000000");
-        config->max_clients = (unsigned) n;
-        break;
-    case O_REQ_TIMEOUT:
-        if (s_parse_long(arg, 1, NODE_MAX_REQ_TIMEOUT, &n) < 0)
-            return s_bad("--request-timeout", arg, "1 to 86400000 ms");
-        config->request_timeout = (unsigned) n;
-        break;
-    case O_PORT:
-        if (s_parse_long(arg, 0, 65535, &n) < 0)
-            return s_bad("--port", arg, "0 to 65535");
-        config->port = (unsigned) n;
-        break;
+    }
     case O_BIND:
         if (strlen(arg) >= sizeof config->bind || !*arg || strpbrk(arg, " \t/"))
-            return s_bad("--bind", arg, "an address or interface, or *");
+            return s_bad("bind", arg, "an address or interface, or *");
         strcpy(config->bind, arg);
         break;
     case O_PEER:
         return s_add_peer(o, arg);
     case O_STATE_DIR:
         if (strlen(arg) >= sizeof config->state_dir || arg[0] != '/')
-            return s_bad("--state-dir", arg, "an absolute path");
+            return s_bad("state-dir", arg, "an absolute path");
         strcpy(config->state_dir, arg);
-        break;
-    case O_HEARTBEAT:
-        if (s_parse_long(arg, 10, 60000, &n) < 0)
-            return s_bad("--heartbeat", arg, "10 to 60000 ms");
-        config->heartbeat = (unsigned) n;
-        break;
-    case O_WINDOW:
-        if (s_parse_size(arg, 64 * 1024, 1ull << 30, &config->window) < 0)
-            return s_bad("--window", arg, "64K to 1G");
         break;
     case O_NO_MDNS: config->no_mdns = 1; break;
     case O_AUTHORIZED_KEYS: {
         char path[PATH_MAX];
         if (!realpath(arg, path) || strlen(path) >= sizeof config->authorized_keys)
-            return s_bad("--authorized-keys", arg, "an existing directory");
+            return s_bad("authorized-keys", arg, "an existing directory");
         strcpy(config->authorized_keys, path);
         break;
     }
-    case O_KEY: o->key_verb = 1; o->verbs++; break;
     case O_CLUSTER:
         if (strlen(arg) >= sizeof config->cluster || wire_check_name(arg, strlen(arg)) < 0)
-            return s_bad("--cluster", arg, "1-63 of A-Z a-z 0-9 . _ - /");
+            return s_bad("cluster", arg, "1-63 of A-Z a-z 0-9 . _ - /");
         strcpy(config->cluster, arg);
         break;
     case O_CONFIG: return s_config_file(o, arg);
     case O_SYSLOG: o->use_syslog = 1; break;
     case 'v': config->verbose = 1; break;
-    case O_SERVICES: cli->verb = VERB_SERVICES; o->verbs++; break;
-    case O_PEERS: cli->verb = VERB_PEERS; o->verbs++; break;
-    case O_CLIENTS: cli->verb = VERB_CLIENTS; o->verbs++; break;
-    case O_STATS: cli->verb = VERB_STATS; o->verbs++; break;
-    case O_SEND: cli->verb = VERB_SEND; cli->target = arg; o->verbs++; break;
-    case O_REQUEST: cli->verb = VERB_REQUEST; cli->target = arg; o->verbs++; break;
-    case O_LISTEN: cli->verb = VERB_LISTEN; cli->target = arg; o->verbs++; break;
-    case O_PUBLISH: cli->verb = VERB_PUBLISH; cli->target = arg; o->verbs++; break;
-    case O_SUBSCRIBE: cli->verb = VERB_SUBSCRIBE; cli->target = arg; o->verbs++; break;
-    case O_WATCH: cli->verb = VERB_WATCH; cli->target = arg; o->verbs++; break;
-    case O_TIMEOUT:
-        if (s_parse_long(arg, 1, NODE_MAX_REQ_TIMEOUT, &n) < 0)
-            return s_bad("--timeout", arg, "1 to 86400000 ms");
-        cli->timeout_ms = (int) n;
-        break;
-    case O_COUNT:
-        if (s_parse_long(arg, 1, 1000000000L, &n) < 0)
-            return s_bad("--count", arg, "a positive number");
-        cli->count = n;
-        break;
     case O_ECHO: cli->echo = 1; break;
     case O_JSON: cli->json = 1; break;
     default: return 2;
@@ -276,60 +337,108 @@ static int s_option(options_t *o, int opt, const char *arg)
     return 0;
 }
 
-/* Reads "option value" lines (the long options without "--"); a '#' at
-   the start of a line or after a blank starts a comment (one inside a
-   word is a peer's key: tcp://host:port#KEY). The strings are kept for
-   the life of the process. */
+/* One "option value" line of a config file (NUL-terminated, any length). */
+static int s_config_line(options_t *o, char *line, const char *path, int lineno)
+{
+    /* A '#' at the start of a line or after a blank starts a comment; one
+       inside a word is a peer's key: tcp://host:port#KEY. */
+    for (char *c = line; *c; c++)
+        if (*c == '#' && (c == line || c[-1] == ' ' || c[-1] == '\t')) {
+            *c = 0;
+            break;
+        }
+    char *key = line + strspn(line, " \t\r");
+    if (!*key)
+        return 0;
+    char *value = key + strcspn(key, " \t\r");
+    if (*value)
+        *value++ = 0;
+    value += strspn(value, " \t");
+    for (char *end = value + strlen(value);
+         end > value && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r');)
+        *--end = 0;
+    const struct option *opt = s_options;
+    while (opt->name && strcmp(opt->name, key) != 0)
+        opt++;
+    if (!opt->name) {
+        fprintf(stderr, "ipc-node: %s:%d: unknown option '%s'\n", path, lineno, key);
+        return 2;
+    }
+    if ((opt->val >= O_SERVICES && opt->val <= O_KEY) || opt->val == 'h' || opt->val == 'V') {
+        fprintf(stderr, "ipc-node: %s:%d: '%s' is a verb: give it on the command line\n",
+                path, lineno, key);
+        return 2;
+    }
+    if ((opt->has_arg == required_argument) != (*value != 0)) {
+        fprintf(stderr, "ipc-node: %s:%d: '%s' %s\n", path, lineno, key,
+                *value ? "takes no value" : "needs a value");
+        return 2;
+    }
+    int rc = s_option(o, opt->val, *value ? value : NULL);
+    if (rc)
+        fprintf(stderr, "ipc-node: in %s:%d\n", path, lineno);
+    return rc;
+}
+
+/* Reads "option value" lines (the long options without "--"). Only a
+   regular file of at most CONFIG_MAX bytes is read, whole. */
+#define CONFIG_MAX  (1u << 20)
+
 static int s_config_file(options_t *o, const char *path)
 {
-    if (o->depth++ > 4) {
+    if (o->depth > 4) {
         fprintf(stderr, "ipc-node: %s: config files include each other\n", path);
         return 2;
     }
-    FILE *f = fopen(path, "r");
-    if (!f) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
         fprintf(stderr, "ipc-node: cannot read %s: %s\n", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return 2;
     }
-    char line[1024];
-    int lineno = 0, rc = 0;
-    while (rc == 0 && fgets(line, sizeof line, f)) {
-        lineno++;
-        line[strcspn(line, "\r\n")] = 0;
-        for (char *c = line; *c; c++)
-            if (*c == '#' && (c == line || c[-1] == ' ' || c[-1] == '\t')) {
-                *c = 0;
-                break;
-            }
-        char *key = line + strspn(line, " \t");
-        if (!*key)
-            continue;
-        char *value = key + strcspn(key, " \t");
-        if (*value)
-            *value++ = 0;
-        value += strspn(value, " \t");
-        for (char *end = value + strlen(value); end > value && (end[-1] == ' ' || end[-1] == '\t');)
-            *--end = 0;
-        const struct option *opt = s_options;
-        while (opt->name && strcmp(opt->name, key) != 0)
-            opt++;
-        if (!opt->name || opt->val < O_SOCKET || opt->val == O_SERVICES ||
-            (opt->val >= O_SERVICES && opt->val <= O_JSON) || opt->val == O_KEY) {
-            fprintf(stderr, "ipc-node: %s:%d: unknown option '%s'\n", path, lineno, key);
-            rc = 2;
-        } else if ((opt->has_arg == required_argument) != (*value != 0)) {
-            fprintf(stderr, "ipc-node: %s:%d: '%s' %s\n", path, lineno, key,
-                    *value ? "takes no value" : "needs a value");
-            rc = 2;
-        } else {
-            char *copy = strdup(value);
-            rc = copy ? s_option(o, opt->val, copy) : 1;
-            if (rc)
-                fprintf(stderr, "ipc-node: in %s:%d\n", path, lineno);
-        }
+    if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_MAX) {
+        fprintf(stderr, "ipc-node: %s: %s\n", path,
+                S_ISDIR(st.st_mode) ? "is a directory, not a config file" :
+                !S_ISREG(st.st_mode) ? "is not a regular file" :
+                "is larger than 1 MiB: not a config file");
+        close(fd);
+        return 2;
     }
-    fclose(f);
+    char *text = malloc((size_t) st.st_size + 1);
+    size_t len = 0;
+    while (text && len < (size_t) st.st_size) {
+        ssize_t n = read(fd, text + len, (size_t) st.st_size - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t) n;
+    }
+    close(fd);
+    if (!text) {
+        fprintf(stderr, "ipc-node: %s: out of memory\n", path);
+        return 1;
+    }
+    text[len] = 0;
+    if (memchr(text, 0, len)) {
+        fprintf(stderr, "ipc-node: %s: holds a NUL byte: not a config file\n", path);
+        free(text);
+        return 2;
+    }
+    int rc = 0, lineno = 0, in_file = o->in_file;
+    o->depth++;
+    o->in_file = 1;
+    for (char *line = text, *next; rc == 0 && line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = 0;
+        rc = s_config_line(o, line, path, ++lineno);
+    }
+    o->in_file = in_file;
     o->depth--;
+    free(text);
     return rc;
 }
 
@@ -364,8 +473,23 @@ int options_parse(options_t *o, int argc, char **argv)
             .heartbeat = NODE_DEFAULT_HEARTBEAT,
             .window = NODE_DEFAULT_WINDOW,
             .cluster = NODE_DEFAULT_CLUSTER,
+            .max_clients_per_uid = NODE_DEFAULT_PER_UID,
+            .hello_timeout = NODE_DEFAULT_HELLO_TIMEOUT,
+            .frame_timeout = NODE_DEFAULT_FRAME_TIMEOUT,
+            .max_unfinished = NODE_DEFAULT_UNFINISHED,
+            .max_names = NODE_DEFAULT_PER_CLIENT,
+            .max_subs = NODE_DEFAULT_PER_CLIENT,
+            .max_watches = NODE_DEFAULT_PER_CLIENT,
+            .max_requests = NODE_DEFAULT_PER_CLIENT,
+            .max_node_requests = NODE_DEFAULT_NODE_REQUESTS,
+            .max_peers = NODE_DEFAULT_MAX_PEERS,
+            .max_unverified = NODE_DEFAULT_UNVERIFIED,
+            .max_peer_names = NODE_DEFAULT_PEER_NAMES,
+            .max_peer_subs = NODE_DEFAULT_PEER_SUBS,
+            .max_peer_requests = NODE_DEFAULT_PEER_REQUESTS,
         },
     };
+    s_build_table();
     cli_t *cli = &o->cli;
     opterr = 0;
     int opt;
@@ -455,6 +579,9 @@ void options_free(options_t *o)
     for (size_t i = 0; i < o->npeers; i++)
         free(o->peers[i]);
     free(o->peers);
-    o->peers = NULL;
-    o->npeers = 0;
+    for (size_t i = 0; i < o->nkept; i++)
+        free(o->kept[i]);
+    free(o->kept);
+    o->peers = o->kept = NULL;
+    o->npeers = o->nkept = 0;
 }

@@ -16,7 +16,10 @@ typedef struct {
     const char *socket_opt, *name_opt;
     char **peers;
     size_t npeers;
+    char **kept;        /* values read from config files */
+    size_t nkept;
     int depth;          /* --config nesting */
+    int in_file;        /* reading a config file */
 } options_t;
 
 /* Reads argv into o (starting from the defaults). Returns -1 to go on,

@@ -47,7 +47,7 @@ struct peer {
     char endpoint[ENDPOINT_MAX];
     uint8_t key[PROTO_KEY_LEN];
     int has_key;
-    zsock_t *dealer;
+    void *dealer;               /* a libzmq socket (czmq's zsock_new asserts on failure) */
     int dealer_fd;
     int hello_pending;          /* HELLO not taken: no connection yet */
     int congested;              /* a send met the high-water mark */
@@ -104,7 +104,8 @@ static void s_dealer_close(peer_t *self)
     if (!self->dealer)
         return;
     loop_fd_del(self->env->loop, self->dealer_fd);
-    zsock_destroy(&self->dealer);
+    zsys_close(self->dealer, __FILE__, __LINE__);
+    self->dealer = NULL;
     self->dealer_fd = -1;
 }
 
@@ -235,7 +236,7 @@ static int s_event(peer_t *self, int event)
 static int s_send_raw(peer_t *self, const void *data, size_t len)
 {
     self->touched = 1;
-    if (!self->dealer || zmq_send(zsock_resolve(self->dealer), data, len, ZMQ_DONTWAIT) < 0) {
+    if (!self->dealer || zmq_send(self->dealer, data, len, ZMQ_DONTWAIT) < 0) {
         if (self->dealer && errno == EAGAIN)
             self->congested = 1;
         return self->dealer ? -errno : -EHOSTUNREACH;
@@ -255,21 +256,25 @@ static void s_send_hello(peer_t *self)
     self->hello_pending = out->failed || s_send_raw(self, out->data, out->len) < 0;
 }
 
-int peer_dial(peer_t *self, loop_fd_fn *fn, void *arg)
+int peer_dial(peer_t *self, int reconnect, loop_fd_fn *fn, void *arg)
 {
     if (!self->has_key || s_next[self->state][EV_DIAL] == NO)
         return -EINVAL;
     s_dealer_close(self);
     peer_env_t *env = self->env;
-    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    /* Out of sockets or descriptors is an error to handle, not to assert
+       on: libzmq's own call, which returns NULL. */
+    void *dealer = zsys_socket(ZMQ_DEALER, __FILE__, __LINE__);
     if (!dealer)
-        return -ENOMEM;
+        return -(zmq_errno() ? zmq_errno() : ENOMEM);
     zsock_set_identity(dealer, env->id);
     zsock_set_linger(dealer, 0);
     zsock_set_sndhwm(dealer, DEALER_HWM);
     zsock_set_rcvhwm(dealer, DEALER_HWM);
     zsock_set_maxmsgsize(dealer, (int64_t) env->max_answer);
-    zsock_set_reconnect_ivl(dealer, 100);
+    /* A node that never answered is dialled again by its owner, at a pace
+       it chooses; ZeroMQ redials only nodes we have met. */
+    zsock_set_reconnect_ivl(dealer, reconnect ? 100 : -1);
     zsock_set_reconnect_ivl_max(dealer, 1000);
     /* Nothing is queued for a peer not connected: HELLOs would pile up
        while it is away and all arrive when it returns, and data for it
@@ -281,12 +286,15 @@ int peer_dial(peer_t *self, loop_fd_fn *fn, void *arg)
     /* CURVE: our key pair, and the key the node we dial must hold. */
     zcert_apply(env->cert, dealer);
     zsock_set_curve_serverkey_bin(dealer, self->key);
-    if (zsock_connect(dealer, "%s", self->endpoint) < 0) {
-        zsock_destroy(&dealer);
-        return -EINVAL;
+    size_t fdlen = sizeof self->dealer_fd;
+    if (zmq_connect(dealer, self->endpoint) < 0 ||
+        zmq_getsockopt(dealer, ZMQ_FD, &self->dealer_fd, &fdlen) < 0) {
+        int err = zmq_errno();
+        zsys_close(dealer, __FILE__, __LINE__);
+        self->dealer_fd = -1;
+        return -(err ? err : EINVAL);
     }
     self->dealer = dealer;
-    self->dealer_fd = zsock_fd(dealer);
     loop_fd_add(env->loop, self->dealer_fd, LOOP_IN, fn, arg);
     self->congested = 0;
     s_event(self, EV_DIAL);
@@ -510,7 +518,7 @@ int peer_send_data(peer_t *self, proto_msg_t *m, uint64_t origin, uint32_t cseq,
     if (size)
         memcpy((uint8_t *) zmq_msg_data(&msg) + out->len, data, size);
     self->touched = 1;
-    if (zmq_msg_send(&msg, zsock_resolve(self->dealer), ZMQ_DONTWAIT) < 0) {
+    if (zmq_msg_send(&msg, self->dealer, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(&msg);
         self->flights.count--;
         /* At the high-water mark with credit left, or disconnected: the
@@ -571,7 +579,7 @@ void peer_take_waiters(peer_t *self, vec_t *ret)
 int peer_dealer_recv(peer_t *self, zmq_msg_t *msg)
 {
     self->touched = 0;
-    if (!self->dealer || zmq_msg_recv(msg, zsock_resolve(self->dealer), ZMQ_DONTWAIT) < 0)
+    if (!self->dealer || zmq_msg_recv(msg, self->dealer, ZMQ_DONTWAIT) < 0)
         return -EAGAIN;
     self->touched = 1;      /* until a read finds nothing */
     return 0;

@@ -91,10 +91,12 @@ peer_state_t peer_state(const peer_t *self);
 const char *peer_state_name(peer_state_t state);
 int peer_is_up(const peer_t *self);
 
-/* DIAL: a new DEALER to its endpoint, and our HELLO on it. Returns 0,
-   -EINVAL (refused by the table, or the endpoint), -ENOMEM. The DEALER's
-   input is announced to fn with arg. */
-int peer_dial(peer_t *self, loop_fd_fn *fn, void *arg);
+/* DIAL: a new DEALER to its endpoint, and our HELLO on it; with
+   reconnect, ZeroMQ dials again by itself when the connection drops.
+   Returns 0, -EINVAL (refused by the table, or the endpoint), -EMFILE
+   (out of sockets or descriptors), -ENOMEM. The DEALER's input is
+   announced to fn with arg. */
+int peer_dial(peer_t *self, int reconnect, loop_fd_fn *fn, void *arg);
 
 /* Says our HELLO again, its numbering started over, if it is not answered
    and was last said every ms or longer ago (now: loop time). */

@@ -306,10 +306,11 @@ static int s_check(const proto_msg_t *m)
         return s_check_address(m->to, m->tolen) < 0 ? -EBADMSG : 0;
     case P_FAIL:
         /* to is empty only in the refusal of a HELLO: another protocol
-           version (EPROTO) or another cluster (EACCES). */
+           version (EPROTO), another cluster (EACCES), no room (EUSERS). */
         return m->error == 0 || m->error >= 4096 ||
                (m->tolen > 0 ? s_check_address(m->to, m->tolen) < 0
-                             : m->error != EPROTO && m->error != EACCES) ? -EBADMSG : 0;
+                             : m->error != EPROTO && m->error != EACCES && m->error != EUSERS)
+            ? -EBADMSG : 0;
     default:
         return 0;
     }

@@ -1,9 +1,20 @@
-/*  query.c: the listings: services, peers, stats, clients. */
+/*  query.c: the listings: services, peers, stats, clients.
+
+    A listing is text, one record a line, sent in OK frames of at most a
+    page each, all but the last flagged MORE. A long one (thousands of
+    names) is made as the client reads it: pages are queued while the
+    client's queue has room, then its QUERY waits, as a send to a full
+    receiver does, and goes on from where it stopped once the client has
+    read. So any directory can be listed, and listing it costs the node a
+    page of memory per client, not the whole text. */
 
 #include "query.h"
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+
+#define PAGE    (256 * 1024)
 
 struct query {
     const node_config_t *cfg;
@@ -12,6 +23,14 @@ struct query {
     requests_t *requests;
     cluster_t *cluster;
     int64_t started;
+};
+
+/* A listing being sent to a client. */
+struct listing {
+    uint32_t seq;               /* of the QUERY it answers */
+    size_t cursor;              /* where the walk goes on; 0 when done */
+    int begun;
+    text_t text;                /* made, not sent yet */
 };
 
 query_t *query_new(const node_config_t *config, node_stats_t *stats, directory_t *dir,
@@ -31,14 +50,23 @@ void query_destroy(query_t **self_p)
     *self_p = NULL;
 }
 
+void query_forget(client_t *c)
+{
+    if (!c->listing)
+        return;
+    text_free(&c->listing->text);
+    free(c->listing);
+    c->listing = NULL;
+}
+
 typedef struct {
     text_t *text;
     const char *self;
-} listing_t;
+} lines_t;
 
 static void s_list_name(name_t *n, void *arg)
 {
-    listing_t *l = arg;
+    lines_t *l = arg;
     for (size_t i = 0; i < n->holders.size; i++) {
         client_t *h = n->holders.items[i];
         text_printf(l->text, "%s\t%s\t%s\t%s\n", n->name, l->self, h->address, h->label);
@@ -50,7 +78,8 @@ static void s_list_name(name_t *n, void *arg)
 
 static void s_list_client(client_t *c, void *arg)
 {
-    text_printf(arg, "%s\t%s\t%d\t%u\t%zu\n", c->address, c->label, (int) c->cred.pid,
+    lines_t *l = arg;
+    text_printf(l->text, "%s\t%s\t%d\t%u\t%zu\n", c->address, c->label, (int) c->cred.pid,
                 (unsigned) c->cred.uid, c->queued);
 }
 
@@ -75,27 +104,63 @@ static void s_stats(query_t *self, text_t *t)
                 cfg->max_message, cfg->queue_limit, cfg->max_clients);
 }
 
-void query_answer(query_t *self, client_t *c, const wire_frame_t *f)
+/* Adds to the text at least a page more of the listing, or the rest of
+   it; the walk's cursor says where it goes on. */
+static void s_make(query_t *self, struct listing *l, uint32_t what, size_t page)
 {
-    text_t t = { 0 };
-    listing_t l = { &t, self->cfg->name };
-    switch (f->aux) {
-    case WIRE_Q_SERVICES:
-        directory_each_name(self->dir, s_list_name, &l);
-        break;
-    case WIRE_Q_PEERS:
-        cluster_list(self->cluster, &t);
-        break;
-    case WIRE_Q_STATS:
-        s_stats(self, &t);
-        break;
-    case WIRE_Q_CLIENTS:
-        directory_each_client(self->dir, s_list_client, &t);
-        break;
-    default:
-        client_send_error(c, f, EINVAL, NULL, 0, "unknown query");
-        return;
+    lines_t lines = { &l->text, self->cfg->name };
+    if (!l->begun) {
+        l->begun = 1;
+        if (what == WIRE_Q_PEERS) {
+            cluster_list(self->cluster, &l->text);
+            return;
+        }
+        if (what == WIRE_Q_STATS) {
+            s_stats(self, &l->text);
+            return;
+        }
+        l->cursor = what == WIRE_Q_SERVICES
+                  ? directory_scan_names(self->dir, 0, s_list_name, &lines)
+                  : directory_scan_clients(self->dir, 0, s_list_client, &lines);
     }
-    client_send_ok(c, f, t.data, t.len);
-    text_free(&t);
+    while (l->cursor && l->text.len < page)
+        l->cursor = what == WIRE_Q_SERVICES
+                  ? directory_scan_names(self->dir, l->cursor, s_list_name, &lines)
+                  : directory_scan_clients(self->dir, l->cursor, s_list_client, &lines);
+}
+
+int query_answer(query_t *self, client_t *c, const wire_frame_t *f)
+{
+    if (f->aux < WIRE_Q_SERVICES || f->aux > WIRE_Q_CLIENTS) {
+        client_send_error(c, f, EINVAL, NULL, 0, "unknown query");
+        return CLIENT_DONE;
+    }
+    struct listing *l = c->listing;
+    if (l && l->seq != f->seq)
+        query_forget(c);        /* not possible: a QUERY waits for its own end */
+    if (!c->listing && !(c->listing = calloc(1, sizeof *c->listing))) {
+        client_send_error(c, f, ENOMEM, NULL, 0, "out of memory");
+        return CLIENT_DONE;
+    }
+    l = c->listing;
+    l->seq = f->seq;
+    /* A page fits in any frame the client takes. */
+    const node_config_t *cfg = self->cfg;
+    size_t page = cfg->max_message < PAGE ? (cfg->max_message ? cfg->max_message : 1) : PAGE;
+    for (;;) {
+        s_make(self, l, f->aux, page);
+        int last = !l->cursor && l->text.len <= page;
+        size_t n = l->text.len < page ? l->text.len : page;
+        client_send_control(c, WIRE_OK, last ? 0 : WIRE_F_MORE, f->seq, 0, NULL, 0, NULL, 0,
+                            l->text.data, n);
+        if (last) {
+            query_forget(c);
+            return CLIENT_DONE;
+        }
+        memmove(l->text.data, l->text.data + n, l->text.len - n);
+        l->text.len -= n;
+        /* The rest when the client has read what it has. */
+        if (c->queued > cfg->queue_limit / 2 || c->doomed)
+            return c->doomed ? CLIENT_DONE : client_block_on(c, c);
+    }
 }

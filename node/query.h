@@ -14,7 +14,12 @@ query_t *query_new(const node_config_t *config, node_stats_t *stats, directory_t
                    requests_t *requests, cluster_t *cluster);
 void query_destroy(query_t **self_p);
 
-/* Answers c's QUERY frame f: the listing in an OK, or an ERROR. */
-void query_answer(query_t *self, client_t *c, const wire_frame_t *f);
+/* Answers c's QUERY frame f: the listing in OKs, or an ERROR. Returns
+   CLIENT_DONE, or CLIENT_BLOCKED when the client must read before the
+   rest is made (the frame is handled again then, and goes on). */
+int query_answer(query_t *self, client_t *c, const wire_frame_t *f);
+
+/* Drops what is left of a listing to c (c is going). */
+void query_forget(client_t *c);
 
 #endif

@@ -12,12 +12,15 @@ struct requests {
     const node_config_t *cfg;
     node_stats_t *stats;
     dict_t *by_key;             /* key -> request_t */
+    dict_t *of_peer;            /* peer -> pending requests its clients made (a count) */
 };
 
 requests_t *requests_new(loop_t *loop, const node_config_t *config, node_stats_t *stats)
 {
     requests_t *self = calloc(1, sizeof *self);
-    if (!self || !(self->by_key = dict_new())) {
+    if (!self || !(self->by_key = dict_new()) || !(self->of_peer = dict_new())) {
+        if (self)
+            dict_destroy(&self->by_key);
         free(self);
         return NULL;
     }
@@ -32,6 +35,7 @@ void requests_destroy(requests_t **self_p)
     if (!self_p || !*self_p)
         return;
     dict_destroy(&(*self_p)->by_key);
+    dict_destroy(&(*self_p)->of_peer);
     free(*self_p);
     *self_p = NULL;
 }
@@ -58,10 +62,29 @@ static size_t s_key(uint8_t *key, uint64_t requester, uint32_t id, const char *n
     return 12 + nodelen;
 }
 
+/* How many pending requests peer's clients made of ours. */
+static uintptr_t s_of_peer_count(const requests_t *self, const peer_t *peer)
+{
+    return (uintptr_t) dict_get(self->of_peer, &peer, sizeof peer);
+}
+
+static void s_of_peer_add(requests_t *self, const peer_t *peer, int delta)
+{
+    uintptr_t n = s_of_peer_count(self, peer) + (uintptr_t) (intptr_t) delta;
+    if (n == 0)
+        dict_del(self->of_peer, &peer, sizeof peer);
+    else
+        dict_put(self->of_peer, &peer, sizeof peer, (void *) n);
+}
+
 void request_free(request_t *r)
 {
     requests_t *self = r->requests;
     dict_del(self->by_key, r->key, r->keylen);
+    if (r->requester)
+        r->requester->nasked--;
+    else if (r->peer)
+        s_of_peer_add(self, r->peer, -1);
     loop_timer_cancel(self->loop, r->timer);
     if (r->aprev && (*r->aprev = r->anext))
         r->anext->aprev = r->aprev;
@@ -100,11 +123,6 @@ request_t *requests_find_local(const requests_t *self, uint64_t client, uint32_t
     return dict_get(self->by_key, key, s_key(key, client, id, "", 0));
 }
 
-int requests_pending(const requests_t *self, uint64_t client, uint32_t id)
-{
-    return requests_find_local(self, client, id) != NULL;
-}
-
 request_t *requests_find(const requests_t *self, const char *requester, size_t len, uint32_t id,
                          const char *self_name)
 {
@@ -120,19 +138,35 @@ request_t *requests_find(const requests_t *self, const char *requester, size_t l
     return dict_get(self->by_key, key, keylen);
 }
 
-request_t *request_new(requests_t *self, client_t *requester, uint64_t rid_client, uint32_t id,
-                       const char *from, size_t fromlen, const char *node, size_t nodelen,
-                       client_t *holder, peer_t *peer, uint32_t timeout)
+const char *request_strerror(int err)
 {
+    return err == -EEXIST ? "request id in use"
+         : err == -ENOBUFS ? "too many pending requests (--max-requests, --max-node-requests, "
+                             "--max-peer-requests)"
+         : "out of memory";
+}
+
+int request_new(requests_t *self, client_t *requester, uint64_t rid_client, uint32_t id,
+                const char *from, size_t fromlen, const char *node, size_t nodelen,
+                client_t *holder, peer_t *peer, uint32_t timeout, request_t **ret)
+{
+    const node_config_t *cfg = self->cfg;
+    if (dict_size(self->by_key) >= cfg->max_node_requests ||
+        (requester && requester->nasked >= cfg->max_requests) ||
+        (!requester && peer && s_of_peer_count(self, peer) >= cfg->max_peer_requests))
+        return -ENOBUFS;
     request_t *r = calloc(1, sizeof *r);
     if (!r)
-        return NULL;
+        return -ENOMEM;
     r->requests = self;
     r->keylen = s_key(r->key, rid_client, id, node, nodelen);
-    if (dict_get(self->by_key, r->key, r->keylen) ||
-        (from && !(r->from = buf_strndup(from, fromlen)))) {
+    if (dict_get(self->by_key, r->key, r->keylen)) {
         free(r);
-        return NULL;
+        return -EEXIST;
+    }
+    if (from && !(r->from = buf_strndup(from, fromlen))) {
+        free(r);
+        return -ENOMEM;
     }
     r->id = id;
     r->requester = requester;
@@ -143,8 +177,12 @@ request_t *request_new(requests_t *self, client_t *requester, uint64_t rid_clien
         loop_timer_cancel(self->loop, r->timer);
         free(r->from);
         free(r);
-        return NULL;
+        return -ENOMEM;
     }
+    if (requester)
+        requester->nasked++;
+    else if (peer)
+        s_of_peer_add(self, peer, 1);
     if (requester) {
         if ((r->anext = requester->asked))
             requester->asked->aprev = &r->anext;
@@ -157,7 +195,8 @@ request_t *request_new(requests_t *self, client_t *requester, uint64_t rid_clien
         r->hprev = &holder->held;
         holder->held = r;
     }
-    return r;
+    *ret = r;
+    return 0;
 }
 
 void requests_client_gone(requests_t *self, client_t *c)

@@ -43,14 +43,15 @@ uint32_t requests_timeout(const requests_t *self, uint32_t asked);
 /* Records a pending request: requester is the local client that asked,
    or NULL when from (its address, client id rid_client on node) is on
    peer; holder is the local client that answers, or NULL when it is on
-   peer. Expires after timeout ms. NULL if its key is in use or when out
-   of memory. */
-request_t *request_new(requests_t *self, client_t *requester, uint64_t rid_client, uint32_t id,
-                       const char *from, size_t fromlen, const char *node, size_t nodelen,
-                       client_t *holder, peer_t *peer, uint32_t timeout);
+   peer. Expires after timeout ms. Returns 0 with *ret set, -EEXIST (its
+   id is pending), -ENOBUFS (the requester, its peer or this node has as
+   many pending as it may), -ENOMEM. */
+int request_new(requests_t *self, client_t *requester, uint64_t rid_client, uint32_t id,
+                const char *from, size_t fromlen, const char *node, size_t nodelen,
+                client_t *holder, peer_t *peer, uint32_t timeout, request_t **ret);
 
-/* Is request id of local client pending? */
-int requests_pending(const requests_t *self, uint64_t client, uint32_t id);
+/* Words for request_new's errors, for the requester. */
+const char *request_strerror(int err);
 
 /* The request of local client with id, or NULL. */
 request_t *requests_find_local(const requests_t *self, uint64_t client, uint32_t id);

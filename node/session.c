@@ -18,14 +18,27 @@ struct sessions {
     deliver_t *deliver;
     requests_t *requests;
     query_t *query;
+    loop_timer_t *sweep;        /* looks for clients that stall */
+    int64_t sweep_ms;
 };
+
+static void s_sweep(loop_t *loop, void *arg);
 
 sessions_t *sessions_new(clients_t *clients, directory_t *dir, deliver_t *deliver,
                          requests_t *requests, query_t *query)
 {
     sessions_t *self = calloc(1, sizeof *self);
-    if (self)
-        *self = (sessions_t) { clients, dir, deliver, requests, query };
+    if (!self)
+        return NULL;
+    *self = (sessions_t) { clients, dir, deliver, requests, query, NULL, 0 };
+    /* Often enough to keep each timeout within a tenth or so of itself. */
+    unsigned shortest = clients->cfg->hello_timeout < clients->cfg->frame_timeout
+                      ? clients->cfg->hello_timeout : clients->cfg->frame_timeout;
+    self->sweep_ms = shortest / 8 < 50 ? 50 : shortest / 8 > 1000 ? 1000 : shortest / 8;
+    if (!(self->sweep = loop_timer_add(clients->loop, self->sweep_ms, s_sweep, self))) {
+        free(self);
+        return NULL;
+    }
     return self;
 }
 
@@ -33,8 +46,72 @@ void sessions_destroy(sessions_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
+    loop_timer_cancel((*self_p)->clients->loop, (*self_p)->sweep);
     free(*self_p);
     *self_p = NULL;
+}
+
+/* A client that said nothing since it connected, or began a frame and
+   stopped, is cut off: it holds a slot, or memory, for nothing. */
+static void s_stalled(client_t *c, void *arg)
+{
+    (void) arg;
+    const node_config_t *cfg = c->clients->cfg;
+    int64_t now = loop_now(c->clients->loop);
+    if (c->doomed)
+        return;
+    if (!c->ready && now - c->since > (int64_t) cfg->hello_timeout) {
+        const char *why = "no HELLO in time";
+        client_send_control(c, WIRE_ERROR, WIRE_HELLO, 1, ETIMEDOUT, NULL, 0, why, strlen(why),
+                            NULL, 0);
+        client_doom(c, "did not say HELLO in time (--hello-timeout)");
+    } else if (c->frame_since && !c->blocked_on && !c->blocked_peer && !c->starved &&
+               now - c->frame_since > (int64_t) cfg->frame_timeout) {
+        const char *why = "frame begun and not finished in time";
+        c->clients->stats->violations++;
+        client_send_control(c, WIRE_ERROR, 0, 0, ETIMEDOUT, NULL, 0, why, strlen(why), NULL, 0);
+        client_doom(c, "began a frame and did not finish it in time (--frame-timeout)");
+    }
+}
+
+static void s_sweep(loop_t *loop, void *arg)
+{
+    sessions_t *self = arg;
+    directory_each_client(self->dir, s_stalled, NULL);
+    self->sweep = loop_timer_add(loop, self->sweep_ms, s_sweep, self);
+}
+
+/* A large frame's buffer goes: its bytes no longer count, and the clients
+   that waited for such memory may read again. */
+static void s_large_release(client_t *c)
+{
+    clients_t *clients = c->clients;
+    if (!c->rx_large)
+        return;
+    clients->large -= c->rx_large;
+    c->rx_large = 0;
+    while (clients->starved.size > 0) {
+        client_t *w = clients->starved.items[--clients->starved.size];
+        w->starved = 0;
+        client_update_events(w);
+    }
+}
+
+/* May c take a buffer of size bytes for a large frame? If not it waits,
+   unread, until another's is released. */
+static int s_large_reserve(client_t *c, size_t size)
+{
+    clients_t *clients = c->clients;
+    if (clients->large + size > clients->cfg->max_unfinished && clients->large > 0) {
+        if (!c->starved && vec_push(&clients->starved, c) == 0) {
+            c->starved = 1;
+            client_update_events(c);
+        }
+        return -ENOBUFS;
+    }
+    clients->large += size;
+    c->rx_large = size;
+    return 0;
 }
 
 /* A protocol violation: say why, then disconnect. */
@@ -93,8 +170,7 @@ static int s_handle(sessions_t *self, client_t *c, const wire_frame_t *f, buf_t 
     case WIRE_PUBLISH:
         return deliver_publish(self->deliver, c, f, pbuf);
     case WIRE_QUERY:
-        query_answer(self->query, c, f);
-        return CLIENT_DONE;
+        return query_answer(self->query, c, f);
     case WIRE_BIND:
         rc = wire_check_name(f->s1, f->s1len);
         if (rc == 0)
@@ -158,8 +234,11 @@ static void s_process(sessions_t *self, client_t *c)
             s_violation(c, -(int) len, len == -EMSGSIZE ? "frame too large" : "bad frame");
             return;
         }
-        if (len == 0 || (size_t) len > avail)
+        if (len == 0 || (size_t) len > avail) {
+            if (!c->frame_since)
+                c->frame_since = loop_now(c->clients->loop);
             return;
+        }
         wire_frame_t f;
         if (wire_decode(at, (size_t) len, &f) < 0) {
             s_violation(c, EBADMSG, "malformed frame");
@@ -168,6 +247,7 @@ static void s_process(sessions_t *self, client_t *c)
         if (s_handle(self, c, &f, c->rx) == CLIENT_BLOCKED)
             return;
         c->rx_head += (size_t) len;
+        c->frame_since = 0;
     }
 }
 
@@ -179,8 +259,10 @@ static ssize_t s_read(client_t *c)
     const node_config_t *cfg = c->clients->cfg;
     if (c->rx && c->rx_head == c->rx_tail) {
         c->rx_head = c->rx_tail = 0;
-        if (c->rx->cap > RX_SIZE || c->rx->refs > 1)
+        if (c->rx->cap > RX_SIZE || c->rx->refs > 1) {
             buf_unref(&c->rx);      /* a big frame's buffer: done with it */
+            s_large_release(c);
+        }
     }
     if (!c->rx && !(c->rx = buf_new(RX_SIZE)))
         return 0;
@@ -188,8 +270,11 @@ static ssize_t s_read(client_t *c)
     ssize_t frame = wire_peek(c->rx->data + c->rx_head, avail, cfg->max_message + WIRE_HEAD_MAX);
     size_t want = c->rx->cap - c->rx_tail;
     if (frame > RX_SIZE && c->rx->cap < (size_t) frame) {
+        if (s_large_reserve(c, (size_t) frame) < 0)
+            return 0;               /* starved: read again when memory frees */
         buf_t *big = buf_new((size_t) frame);
         if (!big) {
+            s_large_release(c);
             s_violation(c, ENOMEM, "out of memory for a large frame");
             return -1;
         }
@@ -301,12 +386,14 @@ static void s_teardown(sessions_t *self, client_t *c)
     c->in_loop = 0;
     close(c->fd);
     c->fd = -1;
+    s_large_release(c);
     directory_client_gone(self->dir, c);
     requests_client_gone(self->requests, c);
     client_wake_waiters(c);
     client_release_all(c);      /* its unread messages die with it, as locally */
     client_unlist(c);
     route_destroy(&c->route);
+    query_forget(c);
     if (vec_push(&clients->graveyard, c) < 0)
         zsys_error("out of memory: leaking client %s", c->address);
 }

@@ -192,9 +192,9 @@ static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
         CHECK(m->cseq == wire_get32(buf + 12) && m->kind == buf[16]);
         CHECK(m->to == (const char *) buf + 18);
         /* An empty to only in the answers refusing a HELLO: of another
-           version (EPROTO) or of another cluster (EACCES). */
+           version (EPROTO), of another cluster (EACCES), or with no room (EUSERS). */
         CHECK(m->tolen ? s_is_address(m->to, m->tolen)
-                       : m->error == EPROTO || m->error == EACCES);
+                       : m->error == EPROTO || m->error == EACCES || m->error == EUSERS);
         CHECK(m->name == m->to + m->tolen + 1 && m->text == m->name + m->namelen + 1);
         CHECK(m->text + m->textlen == (const char *) buf + len);
         break;

@@ -552,9 +552,10 @@ static void s_assert_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
         assert_ptr_equal(m->text, m->name + m->namelen + 1);
         assert_ptr_equal(m->text + m->textlen, (const char *) end);
         /* An empty to only in the answers refusing a HELLO: of another
-           version (EPROTO) or of another cluster (EACCES). */
+           version (EPROTO), of another cluster (EACCES), with no room
+           (EUSERS). */
         if (m->tolen == 0)
-            assert_true(m->error == EPROTO || m->error == EACCES);
+            assert_true(m->error == EPROTO || m->error == EACCES || m->error == EUSERS);
         else
             assert_true(s_is_address(m->to, m->tolen));
         break;
@@ -2158,8 +2159,9 @@ static void test_proto_fail_rules(void **state)
 }
 
 /* The FAILs that refuse a HELLO, on the ROUTER: of another version
-   (EPROTO, section 13) and of another cluster (EACCES, section 7.5). Only
-   they may leave to empty; with a to, they are ordinary FAILs. */
+   (EPROTO, section 13), of another cluster (EACCES, section 7.5), with no
+   room for it (EUSERS, section 7.6). Only they may leave to empty; with a
+   to, they are ordinary FAILs. */
 static void test_proto_fail_refusals(void **state)
 {
     (void) state;
@@ -2171,6 +2173,7 @@ static void test_proto_fail_refusals(void **state)
     } refusals[] = {
         { EPROTO, "protocol version not supported" },
         { EACCES, "another cluster" },
+        { EUSERS, "too many peers: try again later" },
     };
     for (size_t i = 0; i < N_OF(refusals); i++) {
         /* As a node sends it: seq, cseq and what 0, to and name empty. */
@@ -2196,7 +2199,7 @@ static void test_proto_fail_refusals(void **state)
     for (uint32_t error = 1; error <= 4095; error++) {
         s_fail(&b, 0, error, 0, 0, "", "", "refused");
         int rc = s_try(&b);
-        int want = error == EPROTO || error == EACCES ? 0 : -EBADMSG;
+        int want = error == EPROTO || error == EACCES || error == EUSERS ? 0 : -EBADMSG;
         if (rc != want)
             fail_msg("FAIL %u with an empty to: %d, want %d", error, rc, want);
     }
