@@ -58,11 +58,16 @@ static void s_sleep_ms(int ms)
         ;
 }
 
-static unsigned s_scale(void)
+int harness_scale(void)
 {
     const char *s = getenv("TEST_TIMEOUT_SCALE");
     long v = s ? strtol(s, NULL, 10) : 1;
-    return v >= 1 && v <= 100 ? (unsigned) v : 1;
+    return v >= 1 && v <= 100 ? (int) v : 1;
+}
+
+static unsigned s_scale(void)
+{
+    return (unsigned) harness_scale();
 }
 
 const char *harness_binary(void)
@@ -660,19 +665,29 @@ int harness_raw_frame(int fd, uint8_t type, uint16_t flags, uint32_t seq,
     return rc;
 }
 
+/* Waits until fd is readable or the deadline passes. Returns 1 when it
+   is readable, 0 to try again (interrupted), -ETIMEDOUT, or -errno. */
+static int s_poll_in(int fd, int64_t deadline)
+{
+    int left = (int) (deadline - harness_now_ms());
+    if (left <= 0)
+        return -ETIMEDOUT;
+    struct pollfd pfd = { fd, POLLIN, 0 };
+    int r = poll(&pfd, 1, left);
+    if (r < 0 && errno != EINTR)
+        return -errno;
+    return r > 0;
+}
+
 /* Reads exactly len bytes before the deadline. 0, -ECONNRESET on EOF. */
 static int s_read_full(int fd, uint8_t *buf, size_t len, int64_t deadline, int *ret_eof)
 {
     size_t have = 0;
     while (have < len) {
-        int left = (int) (deadline - harness_now_ms());
-        if (left <= 0)
-            return -ETIMEDOUT;
-        struct pollfd pfd = { fd, POLLIN, 0 };
-        int r = poll(&pfd, 1, left);
-        if (r < 0 && errno != EINTR)
-            return -errno;
-        if (r <= 0)
+        int r = s_poll_in(fd, deadline);
+        if (r < 0)
+            return r;
+        if (r == 0)
             continue;
         ssize_t n = recv(fd, buf + have, len - have, MSG_DONTWAIT);
         if (n == 0) {
@@ -736,14 +751,10 @@ int harness_raw_wait_closed(int fd, int timeout_ms)
     int64_t deadline = harness_now_ms() + timeout_ms;
     static uint8_t sink[65536];
     for (;;) {
-        int left = (int) (deadline - harness_now_ms());
-        if (left <= 0)
-            return -ETIMEDOUT;
-        struct pollfd pfd = { fd, POLLIN, 0 };
-        int r = poll(&pfd, 1, left);
-        if (r < 0 && errno != EINTR)
-            return -errno;
-        if (r <= 0)
+        int r = s_poll_in(fd, deadline);
+        if (r < 0)
+            return r;
+        if (r == 0)
             continue;
         ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
         if (n == 0)
@@ -1017,16 +1028,6 @@ char *harness_read_file(const char *path)
 
 /* --- listings -------------------------------------------------------------------- */
 
-static char *s_listing(ipcnet_t *q, int what)
-{
-    char *text = NULL;
-    int rc = ipcnet_query(q, what, &text);
-    if (rc < 0)
-        fail_msg("query %d: %s", what, ipcnet_strerror(rc));
-    assert_non_null(text);
-    return text;
-}
-
 /* Splits line (modified) at tabs into at most max fields; returns how
    many. */
 static int s_fields(char *line, char **field, int max)
@@ -1090,7 +1091,7 @@ static int s_peer_row(char **fl, int n, int row, void *arg)
 int harness_peer(ipcnet_t *q, const char *self, const char *name, harness_peer_t *ret)
 {
     peer_find_t p = { self, name, ret, 0, 0 };
-    char *t = s_listing(q, IPCNET_Q_PEERS);
+    char *t = harness_query(q, IPCNET_Q_PEERS);
     s_rows(t, s_peer_row, &p);
     free(t);
     return p.found;
@@ -1099,7 +1100,7 @@ int harness_peer(ipcnet_t *q, const char *self, const char *name, harness_peer_t
 int harness_peers_up(ipcnet_t *q)
 {
     peer_find_t p = { NULL, NULL, NULL, 0, 0 };
-    char *t = s_listing(q, IPCNET_Q_PEERS);
+    char *t = harness_query(q, IPCNET_Q_PEERS);
     s_rows(t, s_peer_row, &p);
     free(t);
     return p.up;
@@ -1126,8 +1127,360 @@ int harness_has_service(ipcnet_t *q, const char *name, const char *node, const c
                         const char *label)
 {
     service_find_t s = { name, node, holder, label, 0 };
-    char *t = s_listing(q, IPCNET_Q_SERVICES);
+    char *t = harness_query(q, IPCNET_Q_SERVICES);
     s_rows(t, s_service_row, &s);
     free(t);
     return s.found;
+}
+
+/* --- fixtures shared by the test programs -------------------------------------------- */
+
+int harness_state_new(void **state, size_t size)
+{
+    void *f = calloc(1, size);
+    if (!f)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+void harness_main(int argc, char **argv, int wait_ms, int quiet_ms)
+{
+    signal(SIGPIPE, SIG_IGN);
+    harness_expect_waits(wait_ms, quiet_ms);
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+}
+
+static ipcnet_t *s_clients[HARNESS_MAX_CLIENTS];
+
+ipcnet_t *harness_client(const node_t *node, const char *name, const char *label)
+{
+    ipcnet_t *c = harness_connect(node, label);
+    if (!c)
+        fail_msg("cannot connect to node %s", name);
+    for (int k = 0; k < HARNESS_MAX_CLIENTS; k++)
+        if (!s_clients[k]) {
+            s_clients[k] = c;
+            return c;
+        }
+    ipcnet_close(&c);
+    fail_msg("too many clients");
+    return NULL;
+}
+
+ipcnet_t *harness_holder(const node_t *node, const char *name, const char *label,
+                         const char *service)
+{
+    ipcnet_t *c = harness_client(node, name, label);
+    harness_bind(c, service);
+    return c;
+}
+
+void harness_client_close(ipcnet_t **c)
+{
+    for (int k = 0; k < HARNESS_MAX_CLIENTS; k++)
+        if (s_clients[k] == *c)
+            s_clients[k] = NULL;
+    ipcnet_close(c);
+}
+
+void harness_close_clients(void)
+{
+    for (int k = 0; k < HARNESS_MAX_CLIENTS; k++)
+        ipcnet_close(&s_clients[k]);
+}
+
+char *harness_query(ipcnet_t *q, int what)
+{
+    char *text = NULL;
+    int rc = ipcnet_query(q, what, &text);
+    if (rc < 0)
+        fail_msg("query %d: %s", what, ipcnet_strerror(rc));
+    assert_non_null(text);
+    return text;
+}
+
+ipcnet_t *harness_query_conn(const node_t *node, const char *name, ipcnet_t **q)
+{
+    if (!*q) {
+        *q = harness_connect(node, "query");
+        if (!*q)
+            fail_msg("cannot connect to node %s for a query", name);
+    }
+    return *q;
+}
+
+int harness_fixed_port(void)
+{
+    int port = harness_free_port();
+    if (port <= 0)
+        fail_msg("no free port: %s", strerror(-port));
+    return port;
+}
+
+pid_t harness_fork_holder(const node_t *node, const char *label, const char *service,
+                          harness_holder_fn *fn, void *arg)
+{
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = harness_fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        ipcnet_t *c = harness_connect(node, label);
+        if (!c || ipcnet_bind(c, service) < 0)
+            _exit(2);
+        if (write(pfd[1], "r", 1) != 1)
+            _exit(3);
+        _exit(fn(c, arg));
+    }
+    close(pfd[1]);
+    harness_wait_ready(pfd[0]);
+    close(pfd[0]);
+    return pid;
+}
+
+int harness_upper_holder(ipcnet_t *c, void *arg)
+{
+    const harness_upper_t *u = arg;
+    for (int i = 0; i < u->requests; i++) {
+        ipcnet_msg_t m;
+        if (ipcnet_recv(c, &m, u->timeout_ms) < 0 || m.kind != IPCNET_MSG_REQUEST)
+            return 4;
+        char out[64];
+        size_t n = m.size < sizeof out ? m.size : sizeof out;
+        for (size_t k = 0; k < n; k++) {
+            char ch = ((const char *) m.data)[k];
+            out[k] = ch >= 'a' && ch <= 'z' ? (char) (ch - 32) : ch;
+        }
+        if (ipcnet_reply(c, &m, out, n) < 0)
+            return 5;
+    }
+    ipcnet_flush(c, 5000);
+    ipcnet_close(&c);
+    return 0;
+}
+
+int harness_vanishing_holder(ipcnet_t *c, void *arg)
+{
+    ipcnet_msg_t m;
+    if (ipcnet_recv(c, &m, *(const int *) arg) < 0 || m.kind != IPCNET_MSG_REQUEST)
+        return 4;
+    return 0;               /* the socket closes with the process */
+}
+
+void harness_expect_upper(ipcnet_t *c, const char *dest, const char *what)
+{
+    const char *in[] = { "hello", "abc", "" };
+    const char *out[] = { "HELLO", "ABC", "" };
+    for (int i = 0; i < 3; i++) {
+        ipcnet_msg_t m;
+        int rc = ipcnet_request(c, dest, in[i], strlen(in[i]), 5000, &m);
+        if (rc < 0)
+            fail_msg("%s %d: %s", what, i, ipcnet_strerror(rc));
+        assert_int_equal(m.kind, IPCNET_MSG_REPLY);
+        assert_int_equal(m.size, strlen(out[i]));
+        assert_memory_equal(m.data, out[i], m.size);
+    }
+}
+
+void harness_ping_pong(ipcnet_t *r, ipcnet_t *h, const char *dest, int timeout_ms)
+{
+    uint32_t id = 0;
+    assert_int_equal(ipcnet_request_async(r, dest, "ping", 4, timeout_ms, &id), 0);
+    ipcnet_msg_t m;
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
+    assert_string_equal(m.name, dest);
+    assert_string_equal(m.source, ipcnet_address(r));
+    assert_int_equal(m.size, 4);
+    assert_memory_equal(m.data, "ping", 4);
+    assert_true(m.timeout_ms > 0 && m.timeout_ms <= (uint32_t) timeout_ms);
+    assert_int_equal(ipcnet_reply(h, &m, "pong", 4), 0);
+    harness_expect(r, IPCNET_MSG_REPLY, &m);
+    assert_int_equal(m.id, id);
+    assert_string_equal(m.source, ipcnet_address(h));
+    assert_int_equal(m.size, 4);
+    assert_memory_equal(m.data, "pong", 4);
+}
+
+int64_t harness_request_times_out(ipcnet_t *c, const char *dest, int timeout_ms)
+{
+    ipcnet_msg_t m;
+    int64_t t0 = harness_now_ms();
+    int rc = ipcnet_request(c, dest, "q", 1, timeout_ms, &m);
+    int64_t took = harness_now_ms() - t0;
+    if (rc != -ETIMEDOUT)
+        fail_msg("request to a holder that does not answer: %s after %lld ms "
+                 "(want -ETIMEDOUT)", ipcnet_strerror(rc), (long long) took);
+    return took;
+}
+
+void harness_out_of_order(ipcnet_t *r, ipcnet_t *h, const char *dest1, const char *dest2,
+                          int timeout_ms, uint32_t ret_ids[2])
+{
+    uint32_t id1, id2;
+    assert_int_equal(ipcnet_request_async(r, dest1, "one", 3, timeout_ms, &id1), 0);
+    assert_int_equal(ipcnet_request_async(r, dest2, "two", 3, timeout_ms, &id2), 0);
+    ipcnet_msg_t m;
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
+    char src[128];
+    snprintf(src, sizeof src, "%s", m.source);
+    uint32_t req1 = m.id;
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
+    assert_int_equal(ipcnet_reply(h, &m, "TWO", 3), 0);
+    assert_int_equal(ipcnet_reply_to(h, src, req1, "ONE", 3), 0);
+    harness_expect(r, IPCNET_MSG_REPLY, &m);
+    assert_int_equal(m.id, id2);
+    assert_memory_equal(m.data, "TWO", 3);
+    harness_expect(r, IPCNET_MSG_REPLY, &m);
+    assert_int_equal(m.id, id1);
+    assert_memory_equal(m.data, "ONE", 3);
+    if (ret_ids) {
+        ret_ids[0] = id1;
+        ret_ids[1] = id2;
+    }
+}
+
+void harness_expect_from(ipcnet_t *c, ipcnet_kind_t kind, const char *name,
+                         const char *source, const void *data, size_t size)
+{
+    ipcnet_msg_t m;
+    harness_expect(c, kind, &m);
+    assert_string_equal(m.name, name);
+    assert_string_equal(m.source, source);
+    assert_int_equal(m.size, size);
+    assert_memory_equal(m.data, data, size);
+}
+
+void harness_publish_to(ipcnet_t *p, const char *topic, const char *text, int flags,
+                        ipcnet_t *const *got, int ngot, ipcnet_t *const *none, int nnone)
+{
+    assert_int_equal(ipcnet_publish(p, topic, text, strlen(text), flags), 0);
+    for (int i = 0; i < ngot; i++)
+        harness_expect_text(got[i], IPCNET_MSG_PUBLISH, topic, text);
+    for (int i = 0; i < nnone; i++)
+        harness_expect_nothing(none[i]);
+}
+
+void harness_publish_many(ipcnet_t *p, const char *topic, int n, ipcnet_t *const *got,
+                          int ngot)
+{
+    for (int i = 0; i < n; i++) {
+        char text[16];
+        snprintf(text, sizeof text, "%d", i);
+        assert_int_equal(ipcnet_publish(p, topic, text, strlen(text), 0), 0);
+    }
+    for (int i = 0; i < n; i++) {
+        char text[16];
+        snprintf(text, sizeof text, "%d", i);
+        for (int k = 0; k < ngot; k++)
+            harness_expect_text(got[k], IPCNET_MSG_PUBLISH, topic, text);
+    }
+}
+
+void harness_request_holder_gone(ipcnet_t *c, ipcnet_t **h, const char *dest, int timeout_ms)
+{
+    uint32_t id;
+    assert_int_equal(ipcnet_request_async(c, dest, "q", 1, timeout_ms, &id), 0);
+    ipcnet_msg_t m;
+    harness_expect(*h, IPCNET_MSG_REQUEST, &m);
+    harness_client_close(h);
+    harness_expect(c, IPCNET_MSG_ERROR, &m);
+    assert_int_equal(m.error, -ECONNRESET);
+    assert_int_equal(m.id, id);
+}
+
+void harness_send_many(ipcnet_t *s, ipcnet_t *h, const char *dest, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "msg %d", i);
+        harness_send(s, dest, text, 0);
+    }
+    for (int i = 0; i < n; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "msg %d", i);
+        harness_expect_text(h, IPCNET_MSG_SEND, dest, text);
+    }
+    harness_expect_nothing(h);
+    harness_expect_nothing(s);
+}
+
+void harness_send_numbered(ipcnet_t *s, const char *dest, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char text[16];
+        snprintf(text, sizeof text, "%d", i);
+        harness_send(s, dest, text, IPCNET_CONFIRM);
+    }
+}
+
+int harness_take_numbered(ipcnet_t *h, int n, int *seen)
+{
+    int count = 0, last = -1;
+    ipcnet_msg_t m;
+    while (ipcnet_recv(h, &m, s_quiet_ms) == 0) {
+        assert_int_equal(m.kind, IPCNET_MSG_SEND);
+        char text[16] = "";
+        memcpy(text, m.data, m.size < 15 ? m.size : 15);
+        int v = atoi(text);
+        assert_in_range(v, 0, n - 1);
+        assert_true(v > last);          /* in order at each holder */
+        last = v;
+        seen[v]++;
+        count++;
+    }
+    return count;
+}
+
+void harness_expect_once(const int *seen, int n)
+{
+    for (int v = 0; v < n; v++)
+        if (seen[v] != 1)
+            fail_msg("message %d delivered %d times", v, seen[v]);
+}
+
+void harness_expect_numbered(const ipcnet_msg_t *m, size_t size, uint32_t want,
+                             harness_check_fn *check)
+{
+    assert_int_equal(m->kind, IPCNET_MSG_SEND);
+    assert_int_equal(m->size, size);
+    uint32_t seq;
+    memcpy(&seq, m->data, sizeof seq);
+    if (seq != want)
+        fail_msg("message %u arrived where %u was due (lost or reordered)", seq, want);
+    long bad = check(m->data, size, seq);
+    if (bad >= 0)
+        fail_msg("message %u corrupted at byte %ld", seq, bad);
+}
+
+void harness_drain_numbered(ipcnet_t *s, ipcnet_t *r, uint32_t accepted, size_t size,
+                            harness_check_fn *check)
+{
+    uint32_t next = 0;
+    int64_t deadline = harness_now_ms() + 60000;
+    while (next < accepted) {
+        if (harness_now_ms() > deadline)
+            fail_msg("only %u of %u accepted messages arrived", next, accepted);
+        int rc = ipcnet_flush(s, 0);
+        if (rc < 0 && rc != -EAGAIN && rc != -ETIMEDOUT)
+            fail_msg("flush: %s", ipcnet_strerror(rc));
+        ipcnet_msg_t m;
+        rc = ipcnet_recv(r, &m, 50);
+        if (rc == -ETIMEDOUT || rc == -EAGAIN)
+            continue;
+        if (rc < 0)
+            fail_msg("recv after %u of %u: %s", next, accepted, ipcnet_strerror(rc));
+        harness_expect_numbered(&m, size, next, check);
+        next++;
+    }
+    assert_int_equal(ipcnet_flush(s, 5000), 0);
+    harness_expect_nothing(r);
+    /* The sender was pushed back, never told its messages were lost. */
+    ipcnet_msg_t m;
+    int rc = ipcnet_recv(s, &m, 0);
+    if (rc == 0)
+        fail_msg("sender got a %s message (error %d) during flow control",
+                 harness_kind_name(m.kind), m.error);
 }

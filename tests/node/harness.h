@@ -117,6 +117,10 @@ long harness_raise_nofile(long want);
 /* Milliseconds of a monotonic clock. */
 int64_t harness_now_ms(void);
 
+/* $TEST_TIMEOUT_SCALE (1 to 100, else 1): how much slower the node may be
+   (under valgrind); the harness's own waits are scaled by it. */
+int harness_scale(void);
+
 /* --- raw protocol, for malformed-input tests ---------------------------- */
 
 /* A raw AF_UNIX stream connection to the node, no HELLO sent. -errno. */
@@ -244,5 +248,140 @@ int harness_has_service(ipcnet_t *q, const char *name, const char *node, const c
 /* The first 64 KiB of a file as a string ("" when it cannot be read).
    Given: the caller frees it. */
 char *harness_read_file(const char *path);
+
+/* --- fixtures shared by the test programs, for cmocka tests ------------------ */
+
+/* A cmocka setup's state: *state gets size zeroed bytes (the caller's
+   fixture, freed by its teardown). Returns 0, or -1 out of memory. */
+int harness_state_new(void **state, size_t size);
+
+/* The start of a test program's main(): SIGPIPE ignored, the waits of
+   harness_expect*() set, and argv[1], if given, as cmocka's test filter. */
+void harness_main(int argc, char **argv, int wait_ms, int quiet_ms);
+
+#define HARNESS_MAX_CLIENTS 32      /* clients harness_client() tracks at once */
+
+/* Connects a client to node (called name in failure messages) that
+   harness_close_clients() closes; fails the test if it cannot. */
+ipcnet_t *harness_client(const node_t *node, const char *name, const char *label);
+
+/* harness_client() that binds service, else fails the test. */
+ipcnet_t *harness_holder(const node_t *node, const char *name, const char *label,
+                         const char *service);
+
+/* Closes a client of harness_client() early and forgets it; *c is NULL. */
+void harness_client_close(ipcnet_t **c);
+
+/* Closes every client of harness_client() still open (for a teardown). */
+void harness_close_clients(void);
+
+/* The text of query what (IPCNET_Q_*) on q, given to the caller; fails
+   the test if the query fails. */
+char *harness_query(ipcnet_t *q, int what);
+
+/* Connects *q to node (called name) unless it is connected already, and
+   returns it; fails the test if it cannot. */
+ipcnet_t *harness_query_conn(const node_t *node, const char *name, ipcnet_t **q);
+
+/* A TCP port for a node to be started on again (harness_free_port()),
+   else fails the test. */
+int harness_fixed_port(void);
+
+/* What a helper forked by harness_fork_holder() does with its client c,
+   which holds the name; returns the helper's exit code. */
+typedef int (harness_holder_fn) (ipcnet_t *c, void *arg);
+
+/* Forks a helper that connects to node as label, binds service, says it
+   is ready, then runs fn (exit 2: no connection or bind, 3: could not say
+   ready). Returns its pid once it is ready, else fails the test. */
+pid_t harness_fork_holder(const node_t *node, const char *label, const char *service,
+                          harness_holder_fn *fn, void *arg);
+
+/* How a harness_upper_holder() helper answers. */
+typedef struct {
+    int requests;               /* how many to answer */
+    int timeout_ms;             /* longest wait for each */
+} harness_upper_t;
+
+/* A harness_holder_fn (arg: a harness_upper_t): answers each request with
+   its payload in upper case, then flushes and exits 0 (4: no request in
+   time, 5: the reply failed). */
+int harness_upper_holder(ipcnet_t *c, void *arg);
+
+/* A harness_holder_fn (arg: an int, the wait in ms): takes one request and
+   exits without answering, its socket closing with it (4: none came). */
+int harness_vanishing_holder(ipcnet_t *c, void *arg);
+
+/* Blocking requests to dest, held by a harness_upper_holder() helper that
+   answers three: "hello", "abc" and "" come back in upper case, else
+   fails the test, saying what ("request", ...) failed. */
+void harness_expect_upper(ipcnet_t *c, const char *dest, const char *what);
+
+/* r requests "ping" of dest (held by h) with timeout_ms: h gets it, to
+   dest, with r's address and a timeout within that, and its "pong" comes back to r
+   with the request's id and h's address; else fails the test. */
+void harness_ping_pong(ipcnet_t *r, ipcnet_t *h, const char *dest, int timeout_ms);
+
+/* c requests "q" of dest with timeout_ms (0: the node's default), which
+   nobody answers: -ETIMEDOUT, else fails the test. Returns the time the
+   request took, in ms. */
+int64_t harness_request_times_out(ipcnet_t *c, const char *dest, int timeout_ms);
+
+/* r makes two requests ("one" to dest1, "two" to dest2) of h, which
+   answers the second first: each reply comes back with its request's
+   id; else fails the test. The ids go to ret_ids (may be NULL). */
+void harness_out_of_order(ipcnet_t *r, ipcnet_t *h, const char *dest1, const char *dest2,
+                          int timeout_ms, uint32_t ret_ids[2]);
+
+/* Receives one message of kind with this name, source and payload, else
+   fails the test. */
+void harness_expect_from(ipcnet_t *c, ipcnet_kind_t kind, const char *name,
+                         const char *source, const void *data, size_t size);
+
+/* p publishes text on topic with flags: each of the ngot clients in got
+   receives it, and the nnone in none nothing; else fails the test. */
+void harness_publish_to(ipcnet_t *p, const char *topic, const char *text, int flags,
+                        ipcnet_t *const *got, int ngot, ipcnet_t *const *none, int nnone);
+
+/* p publishes "0" .. "n-1" on topic: each of the ngot clients in got
+   receives them in order; else fails the test. */
+void harness_publish_many(ipcnet_t *p, const char *topic, int n, ipcnet_t *const *got,
+                          int ngot);
+
+/* c requests "q" of dest (timeout_ms), held by *h, which takes it and
+   closes (harness_client_close()): c gets an ERROR ECONNRESET with the
+   request's id; else fails the test. */
+void harness_request_holder_gone(ipcnet_t *c, ipcnet_t **h, const char *dest, int timeout_ms);
+
+/* Sends "msg 0" .. "msg n-1" to dest without confirmation: h gets them
+   in order, and then nothing, nor does s get anything back; else fails
+   the test. */
+void harness_send_many(ipcnet_t *s, ipcnet_t *h, const char *dest, int n);
+
+/* Sends "0" .. "n-1" to dest with IPCNET_CONFIRM, else fails the test. */
+void harness_send_numbered(ipcnet_t *s, const char *dest, int n);
+
+/* Takes what h receives until it is quiet: SENDs of harness_send_numbered()
+   (of n), in increasing order, each counted in seen[]. Returns how many;
+   fails the test on anything else. */
+int harness_take_numbered(ipcnet_t *h, int n, int *seen);
+
+/* Fails the test unless each of the n numbers was seen exactly once. */
+void harness_expect_once(const int *seen, int n);
+
+/* Offset of the first wrong byte of a numbered message of size bytes
+   (its number in the first four), or -1: the sender's fill pattern. */
+typedef long (harness_check_fn) (const uint8_t *data, size_t size, uint32_t seq);
+
+/* Checks that m is SEND numbered want (in its first four bytes) of size
+   bytes whose fill check accepts; else fails the test. */
+void harness_expect_numbered(const ipcnet_msg_t *m, size_t size, uint32_t want,
+                             harness_check_fn *check);
+
+/* Reads from r the accepted messages s sent (numbered from 0, size bytes,
+   checked by check) while flushing s: all arrive in order, intact, and no
+   more; s got nothing back. Else fails the test. Waits at most 60 s. */
+void harness_drain_numbered(ipcnet_t *s, ipcnet_t *r, uint32_t accepted, size_t size,
+                            harness_check_fn *check);
 
 #endif

@@ -40,7 +40,6 @@
 #include "proto.h"
 
 #define NODES           5
-#define MAX_CLIENTS     32
 #define WAIT_MS         5000    /* longest wait for something that must come */
 #define QUIET_MS        300     /* how long to wait for something that must not */
 #define MESH_MS         5000    /* a cluster must be meshed within this */
@@ -57,26 +56,20 @@ typedef struct {
     int port[NODES];
     const char *heartbeat;      /* --heartbeat for every node, or NULL */
     ipcnet_t *q[NODES];         /* query connection to each node */
-    ipcnet_t *c[MAX_CLIENTS];   /* clients the teardown closes */
 } fx_t;
 
 /* --- fixtures ------------------------------------------------------------ */
 
 static int setup(void **state)
 {
-    fx_t *f = calloc(1, sizeof *f);
-    if (!f)
-        return -1;
-    *state = f;
-    return 0;
+    return harness_state_new(state, sizeof (fx_t));
 }
 
 static int teardown(void **state)
 {
     fx_t *f = *state;
     int rc = 0;
-    for (int i = 0; i < MAX_CLIENTS; i++)
-        ipcnet_close(&f->c[i]);
+    harness_close_clients();
     for (int i = 0; i < NODES; i++)
         ipcnet_close(&f->q[i]);
     harness_reap_all();
@@ -153,10 +146,7 @@ static void s_start(fx_t *f, int i, int seed)
    ephemeral range (see harness_free_port). */
 static void s_start_fixed(fx_t *f, int i, int seed)
 {
-    int port = harness_free_port();
-    if (port <= 0)
-        fail_msg("no free port: %s", strerror(-port));
-    s_launch(f, i, seed, port, 0);
+    s_launch(f, i, seed, harness_fixed_port(), 0);
 }
 
 /* SIGKILL, keeping the directory (state dir, node id) for a restart. */
@@ -171,34 +161,16 @@ static int64_t s_crash(fx_t *f, int i)
 
 /* --- clients ------------------------------------------------------------- */
 
+/* A client of node i, closed by the teardown. */
 static ipcnet_t *s_conn(fx_t *f, int i, const char *label)
 {
-    ipcnet_t *c = harness_connect(&f->n[i], label);
-    if (!c)
-        fail_msg("cannot connect to node %s", s_names[i]);
-    for (int k = 0; k < MAX_CLIENTS; k++)
-        if (!f->c[k]) {
-            f->c[k] = c;
-            return c;
-        }
-    fail_msg("too many clients");
-    return NULL;
+    return harness_client(&f->n[i], s_names[i], label);
 }
 
 /* A client of node i that holds name. */
 static ipcnet_t *s_holder(fx_t *f, int i, const char *label, const char *name)
 {
-    ipcnet_t *c = s_conn(f, i, label);
-    harness_bind(c, name);
-    return c;
-}
-
-static void s_close(fx_t *f, ipcnet_t **c)
-{
-    for (int k = 0; k < MAX_CLIENTS; k++)
-        if (f->c[k] == *c)
-            f->c[k] = NULL;
-    ipcnet_close(c);
+    return harness_holder(&f->n[i], s_names[i], label, name);
 }
 
 static const char *s_event(int ev)
@@ -240,22 +212,7 @@ static int64_t s_wait_event(ipcnet_t *w, int event, const char *name, const char
 
 static ipcnet_t *s_q(fx_t *f, int i)
 {
-    if (!f->q[i]) {
-        f->q[i] = harness_connect(&f->n[i], "query");
-        if (!f->q[i])
-            fail_msg("cannot connect to node %s for a query", s_names[i]);
-    }
-    return f->q[i];
-}
-
-static char *s_query(fx_t *f, int i, int what)
-{
-    char *text = NULL;
-    int rc = ipcnet_query(s_q(f, i), what, &text);
-    if (rc < 0)
-        fail_msg("query %d on node %s: %s", what, s_names[i], ipcnet_strerror(rc));
-    assert_non_null(text);
-    return text;
+    return harness_query_conn(&f->n[i], s_names[i], &f->q[i]);
 }
 
 typedef harness_peer_t peer_row_t;
@@ -354,6 +311,15 @@ static int64_t s_wait_service(fx_t *f, int i, const char *name, const char *node
     }
 }
 
+/* A client of node i that holds name, once node seen_by lists it. */
+static ipcnet_t *s_listed_holder(fx_t *f, int i, const char *label, const char *name,
+                                 int seen_by)
+{
+    ipcnet_t *c = s_holder(f, i, label, name);
+    s_wait_service(f, seen_by, name, s_names[i], 1, WAIT_MS);
+    return c;
+}
+
 /* Makes sure every node in targets (count nodes, skipping from) has handled
    everything node from told it so far: a fresh name bound on from travels
    the same link after it, so once the others list it they have the rest. */
@@ -367,7 +333,7 @@ static void s_fence(fx_t *f, int from, int count)
     for (int i = 0; i < count; i++)
         if (i != from)
             s_wait_service(f, i, name, s_names[from], 1, WAIT_MS);
-    s_close(f, &c);
+    harness_client_close(&c);
 }
 
 /* The id of node i as it says itself (its first PEERS line). */
@@ -466,6 +432,22 @@ static void test_cluster_gossip_mesh(void **state)
 
 /* --- send ---------------------------------------------------------------- */
 
+/* n rounds of s[0] sending text[0] to dest[0] and s[1] text[1] to dest[1]
+   (IPCNET_CONFIRM): h[k] gets text[k] n times, as sent to dest[k], and
+   then nothing. */
+static void s_send_pairs(ipcnet_t *const s[2], const char *const dest[2],
+                         const char *const text[2], ipcnet_t *const h[2], int n)
+{
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 2; k++)
+            harness_send(s[k], dest[k], text[k], IPCNET_CONFIRM);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 2; k++)
+            harness_expect_text(h[k], IPCNET_MSG_SEND, dest[k], text[k]);
+    for (int k = 0; k < 2; k++)
+        harness_expect_nothing(h[k]);
+}
+
 /* A name held only on beta: alpha lists it with holder "-", a send from
    alpha reaches it with the sender's address, in order. */
 static void test_cluster_send_remote(void **state)
@@ -520,18 +502,7 @@ static void test_cluster_send_remote(void **state)
     free(buf);      /* the fixture closes the clients */
 
     /* Many without confirmation arrive in order; nothing comes back. */
-    for (int i = 0; i < 500; i++) {
-        char text[32];
-        snprintf(text, sizeof text, "msg %d", i);
-        harness_send(s, "svc.remote", text, 0);
-    }
-    for (int i = 0; i < 500; i++) {
-        char text[32];
-        snprintf(text, sizeof text, "msg %d", i);
-        harness_expect_text(h, IPCNET_MSG_SEND, "svc.remote", text);
-    }
-    harness_expect_nothing(h);
-    harness_expect_nothing(s);
+    harness_send_many(s, h, "svc.remote", 500);
 
     /* The holder answers to the sender's unique address. */
     harness_send(h, ipcnet_address(s), "back", IPCNET_CONFIRM);
@@ -549,25 +520,17 @@ static void test_cluster_send_local_first(void **state)
     WATCH(60);
     s_start_mesh(f, 2);
     ipcnet_t *ha = s_holder(f, 0, "holder-a", "svc.both");
-    ipcnet_t *hb = s_holder(f, 1, "holder-b", "svc.both");
-    s_wait_service(f, 0, "svc.both", "beta", 1, WAIT_MS);
+    ipcnet_t *hb = s_listed_holder(f, 1, "holder-b", "svc.both", 0);
     s_wait_service(f, 1, "svc.both", "alpha", 1, WAIT_MS);
 
-    ipcnet_t *sa = s_conn(f, 0, "sender-a");
-    ipcnet_t *sb = s_conn(f, 1, "sender-b");
-    for (int i = 0; i < 10; i++) {
-        harness_send(sa, "svc.both", "from a", IPCNET_CONFIRM);
-        harness_send(sb, "svc.both", "from b", IPCNET_CONFIRM);
-    }
-    for (int i = 0; i < 10; i++) {
-        harness_expect_text(ha, IPCNET_MSG_SEND, "svc.both", "from a");
-        harness_expect_text(hb, IPCNET_MSG_SEND, "svc.both", "from b");
-    }
-    harness_expect_nothing(ha);
-    harness_expect_nothing(hb);
+    ipcnet_t *s[2] = { s_conn(f, 0, "sender-a"), s_conn(f, 1, "sender-b") };
+    const char *dest[2] = { "svc.both", "svc.both" }, *text[2] = { "from a", "from b" };
+    ipcnet_t *h[2] = { ha, hb };
+    s_send_pairs(s, dest, text, h, 10);
+    ipcnet_t *sa = s[0];
 
     /* Once alpha's holder leaves, alpha's sends cross to beta. */
-    s_close(f, &ha);
+    harness_client_close(&ha);
     harness_sync(sa);
     harness_send(sa, "svc.both", "crossed", IPCNET_CONFIRM);
     harness_expect_text(hb, IPCNET_MSG_SEND, "svc.both", "crossed");
@@ -580,40 +543,19 @@ static void test_cluster_send_round_robin(void **state)
     WATCH(60);
     enum { PER = 10 };
     s_start_mesh(f, 3);
-    ipcnet_t *h[2] = { s_conn(f, 1, "holder-b"), s_conn(f, 2, "holder-c") };
-    harness_bind(h[0], "svc.rr");
-    harness_bind(h[1], "svc.rr");
-    s_wait_service(f, 0, "svc.rr", "beta", 1, WAIT_MS);
-    s_wait_service(f, 0, "svc.rr", "gamma", 1, WAIT_MS);
+    ipcnet_t *h[2] = { s_listed_holder(f, 1, "holder-b", "svc.rr", 0),
+                       s_listed_holder(f, 2, "holder-c", "svc.rr", 0) };
 
     ipcnet_t *s = s_conn(f, 0, "sender");
-    for (int i = 0; i < 2 * PER; i++) {
-        char text[16];
-        snprintf(text, sizeof text, "%d", i);
-        harness_send(s, "svc.rr", text, IPCNET_CONFIRM);
-    }
+    harness_send_numbered(s, "svc.rr", 2 * PER);
     int seen[2 * PER] = { 0 };
     for (int k = 0; k < 2; k++) {
-        int count = 0, last = -1;
-        ipcnet_msg_t m;
-        while (ipcnet_recv(h[k], &m, QUIET_MS) == 0) {
-            assert_int_equal(m.kind, IPCNET_MSG_SEND);
-            char text[16] = "";
-            memcpy(text, m.data, m.size < 15 ? m.size : 15);
-            int v = atoi(text);
-            assert_in_range(v, 0, 2 * PER - 1);
-            assert_true(v > last);
-            last = v;
-            seen[v]++;
-            count++;
-        }
+        int count = harness_take_numbered(h[k], 2 * PER, seen);
         if (count != PER)
             fail_msg("holder on %s got %d of %d messages: not round robin",
                      k ? "gamma" : "beta", count, 2 * PER);
     }
-    for (int v = 0; v < 2 * PER; v++)
-        if (seen[v] != 1)
-            fail_msg("message %d delivered %d times", v, seen[v]);
+    harness_expect_once(seen, 2 * PER);
 }
 
 /* name@node pins the node; unknown names and nodes are errors. */
@@ -622,23 +564,15 @@ static void test_cluster_send_pinned(void **state)
     fx_t *f = *state;
     WATCH(60);
     s_start_mesh(f, 3);
-    ipcnet_t *hb = s_holder(f, 1, "holder-b", "svc.pin");
-    ipcnet_t *hc = s_holder(f, 2, "holder-c", "svc.pin");
-    s_wait_service(f, 0, "svc.pin", "beta", 1, WAIT_MS);
-    s_wait_service(f, 0, "svc.pin", "gamma", 1, WAIT_MS);
+    ipcnet_t *hb = s_listed_holder(f, 1, "holder-b", "svc.pin", 0);
+    ipcnet_t *hc = s_listed_holder(f, 2, "holder-c", "svc.pin", 0);
 
-    ipcnet_t *s = s_conn(f, 0, "sender");
-    for (int i = 0; i < 5; i++) {
-        harness_send(s, "svc.pin@gamma", "to gamma", IPCNET_CONFIRM);
-        harness_send(s, "svc.pin@beta", "to beta", IPCNET_CONFIRM);
-    }
     /* The receiver sees the destination as the sender wrote it. */
-    for (int i = 0; i < 5; i++) {
-        harness_expect_text(hc, IPCNET_MSG_SEND, "svc.pin@gamma", "to gamma");
-        harness_expect_text(hb, IPCNET_MSG_SEND, "svc.pin@beta", "to beta");
-    }
-    harness_expect_nothing(hb);
-    harness_expect_nothing(hc);
+    ipcnet_t *s = s_conn(f, 0, "sender");
+    ipcnet_t *senders[2] = { s, s }, *h[2] = { hc, hb };
+    const char *dest[2] = { "svc.pin@gamma", "svc.pin@beta" };
+    const char *text[2] = { "to gamma", "to beta" };
+    s_send_pairs(senders, dest, text, h, 5);
 
     /* Pinned to a node where nobody holds it, or to ourselves. */
     int rc = ipcnet_send(s, "svc.pin@alpha", "x", 1, IPCNET_CONFIRM);
@@ -692,7 +626,7 @@ static void test_cluster_send_unique_address(void **state)
     harness_send(b, m.source, "and back", IPCNET_CONFIRM);
     harness_expect_text(a, IPCNET_MSG_SEND, NULL, "and back");
 
-    s_close(f, &b);
+    harness_client_close(&b);
     int64_t deadline = harness_now_ms() + WAIT_MS;
     int rc;
     /* The close is seen by beta at once; alpha asks beta. */
@@ -719,92 +653,25 @@ static void test_cluster_request_reply(void **state)
     fx_t *f = *state;
     WATCH(60);
     s_start_mesh(f, 2);
-    ipcnet_t *h = s_holder(f, 1, "server", "svc.calc");
-    s_wait_service(f, 0, "svc.calc", "beta", 1, WAIT_MS);
+    ipcnet_t *h = s_listed_holder(f, 1, "server", "svc.calc", 0);
     ipcnet_t *r = s_conn(f, 0, "client");
-
-    uint32_t id = 0;
-    assert_int_equal(ipcnet_request_async(r, "svc.calc", "ping", 4, 3000, &id), 0);
-    ipcnet_msg_t m;
-    harness_expect(h, IPCNET_MSG_REQUEST, &m);
-    assert_string_equal(m.name, "svc.calc");
-    assert_string_equal(m.source, ipcnet_address(r));
-    assert_int_equal(m.size, 4);
-    assert_memory_equal(m.data, "ping", 4);
-    assert_true(m.timeout_ms > 0 && m.timeout_ms <= 3000);
-    assert_int_equal(ipcnet_reply(h, &m, "pong", 4), 0);
-    harness_expect(r, IPCNET_MSG_REPLY, &m);
-    assert_int_equal(m.id, id);
-    assert_string_equal(m.source, ipcnet_address(h));
-    assert_int_equal(m.size, 4);
-    assert_memory_equal(m.data, "pong", 4);
+    harness_ping_pong(r, h, "svc.calc", 3000);
 
     /* Two outstanding, answered out of order, keep their ids. */
-    uint32_t id1, id2;
-    assert_int_equal(ipcnet_request_async(r, "svc.calc@beta", "one", 3, 3000, &id1), 0);
-    assert_int_equal(ipcnet_request_async(r, "svc.calc", "two", 3, 3000, &id2), 0);
-    harness_expect(h, IPCNET_MSG_REQUEST, &m);
-    char src[128];
-    snprintf(src, sizeof src, "%s", m.source);
-    uint32_t req1 = m.id;
-    harness_expect(h, IPCNET_MSG_REQUEST, &m);
-    assert_int_equal(ipcnet_reply(h, &m, "TWO", 3), 0);
-    assert_int_equal(ipcnet_reply_to(h, src, req1, "ONE", 3), 0);
-    harness_expect(r, IPCNET_MSG_REPLY, &m);
-    assert_int_equal(m.id, id2);
-    assert_memory_equal(m.data, "TWO", 3);
-    harness_expect(r, IPCNET_MSG_REPLY, &m);
-    assert_int_equal(m.id, id1);
-    assert_memory_equal(m.data, "ONE", 3);
+    harness_out_of_order(r, h, "svc.calc@beta", "svc.calc", 3000, NULL);
 
     /* A request nobody holds: -ENOENT; to a node nobody knows: -EHOSTUNREACH. */
+    ipcnet_msg_t m;
     assert_int_equal(ipcnet_request(r, "svc.none", "q", 1, 3000, &m), -ENOENT);
     assert_int_equal(ipcnet_request(r, "svc.none@beta", "q", 1, 3000, &m), -ENOENT);
     assert_int_equal(ipcnet_request(r, "svc.calc@nosuchnode", "q", 1, 3000, &m), -EHOSTUNREACH);
 
     /* Blocking requests against a responder process on beta. */
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t pid = harness_fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(pfd[0]);
-        ipcnet_t *u = harness_connect(&f->n[1], "upper");
-        if (!u || ipcnet_bind(u, "svc.upper") < 0)
-            _exit(2);
-        if (write(pfd[1], "r", 1) != 1)
-            _exit(3);
-        for (int i = 0; i < 3; i++) {
-            ipcnet_msg_t q;
-            if (ipcnet_recv(u, &q, 15000) < 0 || q.kind != IPCNET_MSG_REQUEST)
-                _exit(4);
-            char out[64];
-            size_t n = q.size < sizeof out ? q.size : sizeof out;
-            for (size_t k = 0; k < n; k++) {
-                char ch = ((const char *) q.data)[k];
-                out[k] = ch >= 'a' && ch <= 'z' ? (char) (ch - 32) : ch;
-            }
-            if (ipcnet_reply(u, &q, out, n) < 0)
-                _exit(5);
-        }
-        ipcnet_flush(u, 5000);
-        ipcnet_close(&u);
-        _exit(0);
-    }
-    close(pfd[1]);
-    harness_wait_ready(pfd[0]);
-    close(pfd[0]);
+    harness_upper_t upper = { 3, 15000 };
+    pid_t pid = harness_fork_holder(&f->n[1], "upper", "svc.upper", harness_upper_holder,
+                                    &upper);
     s_wait_service(f, 0, "svc.upper", "beta", 1, WAIT_MS);
-    const char *in[] = { "hello", "abc", "" };
-    const char *out[] = { "HELLO", "ABC", "" };
-    for (int i = 0; i < 3; i++) {
-        int rc = ipcnet_request(r, "svc.upper", in[i], strlen(in[i]), 5000, &m);
-        if (rc < 0)
-            fail_msg("request %d across nodes: %s", i, ipcnet_strerror(rc));
-        assert_int_equal(m.kind, IPCNET_MSG_REPLY);
-        assert_int_equal(m.size, strlen(out[i]));
-        assert_memory_equal(m.data, out[i], m.size);
-    }
+    harness_expect_upper(r, "svc.upper", "request across nodes");
     assert_int_equal(harness_reap(pid, 5000), 0);
 }
 
@@ -814,16 +681,11 @@ static void test_cluster_request_timeout(void **state)
     fx_t *f = *state;
     WATCH(60);
     s_start_mesh(f, 2);
-    ipcnet_t *h = s_holder(f, 1, "sleeper", "svc.slow");
-    s_wait_service(f, 0, "svc.slow", "beta", 1, WAIT_MS);
+    ipcnet_t *h = s_listed_holder(f, 1, "sleeper", "svc.slow", 0);
     ipcnet_t *r = s_conn(f, 0, "client");
 
     ipcnet_msg_t m;
-    int64_t t0 = harness_now_ms();
-    int rc = ipcnet_request(r, "svc.slow", "q", 1, 300, &m);
-    int64_t took = harness_now_ms() - t0;
-    if (rc != -ETIMEDOUT)
-        fail_msg("request to a silent remote holder: %s (want -ETIMEDOUT)", ipcnet_strerror(rc));
+    int64_t took = harness_request_times_out(r, "svc.slow", 300);
     print_message("remote request timed out after %lld ms (timeout 300 ms)\n", (long long) took);
     if (took < 250 || took > 3000)
         fail_msg("timed out after %lld ms for a 300 ms timeout", (long long) took);
@@ -845,25 +707,9 @@ static void test_cluster_request_holder_closes(void **state)
     fx_t *f = *state;
     WATCH(60);
     s_start_mesh(f, 2);
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t pid = harness_fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(pfd[0]);
-        ipcnet_t *h = harness_connect(&f->n[1], "flaky");
-        if (!h || ipcnet_bind(h, "svc.flaky") < 0)
-            _exit(2);
-        if (write(pfd[1], "r", 1) != 1)
-            _exit(3);
-        ipcnet_msg_t m;
-        if (ipcnet_recv(h, &m, 15000) < 0 || m.kind != IPCNET_MSG_REQUEST)
-            _exit(4);
-        _exit(0);               /* the socket closes with the process */
-    }
-    close(pfd[1]);
-    harness_wait_ready(pfd[0]);
-    close(pfd[0]);
+    int wait_ms = 15000;
+    pid_t pid = harness_fork_holder(&f->n[1], "flaky", "svc.flaky", harness_vanishing_holder,
+                                    &wait_ms);
     s_wait_service(f, 0, "svc.flaky", "beta", 1, WAIT_MS);
 
     ipcnet_t *c = s_conn(f, 0, "requester");
@@ -880,15 +726,8 @@ static void test_cluster_request_holder_closes(void **state)
     assert_true(took < 5000);
 
     /* The same through request_async, with the holder in this process. */
-    ipcnet_t *h = s_holder(f, 1, "flaky2", "svc.flaky2");
-    s_wait_service(f, 0, "svc.flaky2", "beta", 1, WAIT_MS);
-    uint32_t id;
-    assert_int_equal(ipcnet_request_async(c, "svc.flaky2", "q", 1, 10000, &id), 0);
-    harness_expect(h, IPCNET_MSG_REQUEST, &m);
-    s_close(f, &h);
-    harness_expect(c, IPCNET_MSG_ERROR, &m);
-    assert_int_equal(m.error, -ECONNRESET);
-    assert_int_equal(m.id, id);
+    ipcnet_t *h = s_listed_holder(f, 1, "flaky2", "svc.flaky2", 0);
+    harness_request_holder_gone(c, &h, "svc.flaky2", 10000);
 }
 
 /* --- publish / subscribe ------------------------------------------------- */
@@ -916,49 +755,23 @@ static void test_cluster_publish(void **state)
 
     assert_int_equal(ipcnet_publish(p, "a.b", "x", 1, 0), 0);
     ipcnet_t *got[] = { local, exact, prefix, all };
-    for (int i = 0; i < 4; i++) {
-        ipcnet_msg_t m;
-        harness_expect(got[i], IPCNET_MSG_PUBLISH, &m);
-        assert_string_equal(m.name, "a.b");
-        assert_string_equal(m.source, ipcnet_address(p));
-        assert_int_equal(m.size, 1);
-        assert_memory_equal(m.data, "x", 1);
-    }
+    for (int i = 0; i < 4; i++)
+        harness_expect_from(got[i], IPCNET_MSG_PUBLISH, "a.b", ipcnet_address(p), "x", 1);
     harness_expect_nothing(other);
     harness_expect_nothing(p);
 
-    assert_int_equal(ipcnet_publish(p, "c.d", "y", 1, 0), 0);
-    harness_expect_text(all, IPCNET_MSG_PUBLISH, "c.d", "y");
-    harness_expect_text(other, IPCNET_MSG_PUBLISH, "c.d", "y");
-    harness_expect_nothing(exact);
-    harness_expect_nothing(prefix);
-    harness_expect_nothing(local);
+    ipcnet_t *cd[] = { all, other }, *not_cd[] = { exact, prefix, local };
+    harness_publish_to(p, "c.d", "y", 0, cd, 2, not_cd, 3);
 
     /* Many, in order, from a publisher on beta to subscribers everywhere. */
     ipcnet_t *pb = s_conn(f, 1, "publisher-b");
-    for (int i = 0; i < 200; i++) {
-        char text[16];
-        snprintf(text, sizeof text, "%d", i);
-        assert_int_equal(ipcnet_publish(pb, "a.b", text, strlen(text), 0), 0);
-    }
-    for (int i = 0; i < 200; i++) {
-        char text[16];
-        snprintf(text, sizeof text, "%d", i);
-        harness_expect_text(local, IPCNET_MSG_PUBLISH, "a.b", text);
-        harness_expect_text(exact, IPCNET_MSG_PUBLISH, "a.b", text);
-        harness_expect_text(prefix, IPCNET_MSG_PUBLISH, "a.b", text);
-        harness_expect_text(all, IPCNET_MSG_PUBLISH, "a.b", text);
-    }
+    harness_publish_many(pb, "a.b", 200, got, 4);
 
     /* Unsubscribed on beta: no more there. */
     assert_int_equal(ipcnet_unsubscribe(prefix, "a.*"), 0);
     s_fence(f, 1, 3);
-    assert_int_equal(ipcnet_publish(p, "a.z", "z", 1, 0), 0);
-    harness_expect_text(all, IPCNET_MSG_PUBLISH, "a.z", "z");
-    harness_expect_nothing(prefix);
-    harness_expect_nothing(exact);
-    harness_expect_nothing(local);
-    harness_expect_nothing(p);
+    ipcnet_t *not_az[] = { prefix, exact, local, p };
+    harness_publish_to(p, "a.z", "z", 0, &all, 1, not_az, 4);
 }
 
 /* --- watch --------------------------------------------------------------- */
@@ -970,8 +783,7 @@ static void test_cluster_watch(void **state)
     fx_t *f = *state;
     WATCH(60);
     s_start_mesh(f, 2);
-    ipcnet_t *hb = s_holder(f, 1, "holder", "svc.early");
-    s_wait_service(f, 0, "svc.early", "beta", 1, WAIT_MS);
+    ipcnet_t *hb = s_listed_holder(f, 1, "holder", "svc.early", 0);
 
     ipcnet_t *w = s_conn(f, 0, "watch-all");
     ipcnet_t *wg = s_conn(f, 0, "watch-gamma");
@@ -1000,14 +812,14 @@ static void test_cluster_watch(void **state)
     s_wait_event(w, IPCNET_EV_NAME_UP, "gamma.svc", "gamma", WAIT_MS);
 
     /* The last holder closes: NAME_DOWN with the node. */
-    s_close(f, &hb);
+    harness_client_close(&hb);
     took = s_wait_event(w, IPCNET_EV_NAME_DOWN, "svc.later", "beta", WAIT_MS);
     print_message("NAME_DOWN from beta after %lld ms\n", (long long) took);
     s_wait_event(ws, IPCNET_EV_NAME_DOWN, "svc.early", "beta", WAIT_MS);
 
     /* gamma stops: PEER_DOWN (and its name goes down). */
     ipcnet_close(&f->q[2]);
-    s_close(f, &hc);
+    harness_client_close(&hc);
     kill(f->n[2].pid, SIGTERM);
     s_wait_event(wg, IPCNET_EV_PEER_DOWN, "gamma", "gamma", WAIT_MS);
     s_wait_event(w, IPCNET_EV_PEER_DOWN, "gamma", "gamma", WAIT_MS);
@@ -1141,8 +953,7 @@ static void s_check_loss(const char *what, const char *obs, const lost_t *l, int
 static void s_liveness(fx_t *f, int sig, int limit_ms, const char *what)
 {
     s_start_mesh(f, 3);
-    ipcnet_t *h = s_holder(f, 1, "doomed", "svc.lost");
-    s_wait_service(f, 0, "svc.lost", "beta", 1, WAIT_MS);
+    ipcnet_t *h = s_listed_holder(f, 1, "doomed", "svc.lost", 0);
     s_wait_service(f, 2, "svc.lost", "beta", 1, WAIT_MS);
     ipcnet_t *wa = s_conn(f, 0, "watch-a");
     ipcnet_t *wc = s_conn(f, 2, "watch-c");
@@ -1183,11 +994,10 @@ static void s_liveness(fx_t *f, int sig, int limit_ms, const char *what)
 
     /* The two others still talk. */
     assert_true(s_peer_up(f, 0, "gamma") && s_peer_up(f, 2, "alpha"));
-    ipcnet_t *hc = s_holder(f, 2, "survivor", "svc.alive");
-    s_wait_service(f, 0, "svc.alive", "gamma", 1, WAIT_MS);
+    ipcnet_t *hc = s_listed_holder(f, 2, "survivor", "svc.alive", 0);
     harness_send(s, "svc.alive", "still here", IPCNET_CONFIRM);
     harness_expect_text(hc, IPCNET_MSG_SEND, "svc.alive", "still here");
-    s_close(f, &h);
+    harness_client_close(&h);
 }
 
 /* SIGKILL with the default heartbeat (500 ms): lost within 2 s. */
@@ -1224,8 +1034,7 @@ static void test_cluster_frozen_node(void **state)
     fx_t *f = *state;
     WATCH(60);
     s_start_mesh(f, 2);
-    ipcnet_t *h = s_holder(f, 1, "frozen-holder", "svc.frozen");
-    s_wait_service(f, 0, "svc.frozen", "beta", 1, WAIT_MS);
+    ipcnet_t *h = s_listed_holder(f, 1, "frozen-holder", "svc.frozen", 0);
     usleep(600 * 1000);
     ipcnet_t *s = s_conn(f, 0, "sender");
     harness_send(s, "svc.frozen", "before", IPCNET_CONFIRM);
@@ -1293,8 +1102,7 @@ static void test_cluster_restart_same_id(void **state)
     s_self_id(f, 1, self);
     assert_string_equal(self, before_a.id);
     int port_b = f->port[1];
-    ipcnet_t *h = s_holder(f, 1, "holder", "svc.phoenix");
-    s_wait_service(f, 0, "svc.phoenix", "beta", 1, WAIT_MS);
+    ipcnet_t *h = s_listed_holder(f, 1, "holder", "svc.phoenix", 0);
     s_wait_service(f, 2, "svc.phoenix", "beta", 1, WAIT_MS);
 
     int64_t t0 = s_crash(f, 1);
@@ -1324,7 +1132,7 @@ static void test_cluster_restart_same_id(void **state)
     assert_string_equal(self, before_a.id);
 
     /* Only one beta is listed on alpha. */
-    char *t = s_query(f, 0, IPCNET_Q_PEERS);
+    char *t = harness_query(s_q(f, 0), IPCNET_Q_PEERS);
     int lines = 0;
     for (const char *p = t; (p = strstr(p, "beta\t")); p++)
         if (p == t || p[-1] == '\n')
@@ -1338,7 +1146,7 @@ static void test_cluster_restart_same_id(void **state)
     ipcnet_msg_t m;
     int rc = ipcnet_recv(h, &m, WAIT_MS);
     assert_true(rc < 0 && rc != -ETIMEDOUT && rc != -EAGAIN);
-    s_close(f, &h);
+    harness_client_close(&h);
     h = s_conn(f, 1, "holder-again");
     harness_bind(h, "svc.phoenix");
     s_wait_service(f, 0, "svc.phoenix", "beta", 1, RESTART_MS);
@@ -1350,8 +1158,7 @@ static void test_cluster_restart_same_id(void **state)
     harness_send(sc, "svc.phoenix", "risen too", IPCNET_CONFIRM);
     harness_expect_text(h, IPCNET_MSG_SEND, "svc.phoenix", "risen too");
     /* And beta reaches the others. */
-    ipcnet_t *ha = s_holder(f, 0, "holder-a", "svc.alpha");
-    s_wait_service(f, 1, "svc.alpha", "alpha", 1, WAIT_MS);
+    ipcnet_t *ha = s_listed_holder(f, 0, "holder-a", "svc.alpha", 1);
     harness_send(h, "svc.alpha", "hi alpha", IPCNET_CONFIRM);
     harness_expect_text(ha, IPCNET_MSG_SEND, "svc.alpha", "hi alpha");
 }
@@ -1408,6 +1215,28 @@ static void test_cluster_restart_seed(void **state)
 
 /* --- no silent loss ------------------------------------------------------ */
 
+/* What a holder that kills its own node needs: a pipe to tell when (the
+   helper writes on fd[1]) and the node's pid. */
+typedef struct {
+    int *fd;
+    pid_t node;
+} killer_t;
+
+/* A harness_holder_fn: on the request, kills its node and says when. */
+static int s_killer_holder(ipcnet_t *h, void *arg)
+{
+    const killer_t *k = arg;
+    close(k->fd[0]);
+    ipcnet_msg_t m;
+    if (ipcnet_recv(h, &m, 15000) < 0 || m.kind != IPCNET_MSG_REQUEST)
+        return 4;
+    int64_t t = harness_now_ms();
+    kill(k->node, SIGKILL);
+    if (write(k->fd[1], &t, sizeof t) != sizeof t)
+        return 5;
+    return 0;
+}
+
 /* A request is in the hands of a holder on beta when beta is killed: the
    requester on alpha gets a definite error (-EHOSTUNREACH or -ETIMEDOUT)
    within the liveness window, not a hang. */
@@ -1416,34 +1245,11 @@ static void test_cluster_request_node_killed(void **state)
     fx_t *f = *state;
     WATCH(60);
     s_start_mesh(f, 2);
-    pid_t node_b = f->n[1].pid;
-    int pfd[2], tfd[2];
-    assert_int_equal(pipe(pfd), 0);
+    int tfd[2];
     assert_int_equal(pipe(tfd), 0);
-    pid_t pid = harness_fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        /* Holds the name; on the request, kills beta and says when. */
-        close(pfd[0]);
-        close(tfd[0]);
-        ipcnet_t *h = harness_connect(&f->n[1], "doomed");
-        if (!h || ipcnet_bind(h, "svc.doomed") < 0)
-            _exit(2);
-        if (write(pfd[1], "r", 1) != 1)
-            _exit(3);
-        ipcnet_msg_t m;
-        if (ipcnet_recv(h, &m, 15000) < 0 || m.kind != IPCNET_MSG_REQUEST)
-            _exit(4);
-        int64_t t = harness_now_ms();
-        kill(node_b, SIGKILL);
-        if (write(tfd[1], &t, sizeof t) != sizeof t)
-            _exit(5);
-        _exit(0);
-    }
-    close(pfd[1]);
+    killer_t killer = { tfd, f->n[1].pid };
+    pid_t pid = harness_fork_holder(&f->n[1], "doomed", "svc.doomed", s_killer_holder, &killer);
     close(tfd[1]);
-    harness_wait_ready(pfd[0]);
-    close(pfd[0]);
     s_wait_service(f, 0, "svc.doomed", "beta", 1, WAIT_MS);
     usleep(600 * 1000);         /* heartbeats in their rhythm */
     ipcnet_close(&f->q[1]);
@@ -1468,8 +1274,7 @@ static void test_cluster_request_node_killed(void **state)
     /* The async form, against a holder in this process on a new node. */
     s_start(f, 2, 0);
     s_wait_mesh_but(f, 3, 1, MESH_MS);
-    ipcnet_t *h = s_holder(f, 2, "doomed2", "svc.doomed2");
-    s_wait_service(f, 0, "svc.doomed2", "gamma", 1, WAIT_MS);
+    ipcnet_t *h = s_listed_holder(f, 2, "doomed2", "svc.doomed2", 0);
     uint32_t id;
     assert_int_equal(ipcnet_request_async(c, "svc.doomed2", "q", 1, 10000, &id), 0);
     harness_expect(h, IPCNET_MSG_REQUEST, &m);
@@ -1522,6 +1327,28 @@ static uint32_t s_read_arrivals(int fd, uint8_t *arrived, uint32_t total, uint32
     return got;
 }
 
+/* A harness_holder_fn (arg: a pipe): reports the index of every message
+   it gets on fd[1], slowly for the unsettled ones, until its node dies. */
+static int s_reporting_holder(ipcnet_t *h, void *arg)
+{
+    int *fd = arg;
+    close(fd[0]);
+    for (;;) {
+        ipcnet_msg_t m;
+        int rc = ipcnet_recv(h, &m, 20000);
+        if (rc < 0)
+            break;          /* its node died: -ECONNRESET */
+        uint32_t idx = UINT32_MAX;
+        if (m.kind == IPCNET_MSG_SEND && m.size == LOSS_SIZE)
+            memcpy(&idx, m.data, sizeof idx);
+        if (write(fd[1], &idx, sizeof idx) != sizeof idx)
+            return 4;
+        if (idx >= LOSS_SETTLED && idx < LOSS_SETTLED + LOSS_BEFORE + LOSS_AFTER)
+            usleep(200);    /* a slow reader: beta queues for it */
+    }
+    return 0;
+}
+
 /* Messages (no confirmation) from alpha to a holder on beta, and beta is
    killed in the middle: each one either reached the holder or came back
    to the sender as an error. The holder (another process) reports every
@@ -1543,38 +1370,10 @@ static void test_cluster_no_silent_loss(void **state)
     WATCH(90);
     enum { TOTAL = LOSS_SETTLED + LOSS_BEFORE + LOSS_AFTER };
     s_start_mesh(f, 2);
-    int pfd[2], dfd[2];
-    assert_int_equal(pipe(pfd), 0);
+    int dfd[2];
     assert_int_equal(pipe(dfd), 0);
-    pid_t pid = harness_fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(pfd[0]);
-        close(dfd[0]);
-        ipcnet_t *h = harness_connect(&f->n[1], "receiver");
-        if (!h || ipcnet_bind(h, "svc.loss") < 0)
-            _exit(2);
-        if (write(pfd[1], "r", 1) != 1)
-            _exit(3);
-        for (;;) {
-            ipcnet_msg_t m;
-            int rc = ipcnet_recv(h, &m, 20000);
-            if (rc < 0)
-                break;          /* its node died: -ECONNRESET */
-            uint32_t idx = UINT32_MAX;
-            if (m.kind == IPCNET_MSG_SEND && m.size == LOSS_SIZE)
-                memcpy(&idx, m.data, sizeof idx);
-            if (write(dfd[1], &idx, sizeof idx) != sizeof idx)
-                _exit(4);
-            if (idx >= LOSS_SETTLED && idx < TOTAL)
-                usleep(200);    /* a slow reader: beta queues for it */
-        }
-        _exit(0);
-    }
-    close(pfd[1]);
+    pid_t pid = harness_fork_holder(&f->n[1], "receiver", "svc.loss", s_reporting_holder, dfd);
     close(dfd[1]);
-    harness_wait_ready(pfd[0]);
-    close(pfd[0]);
     s_wait_service(f, 0, "svc.loss", "beta", 1, WAIT_MS);
     usleep(600 * 1000);
     ipcnet_close(&f->q[1]);
@@ -1716,6 +1515,15 @@ static void test_cluster_no_silent_loss(void **state)
 #define FC_MAX      100000      /* attempts at most */
 #define FC_RSS_KIB  (128 * 1024)
 
+/* The fill of flow-control message seq: byte k is seq * 7 + k. */
+static long s_check_fc(const uint8_t *data, size_t size, uint32_t seq)
+{
+    for (size_t k = sizeof seq; k < size; k++)
+        if (data[k] != (uint8_t) (seq * 7 + k))
+            return (long) k;
+    return -1;
+}
+
 /* A holder on beta that does not read: the sender on alpha, with
    IPCNET_DONTWAIT, meets -EAGAIN; neither node grows past 128 MiB; once
    the holder reads, every accepted message arrives, in order. */
@@ -1724,8 +1532,7 @@ static void test_cluster_flow_control(void **state)
     fx_t *f = *state;
     WATCH(180);
     s_start_mesh(f, 2);
-    ipcnet_t *r = s_holder(f, 1, "slow-reader", "svc.slow");
-    s_wait_service(f, 0, "svc.slow", "beta", 1, WAIT_MS);
+    ipcnet_t *r = s_listed_holder(f, 1, "slow-reader", "svc.slow", 0);
     ipcnet_t *s = s_conn(f, 0, "fast-sender");
     long rss0[2] = { harness_rss_kib(f->n[0].pid), harness_rss_kib(f->n[1].pid) };
     long peak[2] = { 0, 0 };
@@ -1774,39 +1581,7 @@ static void test_cluster_flow_control(void **state)
     assert_true(harness_alive(&f->n[0]) && harness_alive(&f->n[1]));
 
     /* Now the holder reads: all accepted arrive in order, intact. */
-    uint32_t next = 0;
-    int64_t deadline = harness_now_ms() + 60000;
-    while (next < accepted) {
-        if (harness_now_ms() > deadline)
-            fail_msg("only %u of %u accepted messages arrived", next, accepted);
-        int rc = ipcnet_flush(s, 0);
-        if (rc < 0 && rc != -EAGAIN && rc != -ETIMEDOUT)
-            fail_msg("flush: %s", ipcnet_strerror(rc));
-        ipcnet_msg_t m;
-        rc = ipcnet_recv(r, &m, 50);
-        if (rc == -ETIMEDOUT || rc == -EAGAIN)
-            continue;
-        if (rc < 0)
-            fail_msg("recv after %u of %u: %s", next, accepted, ipcnet_strerror(rc));
-        assert_int_equal(m.kind, IPCNET_MSG_SEND);
-        assert_int_equal(m.size, FC_SIZE);
-        uint32_t seq;
-        memcpy(&seq, m.data, sizeof seq);
-        if (seq != next)
-            fail_msg("message %u arrived where %u was due (lost or reordered)", seq, next);
-        const uint8_t *d = m.data;
-        for (size_t k = sizeof seq; k < FC_SIZE; k++)
-            if (d[k] != (uint8_t) (seq * 7 + k))
-                fail_msg("message %u corrupted at byte %zu", seq, k);
-        next++;
-    }
-    assert_int_equal(ipcnet_flush(s, 5000), 0);
-    harness_expect_nothing(r);
-    ipcnet_msg_t m;
-    int rc = ipcnet_recv(s, &m, 0);
-    if (rc == 0)
-        fail_msg("sender got a %s message (error %d) during flow control", harness_kind_name(m.kind),
-                 m.error);
+    harness_drain_numbered(s, r, accepted, FC_SIZE, s_check_fc);
     /* And the link works normally afterwards. */
     harness_send(s, "svc.slow", "after", IPCNET_CONFIRM);
     harness_expect_text(r, IPCNET_MSG_SEND, "svc.slow", "after");
@@ -1842,8 +1617,7 @@ static void test_cluster_garbage_tcp(void **state)
     assert_true(harness_alive(&f->n[0]) && harness_alive(&f->n[1]));
 
     /* Clients still bind and send, across the link too. */
-    ipcnet_t *h = s_holder(f, 0, "holder", "svc.after.garbage");
-    s_wait_service(f, 1, "svc.after.garbage", "alpha", 1, WAIT_MS);
+    ipcnet_t *h = s_listed_holder(f, 0, "holder", "svc.after.garbage", 1);
     ipcnet_t *s = s_conn(f, 1, "sender");
     harness_send(s, "svc.after.garbage", "fine", IPCNET_CONFIRM);
     harness_expect_text(h, IPCNET_MSG_SEND, "svc.after.garbage", "fine");
@@ -2007,14 +1781,9 @@ static void test_cluster_five_nodes(void **state)
         s_fence(f, i, NODES);
     ipcnet_t *p = s_conn(f, 0, "publisher");
     assert_int_equal(ipcnet_publish(p, "five.hello", "hi all", 6, 0), 0);
-    for (int i = 0; i < NODES; i++) {
-        ipcnet_msg_t m;
-        harness_expect(sub[i], IPCNET_MSG_PUBLISH, &m);
-        assert_string_equal(m.name, "five.hello");
-        assert_string_equal(m.source, ipcnet_address(p));
-        assert_int_equal(m.size, 6);
-        assert_memory_equal(m.data, "hi all", 6);
-    }
+    for (int i = 0; i < NODES; i++)
+        harness_expect_from(sub[i], IPCNET_MSG_PUBLISH, "five.hello", ipcnet_address(p),
+                            "hi all", 6);
     for (int i = 0; i < NODES; i++)
         harness_expect_nothing(sub[i]);       /* exactly once each */
     harness_expect_nothing(p);
@@ -2022,10 +1791,7 @@ static void test_cluster_five_nodes(void **state)
 
 int main(int argc, char **argv)
 {
-    signal(SIGPIPE, SIG_IGN);
-    harness_expect_waits(WAIT_MS, QUIET_MS);
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
+    harness_main(argc, argv, WAIT_MS, QUIET_MS);
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_cluster_two_nodes, setup, teardown),

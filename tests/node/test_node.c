@@ -42,26 +42,21 @@ typedef struct {
 
 static int setup_node(void **state)
 {
-    fx_t *f = calloc(1, sizeof *f);
-    if (!f)
+    if (harness_state_new(state, sizeof (fx_t)) < 0)
         return -1;
+    fx_t *f = *state;
     harness_watchdog("setup", 30);
     if (harness_start(&f->node, NULL) < 0) {
         free(f);
         return -1;
     }
-    *state = f;
     return 0;
 }
 
 /* For tests that start their node themselves, with their own options. */
 static int setup_bare(void **state)
 {
-    fx_t *f = calloc(1, sizeof *f);
-    if (!f)
-        return -1;
-    *state = f;
-    return 0;
+    return harness_state_new(state, sizeof (fx_t));
 }
 
 static int teardown(void **state)
@@ -135,16 +130,6 @@ static void s_expect_event(ipcnet_t *c, int event, const char *name)
     assert_string_equal(m.node, HARNESS_NODE_NAME);
 }
 
-static char *s_query(ipcnet_t *c, int what)
-{
-    char *text = NULL;
-    int rc = ipcnet_query(c, what, &text);
-    if (rc < 0)
-        fail_msg("query %d: %s", what, ipcnet_strerror(rc));
-    assert_non_null(text);
-    return text;
-}
-
 /* Does text hold a line that starts with prefix? */
 static int s_has_line(const char *text, const char *prefix)
 {
@@ -180,9 +165,20 @@ static void s_node_serves(fx_t *f)
 {
     assert_true(harness_alive(&f->node));
     ipcnet_t *c = s_conn(f, "probe");
-    char *t = s_query(c, IPCNET_Q_STATS);
+    char *t = harness_query(c, IPCNET_Q_STATS);
     free(t);
     ipcnet_close(&c);
+}
+
+/* A new client (label) sends text to name with IPCNET_CONFIRM: h, which
+   holds name, gets it. */
+static void s_reaches(fx_t *f, const char *label, ipcnet_t *h, const char *name,
+                      const char *text)
+{
+    ipcnet_t *s = s_conn(f, label);
+    harness_send(s, name, text, IPCNET_CONFIRM);
+    harness_expect_text(h, IPCNET_MSG_SEND, name, text);
+    ipcnet_close(&s);
 }
 
 /* --- life cycle ---------------------------------------------------------- */
@@ -262,10 +258,7 @@ static void test_node_second_instance_refused(void **state)
     /* The first node still owns and serves the socket. */
     assert_int_equal(access(f->node.sock, F_OK), 0);
     s_node_serves(f);
-    ipcnet_t *d = s_conn(f, "after-second");
-    harness_send(d, "svc.first", "still here", IPCNET_CONFIRM);
-    harness_expect_text(c, IPCNET_MSG_SEND, "svc.first", "still here");
-    ipcnet_close(&d);
+    s_reaches(f, "after-second", c, "svc.first", "still here");
     ipcnet_close(&c);
 }
 
@@ -383,18 +376,7 @@ static void test_node_send_to_name(void **state)
     harness_expect_text(h, IPCNET_MSG_SEND, NULL, "pinned");
 
     /* Many without confirmation arrive in order; none comes back. */
-    for (int i = 0; i < 200; i++) {
-        char buf[32];
-        snprintf(buf, sizeof buf, "msg %d", i);
-        harness_send(s, "svc.echo", buf, 0);
-    }
-    for (int i = 0; i < 200; i++) {
-        char buf[32];
-        snprintf(buf, sizeof buf, "msg %d", i);
-        harness_expect_text(h, IPCNET_MSG_SEND, "svc.echo", buf);
-    }
-    harness_expect_nothing(h);
-    harness_expect_nothing(s);
+    harness_send_many(s, h, "svc.echo", 200);
     ipcnet_close(&s);
     ipcnet_close(&h);
 }
@@ -411,33 +393,15 @@ static void test_node_send_round_robin(void **state)
         harness_bind(h[i], "svc.rr");
     }
     ipcnet_t *s = s_conn(f, "sender");
-    for (int i = 0; i < HOLDERS * PER; i++) {
-        char buf[16];
-        snprintf(buf, sizeof buf, "%d", i);
-        harness_send(s, "svc.rr", buf, IPCNET_CONFIRM);
-    }
+    harness_send_numbered(s, "svc.rr", HOLDERS * PER);
     int seen[HOLDERS * PER] = { 0 };
     for (int i = 0; i < HOLDERS; i++) {
-        int count = 0, last = -1;
-        ipcnet_msg_t m;
-        while (ipcnet_recv(h[i], &m, QUIET_MS) == 0) {
-            assert_int_equal(m.kind, IPCNET_MSG_SEND);
-            char buf[16] = "";
-            memcpy(buf, m.data, m.size < 15 ? m.size : 15);
-            int v = atoi(buf);
-            assert_in_range(v, 0, HOLDERS * PER - 1);
-            assert_true(v > last);      /* in order at each holder */
-            last = v;
-            seen[v]++;
-            count++;
-        }
+        int count = harness_take_numbered(h[i], HOLDERS * PER, seen);
         if (count != PER)
             fail_msg("holder %d got %d of %d messages: not round robin", i, count,
                      HOLDERS * PER);
     }
-    for (int v = 0; v < HOLDERS * PER; v++)
-        if (seen[v] != 1)
-            fail_msg("message %d delivered %d times", v, seen[v]);
+    harness_expect_once(seen, HOLDERS * PER);
 
     /* After one holder leaves, the others share the name. */
     ipcnet_close(&h[0]);
@@ -511,7 +475,7 @@ static void test_node_names_vanish_on_close(void **state)
                      i, ipcnet_strerror(rc));
         assert_int_equal(ipcnet_send(s, "svc.gone.also", "x", 1, IPCNET_CONFIRM), -ENOENT);
     }
-    char *t = s_query(s, IPCNET_Q_SERVICES);
+    char *t = harness_query(s, IPCNET_Q_SERVICES);
     if (strstr(t, "svc.gone"))
         fail_msg("services still list a closed holder's names:\n%s", t);
     free(t);
@@ -604,42 +568,12 @@ static void test_node_request_reply_async(void **state)
     ipcnet_t *h = s_conn(f, "server");
     ipcnet_t *r = s_conn(f, "client");
     harness_bind(h, "svc.calc");
-
-    uint32_t id = 0;
-    assert_int_equal(ipcnet_request_async(r, "svc.calc", "ping", 4, 2000, &id), 0);
-    ipcnet_msg_t m;
-    harness_expect(h, IPCNET_MSG_REQUEST, &m);
-    assert_string_equal(m.name, "svc.calc");
-    assert_string_equal(m.source, ipcnet_address(r));
-    assert_int_equal(m.size, 4);
-    assert_memory_equal(m.data, "ping", 4);
-    assert_true(m.timeout_ms > 0 && m.timeout_ms <= 2000);
-    assert_int_equal(ipcnet_reply(h, &m, "pong", 4), 0);
-
-    harness_expect(r, IPCNET_MSG_REPLY, &m);
-    assert_int_equal(m.id, id);
-    assert_string_equal(m.source, ipcnet_address(h));
-    assert_int_equal(m.size, 4);
-    assert_memory_equal(m.data, "pong", 4);
+    harness_ping_pong(r, h, "svc.calc", 2000);
 
     /* Two outstanding requests answered out of order keep their ids. */
-    uint32_t id1, id2;
-    assert_int_equal(ipcnet_request_async(r, "svc.calc", "one", 3, 2000, &id1), 0);
-    assert_int_equal(ipcnet_request_async(r, "svc.calc", "two", 3, 2000, &id2), 0);
-    assert_true(id1 != id2);
-    harness_expect(h, IPCNET_MSG_REQUEST, &m);
-    char src[128];
-    snprintf(src, sizeof src, "%s", m.source);
-    uint32_t req1 = m.id;
-    harness_expect(h, IPCNET_MSG_REQUEST, &m);
-    assert_int_equal(ipcnet_reply(h, &m, "TWO", 3), 0);
-    assert_int_equal(ipcnet_reply_to(h, src, req1, "ONE", 3), 0);
-    harness_expect(r, IPCNET_MSG_REPLY, &m);
-    assert_int_equal(m.id, id2);
-    assert_memory_equal(m.data, "TWO", 3);
-    harness_expect(r, IPCNET_MSG_REPLY, &m);
-    assert_int_equal(m.id, id1);
-    assert_memory_equal(m.data, "ONE", 3);
+    uint32_t ids[2];
+    harness_out_of_order(r, h, "svc.calc", "svc.calc", 2000, ids);
+    assert_true(ids[0] != ids[1]);
     ipcnet_close(&r);
     ipcnet_close(&h);
 }
@@ -649,50 +583,11 @@ static void test_node_request_reply_blocking(void **state)
 {
     fx_t *f = *state;
     WATCH(30);
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t pid = harness_fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(pfd[0]);
-        ipcnet_t *h = harness_connect(&f->node, "upper");
-        if (!h || ipcnet_bind(h, "svc.upper") < 0)
-            _exit(2);
-        if (write(pfd[1], "r", 1) != 1)
-            _exit(3);
-        for (int i = 0; i < 3; i++) {
-            ipcnet_msg_t m;
-            if (ipcnet_recv(h, &m, 10000) < 0 || m.kind != IPCNET_MSG_REQUEST)
-                _exit(4);
-            char out[64];
-            size_t n = m.size < sizeof out ? m.size : sizeof out;
-            for (size_t k = 0; k < n; k++) {
-                char ch = ((const char *) m.data)[k];
-                out[k] = ch >= 'a' && ch <= 'z' ? (char) (ch - 32) : ch;
-            }
-            if (ipcnet_reply(h, &m, out, n) < 0)
-                _exit(5);
-        }
-        ipcnet_flush(h, 5000);
-        ipcnet_close(&h);
-        _exit(0);
-    }
-    close(pfd[1]);
-    harness_wait_ready(pfd[0]);
-    close(pfd[0]);
-
+    harness_upper_t upper = { 3, 10000 };
+    pid_t pid = harness_fork_holder(&f->node, "upper", "svc.upper", harness_upper_holder,
+                                    &upper);
     ipcnet_t *c = s_conn(f, "requester");
-    const char *in[] = { "hello", "abc", "" };
-    const char *out[] = { "HELLO", "ABC", "" };
-    for (int i = 0; i < 3; i++) {
-        ipcnet_msg_t m;
-        int rc = ipcnet_request(c, "svc.upper", in[i], strlen(in[i]), 5000, &m);
-        if (rc < 0)
-            fail_msg("request %d: %s", i, ipcnet_strerror(rc));
-        assert_int_equal(m.kind, IPCNET_MSG_REPLY);
-        assert_int_equal(m.size, strlen(out[i]));
-        assert_memory_equal(m.data, out[i], m.size);
-    }
+    harness_expect_upper(c, "svc.upper", "request");
     assert_int_equal(harness_reap(pid, 5000), 0);
     ipcnet_close(&c);
 }
@@ -708,10 +603,7 @@ static void test_node_request_timeout(void **state)
     harness_bind(h, "svc.slow");
 
     ipcnet_msg_t m;
-    int64_t t0 = harness_now_ms();
-    int rc = ipcnet_request(r, "svc.slow", "q", 1, 300, &m);
-    int64_t took = harness_now_ms() - t0;
-    assert_int_equal(rc, -ETIMEDOUT);
+    int64_t took = harness_request_times_out(r, "svc.slow", 300);
     if (took < 250 || took > 3000)
         fail_msg("timed out after %lld ms for a 300 ms timeout", (long long) took);
 
@@ -746,10 +638,7 @@ static void test_node_request_timeout_option(void **state)
     harness_bind(h, "svc.slow");
 
     ipcnet_msg_t m;
-    int64_t t0 = harness_now_ms();
-    int rc = ipcnet_request(r, "svc.slow", "q", 1, 0, &m);
-    int64_t took = harness_now_ms() - t0;
-    assert_int_equal(rc, -ETIMEDOUT);
+    int64_t took = harness_request_times_out(r, "svc.slow", 0);
     if (took < 250 || took > 3000)
         fail_msg("default timeout 300 ms took %lld ms", (long long) took);
     harness_expect(h, IPCNET_MSG_REQUEST, &m);
@@ -763,25 +652,9 @@ static void test_node_request_holder_closes(void **state)
 {
     fx_t *f = *state;
     WATCH(30);
-    int pfd[2];
-    assert_int_equal(pipe(pfd), 0);
-    pid_t pid = harness_fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(pfd[0]);
-        ipcnet_t *h = harness_connect(&f->node, "flaky");
-        if (!h || ipcnet_bind(h, "svc.flaky") < 0)
-            _exit(2);
-        if (write(pfd[1], "r", 1) != 1)
-            _exit(3);
-        ipcnet_msg_t m;
-        if (ipcnet_recv(h, &m, 10000) < 0 || m.kind != IPCNET_MSG_REQUEST)
-            _exit(4);
-        _exit(0);               /* the socket closes with the process */
-    }
-    close(pfd[1]);
-    harness_wait_ready(pfd[0]);
-    close(pfd[0]);
+    int wait_ms = 10000;
+    pid_t pid = harness_fork_holder(&f->node, "flaky", "svc.flaky", harness_vanishing_holder,
+                                    &wait_ms);
 
     ipcnet_t *c = s_conn(f, "requester");
     ipcnet_msg_t m;
@@ -796,13 +669,7 @@ static void test_node_request_holder_closes(void **state)
 
     /* The same through request_async: an ERROR message with the id. */
     ipcnet_t *h = s_holder(f, "flaky2", "svc.flaky2");
-    uint32_t id;
-    assert_int_equal(ipcnet_request_async(c, "svc.flaky2", "q", 1, 8000, &id), 0);
-    harness_expect(h, IPCNET_MSG_REQUEST, &m);
-    ipcnet_close(&h);
-    harness_expect(c, IPCNET_MSG_ERROR, &m);
-    assert_int_equal(m.error, -ECONNRESET);
-    assert_int_equal(m.id, id);
+    harness_request_holder_gone(c, &h, "svc.flaky2", 8000);
     ipcnet_close(&c);
 }
 
@@ -845,44 +712,24 @@ static void test_node_publish_subscribe(void **state)
     assert_int_equal(ipcnet_subscribe(exact, "bad pattern"), -EINVAL);
 
     assert_int_equal(ipcnet_publish(p, "a.b", "x", 1, 0), 0);
-    ipcnet_msg_t m;
     ipcnet_t *got[] = { exact, prefix, all };
-    for (int i = 0; i < 3; i++) {
-        harness_expect(got[i], IPCNET_MSG_PUBLISH, &m);
-        assert_string_equal(m.name, "a.b");
-        assert_string_equal(m.source, ipcnet_address(p));
-        assert_int_equal(m.size, 1);
-        assert_memory_equal(m.data, "x", 1);
-    }
+    for (int i = 0; i < 3; i++)
+        harness_expect_from(got[i], IPCNET_MSG_PUBLISH, "a.b", ipcnet_address(p), "x", 1);
     harness_expect_nothing(other);
     harness_expect_nothing(deeper);
     harness_expect_nothing(p);
 
-    assert_int_equal(ipcnet_publish(p, "c.d", "y", 1, 0), 0);
-    harness_expect_text(all, IPCNET_MSG_PUBLISH, "c.d", "y");
-    harness_expect_text(other, IPCNET_MSG_PUBLISH, "c.d", "y");
-    harness_expect_nothing(exact);
-    harness_expect_nothing(prefix);
+    ipcnet_t *cd[] = { all, other }, *not_cd[] = { exact, prefix };
+    harness_publish_to(p, "c.d", "y", 0, cd, 2, not_cd, 2);
 
     /* Unsubscribed: no more. */
     assert_int_equal(ipcnet_unsubscribe(prefix, "a.*"), 0);
-    assert_int_equal(ipcnet_publish(p, "a.b", "z", 1, IPCNET_CONFIRM), 0);
-    harness_expect_text(exact, IPCNET_MSG_PUBLISH, "a.b", "z");
-    harness_expect_text(all, IPCNET_MSG_PUBLISH, "a.b", "z");
-    harness_expect_nothing(prefix);
+    ipcnet_t *ab[] = { exact, all };
+    harness_publish_to(p, "a.b", "z", IPCNET_CONFIRM, ab, 2, &prefix, 1);
 
     /* Many in order. */
-    for (int i = 0; i < 100; i++) {
-        char buf[16];
-        snprintf(buf, sizeof buf, "%d", i);
-        assert_int_equal(ipcnet_publish(p, "a.b.c", buf, strlen(buf), 0), 0);
-    }
-    for (int i = 0; i < 100; i++) {
-        char buf[16];
-        snprintf(buf, sizeof buf, "%d", i);
-        harness_expect_text(deeper, IPCNET_MSG_PUBLISH, "a.b.c", buf);
-        harness_expect_text(all, IPCNET_MSG_PUBLISH, "a.b.c", buf);
-    }
+    ipcnet_t *abc[] = { deeper, all };
+    harness_publish_many(p, "a.b.c", 100, abc, 2);
     harness_expect_nothing(exact);
 
     ipcnet_t *cs[] = { p, exact, prefix, all, other, deeper };
@@ -952,7 +799,7 @@ static void test_node_query(void **state)
     WATCH(30);
     ipcnet_t *c = s_holder(f, "querier", "svc.listed");
 
-    char *t = s_query(c, IPCNET_Q_STATS);
+    char *t = harness_query(c, IPCNET_Q_STATS);
     for (const char *p = t; *p; ) {
         const char *nl = strchr(p, '\n');
         size_t len = nl ? (size_t) (nl - p) : strlen(p);
@@ -965,19 +812,19 @@ static void test_node_query(void **state)
     free(t);
 
     char line[512];
-    t = s_query(c, IPCNET_Q_SERVICES);
+    t = harness_query(c, IPCNET_Q_SERVICES);
     snprintf(line, sizeof line, "svc.listed\t%s\t%s\tquerier", HARNESS_NODE_NAME,
              ipcnet_address(c));
     if (!s_has_line(t, line))
         fail_msg("services lack '%s':\n%s", line, t);
     free(t);
 
-    t = s_query(c, IPCNET_Q_PEERS);
+    t = harness_query(c, IPCNET_Q_PEERS);
     if (!s_has_line(t, HARNESS_NODE_NAME "\t"))
         fail_msg("peers do not list this node:\n%s", t);
     free(t);
 
-    t = s_query(c, IPCNET_Q_CLIENTS);
+    t = harness_query(c, IPCNET_Q_CLIENTS);
     snprintf(line, sizeof line, "%s\tquerier\t%d\t%d\t", ipcnet_address(c), (int) getpid(),
              (int) getuid());
     if (!s_has_line(t, line))
@@ -1139,43 +986,17 @@ static uint32_t s_push(fx_t *f, ipcnet_t *s, const char *dest, size_t budget,
     return accepted;
 }
 
+/* The fill of a numbered message: s_fill(seq) after the number. */
+static long s_check_numbered(const uint8_t *data, size_t size, uint32_t seq)
+{
+    return s_check_fill_from(data, size, seq, sizeof seq);
+}
+
 /* Reads the accepted messages from r while flushing s: all arrive, in
    order, intact, and no more. */
 static void s_drain_all(ipcnet_t *s, ipcnet_t *r, uint32_t accepted)
 {
-    uint32_t next = 0;
-    int64_t deadline = harness_now_ms() + 60000;
-    while (next < accepted) {
-        if (harness_now_ms() > deadline)
-            fail_msg("only %u of %u accepted messages arrived", next, accepted);
-        int rc = ipcnet_flush(s, 0);
-        if (rc < 0 && rc != -EAGAIN && rc != -ETIMEDOUT)
-            fail_msg("flush: %s", ipcnet_strerror(rc));
-        ipcnet_msg_t m;
-        rc = ipcnet_recv(r, &m, 50);
-        if (rc == -ETIMEDOUT || rc == -EAGAIN)
-            continue;
-        if (rc < 0)
-            fail_msg("recv after %u of %u: %s", next, accepted, ipcnet_strerror(rc));
-        assert_int_equal(m.kind, IPCNET_MSG_SEND);
-        assert_int_equal(m.size, FC_SIZE);
-        uint32_t seq;
-        memcpy(&seq, m.data, sizeof seq);
-        if (seq != next)
-            fail_msg("message %u arrived where %u was due (lost or reordered)", seq, next);
-        long bad = s_check_fill_from(m.data, FC_SIZE, seq, sizeof seq);
-        if (bad >= 0)
-            fail_msg("message %u corrupted at byte %ld", seq, bad);
-        next++;
-    }
-    assert_int_equal(ipcnet_flush(s, 5000), 0);
-    harness_expect_nothing(r);
-    /* The sender was pushed back, never told its messages were lost. */
-    ipcnet_msg_t m;
-    int rc = ipcnet_recv(s, &m, 0);
-    if (rc == 0)
-        fail_msg("sender got a %s message (error %d) during flow control",
-                 harness_kind_name(m.kind), m.error);
+    harness_drain_numbered(s, r, accepted, FC_SIZE, s_check_numbered);
 }
 
 /* A holder that never reads: the sender gets -EAGAIN, the node's memory
@@ -1267,15 +1088,7 @@ static void test_node_flow_control_blocking(void **state)
         int rc = ipcnet_recv(r, &m, 10000);
         if (rc < 0)
             fail_msg("message %u of %u did not arrive: %s", i, COUNT, ipcnet_strerror(rc));
-        assert_int_equal(m.kind, IPCNET_MSG_SEND);
-        assert_int_equal(m.size, MIB);
-        uint32_t seq;
-        memcpy(&seq, m.data, sizeof seq);
-        if (seq != i)
-            fail_msg("message %u arrived where %u was due", seq, i);
-        long bad = s_check_fill_from(m.data, MIB, seq, sizeof seq);
-        if (bad >= 0)
-            fail_msg("message %u corrupted at byte %ld", seq, bad);
+        harness_expect_numbered(&m, MIB, i, s_check_numbered);
     }
     int code = harness_reap(pid, 30000);
     if (code != 0)
@@ -1320,7 +1133,7 @@ static void s_expect_dropped(fx_t *f, ipcnet_t *good, int fd, const char *what)
         fail_msg("%s: the node did not close the connection (%s)", what, strerror(-rc));
     assert_true(harness_alive(&f->node));
     harness_sync(good);
-    char *t = s_query(good, IPCNET_Q_STATS);
+    char *t = harness_query(good, IPCNET_Q_STATS);
     free(t);
 }
 
@@ -1486,10 +1299,7 @@ static void test_node_garbage_random(void **state)
         close(fd);
     }
     s_node_serves(f);
-    ipcnet_t *s = s_conn(f, "sender");
-    harness_send(s, "svc.good", "alive", IPCNET_CONFIRM);
-    harness_expect_text(good, IPCNET_MSG_SEND, "svc.good", "alive");
-    ipcnet_close(&s);
+    s_reaches(f, "sender", good, "svc.good", "alive");
     ipcnet_close(&good);
 }
 
@@ -1548,12 +1358,12 @@ static void test_node_many_clients(void **state)
         assert_int_equal(got_name, 1);
         assert_int_equal(got_addr, want_addr);
     }
-    char *t = s_query(c[0], IPCNET_Q_STATS);
+    char *t = harness_query(c[0], IPCNET_Q_STATS);
     long n = s_stat(t, "clients");
     if (n != N)
         fail_msg("stats say clients %ld, want %d:\n%s", n, N, t);
     free(t);
-    t = s_query(c[N - 1], IPCNET_Q_SERVICES);
+    t = harness_query(c[N - 1], IPCNET_Q_SERVICES);
     assert_true(s_has_line(t, "mc.0000\t"));
     assert_true(s_has_line(t, "mc.0999\t"));
     free(t);
@@ -1566,7 +1376,7 @@ static void test_node_many_clients(void **state)
     ipcnet_t *one = s_conn(f, "one");
     int64_t deadline = harness_now_ms() + 5000;
     for (;;) {
-        t = s_query(one, IPCNET_Q_STATS);
+        t = harness_query(one, IPCNET_Q_STATS);
         n = s_stat(t, "clients");
         free(t);
         if (n == 1)
@@ -1623,7 +1433,7 @@ static void test_node_raises_nofile(void **state)
         if (!c[i])
             fail_msg("client %d could not connect", i);
     }
-    char *t = s_query(c[N - 1], IPCNET_Q_STATS);
+    char *t = harness_query(c[N - 1], IPCNET_Q_STATS);
     assert_int_equal(s_stat(t, "clients"), N);
     free(t);
     for (int i = 0; i < N; i++)
@@ -1663,10 +1473,7 @@ static void test_node_max_clients_option(void **state)
 
 int main(int argc, char **argv)
 {
-    signal(SIGPIPE, SIG_IGN);
-    harness_expect_waits(WAIT_MS, QUIET_MS);
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
+    harness_main(argc, argv, WAIT_MS, QUIET_MS);
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_node_start_stop, setup_node, teardown),

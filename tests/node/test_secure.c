@@ -57,7 +57,6 @@
 #include "harness.h"
 
 #define MAX_NODES       4
-#define MAX_CLIENTS     16
 #define WAIT_MS         5000    /* longest wait for something that must come */
 #define QUIET_MS        300     /* how long to wait for something that must not */
 #define POLL_MS         20      /* polling period of listings */
@@ -332,7 +331,6 @@ typedef struct {
     const char *name[MAX_NODES];
     int port[MAX_NODES];
     ipcnet_t *q[MAX_NODES];     /* query connection to each node */
-    ipcnet_t *c[MAX_CLIENTS];   /* clients the teardown closes */
     char tmp[64];               /* the test's own directory: state dirs, keys */
     proxy_t *proxy;
 } fx_t;
@@ -366,8 +364,7 @@ static int teardown(void **state)
 {
     fx_t *f = *state;
     int rc = 0;
-    for (int i = 0; i < MAX_CLIENTS; i++)
-        ipcnet_close(&f->c[i]);
+    harness_close_clients();
     for (int i = 0; i < MAX_NODES; i++)
         ipcnet_close(&f->q[i]);
     s_proxy_free(&f->proxy);
@@ -389,17 +386,10 @@ static int teardown(void **state)
 
 #define WATCH(secs) harness_watchdog(__func__, (secs))
 
-static int s_scale(void)
-{
-    const char *s = getenv("TEST_TIMEOUT_SCALE");
-    long v = s ? strtol(s, NULL, 10) : 1;
-    return v >= 1 && v <= 100 ? (int) v : 1;
-}
-
 /* How long to wait for what must come (slower under valgrind). */
 static int s_wait(int ms)
 {
-    return ms * s_scale();
+    return ms * harness_scale();
 }
 
 /* A directory of the test's own, <tmp>/<leaf>, mode 0700. Returns its
@@ -617,37 +607,22 @@ static void s_stop(fx_t *f, int i)
 
 /* --- clients --------------------------------------------------------------- */
 
+/* A client of node i, closed by the teardown. */
 static ipcnet_t *s_conn(fx_t *f, int i, const char *label)
 {
-    ipcnet_t *c = harness_connect(&f->n[i], label);
-    if (!c)
-        fail_msg("cannot connect to node %s", f->name[i]);
-    for (int k = 0; k < MAX_CLIENTS; k++)
-        if (!f->c[k]) {
-            f->c[k] = c;
-            return c;
-        }
-    fail_msg("too many clients");
-    return NULL;
+    return harness_client(&f->n[i], f->name[i], label);
 }
 
 static ipcnet_t *s_holder(fx_t *f, int i, const char *label, const char *name)
 {
-    ipcnet_t *c = s_conn(f, i, label);
-    harness_bind(c, name);
-    return c;
+    return harness_holder(&f->n[i], f->name[i], label, name);
 }
 
 /* --- listings --------------------------------------------------------------- */
 
 static ipcnet_t *s_q(fx_t *f, int i)
 {
-    if (!f->q[i]) {
-        f->q[i] = harness_connect(&f->n[i], "query");
-        if (!f->q[i])
-            fail_msg("cannot connect to node %s for a query", f->name[i]);
-    }
-    return f->q[i];
+    return harness_query_conn(&f->n[i], f->name[i], &f->q[i]);
 }
 
 typedef harness_peer_t peer_row_t;
@@ -848,7 +823,7 @@ static void s_ask_key(int fd, int port, const uint8_t want[KEY_LEN])
     s_key_dgram(q, nonce, NULL);
     for (int tries = 0; tries < 4; tries++) {
         s_udp_send(fd, port, q, sizeof q);
-        ssize_t n = s_udp_recv(fd, a, sizeof a, 500 * s_scale());
+        ssize_t n = s_udp_recv(fd, a, sizeof a, 500 * harness_scale());
         if (n < 0)
             continue;
         if (n != KEY_DGRAM)
@@ -1291,6 +1266,17 @@ static void test_secure_ipv6_loopback(void **state)
     harness_expect_text(h, IPCNET_MSG_SEND, "svc.v6", "over six");
 }
 
+/* The known-peers file at path holds exactly one line: peer and its key. */
+static void s_expect_known(const char *path, const char *peer, const char *key)
+{
+    char line[256];
+    snprintf(line, sizeof line, "%s %s\n", peer, key);
+    char *known = harness_read_file(path);
+    if (strcmp(known, line) != 0)
+        fail_msg("%s holds '%s', not '%s'", path, known, line);
+    free(known);
+}
+
 /* A key learned on first use is kept (known-peers in the state directory):
    when the node at that endpoint comes back with another key, it is
    refused, by the running node and after a restart, until the line is
@@ -1299,14 +1285,10 @@ static void test_secure_known_key_change(void **state)
 {
     fx_t *f = *state;
     WATCH(90);
-    char sa[128], sa2[128], sb[128];
-    snprintf(sa, sizeof sa, "%s", s_subdir(f, "state-alpha"));
-    snprintf(sa2, sizeof sa2, "%s", s_subdir(f, "state-alpha-new"));
-    snprintf(sb, sizeof sb, "%s", s_subdir(f, "state-beta"));
-    int port = harness_free_port();
-    if (port <= 0)
-        fail_msg("no free port: %s", strerror(-port));
-    char portarg[16], peer[64], line[256], path[200];
+    const char *sa = s_subdir(f, "state-alpha"), *sa2 = s_subdir(f, "state-alpha-new");
+    const char *sb = s_subdir(f, "state-beta");
+    int port = harness_fixed_port();
+    char portarg[16], peer[64], path[200];
     snprintf(portarg, sizeof portarg, "%d", port);
     snprintf(peer, sizeof peer, "tcp://127.0.0.1:%d", port);
     snprintf(path, sizeof path, "%s/known-peers", sb);
@@ -1317,11 +1299,7 @@ static void test_secure_known_key_change(void **state)
     char keya[KEY_Z85_LEN + 1], keya2[KEY_Z85_LEN + 1];
     s_key(sa, keya);
     s_key(sa2, keya2);
-    snprintf(line, sizeof line, "%s %s\n", peer, keya);
-    char *known = harness_read_file(path);
-    if (strcmp(known, line) != 0)
-        fail_msg("%s holds '%s', not '%s'", path, known, line);
-    free(known);
+    s_expect_known(path, peer, keya);
 
     /* Another alpha, another key, on the same port: beta, running, asks
        again (after 5 s without a handshake) and refuses the new key. */
@@ -1344,21 +1322,15 @@ static void test_secure_known_key_change(void **state)
     s_start(f, 1, "beta", "--state-dir", sb, "--peer", peer, NULL);
     int64_t took = s_wait_up(f, 1, "alpha", s_wait(WAIT_MS));
     print_message("the line deleted, beta took alpha's new key in %lld ms\n", (long long) took);
-    snprintf(line, sizeof line, "%s %s\n", peer, keya2);
-    known = harness_read_file(path);
-    if (strcmp(known, line) != 0)
-        fail_msg("%s holds '%s', not '%s'", path, known, line);
-    free(known);
+    s_expect_known(path, peer, keya2);
 }
 
 static void test_secure_id_is_key(void **state)
 {
     fx_t *f = *state;
     WATCH(90);
-    char sa[128], sb[128], sc[128];
-    snprintf(sa, sizeof sa, "%s", s_subdir(f, "state-alpha"));
-    snprintf(sb, sizeof sb, "%s", s_subdir(f, "state-beta"));
-    snprintf(sc, sizeof sc, "%s", s_subdir(f, "state-gamma"));
+    const char *sa = s_subdir(f, "state-alpha"), *sb = s_subdir(f, "state-beta");
+    const char *sc = s_subdir(f, "state-gamma");
 
     /* --key on an empty state directory makes the pair; again, same key. */
     char keya[KEY_Z85_LEN + 1], again[KEY_Z85_LEN + 1];
@@ -1386,9 +1358,7 @@ static void test_secure_id_is_key(void **state)
 
     /* Alpha on a fixed port, to come back on; beta pinned to alpha's key.
        Beta's key is made by the node itself at its first start. */
-    int port = harness_free_port();
-    if (port <= 0)
-        fail_msg("no free port: %s", strerror(-port));
+    int port = harness_fixed_port();
     char portarg[16], peer[128];
     snprintf(portarg, sizeof portarg, "%d", port);
     snprintf(peer, sizeof peer, "tcp://127.0.0.1:%d#%s", port, keya);
@@ -1442,10 +1412,7 @@ static void test_secure_id_is_key(void **state)
 
 int main(int argc, char **argv)
 {
-    signal(SIGPIPE, SIG_IGN);
-    harness_expect_waits(WAIT_MS * s_scale(), QUIET_MS);
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
+    harness_main(argc, argv, WAIT_MS * harness_scale(), QUIET_MS);
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_secure_wire_is_encrypted, setup, teardown),
