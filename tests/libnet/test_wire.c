@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "wire.h"
+#include "../common/hexdump.h"
 
 #define BIG_MAX  ((size_t) 1 << 20)     /* a max_frame that never limits */
 
@@ -360,91 +361,14 @@ static void test_wire_spec_examples_decode_and_reencode(void **state)
     }
 }
 
-/* Where the spec is: $TOP_SRCDIR (set by 'make check'), else the source
-   tree this file was compiled from. Returns a malloc'd path (given). */
-static char *s_spec_path(void)
-{
-    const char *rel = "docs/protocol-local.md";
-    const char *top = getenv("TOP_SRCDIR");
-    char *path = NULL;
-    if (top && *top) {
-        if (asprintf(&path, "%s/%s", top, rel) < 0)
-            return NULL;
-        return path;
-    }
-    const char *me = __FILE__, *tail = "tests/libnet/test_wire.c";
-    size_t mlen = strlen(me), tlen = strlen(tail);
-    int prefix = mlen >= tlen && strcmp(me + mlen - tlen, tail) == 0
-               ? (int) (mlen - tlen) : 0;
-    if (asprintf(&path, "%.*s%s", prefix, me, rel) < 0)
-        return NULL;
-    return path;
-}
-
-/* Reads the ```hexdump blocks of the spec into blocks[] (bytes before the
-   '|' of each line). Returns the number of blocks. */
-#define MAX_BLOCKS 16
-typedef struct {
-    uint8_t bytes[1024];
-    size_t len;
-} block_t;
-
-static size_t s_read_blocks(FILE *in, block_t *blocks)
-{
-    char line[512];
-    size_t n = 0;
-    bool inside = false;
-    while (fgets(line, sizeof line, in)) {
-        if (!inside) {
-            if (strncmp(line, "```hexdump", 10) == 0) {
-                assert_true(n < MAX_BLOCKS);
-                blocks[n].len = 0;
-                inside = true;
-            }
-            continue;
-        }
-        if (strncmp(line, "```", 3) == 0) {
-            inside = false;
-            n++;
-            continue;
-        }
-        char *bar = strchr(line, '|');
-        assert_non_null(bar);       /* every dump line is "bytes | meaning" */
-        *bar = '\0';
-        for (char *tok = strtok(line, " \t"); tok; tok = strtok(NULL, " \t")) {
-            char *end;
-            unsigned long v = strtoul(tok, &end, 16);
-            assert_int_equal(strlen(tok), 2);
-            assert_true(*end == '\0' && v <= 0xff);
-            assert_true(blocks[n].len < sizeof blocks[n].bytes);
-            blocks[n].bytes[blocks[n].len++] = (uint8_t) v;
-        }
-    }
-    assert_false(inside);
-    return n;
-}
-
 static void test_wire_spec_examples_match_doc(void **state)
 {
     (void) state;
-    char *path = s_spec_path();
-    assert_non_null(path);
-    FILE *in = fopen(path, "r");
-    if (!in) {
-        print_message("cannot read %s: %s (set TOP_SRCDIR)\n", path, strerror(errno));
-        free(path);
-        skip();
-    }
-    free(path);
-
-    static block_t blocks[MAX_BLOCKS];
-    size_t n = s_read_blocks(in, blocks);
-    fclose(in);
+    static hexdump_block_t blocks[HEXDUMP_MAX_BLOCKS];
+    size_t n = hexdump_read_spec("docs/protocol-local.md", blocks);
     assert_int_equal(n, N_EXAMPLES);
-    for (size_t i = 0; i < n; i++) {
-        assert_int_equal(blocks[i].len, s_examples[i].len);
-        assert_memory_equal(blocks[i].bytes, s_examples[i].bytes, blocks[i].len);
-    }
+    for (size_t i = 0; i < n; i++)
+        hexdump_expect_block(&blocks[i], s_examples[i].bytes, s_examples[i].len);
 }
 
 /* --- wire_peek ----------------------------------------------------------- */

@@ -25,6 +25,9 @@
 
 #include "proto.h"
 #include "wire.h"
+#include "../common/hexdump.h"
+
+#define SPEC "docs/protocol-node.md"
 
 #define ID_A "5f0c3e9a7b214d68a1e2c3b4d5f60718"     /* alpha, as in the spec */
 #define ID_B "c2d4e6f8091a2b3c4d5e6f708192a3b4"     /* beta */
@@ -1413,97 +1416,14 @@ static void test_proto_spec_examples_encode(void **state)
     proto_free(&b);
 }
 
-/* Where the spec is: $TOP_SRCDIR (set by 'make check'), else the source
-   tree this file was compiled from. Returns a malloc'd path (given). */
-static char *s_spec_path(void)
-{
-    const char *rel = "docs/protocol-node.md";
-    const char *top = getenv("TOP_SRCDIR");
-    char *path = NULL;
-    if (top && *top) {
-        if (asprintf(&path, "%s/%s", top, rel) < 0)
-            return NULL;
-        return path;
-    }
-    const char *me = __FILE__, *tail = "tests/node/test_proto.c";
-    size_t mlen = strlen(me), tlen = strlen(tail);
-    int prefix = mlen >= tlen && strcmp(me + mlen - tlen, tail) == 0
-               ? (int) (mlen - tlen) : 0;
-    if (asprintf(&path, "%.*s%s", prefix, me, rel) < 0)
-        return NULL;
-    return path;
-}
-
-/* Opens the spec, or skips the test when it cannot be found. */
-static FILE *s_open_spec(void)
-{
-    char *path = s_spec_path();
-    assert_non_null(path);
-    FILE *in = fopen(path, "r");
-    if (!in) {
-        print_message("cannot read %s: %s (set TOP_SRCDIR)\n", path, strerror(errno));
-        free(path);
-        skip();
-    }
-    free(path);
-    return in;
-}
-
-/* Reads the ```hexdump blocks of the spec into blocks[] (bytes before the
-   '|' of each line). Returns the number of blocks. */
-#define MAX_BLOCKS 16
-typedef struct {
-    uint8_t bytes[1024];
-    size_t len;
-} block_t;
-
-static size_t s_read_blocks(FILE *in, block_t *blocks)
-{
-    char line[512];
-    size_t n = 0;
-    bool inside = false;
-    while (fgets(line, sizeof line, in)) {
-        if (!inside) {
-            if (strncmp(line, "```hexdump", 10) == 0) {
-                assert_true(n < MAX_BLOCKS);
-                blocks[n].len = 0;
-                inside = true;
-            }
-            continue;
-        }
-        if (strncmp(line, "```", 3) == 0) {
-            inside = false;
-            n++;
-            continue;
-        }
-        char *bar = strchr(line, '|');
-        assert_non_null(bar);       /* every dump line is "bytes | meaning" */
-        *bar = '\0';
-        for (char *tok = strtok(line, " \t"); tok; tok = strtok(NULL, " \t")) {
-            char *end;
-            unsigned long v = strtoul(tok, &end, 16);
-            assert_int_equal(strlen(tok), 2);
-            assert_true(*end == '\0' && v <= 0xff);
-            assert_true(blocks[n].len < sizeof blocks[n].bytes);
-            blocks[n].bytes[blocks[n].len++] = (uint8_t) v;
-        }
-    }
-    assert_false(inside);
-    return n;
-}
-
 static void test_proto_spec_examples_match_doc(void **state)
 {
     (void) state;
-    FILE *in = s_open_spec();
-    static block_t blocks[MAX_BLOCKS];
-    size_t n = s_read_blocks(in, blocks);
-    fclose(in);
+    static hexdump_block_t blocks[HEXDUMP_MAX_BLOCKS];
+    size_t n = hexdump_read_spec(SPEC, blocks);
     assert_int_equal(n, N_EXAMPLES);
-    for (size_t i = 0; i < n; i++) {
-        assert_int_equal(blocks[i].len, s_examples[i].len);
-        assert_memory_equal(blocks[i].bytes, s_examples[i].bytes, blocks[i].len);
-    }
+    for (size_t i = 0; i < n; i++)
+        hexdump_expect_block(&blocks[i], s_examples[i].bytes, s_examples[i].len);
 }
 
 /* The table of section 6 gives each type's code and the length of its
@@ -1513,7 +1433,7 @@ static void test_proto_spec_type_table_matches(void **state)
     (void) state;
     static sample_t mins[N_TYPES];
     size_t nmin = s_minimal(mins);
-    FILE *in = s_open_spec();
+    FILE *in = hexdump_open_spec(SPEC);
     char line[512];
     bool seen[N_TYPES + 1] = { false };
     size_t rows = 0;
