@@ -264,24 +264,27 @@ static void s_msg(proto_buf_t *b, uint8_t flags, uint32_t seq, uint8_t kind, uin
     proto_bytes(b, payload, size);
 }
 
+/* A REPLY or a PUB: cseq, two strings, the payload. */
+static void s_data(proto_buf_t *b, uint8_t type, uint32_t seq, uint32_t cseq, const char *first,
+                   const char *second, const void *payload, size_t size)
+{
+    proto_begin(b, type, 0, seq);
+    proto_u32(b, cseq);
+    s_str(b, first);
+    s_str(b, second);
+    proto_bytes(b, payload, size);
+}
+
 static void s_reply(proto_buf_t *b, uint32_t seq, uint32_t cseq, const char *to,
                     const char *from, const void *payload, size_t size)
 {
-    proto_begin(b, P_REPLY, 0, seq);
-    proto_u32(b, cseq);
-    s_str(b, to);
-    s_str(b, from);
-    proto_bytes(b, payload, size);
+    s_data(b, P_REPLY, seq, cseq, to, from, payload, size);
 }
 
 static void s_pub(proto_buf_t *b, uint32_t seq, uint32_t cseq, const char *topic,
                   const char *from, const void *payload, size_t size)
 {
-    proto_begin(b, P_PUB, 0, seq);
-    proto_u32(b, cseq);
-    s_str(b, topic);
-    s_str(b, from);
-    proto_bytes(b, payload, size);
+    s_data(b, P_PUB, seq, cseq, topic, from, payload, size);
 }
 
 static void s_ack(proto_buf_t *b, uint32_t seq, uint32_t cseq, const char *to)
@@ -524,17 +527,14 @@ static void s_assert_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
         assert_true(s_is_dest(m->to, m->tolen));
         break;
     case P_REPLY:
-        assert_int_equal(m->cseq, wire_get32(buf + 8));
-        assert_ptr_equal(m->to, buf + 13);
-        assert_ptr_equal(m->from, m->to + m->tolen + 1);
-        assert_ptr_equal(m->data, (const uint8_t *) m->from + m->fromlen);
-        assert_true(s_is_address(m->to, m->tolen));
-        assert_true(s_is_address(m->from, m->fromlen));
-        break;
     case P_PUB:
+        /* The same layout: a REPLY goes to an address, a PUB to a topic. */
         assert_int_equal(m->cseq, wire_get32(buf + 8));
         assert_ptr_equal(m->to, buf + 13);
-        assert_int_equal(wire_check_name(m->to, m->tolen), 0);
+        if (m->type == P_PUB)
+            assert_int_equal(wire_check_name(m->to, m->tolen), 0);
+        else
+            assert_true(s_is_address(m->to, m->tolen));
         assert_ptr_equal(m->from, m->to + m->tolen + 1);
         assert_ptr_equal(m->data, (const uint8_t *) m->from + m->fromlen);
         assert_true(s_is_address(m->from, m->fromlen));
@@ -823,6 +823,35 @@ static size_t s_payload_at(const uint8_t *buf, size_t len)
 
 /* --- round trips, type by type ------------------------------------------ */
 
+/* m is the MSG of the spec's example (14.4): a confirmed SEND, seq 5,
+   cseq 7, from ":3@alpha" to "printer", "hello". */
+static void s_expect_msg_example(const proto_msg_t *m)
+{
+    assert_int_equal(m->type, P_MSG);
+    assert_int_equal(m->flags, P_F_CONFIRM);
+    assert_int_equal(m->seq, 5);
+    assert_int_equal(m->kind, P_KIND_SEND);
+    assert_int_equal(m->cseq, 7);
+    assert_int_equal(m->timeout, 0);
+    assert_memory_equal(m->from, ":3@alpha", m->fromlen);
+    assert_memory_equal(m->to, "printer", m->tolen);
+    assert_int_equal(m->size, 5);
+    assert_memory_equal(m->data, "hello", 5);
+}
+
+/* m is the FAIL of the spec's example: seq 4, ENOENT for the SEND cseq 7
+   of ":3@alpha" to "printer". */
+static void s_expect_fail_example(const proto_msg_t *m)
+{
+    assert_int_equal(m->type, P_FAIL);
+    assert_int_equal(m->seq, 4);
+    assert_int_equal(m->error, ENOENT);
+    assert_int_equal(m->cseq, 7);
+    assert_int_equal(m->kind, WIRE_SEND);
+    assert_memory_equal(m->to, ":3@alpha", m->tolen);
+    assert_memory_equal(m->name, "printer", m->namelen);
+}
+
 static void test_proto_hello_roundtrip(void **state)
 {
     (void) state;
@@ -1053,18 +1082,9 @@ static void test_proto_msg_roundtrip(void **state)
 
     s_msg(&b, P_F_CONFIRM, 5, P_KIND_SEND, 7, 0, ":3@alpha", "printer", "hello", 5);
     assert_int_equal(s_decode(b.data, b.len, &m), 0);
-    assert_int_equal(m.type, P_MSG);
-    assert_int_equal(m.flags, P_F_CONFIRM);
-    assert_int_equal(m.seq, 5);
-    assert_int_equal(m.kind, P_KIND_SEND);
-    assert_int_equal(m.cseq, 7);
-    assert_int_equal(m.timeout, 0);
+    s_expect_msg_example(&m);
     assert_int_equal(m.fromlen, 8);
-    assert_memory_equal(m.from, ":3@alpha", 8);
     assert_int_equal(m.tolen, 7);
-    assert_memory_equal(m.to, "printer", 7);
-    assert_int_equal(m.size, 5);
-    assert_memory_equal(m.data, "hello", 5);
 
     s_msg(&b, 0, 6, P_KIND_REQUEST, 0xfedcba98, 30000, ":18@alpha", ":4@beta",
           s_binary, sizeof s_binary);
@@ -1158,14 +1178,7 @@ static void test_proto_fail_roundtrip(void **state)
     proto_msg_t m;
     s_fail(&b, 4, ENOENT, 7, WIRE_SEND, ":3@alpha", "printer", "no such name");
     assert_int_equal(s_decode(b.data, b.len, &m), 0);
-    assert_int_equal(m.type, P_FAIL);
-    assert_int_equal(m.seq, 4);
-    assert_int_equal(m.error, ENOENT);
-    assert_int_equal(m.cseq, 7);
-    /* what comes back in the kind field. */
-    assert_int_equal(m.kind, WIRE_SEND);
-    assert_memory_equal(m.to, ":3@alpha", m.tolen);
-    assert_memory_equal(m.name, "printer", m.namelen);
+    s_expect_fail_example(&m);      /* what comes back in the kind field */
     assert_int_equal(m.textlen, 12);
     assert_memory_equal(m.text, "no such name", 12);
 
@@ -1272,25 +1285,10 @@ static void test_proto_spec_examples_decode(void **state)
     s_assert_items(&m, names, 2);
 
     assert_int_equal(s_decode(s_ex_msg, sizeof s_ex_msg, &m), 0);
-    assert_int_equal(m.type, P_MSG);
-    assert_int_equal(m.flags, P_F_CONFIRM);
-    assert_int_equal(m.seq, 5);
-    assert_int_equal(m.kind, P_KIND_SEND);
-    assert_int_equal(m.cseq, 7);
-    assert_int_equal(m.timeout, 0);
-    assert_memory_equal(m.from, ":3@alpha", m.fromlen);
-    assert_memory_equal(m.to, "printer", m.tolen);
-    assert_int_equal(m.size, 5);
-    assert_memory_equal(m.data, "hello", 5);
+    s_expect_msg_example(&m);
 
     assert_int_equal(s_decode(s_ex_fail, sizeof s_ex_fail, &m), 0);
-    assert_int_equal(m.type, P_FAIL);
-    assert_int_equal(m.seq, 4);
-    assert_int_equal(m.error, ENOENT);
-    assert_int_equal(m.cseq, 7);
-    assert_int_equal(m.kind, WIRE_SEND);
-    assert_memory_equal(m.to, ":3@alpha", m.tolen);
-    assert_memory_equal(m.name, "printer", m.namelen);
+    s_expect_fail_example(&m);
     assert_memory_equal(m.text, "no such name", m.textlen);
 
     assert_int_equal(s_decode(s_ex_credit, sizeof s_ex_credit, &m), 0);
@@ -2665,24 +2663,22 @@ static void test_proto_batch_rules(void **state)
     assert_int_equal(s_decode(b.data, b.len, &m), 0);
     assert_int_equal(m.seq, 0x01020304);
 
-    /* count 0 or 1: a batch of one is sent as itself. */
-    s_batch(&b, 0, 0, two, 0);
-    assert_int_equal(s_try(&b), -EBADMSG);
-    s_batch(&b, 0, 0, two, 2);
-    assert_int_equal(s_try(&b), -EBADMSG);
-    s_batch(&b, 0, 1, two, 1);
-    assert_int_equal(s_try(&b), -EBADMSG);
-    s_batch(&b, 0, 1, two, 2);
-    assert_int_equal(s_try(&b), -EBADMSG);
-    /* count more or fewer than the items. */
-    s_batch(&b, 0, 3, two, 2);
-    assert_int_equal(s_try(&b), -EBADMSG);
-    s_batch(&b, 0, 2, three, 3);
-    assert_int_equal(s_try(&b), -EBADMSG);
-    s_batch(&b, 0, 0xffff, three, 3);
-    assert_int_equal(s_try(&b), -EBADMSG);
-    s_batch(&b, 0, 3, three, 3);
-    assert_int_equal(s_try(&b), 0);
+    static const struct {
+        uint16_t count;
+        size_t items;           /* of two (2 at most), else of three */
+        int three, rc;
+    } counts[] = {
+        /* count 0 or 1: a batch of one is sent as itself. */
+        { 0, 0, 0, -EBADMSG }, { 0, 2, 0, -EBADMSG }, { 1, 1, 0, -EBADMSG },
+        { 1, 2, 0, -EBADMSG },
+        /* count more or fewer than the items. */
+        { 3, 2, 0, -EBADMSG }, { 2, 3, 1, -EBADMSG }, { 0xffff, 3, 1, -EBADMSG },
+        { 3, 3, 1, 0 },
+    };
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        s_batch(&b, 0, counts[i].count, counts[i].three ? three : two, counts[i].items);
+        assert_int_equal(s_try(&b), counts[i].rc);
+    }
     /* No count at all. */
     proto_begin(&b, P_BATCH, 0, 0);
     assert_int_equal(s_try(&b), -EBADMSG);
