@@ -34,6 +34,8 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=tests/hosts/lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=tests/lib.sh
+. "$HERE/../lib.sh"
 
 skip() {
     echo "SKIP: test_mdns: $*"
@@ -52,35 +54,7 @@ IPC_NODE=$(readlink -f "$IPC_NODE" 2>/dev/null || echo "$IPC_NODE")
 reason=$(hosts_skip_reason)
 [ -z "$reason" ] || skip "$reason"
 
-passed=0
-failed=0
 TIMINGS=()
-
-ok() {
-    passed=$((passed + 1))
-    echo "ok - $1"
-}
-
-not_ok() {
-    local line
-    failed=$((failed + 1))
-    echo "not ok - $1"
-    shift
-    for line in "$@"; do
-        printf '%s\n' "$line" | sed 's/^/#   /'
-    done
-}
-
-# check WHAT STATUS [DETAIL...]
-check() {
-    local what=$1 status=$2
-    shift 2
-    if [ "$status" -eq 0 ]; then
-        ok "$what"
-    else
-        not_ok "$what" "$@"
-    fi
-}
 
 timing() {
     TIMINGS+=("$*")
@@ -638,5 +612,4 @@ echo "# timings:"
 for t in "${TIMINGS[@]}"; do
     echo "#   $t"
 done
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary

@@ -14,8 +14,9 @@ DIR=$(mktemp -d /tmp/ipcnet-cli-XXXXXX) || exit 1
 SOCK=$DIR/node.sock
 NODE_PID=
 BG_PIDS=()
-passed=0
-failed=0
+# shellcheck source=tests/lib.sh
+. "$(dirname "$0")/../lib.sh"
+CHECK_DETAILS=cli_details
 
 cleanup() {
     local p
@@ -35,32 +36,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-ok() {
-    passed=$((passed + 1))
-    echo "ok - $1"
-}
-
-not_ok() {
-    failed=$((failed + 1))
-    echo "not ok - $1"
-    shift
-    local line
-    for line in "$@"; do
-        echo "#   $line"
-    done
-}
-
-# check DESCRIPTION CONDITION-STATUS [details...]: record the outcome of the
-# last test expression (pass "$?" or a computed 0/1).
-check() {
-    local what=$1 status=$2
-    shift 2
-    if [ "$status" -eq 0 ]; then
-        ok "$what"
-    else
-        not_ok "$what" "$@" "rc=$RC" "stdout: $(head -c 600 "$DIR/out")" \
-            "stderr: $(head -c 600 "$DIR/err")"
-    fi
+# What a failed check adds (tests/lib.sh): the last cli's status and output.
+cli_details() {
+    printf 'rc=%s\nstdout: %s\nstderr: %s\n' "${RC:-}" "$(head -c 600 "$DIR/out")" \
+        "$(head -c 600 "$DIR/err")"
 }
 
 # cli ARGS...: runs ipc-node --socket $SOCK ARGS with a bound; sets RC, OUT, ERR.
@@ -400,5 +379,4 @@ raw --socket "$DIR/cfg/s2" --config "$DIR/cfg/bad.conf"
 [ "$RC" -eq 2 ] && grep -q 'bad.conf:2' "$DIR/err" && grep -q bogus-option "$DIR/err"
 check "--config with an unknown option: exit 2, naming the file, line and option" $?
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary
