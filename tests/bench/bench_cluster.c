@@ -177,69 +177,13 @@ static const char *s_role_name(int v, int role)
 }
 
 
-/* A receive buffer that hands out whole frames, as the library must. Its
-   capacity is at least twice the largest frame plus 64 KiB, so a frame
-   always fits once the buffer is compacted. */
-typedef struct {
-    uint8_t *buf;
-    size_t cap, start, end;
-} reader_t;
-
-static int s_reader_init(reader_t *rd, size_t payload)
+/* The capacity of a reader for payloads of payload bytes: at least twice
+   the largest frame plus 64 KiB, so a frame always fits once the buffer
+   is compacted (frames up to half of it are taken). */
+static size_t s_reader_cap(size_t payload)
 {
     size_t cap = 2 * (payload + WIRE_HEAD_MAX) + 64 * 1024;
-    rd->cap = cap < RELAY_READ ? RELAY_READ : cap;
-    rd->buf = malloc(rd->cap);
-    rd->start = rd->end = 0;
-    return rd->buf ? 0 : -ENOMEM;
-}
-
-/* The next complete frame, undecoded: 1, 0 when more bytes are needed, or
-   a negative errno for a bad frame. */
-static int s_reader_frame(reader_t *rd, const uint8_t **p, size_t *len)
-{
-    ssize_t n = wire_peek(rd->buf + rd->start, rd->end - rd->start, rd->cap / 2);
-    if (n < 0)
-        return (int) n;
-    if (n == 0 || (size_t) n > rd->end - rd->start)
-        return 0;
-    *p = rd->buf + rd->start;
-    *len = (size_t) n;
-    rd->start += (size_t) n;
-    return 1;
-}
-
-/* The next complete frame, decoded: 1, 0 or a negative errno. */
-static int s_reader_next(reader_t *rd, wire_frame_t *f)
-{
-    const uint8_t *p = NULL;
-    size_t len = 0;
-    int rc = s_reader_frame(rd, &p, &len);
-    if (rc <= 0)
-        return rc;
-    rc = wire_decode(p, len, f);
-    return rc < 0 ? rc : 1;
-}
-
-/* Reads what the socket has (blocking). Returns bytes, 0 at EOF, -errno. */
-static ssize_t s_reader_fill(reader_t *rd, int fd)
-{
-    if (rd->start == rd->end)
-        rd->start = rd->end = 0;
-    else if (rd->start > 0 && rd->cap - rd->end < 64 * 1024) {
-        memmove(rd->buf, rd->buf + rd->start, rd->end - rd->start);
-        rd->end -= rd->start;
-        rd->start = 0;
-    }
-    for (;;) {
-        ssize_t n = read(fd, rd->buf + rd->end, rd->cap - rd->end);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        rd->end += (size_t) n;
-        return n;
-    }
+    return cap < RELAY_READ ? RELAY_READ : cap;
 }
 
 /* --- children: ZeroMQ ---------------------------------------------------------- */
@@ -352,8 +296,8 @@ static void s_relay(run_t *r, int role, int lfd)
     if (fd < 0)
         bench_child_fail(&r->b, role, "accept: %s", strerror(errno));
     close(lfd);
-    reader_t rd;
-    if (s_reader_init(&rd, r->size) < 0)
+    bench_reader_t rd;
+    if (bench_reader_init(&rd, s_reader_cap(r->size), s_reader_cap(r->size) / 2) < 0)
         bench_child_fail(&r->b, role, "out of memory");
     zmq_msg_t msgs[RELAY_IOV];
     struct iovec iov[RELAY_IOV];
@@ -375,13 +319,13 @@ static void s_relay(run_t *r, int role, int lfd)
             continue;
         }
         if (it[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) {
-            ssize_t got = s_reader_fill(&rd, fd);
+            ssize_t got = bench_reader_fill(&rd, fd);
             if (got <= 0)
                 _exit(0);       /* the client closed: the run is over */
             const uint8_t *p = NULL;
             size_t len = 0;
             int rc;
-            while ((rc = s_reader_frame(&rd, &p, &len)) == 1) {
+            while ((rc = bench_reader_frame(&rd, &p, &len)) == 1) {
                 if (router) {
                     zmq_msg_t copy;
                     zmq_msg_init(&copy);
@@ -428,115 +372,6 @@ static void s_relay(run_t *r, int role, int lfd)
                 _exit(0);
         }
     }
-}
-
-/* Relay client A of the round trips: sends a request frame, waits for the
-   whole reply, r->b.warm times unmeasured, then cfg.rt times measured. */
-static void s_relay_rt_a(run_t *r, int fd)
-{
-    uint8_t frame[WIRE_HEAD_MAX + BENCH_SMALL];
-    size_t head = wire_encode(frame, WIRE_DELIVER_REQ, 0, 0, BENCH_REQ_TIMEOUT_MS, SRC_A,
-                              strlen(SRC_A), BENCH_ECHO_NAME, strlen(BENCH_ECHO_NAME), BENCH_SMALL);
-    memset(frame + head, 'a', BENCH_SMALL);
-    reader_t rd;
-    if (s_reader_init(&rd, BENCH_SMALL) < 0)
-        bench_child_fail(&r->b, ROLE_A, "out of memory");
-    bench_child_say(&r->b, ROLE_A, 'r');
-    bench_child_wait(&r->b, ROLE_A, 'g');
-
-    long total = r->b.warm + r->cfg->rt;
-    r->b.sh->t_start = bench_now();
-    for (long i = 0; i < total; i++) {
-        double t0 = bench_now();
-        if (t0 > r->b.deadline)
-            bench_child_fail(&r->b, ROLE_A, "timed out after %ld round trips", i);
-        wire_put32(frame + 8, (uint32_t) i);
-        int rc = bench_write_all(fd, frame, head + BENCH_SMALL);
-        if (rc < 0)
-            bench_child_fail(&r->b, ROLE_A, "write: %s", strerror(-rc));
-        wire_frame_t f;
-        while ((rc = s_reader_next(&rd, &f)) == 0) {
-            ssize_t n = s_reader_fill(&rd, fd);
-            if (n <= 0)
-                bench_child_fail(&r->b, ROLE_A, "read: %s", n ? strerror((int) -n) : "EOF");
-        }
-        if (rc < 0 || f.size != BENCH_SMALL || f.seq != (uint32_t) i)
-            bench_child_fail(&r->b, ROLE_A, "bad reply %ld", i);
-        bench_child_rt_done(&r->b, i, t0);
-    }
-    r->b.sh->t_end = bench_now();
-    bench_child_say(&r->b, ROLE_A, 'd');
-    bench_child_wait(&r->b, ROLE_A, 'q');
-    _exit(0);
-}
-
-/* Relay client B of the round trips: answers each request with a reply
-   frame of the same payload, until EOF. */
-static void s_relay_rt_b(run_t *r, int fd)
-{
-    uint8_t frame[WIRE_HEAD_MAX + BENCH_SMALL];
-    size_t head = wire_encode(frame, WIRE_DELIVER_REP, 0, 0, 0, SRC_B, strlen(SRC_B),
-                              NULL, 0, BENCH_SMALL);
-    reader_t rd;
-    if (s_reader_init(&rd, BENCH_SMALL) < 0)
-        bench_child_fail(&r->b, ROLE_B, "out of memory");
-    bench_child_say(&r->b, ROLE_B, 'r');
-    for (;;) {
-        wire_frame_t f;
-        int rc;
-        while ((rc = s_reader_next(&rd, &f)) == 1) {
-            if (f.size != BENCH_SMALL)
-                bench_child_fail(&r->b, ROLE_B, "bad request");
-            wire_put32(frame + 8, f.seq);
-            memcpy(frame + head, f.data, BENCH_SMALL);
-            if (bench_write_all(fd, frame, head + BENCH_SMALL) < 0)
-                _exit(0);
-        }
-        if (rc < 0)
-            bench_child_fail(&r->b, ROLE_B, "bad frame: %s", strerror(-rc));
-        if (s_reader_fill(&rd, fd) <= 0)
-            _exit(0);
-    }
-}
-
-/* Relay sender of the one-way scenarios: `count` messages of `size` bytes,
-   then a marker of BENCH_MARKER bytes. It does per message what libipcnet does:
-   encodes the head, then either writes head and payload with one writev()
-   (as ipcnet_send() does with sendmsg()) or, batching, copies both into a
-   buffer written each time the next frame would pass 64 KiB (IPCNET_MORE). */
-/* Relay receiver: counts whole frames of `size` bytes until the marker. */
-static void s_relay_send_b(run_t *r, int fd, long count, size_t size)
-{
-    reader_t rd;
-    if (s_reader_init(&rd, size) < 0)
-        bench_child_fail(&r->b, ROLE_B, "out of memory");
-    bench_child_say(&r->b, ROLE_B, 'r');
-    long got = 0;
-    bool marker = false;
-    while (!marker || got < count) {
-        wire_frame_t f;
-        int rc;
-        while ((rc = s_reader_next(&rd, &f)) == 1) {
-            if (f.size == size)
-                got++;
-            else if (f.size == BENCH_MARKER)
-                marker = true;
-        }
-        if (rc < 0)
-            bench_child_fail(&r->b, ROLE_B, "bad frame: %s", strerror(-rc));
-        r->b.sh->progress_b = got;
-        if (marker && got >= count)
-            break;
-        ssize_t n = s_reader_fill(&rd, fd);
-        if (n <= 0)
-            bench_child_fail(&r->b, ROLE_B, "read after %ld messages: %s", got,
-                             n ? strerror((int) -n) : "EOF");
-    }
-    r->b.sh->t_end = bench_now();
-    r->b.sh->received = got;
-    bench_child_say(&r->b, ROLE_B, 'd');
-    bench_child_wait(&r->b, ROLE_B, 'q');
-    _exit(0);
 }
 
 /* --- children: plain ZeroMQ ------------------------------------------------------ */
@@ -631,23 +466,23 @@ static void s_client(void *arg, int role)
     if (s_v_zmq(r->v)) {
         role == ROLE_A ? s_zmq_a(r) : s_zmq_b(r);
     } else if (r->v == V_NODE) {
-        if (r->sc == SC_RT)
-            role == ROLE_A ? bench_node_rt_a(&r->b) : bench_node_rt_b(&r->b);
-        else if (role == ROLE_A)
-            bench_node_send_a(&r->b, r->count, r->size, batch);
-        else
-            bench_node_send_b(&r->b, r->count, r->size);
+        bench_node_client(&r->b, role, r->sc == SC_RT, r->count, r->size, batch);
     } else {
         const char *sock = r->sock[role == ROLE_A ? 0 : 1];
         int fd = bench_unix_connect(sock);
         if (fd < 0)
             bench_child_fail(&r->b, role, "connect(%s): %s", sock, strerror(-fd));
         if (r->sc == SC_RT)
-            role == ROLE_A ? s_relay_rt_a(r, fd) : s_relay_rt_b(r, fd);
+            role == ROLE_A ? bench_relay_rt_a(&r->b, fd, WIRE_DELIVER_REQ, BENCH_REQ_TIMEOUT_MS,
+                                             SRC_A, s_reader_cap(BENCH_SMALL),
+                                             s_reader_cap(BENCH_SMALL) / 2)
+                           : bench_relay_rt_b(&r->b, fd, SRC_B, s_reader_cap(BENCH_SMALL),
+                                              s_reader_cap(BENCH_SMALL) / 2);
         else if (role == ROLE_A)
             bench_wire_send_a(&r->b, fd, SRC_A, r->count, r->size, batch);
         else
-            s_relay_send_b(r, fd, r->count, r->size);
+            bench_relay_send_b(&r->b, fd, r->count, r->size, s_reader_cap(r->size),
+                               s_reader_cap(r->size) / 2);
     }
     _exit(1);
 }
@@ -1041,57 +876,31 @@ int main(int argc, char **argv)
         .modes = (1u << MODE_COUNT) - 1, .scenarios = (1u << SC_COUNT) - 1,
         .variants = (1u << V_COUNT) - 1,
     };
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--quick")) {
-            cfg.quick = true;
-            cfg.rt = 500;
-            cfg.msgs = 5000;
-            cfg.mid = 200;
-            cfg.big = 20;
-            cfg.rounds = 1;
-        }
-    long rounds = cfg.rounds, timeout = cfg.timeout;
-    bench_env_num("BENCH_ROUNDS", &rounds, 1);
-    bench_env_num("BENCH_RT", &cfg.rt, 1);
-    bench_env_num("BENCH_MSGS", &cfg.msgs, 1);
-    bench_env_num("BENCH_MID", &cfg.mid, 1);
-    bench_env_num("BENCH_BIG", &cfg.big, 1);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--quick"))
-            continue;
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--baselines-only"))
-            cfg.baselines_only = true;
-        else if (!strcmp(a, "--rounds"))
-            rounds = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--rt"))
-            cfg.rt = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--msgs"))
-            cfg.msgs = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--mid"))
-            cfg.mid = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--big"))
-            cfg.big = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--mid-size"))
-            cfg.mid_size = (size_t) bench_num(v, a, BENCH_MARKER + 1), i++;
-        else if (!strcmp(a, "--big-size"))
-            cfg.big_size = (size_t) bench_num(v, a, BENCH_MARKER + 1), i++;
-        else if (!strcmp(a, "--timeout"))
-            timeout = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--only"))
-            cfg.scenarios = bench_list(v, s_sc_arg, SC_COUNT, "scenario"), i++;
-        else if (!strcmp(a, "--mode"))
-            cfg.modes = bench_list(v, s_mode_name, MODE_COUNT, "mode"), i++;
-        else if (!strcmp(a, "--variants"))
-            cfg.variants = bench_list(v, s_v_arg, V_COUNT, "variant"), i++;
-        else {
-            s_usage(stderr);
-            return 2;
-        }
+    if ((cfg.quick = bench_quick(argc, argv))) {
+        cfg.rt = 500;
+        cfg.msgs = 5000;
+        cfg.mid = 200;
+        cfg.big = 20;
+        cfg.rounds = 1;
     }
+    long rounds = cfg.rounds, timeout = cfg.timeout, big_size = (long) cfg.big_size;
+    long mid_size = (long) cfg.mid_size;
+    const bench_opt_t opts[] = {
+        BENCH_OPTS_COMMON(&rounds, &cfg.rt, &cfg.msgs, &cfg.big, &big_size, &timeout,
+                          &cfg.scenarios, s_sc_arg, SC_COUNT, &cfg.modes, s_mode_name,
+                          MODE_COUNT),
+        { .name = "--mid", .env = "BENCH_MID", .num = &cfg.mid, .min = 1 },
+        { .name = "--mid-size", .num = &mid_size, .min = BENCH_MARKER + 1 },
+        { .name = "--variants", .bits = &cfg.variants, .names = s_v_arg, .count = V_COUNT,
+          .what = "variant" },
+        { .name = "--baselines-only", .flag = &cfg.baselines_only },
+        { .name = NULL },
+    };
+    int parsed = bench_options(argc, argv, opts, s_usage);
+    if (parsed)
+        return parsed == 1 ? 0 : 2;
+    cfg.big_size = (size_t) big_size;
+    cfg.mid_size = (size_t) mid_size;
     if (rounds > 1000 || timeout > 86400 || cfg.rt > 100000000 ||
         cfg.mid_size > 256L * 1024 * 1024 || cfg.big_size > 256L * 1024 * 1024 ||
         cfg.mid_size == BENCH_SMALL || cfg.big_size == BENCH_SMALL) {

@@ -390,12 +390,7 @@ static void s_client(void *arg, int role)
     long count = r->sc == SC_BIG ? cfg->big : cfg->msgs;
     size_t size = r->sc == SC_BIG ? cfg->big_size : BENCH_SMALL;
     if (r->sys == SYS_NODE) {
-        if (r->sc == SC_RT)
-            role == ROLE_A ? bench_node_rt_a(&r->b) : bench_node_rt_b(&r->b);
-        else if (role == ROLE_A)
-            bench_node_send_a(&r->b, count, size, r->sc == SC_SEND);
-        else
-            bench_node_send_b(&r->b, count, size);
+        bench_node_client(&r->b, role, r->sc == SC_RT, count, size, r->sc == SC_SEND);
     } else {
         if (r->sc == SC_RT)
             role == ROLE_A ? s_dbus_rt_a(r) : s_dbus_rt_b(r);
@@ -467,23 +462,8 @@ static int s_server_start(run_t *r, int seq, const char *log)
         argv[argc] = NULL;
         return bench_run_node(&r->b, ROLE_SRV, argv, log, r->sock);
     }
-    argv[argc++] = (char *) cfg->node;
-    argv[argc++] = (char *) "--socket";
-    argv[argc++] = r->sock;
-    argv[argc++] = (char *) "--port";
-    argv[argc++] = (char *) "0";
-    argv[argc++] = (char *) "--bind";
-    argv[argc++] = (char *) "127.0.0.1";
-    argv[argc++] = (char *) "--no-mdns";
-    argv[argc++] = (char *) "--state-dir";
-    argv[argc++] = (char *) bench_tmpdir();
-    argv[argc++] = (char *) "--cluster";
-    argv[argc++] = (char *) cfg->cluster;
-    char *extra = bench_args_append(argv, &argc, 63, cfg->node_args);
-    argv[argc] = NULL;
-    int rc = bench_run_node(&r->b, ROLE_SRV, argv, log, r->sock);
-    free(extra);
-    return rc;
+    return bench_run_local_node(&r->b, ROLE_SRV, cfg->node, cfg->node_args, r->sock, NULL,
+                                "127.0.0.1", cfg->cluster, log);
 }
 
 /* One run: one scenario, one mode, one system. Fills *ret. Returns 0, or
@@ -505,27 +485,10 @@ static int s_run(const config_t *cfg, int sc, bool pinned, int sys, bench_result
     r.b.daemon[ROLE_SRV] = true;
     r.b.sock_a = r.b.sock_b = r.sock;
 
-    int rc = -1;
-    bool ok = false;
-    if (s_server_start(&r, seq, log) < 0)
-        goto out;
-    for (int role = ROLE_B; role >= ROLE_A; role--)
-        if (bench_run_fork(&r.b, role, s_client, &r) < 0)
-            goto out;
-    if (bench_run_wait(&r.b, 2, 'r') < 0)
-        goto out;
-    if (bench_run_result(&r.b, sc == SC_RT, sc == SC_BIG ? cfg->big : cfg->msgs,
-                         sc == SC_BIG ? (double) cfg->big_size : 0, 1e6, ret) < 0)
-        goto out;
-    ok = true;
-    rc = 0;
-
-out:
-    bench_run_close(&r.b, ok);
-    if (!ok)
-        bench_print_log_tail(log);
-    unlink(r.sock);
-    return rc;
+    bool started = s_server_start(&r, seq, log) >= 0;
+    return bench_run_clients(&r.b, started, s_client, &r, sc == SC_RT,
+                             sc == SC_BIG ? cfg->big : cfg->msgs,
+                             sc == SC_BIG ? (double) cfg->big_size : 0, 1e6, ret, log, r.sock);
 }
 
 /* The first line `path arg` prints, within 5 s, into out ("?" if none). */
@@ -645,6 +608,17 @@ static void s_usage(FILE *f)
         "one only the node runs), BENCH_ROUNDS, BENCH_RT, BENCH_MSGS, BENCH_BIG\n");
 }
 
+/* --oneway KIND: sets *(int *) arg to its ONEWAY_*; -1 for another. */
+static int s_parse_oneway(const char *v, void *arg)
+{
+    int *oneway = arg;
+    for (*oneway = 0; *oneway < ONEWAY_COUNT; (*oneway)++)
+        if (v && !strcmp(v, s_oneway_name[*oneway]))
+            return 0;
+    fprintf(stderr, "bench_dbus: bad --oneway '%s': call or signal\n", v ? v : "");
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     config_t cfg = {
@@ -653,60 +627,26 @@ int main(int argc, char **argv)
         .modes = (1u << MODE_COUNT) - 1, .scenarios = (1u << SC_COUNT) - 1,
     };
     bench_init("bench_dbus");
-    bool quick = false;
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--quick")) {
-            quick = true;
-            cfg.rt = 2000;
-            cfg.msgs = 20000;
-            cfg.big = 50;
-            cfg.rounds = 1;
-        }
-    long rounds = cfg.rounds, timeout = cfg.timeout;
-    bench_env_num("BENCH_ROUNDS", &rounds, 1);
-    bench_env_num("BENCH_RT", &cfg.rt, 1);
-    bench_env_num("BENCH_MSGS", &cfg.msgs, 1);
-    bench_env_num("BENCH_BIG", &cfg.big, 1);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--quick"))
-            continue;
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--rounds"))
-            rounds = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--rt"))
-            cfg.rt = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--msgs"))
-            cfg.msgs = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--big"))
-            cfg.big = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--big-size"))
-            cfg.big_size = (size_t) bench_num(v, a, BENCH_MARKER + 1), i++;
-        else if (!strcmp(a, "--dbus-queue"))
-            cfg.dbus_queue = bench_num(v, a, 0), i++;
-        else if (!strcmp(a, "--oneway")) {
-            for (cfg.oneway = 0; cfg.oneway < ONEWAY_COUNT; cfg.oneway++)
-                if (v && !strcmp(v, s_oneway_name[cfg.oneway]))
-                    break;
-            if (cfg.oneway == ONEWAY_COUNT) {
-                fprintf(stderr, "bench_dbus: bad --oneway '%s': call or signal\n", v ? v : "");
-                return 2;
-            }
-            i++;
-        }
-        else if (!strcmp(a, "--timeout"))
-            timeout = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--only"))
-            cfg.scenarios = bench_list(v, s_sc_arg, SC_COUNT, "scenario"), i++;
-        else if (!strcmp(a, "--mode"))
-            cfg.modes = bench_list(v, s_mode_name, MODE_COUNT, "mode"), i++;
-        else {
-            s_usage(stderr);
-            return 2;
-        }
+    bool quick = bench_quick(argc, argv);
+    if (quick) {
+        cfg.rt = 2000;
+        cfg.msgs = 20000;
+        cfg.big = 50;
+        cfg.rounds = 1;
     }
+    long rounds = cfg.rounds, timeout = cfg.timeout, big_size = (long) cfg.big_size;
+    const bench_opt_t opts[] = {
+        BENCH_OPTS_COMMON(&rounds, &cfg.rt, &cfg.msgs, &cfg.big, &big_size, &timeout,
+                          &cfg.scenarios, s_sc_arg, SC_COUNT, &cfg.modes, s_mode_name,
+                          MODE_COUNT),
+        { .name = "--dbus-queue", .num = &cfg.dbus_queue, .min = 0 },
+        { .name = "--oneway", .parse = s_parse_oneway, .arg = &cfg.oneway },
+        { .name = NULL },
+    };
+    int parsed = bench_options(argc, argv, opts, s_usage);
+    if (parsed)
+        return parsed == 1 ? 0 : 2;
+    cfg.big_size = (size_t) big_size;
     if (rounds > 1000 || timeout > 86400 || cfg.rt > 100000000 || cfg.msgs > 1000000000
             || cfg.big > 1000000 || cfg.big_size > (size_t) DBUS_ARRAY_MAX
             || cfg.dbus_queue > 1L << 30) {

@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #define RELAY_BUF       (64 * 1024)     /* the relay's read size */
+#define READER          (256 * 1024)    /* its clients' least read buffer */
 
 /* Heads as the node would deliver them: a MESSAGE from ":1@bench" to
    "bench.echo" (100-byte frame with 64 bytes), a DELIVER_REP from
@@ -90,57 +91,6 @@ static int s_seq;
 
 /* --- children ------------------------------------------------------------- */
 
-/* A receive buffer that hands out whole frames, as the library must. */
-typedef struct {
-    uint8_t *buf;
-    size_t cap, start, end;
-} reader_t;
-
-static int s_reader_init(reader_t *rd, size_t cap)
-{
-    rd->buf = malloc(cap);
-    rd->cap = cap;
-    rd->start = rd->end = 0;
-    return rd->buf ? 0 : -ENOMEM;
-}
-
-/* The next complete frame, decoded: 1, 0 when more bytes are needed, or a
-   negative errno for a bad frame. */
-static int s_reader_next(reader_t *rd, wire_frame_t *f)
-{
-    ssize_t len = wire_peek(rd->buf + rd->start, rd->end - rd->start, rd->cap);
-    if (len < 0)
-        return (int) len;
-    if (len == 0 || (size_t) len > rd->end - rd->start)
-        return 0;
-    int rc = wire_decode(rd->buf + rd->start, (size_t) len, f);
-    if (rc < 0)
-        return rc;
-    rd->start += (size_t) len;
-    return 1;
-}
-
-/* Reads what the socket has (blocking). Returns bytes, 0 at EOF, -errno. */
-static ssize_t s_reader_fill(reader_t *rd, int fd)
-{
-    if (rd->start == rd->end)
-        rd->start = rd->end = 0;
-    else if (rd->end == rd->cap || rd->cap - rd->start < 64 * 1024) {
-        memmove(rd->buf, rd->buf + rd->start, rd->end - rd->start);
-        rd->end -= rd->start;
-        rd->start = 0;
-    }
-    for (;;) {
-        ssize_t n = read(fd, rd->buf + rd->end, rd->cap - rd->end);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        rd->end += (size_t) n;
-        return n;
-    }
-}
-
 /* The relay: accepts two connections and forwards bytes between them,
    one write per read, until either side closes. */
 static void s_relay(run_t *r, int lfd)
@@ -179,110 +129,6 @@ static void s_relay(run_t *r, int lfd)
     }
 }
 
-/* Relay client A of the round trips: sends a request frame, waits for the
-   whole reply, r->b.warm times unmeasured, then cfg.rt times measured. */
-static void s_relay_rt_a(run_t *r, int fd)
-{
-    uint8_t frame[WIRE_HEAD_MAX + BENCH_SMALL];
-    size_t head = wire_encode(frame, WIRE_MESSAGE, 0, 0, 0, SRC_A, strlen(SRC_A),
-                              BENCH_ECHO_NAME, strlen(BENCH_ECHO_NAME), BENCH_SMALL);
-    memset(frame + head, 'a', BENCH_SMALL);
-    reader_t rd;
-    if (s_reader_init(&rd, 256 * 1024) < 0)
-        bench_child_fail(&r->b, ROLE_A, "out of memory");
-    bench_child_say(&r->b, ROLE_A, 'r');
-    bench_child_wait(&r->b, ROLE_A, 'g');
-
-    long total = r->b.warm + r->cfg->rt;
-    r->b.sh->t_start = bench_now();
-    for (long i = 0; i < total; i++) {
-        double t0 = bench_now();
-        if (t0 > r->b.deadline)
-            bench_child_fail(&r->b, ROLE_A, "timed out after %ld round trips", i);
-        wire_put32(frame + 8, (uint32_t) i);
-        int rc = bench_write_all(fd, frame, head + BENCH_SMALL);
-        if (rc < 0)
-            bench_child_fail(&r->b, ROLE_A, "write: %s", strerror(-rc));
-        wire_frame_t f;
-        while ((rc = s_reader_next(&rd, &f)) == 0) {
-            ssize_t n = s_reader_fill(&rd, fd);
-            if (n <= 0)
-                bench_child_fail(&r->b, ROLE_A, "read: %s", n ? strerror((int) -n) : "EOF");
-        }
-        if (rc < 0 || f.size != BENCH_SMALL || f.seq != (uint32_t) i)
-            bench_child_fail(&r->b, ROLE_A, "bad reply %ld", i);
-        bench_child_rt_done(&r->b, i, t0);
-    }
-    r->b.sh->t_end = bench_now();
-    bench_child_say(&r->b, ROLE_A, 'd');
-    bench_child_wait(&r->b, ROLE_A, 'q');
-    _exit(0);
-}
-
-/* Relay client B of the round trips: answers each request with a reply
-   frame of the same payload, until EOF. */
-static void s_relay_rt_b(run_t *r, int fd)
-{
-    uint8_t frame[WIRE_HEAD_MAX + BENCH_SMALL];
-    size_t head = wire_encode(frame, WIRE_DELIVER_REP, 0, 0, 0, SRC_B, strlen(SRC_B),
-                              NULL, 0, BENCH_SMALL);
-    reader_t rd;
-    if (s_reader_init(&rd, 256 * 1024) < 0)
-        bench_child_fail(&r->b, ROLE_B, "out of memory");
-    bench_child_say(&r->b, ROLE_B, 'r');
-    for (;;) {
-        wire_frame_t f;
-        int rc;
-        while ((rc = s_reader_next(&rd, &f)) == 1) {
-            if (f.size != BENCH_SMALL)
-                bench_child_fail(&r->b, ROLE_B, "bad request");
-            wire_put32(frame + 8, f.seq);
-            memcpy(frame + head, f.data, BENCH_SMALL);
-            if (bench_write_all(fd, frame, head + BENCH_SMALL) < 0)
-                _exit(0);
-        }
-        if (rc < 0)
-            bench_child_fail(&r->b, ROLE_B, "bad frame: %s", strerror(-rc));
-        if (s_reader_fill(&rd, fd) <= 0)
-            _exit(0);
-    }
-}
-
-/* Relay receiver: counts whole frames of `size` bytes until the marker. */
-static void s_relay_send_b(run_t *r, int fd, long count, size_t size)
-{
-    reader_t rd;
-    if (s_reader_init(&rd, size > 128 * 1024 ? 2 * (size + WIRE_HEAD_MAX) : 256 * 1024) < 0)
-        bench_child_fail(&r->b, ROLE_B, "out of memory");
-    bench_child_say(&r->b, ROLE_B, 'r');
-    long got = 0;
-    bool marker = false;
-    while (!marker || got < count) {
-        wire_frame_t f;
-        int rc;
-        while ((rc = s_reader_next(&rd, &f)) == 1) {
-            if (f.size == size)
-                got++;
-            else if (f.size == BENCH_MARKER)
-                marker = true;
-        }
-        if (rc < 0)
-            bench_child_fail(&r->b, ROLE_B, "bad frame: %s", strerror(-rc));
-        r->b.sh->progress_b = got;
-        if (marker && got >= count)
-            break;
-        ssize_t n = s_reader_fill(&rd, fd);
-        if (n <= 0)
-            bench_child_fail(&r->b, ROLE_B, "read after %ld messages: %s", got,
-                             n ? strerror((int) -n) : "EOF");
-    }
-    r->b.sh->t_end = bench_now();
-    r->b.sh->received = got;
-    bench_child_say(&r->b, ROLE_B, 'd');
-    bench_child_wait(&r->b, ROLE_B, 'q');
-    _exit(0);
-}
-
 /* What client `role` of scenario r->sc runs; never returns. */
 static void s_client(void *arg, int role)
 {
@@ -292,22 +138,20 @@ static void s_client(void *arg, int role)
     size_t size = r->sc == SC_BIG ? cfg->big_size : BENCH_SMALL;
     bool batch = r->sc == SC_BATCH;
     if (r->node) {
-        if (r->sc == SC_RT)
-            role == ROLE_A ? bench_node_rt_a(&r->b) : bench_node_rt_b(&r->b);
-        else if (role == ROLE_A)
-            bench_node_send_a(&r->b, count, size, batch);
-        else
-            bench_node_send_b(&r->b, count, size);
+        bench_node_client(&r->b, role, r->sc == SC_RT, count, size, batch);
     } else {
         int fd = bench_unix_connect(r->sock);
         if (fd < 0)
             bench_child_fail(&r->b, role, "connect(%s): %s", r->sock, strerror(-fd));
         if (r->sc == SC_RT)
-            role == ROLE_A ? s_relay_rt_a(r, fd) : s_relay_rt_b(r, fd);
+            role == ROLE_A ? bench_relay_rt_a(&r->b, fd, WIRE_MESSAGE, 0, SRC_A, READER, READER)
+                           : bench_relay_rt_b(&r->b, fd, SRC_B, READER, READER);
         else if (role == ROLE_A)
             bench_wire_send_a(&r->b, fd, SRC_A, count, size, batch);
-        else
-            s_relay_send_b(r, fd, count, size);
+        else {
+            size_t cap = size > 128 * 1024 ? 2 * (size + WIRE_HEAD_MAX) : READER;
+            bench_relay_send_b(&r->b, fd, count, size, cap, cap);
+        }
     }
     _exit(1);
 }
@@ -318,26 +162,8 @@ static void s_client(void *arg, int role)
    until it accepts a connection. Returns 0 or -1. */
 static int s_node_start(run_t *r, const char *log)
 {
-    const config_t *cfg = r->cfg;
-    char *argv[64];
-    int argc = 0;
-    argv[argc++] = (char *) cfg->node;
-    argv[argc++] = (char *) "--socket";
-    argv[argc++] = r->sock;
-    argv[argc++] = (char *) "--name";
-    argv[argc++] = (char *) "bench";
-    argv[argc++] = (char *) "--port";
-    argv[argc++] = (char *) "0";
-    argv[argc++] = (char *) "--state-dir";
-    argv[argc++] = (char *) bench_tmpdir();
-    argv[argc++] = (char *) "--no-mdns";
-    argv[argc++] = (char *) "--cluster";
-    argv[argc++] = (char *) "bench-local";
-    char *extra = bench_args_append(argv, &argc, 63, cfg->node_args);
-    argv[argc] = NULL;
-    int rc = bench_run_node(&r->b, ROLE_SRV, argv, log, r->sock);
-    free(extra);
-    return rc;
+    return bench_run_local_node(&r->b, ROLE_SRV, r->cfg->node, r->cfg->node_args, r->sock,
+                                "bench", NULL, "bench-local", log);
 }
 
 /* Starts the relay on r->sock. Returns 0 or -1. */
@@ -380,27 +206,11 @@ static int s_run(const config_t *cfg, int sc, bool pinned, bool node, bench_resu
     r.b.daemon[ROLE_SRV] = node;
     r.b.sock_a = r.b.sock_b = r.sock;
 
-    int rc = -1;
-    bool ok = false;
-    if (node ? s_node_start(&r, log) : s_relay_start(&r))
-        goto out;
-    for (int role = ROLE_B; role >= ROLE_A; role--)
-        if (bench_run_fork(&r.b, role, s_client, &r) < 0)
-            goto out;
-    if (bench_run_wait(&r.b, 2, 'r') < 0)
-        goto out;
-    if (bench_run_result(&r.b, sc == SC_RT, sc == SC_BIG ? cfg->big : cfg->msgs,
-                         sc == SC_BIG ? (double) cfg->big_size : 0, 1048576.0, ret) < 0)
-        goto out;
-    ok = true;
-    rc = 0;
-
-out:
-    bench_run_close(&r.b, ok);
-    if (!ok && node)
-        bench_print_log_tail(log);
-    unlink(r.sock);
-    return rc;
+    bool started = !(node ? s_node_start(&r, log) : s_relay_start(&r));
+    return bench_run_clients(&r.b, started, s_client, &r, sc == SC_RT,
+                             sc == SC_BIG ? cfg->big : cfg->msgs,
+                             sc == SC_BIG ? (double) cfg->big_size : 0, 1048576.0, ret,
+                             node ? log : NULL, r.sock);
 }
 
 /* --- report --------------------------------------------------------------- */
@@ -443,47 +253,23 @@ int main(int argc, char **argv)
         .modes = (1u << MODE_COUNT) - 1, .scenarios = (1u << SC_COUNT) - 1,
     };
     bench_init("bench_local");
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--quick")) {
-            cfg.quick = true;
-            cfg.rt = 500;
-            cfg.msgs = 5000;
-            cfg.big = 20;
-            cfg.rounds = 1;
-        }
-    long rounds = cfg.rounds, timeout = cfg.timeout;
-    bench_env_num("BENCH_ROUNDS", &rounds, 1);
-    bench_env_num("BENCH_RT", &cfg.rt, 1);
-    bench_env_num("BENCH_MSGS", &cfg.msgs, 1);
-    bench_env_num("BENCH_BIG", &cfg.big, 1);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--quick"))
-            continue;
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            s_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--rounds"))
-            rounds = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--rt"))
-            cfg.rt = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--msgs"))
-            cfg.msgs = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--big"))
-            cfg.big = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--big-size"))
-            cfg.big_size = (size_t) bench_num(v, a, BENCH_MARKER + 1), i++;
-        else if (!strcmp(a, "--timeout"))
-            timeout = bench_num(v, a, 1), i++;
-        else if (!strcmp(a, "--only"))
-            cfg.scenarios = bench_list(v, s_sc_arg, SC_COUNT, "scenario"), i++;
-        else if (!strcmp(a, "--mode"))
-            cfg.modes = bench_list(v, s_mode_name, MODE_COUNT, "mode"), i++;
-        else {
-            s_usage(stderr);
-            return 2;
-        }
+    if ((cfg.quick = bench_quick(argc, argv))) {
+        cfg.rt = 500;
+        cfg.msgs = 5000;
+        cfg.big = 20;
+        cfg.rounds = 1;
     }
+    long rounds = cfg.rounds, timeout = cfg.timeout, big_size = (long) cfg.big_size;
+    const bench_opt_t opts[] = {
+        BENCH_OPTS_COMMON(&rounds, &cfg.rt, &cfg.msgs, &cfg.big, &big_size, &timeout,
+                          &cfg.scenarios, s_sc_arg, SC_COUNT, &cfg.modes, s_mode_name,
+                          MODE_COUNT),
+        { .name = NULL },
+    };
+    int parsed = bench_options(argc, argv, opts, s_usage);
+    if (parsed)
+        return parsed == 1 ? 0 : 2;
+    cfg.big_size = (size_t) big_size;
     if (rounds > 1000 || timeout > 86400 || cfg.rt > 100000000) {
         fprintf(stderr, "bench_local: counts out of range\n");
         return 2;

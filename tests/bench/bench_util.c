@@ -151,6 +151,49 @@ void bench_env_num(const char *name, long *v, long min)
         *v = bench_num(s, name, min);
 }
 
+bool bench_quick(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--quick"))
+            return true;
+    return false;
+}
+
+int bench_options(int argc, char **argv, const bench_opt_t *opts, void (*usage)(FILE *f))
+{
+    for (const bench_opt_t *o = opts; o->name; o++)
+        if (o->env && o->num)
+            bench_env_num(o->env, o->num, o->min);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--quick"))
+            continue;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 1;
+        }
+        const bench_opt_t *o = opts;
+        while (o->name && strcmp(a, o->name))
+            o++;
+        if (!o->name) {
+            usage(stderr);
+            return 2;
+        }
+        if (o->flag) {
+            *o->flag = true;
+            continue;
+        }
+        i++;
+        if (o->num)
+            *o->num = bench_num(v, a, o->min);
+        else if (o->bits)
+            *o->bits = bench_list(v, o->names, o->count, o->what);
+        else if (o->parse(v, o->arg) < 0)
+            return 2;
+    }
+    return 0;
+}
+
 void bench_names(char *out, size_t len, unsigned bits, const char *const *names, int count)
 {
     out[0] = '\0';
@@ -748,34 +791,44 @@ static ipcnet_t *s_client_bind(bench_run_t *self)
     return c;
 }
 
-void bench_node_rt_a(bench_run_t *self)
+void bench_child_rt_run(bench_run_t *self, bench_rt_fn *one, void *arg)
 {
     int role = self->role_a;
-    ipcnet_t *c = s_client_connect(self, role, "bench-a");
-    uint8_t buf[BENCH_SMALL];
-    memset(buf, 'a', sizeof buf);
     bench_child_say(self, role, 'r');
     bench_child_wait(self, role, 'g');
-
     long total = self->warm + self->rt;
     self->sh->t_start = bench_now();
     for (long i = 0; i < total; i++) {
         double t0 = bench_now();
         if (t0 > self->deadline)
             bench_child_fail(self, role, "timed out after %ld round trips", i);
-        ipcnet_msg_t rep;
-        int rc = ipcnet_request(c, BENCH_ECHO_NAME, buf, sizeof buf, BENCH_REQ_TIMEOUT_MS,
-                                &rep);
-        if (rc < 0)
-            bench_child_fail(self, role, "ipcnet_request #%ld: %s", i, ipcnet_strerror(rc));
-        if (rep.kind != IPCNET_MSG_REPLY || rep.size != BENCH_SMALL)
-            bench_child_fail(self, role, "ipcnet_request #%ld: kind %d, %zu bytes",
-                             i, (int) rep.kind, rep.size);
+        one(self, i, arg);
         bench_child_rt_done(self, i, t0);
     }
     self->sh->t_end = bench_now();
     bench_child_say(self, role, 'd');
     bench_child_wait(self, role, 'q');
+}
+
+/* One ipcnet_request() round trip of bench_node_rt_a() (arg: the client). */
+static void s_node_rt_one(bench_run_t *self, long i, void *arg)
+{
+    static uint8_t buf[BENCH_SMALL];
+    if (!buf[0])
+        memset(buf, 'a', sizeof buf);
+    ipcnet_msg_t rep;
+    int rc = ipcnet_request(arg, BENCH_ECHO_NAME, buf, sizeof buf, BENCH_REQ_TIMEOUT_MS, &rep);
+    if (rc < 0)
+        bench_child_fail(self, self->role_a, "ipcnet_request #%ld: %s", i, ipcnet_strerror(rc));
+    if (rep.kind != IPCNET_MSG_REPLY || rep.size != BENCH_SMALL)
+        bench_child_fail(self, self->role_a, "ipcnet_request #%ld: kind %d, %zu bytes",
+                         i, (int) rep.kind, rep.size);
+}
+
+void bench_node_rt_a(bench_run_t *self)
+{
+    ipcnet_t *c = s_client_connect(self, self->role_a, "bench-a");
+    bench_child_rt_run(self, s_node_rt_one, c);
     ipcnet_close(&c);
     _exit(0);
 }
@@ -1025,4 +1078,231 @@ void bench_print_round(const bench_result_t *x, bool rt, int decimals)
         printf("  %.1f [%.1f] %.2f+%.2f", x->value, x->p99, x->cpu_srv, x->cpu_cli);
     else
         printf("  %.*f %.2f+%.2f", decimals, x->value, x->cpu_srv, x->cpu_cli);
+}
+
+/* --- relays' clients ------------------------------------------------------------ */
+
+int bench_reader_init(bench_reader_t *rd, size_t cap, size_t max)
+{
+    rd->buf = malloc(cap);
+    rd->cap = cap;
+    rd->max = max;
+    rd->start = rd->end = 0;
+    return rd->buf ? 0 : -ENOMEM;
+}
+
+int bench_reader_frame(bench_reader_t *rd, const uint8_t **p, size_t *len)
+{
+    ssize_t n = wire_peek(rd->buf + rd->start, rd->end - rd->start, rd->max);
+    if (n < 0)
+        return (int) n;
+    if (n == 0 || (size_t) n > rd->end - rd->start)
+        return 0;
+    *p = rd->buf + rd->start;
+    *len = (size_t) n;
+    rd->start += (size_t) n;
+    return 1;
+}
+
+int bench_reader_next(bench_reader_t *rd, wire_frame_t *f)
+{
+    const uint8_t *p = NULL;
+    size_t len = 0;
+    int rc = bench_reader_frame(rd, &p, &len);
+    if (rc <= 0)
+        return rc;
+    rc = wire_decode(p, len, f);
+    return rc < 0 ? rc : 1;
+}
+
+ssize_t bench_reader_fill(bench_reader_t *rd, int fd)
+{
+    if (rd->start == rd->end)
+        rd->start = rd->end = 0;
+    else if (rd->start > 0 && rd->cap - rd->end < 64 * 1024) {
+        memmove(rd->buf, rd->buf + rd->start, rd->end - rd->start);
+        rd->end -= rd->start;
+        rd->start = 0;
+    }
+    for (;;) {
+        ssize_t n = read(fd, rd->buf + rd->end, rd->cap - rd->end);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        rd->end += (size_t) n;
+        return n;
+    }
+}
+
+/* A relay client A's round trip: its request frame and its reader. */
+typedef struct {
+    int fd;
+    uint8_t frame[WIRE_HEAD_MAX + BENCH_SMALL];
+    size_t head;
+    bench_reader_t rd;
+} relay_rt_t;
+
+/* One round trip of bench_relay_rt_a(): request i out, its whole reply in. */
+static void s_relay_rt_one(bench_run_t *self, long i, void *arg)
+{
+    relay_rt_t *x = arg;
+    int role = self->role_a;
+    wire_put32(x->frame + 8, (uint32_t) i);
+    int rc = bench_write_all(x->fd, x->frame, x->head + BENCH_SMALL);
+    if (rc < 0)
+        bench_child_fail(self, role, "write: %s", strerror(-rc));
+    wire_frame_t f;
+    while ((rc = bench_reader_next(&x->rd, &f)) == 0) {
+        ssize_t n = bench_reader_fill(&x->rd, x->fd);
+        if (n <= 0)
+            bench_child_fail(self, role, "read: %s", n ? strerror((int) -n) : "EOF");
+    }
+    if (rc < 0 || f.size != BENCH_SMALL || f.seq != (uint32_t) i)
+        bench_child_fail(self, role, "bad reply %ld", i);
+}
+
+void bench_relay_rt_a(bench_run_t *self, int fd, uint8_t type, uint32_t aux, const char *src,
+                      size_t cap, size_t max)
+{
+    relay_rt_t x = { .fd = fd };
+    x.head = wire_encode(x.frame, type, 0, 0, aux, src, strlen(src), BENCH_ECHO_NAME,
+                         strlen(BENCH_ECHO_NAME), BENCH_SMALL);
+    memset(x.frame + x.head, 'a', BENCH_SMALL);
+    if (bench_reader_init(&x.rd, cap, max) < 0)
+        bench_child_fail(self, self->role_a, "out of memory");
+    bench_child_rt_run(self, s_relay_rt_one, &x);
+    _exit(0);
+}
+
+void bench_relay_rt_b(bench_run_t *self, int fd, const char *src, size_t cap, size_t max)
+{
+    int role = self->role_b;
+    uint8_t frame[WIRE_HEAD_MAX + BENCH_SMALL];
+    size_t head = wire_encode(frame, WIRE_DELIVER_REP, 0, 0, 0, src, strlen(src),
+                              NULL, 0, BENCH_SMALL);
+    bench_reader_t rd;
+    if (bench_reader_init(&rd, cap, max) < 0)
+        bench_child_fail(self, role, "out of memory");
+    bench_child_say(self, role, 'r');
+    for (;;) {
+        wire_frame_t f;
+        int rc;
+        while ((rc = bench_reader_next(&rd, &f)) == 1) {
+            if (f.size != BENCH_SMALL)
+                bench_child_fail(self, role, "bad request");
+            wire_put32(frame + 8, f.seq);
+            memcpy(frame + head, f.data, BENCH_SMALL);
+            if (bench_write_all(fd, frame, head + BENCH_SMALL) < 0)
+                _exit(0);
+        }
+        if (rc < 0)
+            bench_child_fail(self, role, "bad frame: %s", strerror(-rc));
+        if (bench_reader_fill(&rd, fd) <= 0)
+            _exit(0);
+    }
+}
+
+void bench_relay_send_b(bench_run_t *self, int fd, long count, size_t size, size_t cap,
+                        size_t max)
+{
+    int role = self->role_b;
+    bench_reader_t rd;
+    if (bench_reader_init(&rd, cap, max) < 0)
+        bench_child_fail(self, role, "out of memory");
+    bench_child_say(self, role, 'r');
+    long got = 0;
+    bool marker = false;
+    while (!marker || got < count) {
+        wire_frame_t f;
+        int rc;
+        while ((rc = bench_reader_next(&rd, &f)) == 1) {
+            if (f.size == size)
+                got++;
+            else if (f.size == BENCH_MARKER)
+                marker = true;
+        }
+        if (rc < 0)
+            bench_child_fail(self, role, "bad frame: %s", strerror(-rc));
+        self->sh->progress_b = got;
+        if (marker && got >= count)
+            break;
+        ssize_t n = bench_reader_fill(&rd, fd);
+        if (n <= 0)
+            bench_child_fail(self, role, "read after %ld messages: %s", got,
+                             n ? strerror((int) -n) : "EOF");
+    }
+    self->sh->t_end = bench_now();
+    self->sh->received = got;
+    bench_child_say(self, role, 'd');
+    bench_child_wait(self, role, 'q');
+    _exit(0);
+}
+
+int bench_run_clients(bench_run_t *self, bool started, void (*client) (void *arg, int role),
+                      void *arg, bool rt, long count, double bytes, double unit,
+                      bench_result_t *ret, const char *log, const char *sock)
+{
+    int rc = -1;
+    bool ok = false;
+    if (!started)
+        goto out;
+    for (int role = self->role_b; role >= self->role_a; role--)
+        if (bench_run_fork(self, role, client, arg) < 0)
+            goto out;
+    if (bench_run_wait(self, 2, 'r') < 0)
+        goto out;
+    if (bench_run_result(self, rt, count, bytes, unit, ret) < 0)
+        goto out;
+    ok = true;
+    rc = 0;
+
+out:
+    bench_run_close(self, ok);
+    if (!ok && log)
+        bench_print_log_tail(log);
+    unlink(sock);
+    return rc;
+}
+
+int bench_run_local_node(bench_run_t *self, int role, const char *node, const char *node_args,
+                         const char *sock, const char *name, const char *bind,
+                         const char *cluster, const char *log)
+{
+    char *argv[64];
+    int argc = 0;
+    argv[argc++] = (char *) node;
+    argv[argc++] = (char *) "--socket";
+    argv[argc++] = (char *) sock;
+    if (name) {
+        argv[argc++] = (char *) "--name";
+        argv[argc++] = (char *) name;
+    }
+    argv[argc++] = (char *) "--port";
+    argv[argc++] = (char *) "0";
+    if (bind) {
+        argv[argc++] = (char *) "--bind";
+        argv[argc++] = (char *) bind;
+    }
+    argv[argc++] = (char *) "--no-mdns";
+    argv[argc++] = (char *) "--state-dir";
+    argv[argc++] = (char *) bench_tmpdir();
+    argv[argc++] = (char *) "--cluster";
+    argv[argc++] = (char *) cluster;
+    char *extra = bench_args_append(argv, &argc, 63, node_args);
+    argv[argc] = NULL;
+    int rc = bench_run_node(self, role, argv, log, sock);
+    free(extra);
+    return rc;
+}
+
+void bench_node_client(bench_run_t *self, int role, bool rt, long count, size_t size,
+                       bool batch)
+{
+    if (rt)
+        role == self->role_a ? bench_node_rt_a(self) : bench_node_rt_b(self);
+    else if (role == self->role_a)
+        bench_node_send_a(self, count, size, batch);
+    else
+        bench_node_send_b(self, count, size);
 }

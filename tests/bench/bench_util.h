@@ -22,6 +22,8 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include "wire.h"
+
 #define BENCH_ROLES          4              /* processes of one run, at most */
 #define BENCH_ECHO_NAME      "bench.echo"   /* the name client B binds */
 #define BENCH_SMALL          64             /* payload of the small scenarios */
@@ -120,6 +122,48 @@ unsigned bench_list(const char *s, const char *const *names, int count, const ch
 /* Sets *v from the environment variable `name` when it is set. */
 void bench_env_num(const char *name, long *v, long min);
 
+/* A command-line option of a benchmark: "NAME VALUE", or a switch. One of
+   num, bits, flag or parse says what it sets. */
+typedef struct {
+    const char *name;           /* "--rt" */
+    const char *env;            /* also read from this variable first, or NULL */
+    long *num;                  /* a number of at least min (bench_num()) */
+    long min;
+    unsigned *bits;             /* a list of names[count] (bench_list()), a what */
+    const char *const *names;
+    int count;
+    const char *what;
+    bool *flag;                 /* a switch: set to true, no value */
+    int (*parse)(const char *value, void *arg);     /* else: < 0 refuses it */
+    void *arg;
+} bench_opt_t;
+
+/* Reads the options opts (ended by one without a name): first their
+   environment variables, then argv, where --quick (the caller's own) is
+   skipped and -h or --help prints usage on stdout. Returns 0 to go on,
+   1 after the help, 2 on an unknown option (usage on stderr) or a value
+   parse refused; a bad number or list exits 2. */
+int bench_options(int argc, char **argv, const bench_opt_t *opts, void (*usage)(FILE *f));
+
+/* The rows of a bench_opt_t table for the options every benchmark takes:
+   --rounds, --rt, --msgs, --big (also $BENCH_ROUNDS ...), --big-size,
+   --timeout, --only (scenarios) and --mode. */
+#define BENCH_OPTS_COMMON(rounds, rt, msgs, big, big_size, timeout, scenarios, sc_names,    \
+                          sc_count, modes, mode_names, mode_count)                           \
+    { .name = "--rounds", .env = "BENCH_ROUNDS", .num = (rounds), .min = 1 },                \
+    { .name = "--rt", .env = "BENCH_RT", .num = (rt), .min = 1 },                            \
+    { .name = "--msgs", .env = "BENCH_MSGS", .num = (msgs), .min = 1 },                      \
+    { .name = "--big", .env = "BENCH_BIG", .num = (big), .min = 1 },                         \
+    { .name = "--big-size", .num = (big_size), .min = BENCH_MARKER + 1 },                    \
+    { .name = "--timeout", .num = (timeout), .min = 1 },                                     \
+    { .name = "--only", .bits = (scenarios), .names = (sc_names), .count = (sc_count),       \
+      .what = "scenario" },                                                                  \
+    { .name = "--mode", .bits = (modes), .names = (mode_names), .count = (mode_count),       \
+      .what = "mode" }
+
+/* Is --quick among the arguments? */
+bool bench_quick(int argc, char **argv);
+
 /* Writes the names of the set bits, comma-separated, to out. */
 void bench_names(char *out, size_t len, unsigned bits, const char *const *names, int count);
 
@@ -153,6 +197,14 @@ int bench_run_fork(bench_run_t *self, int role, void (*body)(void *arg, int role
    until it accepts on sock. Returns 0 or -1 (said on stderr). */
 int bench_run_node(bench_run_t *self, int role, char *const argv[], const char *log,
                    const char *sock);
+
+/* Starts the run's ipc-node node as role: node --socket sock [--name name]
+   --port 0 [--bind bind] --no-mdns --state-dir <tmp> --cluster cluster
+   and the words of node_args (may be NULL), name and bind left out when
+   NULL, and waits until it accepts (bench_run_node()). Returns 0 or -1. */
+int bench_run_local_node(bench_run_t *self, int role, const char *node, const char *node_args,
+                         const char *sock, const char *name, const char *bind,
+                         const char *cluster, const char *log);
 
 /* Looks for a process of the run that died without a word; says so with
    `before` ("before accepting"). Returns 0, or -1 when one did. */
@@ -191,6 +243,15 @@ void bench_run_close(bench_run_t *self, bool ok);
 
 /* Prints the last 8 lines of a node's log to stderr. */
 void bench_print_log_tail(const char *path);
+
+/* The rest of a run with one server, started (false: it did not start):
+   forks client B then client A (client(arg, role)), waits until both are
+   ready, measures (bench_run_result() with rt, count, bytes and unit),
+   closes the run, printing the tail of log (may be NULL) if it failed,
+   and removes the socket sock. Returns 0 or -1. */
+int bench_run_clients(bench_run_t *self, bool started, void (*client) (void *arg, int role),
+                      void *arg, bool rt, long count, double bytes, double unit,
+                      bench_result_t *ret, const char *log, const char *sock);
 
 /* --- a child of the run ---------------------------------------------------- */
 
@@ -234,6 +295,54 @@ int bench_listen(const char *path);
 void bench_wire_send_a(bench_run_t *self, int fd, const char *src, long count, size_t size,
                        bool batch);
 
+/* A receive buffer that hands out whole frames, as the library must. */
+typedef struct {
+    uint8_t *buf;
+    size_t cap, start, end;
+    size_t max;                 /* the longest frame it takes */
+} bench_reader_t;
+
+/* Makes rd a buffer of cap bytes for frames of at most max bytes.
+   Returns 0 or -ENOMEM. */
+int bench_reader_init(bench_reader_t *rd, size_t cap, size_t max);
+
+/* The next complete frame, undecoded, in *p and *len: 1, 0 when more
+   bytes are needed, or a negative errno for a bad frame. */
+int bench_reader_frame(bench_reader_t *rd, const uint8_t **p, size_t *len);
+
+/* The next complete frame, decoded: 1, 0 or a negative errno. */
+int bench_reader_next(bench_reader_t *rd, wire_frame_t *f);
+
+/* Reads what the socket has (blocking), first moving what is left to the
+   front when less than 64 KiB is free at the end. Returns bytes, 0 at
+   EOF, or -errno. */
+ssize_t bench_reader_fill(bench_reader_t *rd, int fd);
+
+/* One round trip, number i, of client A (arg: the client's own). */
+typedef void (bench_rt_fn) (bench_run_t *self, long i, void *arg);
+
+/* Client A's round trips: says ready, waits for go, then does one() for
+   self->warm + self->rt round trips, each timed and failed past the
+   deadline, then says done and waits for quit. */
+void bench_child_rt_run(bench_run_t *self, bench_rt_fn *one, void *arg);
+
+/* Relay client A of the round trips: sends a request frame of the given
+   type and aux from src to BENCH_ECHO_NAME (BENCH_SMALL bytes) and waits
+   for the whole reply, self->warm times unmeasured, then self->rt times
+   measured, reading through a reader of cap bytes (frames up to max).
+   Never returns. */
+void bench_relay_rt_a(bench_run_t *self, int fd, uint8_t type, uint32_t aux, const char *src,
+                      size_t cap, size_t max);
+
+/* Relay client B of the round trips: answers each request with a reply
+   frame from src of the same payload, until EOF. Never returns. */
+void bench_relay_rt_b(bench_run_t *self, int fd, const char *src, size_t cap, size_t max);
+
+/* Relay receiver of the one-way scenarios: counts whole frames of size
+   bytes until the marker. Never returns. */
+void bench_relay_send_b(bench_run_t *self, int fd, long count, size_t size, size_t cap,
+                        size_t max);
+
 /* The libipcnet clients of the node variants; none returns. Round trips:
    A does ipcnet_request() to BENCH_ECHO_NAME, B binds it and answers each
    request with its payload until the parent says stop. One-way: A sends
@@ -243,6 +352,11 @@ void bench_node_rt_a(bench_run_t *self);
 void bench_node_rt_b(bench_run_t *self);
 void bench_node_send_a(bench_run_t *self, long count, size_t size, bool batch);
 void bench_node_send_b(bench_run_t *self, long count, size_t size);
+
+/* Client role of a node variant: the round trips (rt) or the one-way
+   scenario above, as client A or B. Never returns. */
+void bench_node_client(bench_run_t *self, int role, bool rt, long count, size_t size,
+                       bool batch);
 
 /* --- the report ----------------------------------------------------------- */
 
