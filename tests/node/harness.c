@@ -1191,6 +1191,29 @@ void harness_close_clients(void)
         ipcnet_close(&s_clients[k]);
 }
 
+int harness_teardown_nodes(node_t *n, ipcnet_t **q, const char *const *names, int count)
+{
+    int rc = 0;
+    harness_close_clients();
+    for (int i = 0; i < count; i++)
+        ipcnet_close(&q[i]);
+    harness_reap_all();
+    for (int i = 0; i < count; i++)
+        if (n[i].pid > 0)
+            kill(n[i].pid, SIGCONT);
+    for (int i = count - 1; i >= 0; i--) {
+        if (n[i].pid > 0) {
+            if (harness_stop(&n[i]) < 0) {
+                fprintf(stderr, "teardown: node %s did not stop cleanly\n",
+                        names[i] ? names[i] : "?");
+                rc = -1;
+            }
+        } else
+            harness_cleanup(&n[i]);
+    }
+    return rc;
+}
+
 char *harness_query(ipcnet_t *q, int what)
 {
     char *text = NULL;

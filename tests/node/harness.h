@@ -275,6 +275,14 @@ void harness_client_close(ipcnet_t **c);
 /* Closes every client of harness_client() still open (for a teardown). */
 void harness_close_clients(void);
 
+/* The end of a teardown for count nodes n[] (called names[]) and their
+   query connections q[]: closes those and the clients of harness_client(),
+   reaps the helpers, then stops each node still running, last first
+   (SIGCONT first, in case a test stopped it), checking that it exits
+   cleanly, and removes the directories of the others. Returns 0, or -1
+   (and says which) if a node did not stop cleanly. */
+int harness_teardown_nodes(node_t *n, ipcnet_t **q, const char *const *names, int count);
+
 /* The text of query what (IPCNET_Q_*) on q, given to the caller; fails
    the test if the query fails. */
 char *harness_query(ipcnet_t *q, int what);

@@ -68,23 +68,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *f = *state;
-    int rc = 0;
-    harness_close_clients();
-    for (int i = 0; i < NODES; i++)
-        ipcnet_close(&f->q[i]);
-    harness_reap_all();
-    for (int i = 0; i < NODES; i++)
-        if (f->n[i].pid > 0)
-            kill(f->n[i].pid, SIGCONT);     /* in case a test stopped it */
-    for (int i = NODES - 1; i >= 0; i--) {
-        if (f->n[i].pid > 0) {
-            if (harness_stop(&f->n[i]) < 0) {
-                fprintf(stderr, "teardown: node %s did not stop cleanly\n", s_names[i]);
-                rc = -1;
-            }
-        } else
-            harness_cleanup(&f->n[i]);
-    }
+    int rc = harness_teardown_nodes(f->n, f->q, s_names, NODES);
     harness_watchdog(NULL, 0);
     free(f);
     return rc;

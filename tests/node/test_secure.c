@@ -363,21 +363,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *f = *state;
-    int rc = 0;
-    harness_close_clients();
-    for (int i = 0; i < MAX_NODES; i++)
-        ipcnet_close(&f->q[i]);
     s_proxy_free(&f->proxy);
-    harness_reap_all();
-    for (int i = MAX_NODES - 1; i >= 0; i--) {
-        if (f->n[i].pid > 0) {
-            if (harness_stop(&f->n[i]) < 0) {
-                fprintf(stderr, "teardown: node %s did not stop cleanly\n", f->name[i]);
-                rc = -1;
-            }
-        } else if (f->n[i].dir[0])
-            harness_cleanup(&f->n[i]);
-    }
+    int rc = harness_teardown_nodes(f->n, f->q, f->name, MAX_NODES);
     nftw(f->tmp, s_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     harness_watchdog(NULL, 0);
     free(f);
@@ -563,17 +550,30 @@ static void s_started(fx_t *f, int i, const char *name, int rc)
     f->port[i] = p;
 }
 
+/* Collects the NULL-terminated arguments after the parameter last. */
+#define COLLECT(extra, last) do {                                               \
+        va_list ap;                                                             \
+        va_start(ap, last);                                                     \
+        s_collect(extra, ap);                                                   \
+        va_end(ap);                                                             \
+    } while (0)
+
+/* Starts node i called name with the extra arguments: in a fresh
+   directory (harness_start_named), or again in its own (restart). */
+static void s_begin(fx_t *f, int i, const char *name, char *const extra[], int restart)
+{
+    ipcnet_close(&f->q[i]);
+    s_started(f, i, name, restart ? harness_restart_named(&f->n[i], name, extra)
+                                  : harness_start_named(&f->n[i], name, extra));
+}
+
 /* Starts node i called name in a fresh directory (harness_start_named),
    with the NULL-terminated extra arguments. */
 static void s_start(fx_t *f, int i, const char *name, ...)
 {
     char *extra[MAX_EXTRA + 1];
-    va_list ap;
-    va_start(ap, name);
-    s_collect(extra, ap);
-    va_end(ap);
-    ipcnet_close(&f->q[i]);
-    s_started(f, i, name, harness_start_named(&f->n[i], name, extra));
+    COLLECT(extra, name);
+    s_begin(f, i, name, extra, 0);
 }
 
 /* Makes node i's directory (its state directory) without starting it, so
@@ -586,15 +586,13 @@ static void s_prepare(fx_t *f, int i, const char *name)
     f->name[i] = name;
 }
 
+/* Starts node i, made by s_prepare(), with the NULL-terminated extra
+   arguments. */
 static void s_launch(fx_t *f, int i, ...)
 {
     char *extra[MAX_EXTRA + 1];
-    va_list ap;
-    va_start(ap, i);
-    s_collect(extra, ap);
-    va_end(ap);
-    ipcnet_close(&f->q[i]);
-    s_started(f, i, f->name[i], harness_restart_named(&f->n[i], f->name[i], extra));
+    COLLECT(extra, i);
+    s_begin(f, i, f->name[i], extra, 1);
 }
 
 /* Stops node i cleanly (SIGTERM, exit 0); its directory goes with it. */
