@@ -92,3 +92,12 @@ void hexdump_expect_block(const hexdump_block_t *b, const uint8_t *bytes, size_t
     assert_int_equal(b->len, len);
     assert_memory_equal(b->bytes, bytes, len);
 }
+
+uint8_t *hexdump_dup(const uint8_t *buf, size_t len)
+{
+    uint8_t *copy = malloc(len ? len : 1);
+    assert_non_null(copy);
+    if (len)
+        memcpy(copy, buf, len);
+    return copy;
+}

@@ -1,5 +1,6 @@
 /*  hexdump.h: the ```hexdump blocks of the protocol specs in docs/, for
-    the tests that check the spec's examples against the codec.
+    the tests that check the spec's examples against the codecs (test_wire,
+    test_proto), and the exact heap copy of a frame both decode from.
 
     A block is a fenced ```hexdump section whose lines are "bytes | what
     they mean": two hex digits a byte, before the '|'. The readers fail the
@@ -32,6 +33,10 @@ size_t hexdump_read_blocks(FILE *in, hexdump_block_t *blocks);
 /* Reads the hexdump blocks of the spec rel (see hexdump_open_spec()).
    Returns the number of blocks. */
 size_t hexdump_read_spec(const char *rel, hexdump_block_t *blocks);
+
+/* A heap copy of exactly len bytes of a frame (given: free() it), so that
+   the memory checkers catch a decoder reading past its end. */
+uint8_t *hexdump_dup(const uint8_t *buf, size_t len);
 
 /* Fails the running test unless block b is exactly the len bytes. */
 void hexdump_expect_block(const hexdump_block_t *b, const uint8_t *bytes, size_t len);

@@ -128,17 +128,6 @@ static const rule_t *s_rule_of(unsigned type)
 
 /* --- helpers ------------------------------------------------------------- */
 
-/* A heap copy of exactly len bytes (given), so that a read past the end is
-   caught by the memory checkers. */
-static uint8_t *s_dup(const uint8_t *buf, size_t len)
-{
-    uint8_t *copy = malloc(len ? len : 1);
-    assert_non_null(copy);
-    if (len)
-        memcpy(copy, buf, len);
-    return copy;
-}
-
 /* Encodes a whole frame into out (room for WIRE_HEAD_MAX + paylen bytes);
    returns its length. */
 static size_t s_build(uint8_t *out, uint8_t type, uint16_t flags, uint32_t seq,
@@ -175,7 +164,7 @@ static void s_assert_sound(const uint8_t *buf, size_t len, const wire_frame_t *f
    frame is sound and fills *ret with views into buf. */
 static int s_decode(const uint8_t *buf, size_t len, wire_frame_t *ret)
 {
-    uint8_t *copy = s_dup(buf, len);
+    uint8_t *copy = hexdump_dup(buf, len);
     wire_frame_t f;
     int rc = wire_decode(copy, len, &f);
     if (rc == 0) {
@@ -378,11 +367,11 @@ static void test_wire_peek_needs_five_bytes(void **state)
     (void) state;
     static const uint8_t junk[4] = { 0xff, 0xff, 0xff, 0xff };
     for (size_t len = 0; len < 5; len++) {
-        uint8_t *copy = s_dup(s_ex_send, len);
+        uint8_t *copy = hexdump_dup(s_ex_send, len);
         assert_int_equal(wire_peek(copy, len, BIG_MAX), 0);
         free(copy);
         /* Not even a huge size is judged before the signature is there. */
-        copy = s_dup(junk, len);
+        copy = hexdump_dup(junk, len);
         assert_int_equal(wire_peek(copy, len, 64), 0);
         free(copy);
     }
@@ -555,7 +544,7 @@ static void test_wire_decode_cut_at_every_offset(void **state)
         const uint8_t *frame = samples[i].bytes;
         size_t len = samples[i].len;
         for (size_t cut = 0; cut < len; cut++) {
-            uint8_t *copy = s_dup(frame, cut);
+            uint8_t *copy = hexdump_dup(frame, cut);
             wire_frame_t f;
             assert_int_equal(wire_decode(copy, cut, &f), -EBADMSG);
             ssize_t need = wire_peek(copy, cut, BIG_MAX);

@@ -343,17 +343,6 @@ static void s_batch(proto_buf_t *b, uint32_t seq, uint16_t count, const example_
 
 /* --- decoding helpers ---------------------------------------------------- */
 
-/* A heap copy of exactly len bytes (given), so that a read past the end is
-   caught by the memory checkers. */
-static uint8_t *s_dup(const uint8_t *buf, size_t len)
-{
-    uint8_t *copy = malloc(len ? len : 1);
-    assert_non_null(copy);
-    if (len)
-        memcpy(copy, buf, len);
-    return copy;
-}
-
 /* The address checks, written again here from the spec (protocol-local.md
    section 7.3) rather than borrowed from the codec. A client id: ':' and
    1 to 19 decimal digits, not all zero. */
@@ -611,7 +600,7 @@ static const void *s_rebase(const void *p, const uint8_t *from, const uint8_t *t
    untouched. */
 static int s_decode(const uint8_t *buf, size_t len, proto_msg_t *ret)
 {
-    uint8_t *copy = s_dup(buf, len);
+    uint8_t *copy = hexdump_dup(buf, len);
     proto_msg_t m;
     memset(&m, 0x5a, sizeof m);
     proto_msg_t before = m;
@@ -725,7 +714,7 @@ static size_t s_samples(sample_t *out)
     proto_buf_t b = { 0 };
     size_t n = 0;
     for (size_t i = 0; i < N_EXAMPLES; i++, n++) {
-        out[n].bytes = s_dup(s_examples[i].bytes, s_examples[i].len);
+        out[n].bytes = hexdump_dup(s_examples[i].bytes, s_examples[i].len);
         out[n].len = s_examples[i].len;
     }
     n += s_minimal(out + n);
