@@ -812,20 +812,18 @@ static void s_report(const config_t *cfg, const bench_result_t *res)
            cfg->rounds);
     printf("%-24s %-6s %10s %10s %10s %10s %10s\n", "scenario", "unit", s_v_name[V_RAW],
            s_v_name[V_RAW_CURVE], s_v_name[V_ZMQ], s_v_name[V_ZMQ_CURVE], s_v_name[V_NODE]);
-    for (int sc = 0; sc < SC_COUNT; sc++)
-        for (int m = 0; m < MODE_COUNT; m++) {
-            if (!(cfg->scenarios & 1u << sc) || !(cfg->modes & 1u << m))
-                continue;
-            row_t row;
-            s_row(&row, res, cfg->rounds, sc, m);
-            printf("%-24s %-6s %10s %10s %10s %10s %10s\n", row.label, row.unit,
-                   row.vs[V_RAW], row.vs[V_RAW_CURVE], row.vs[V_ZMQ], row.vs[V_ZMQ_CURVE],
-                   row.vs[V_NODE]);
-            if (sc == SC_RT)
-                printf("%-24s %-6s %10s %10s %10s %10s %10s\n", row.label, "p99 us",
-                       row.ps[V_RAW], row.ps[V_RAW_CURVE], row.ps[V_ZMQ], row.ps[V_ZMQ_CURVE],
-                       row.ps[V_NODE]);
-        }
+    for (int sc = 0, m = -1;
+         bench_next_cell(cfg->scenarios, SC_COUNT, cfg->modes, MODE_COUNT, &sc, &m);) {
+        row_t row;
+        s_row(&row, res, cfg->rounds, sc, m);
+        printf("%-24s %-6s %10s %10s %10s %10s %10s\n", row.label, row.unit,
+               row.vs[V_RAW], row.vs[V_RAW_CURVE], row.vs[V_ZMQ], row.vs[V_ZMQ_CURVE],
+               row.vs[V_NODE]);
+        if (sc == SC_RT)
+            printf("%-24s %-6s %10s %10s %10s %10s %10s\n", row.label, "p99 us",
+                   row.ps[V_RAW], row.ps[V_RAW_CURVE], row.ps[V_ZMQ], row.ps[V_ZMQ_CURVE],
+                   row.ps[V_NODE]);
+    }
 
     /* Table 2: the ratios. */
     printf("\n# ratios of the medians: the nodes against each baseline (node/raw: the "
@@ -833,16 +831,14 @@ static void s_report(const config_t *cfg, const bench_result_t *res)
            "costs each baseline\n");
     printf("%-24s %-6s %8s %14s %8s %14s %13s %13s\n", "scenario", "unit", "node/raw",
            "node/raw-curve", "node/zmq", "node/zmq-curve", "raw-curve/raw", "zmq-curve/zmq");
-    for (int sc = 0; sc < SC_COUNT; sc++)
-        for (int m = 0; m < MODE_COUNT; m++) {
-            if (!(cfg->scenarios & 1u << sc) || !(cfg->modes & 1u << m))
-                continue;
-            row_t row;
-            s_row(&row, res, cfg->rounds, sc, m);
-            s_print_ratios(row.label, row.unit, row.val);
-            if (sc == SC_RT)
-                s_print_ratios(row.label, "p99 us", row.p99);
-        }
+    for (int sc = 0, m = -1;
+         bench_next_cell(cfg->scenarios, SC_COUNT, cfg->modes, MODE_COUNT, &sc, &m);) {
+        row_t row;
+        s_row(&row, res, cfg->rounds, sc, m);
+        s_print_ratios(row.label, row.unit, row.val);
+        if (sc == SC_RT)
+            s_print_ratios(row.label, "p99 us", row.p99);
+    }
 
     /* Table 3: the CPU. */
     printf("\n# CPU us/op, medians: total (relays or nodes + both clients) per round trip "
@@ -850,20 +846,24 @@ static void s_report(const config_t *cfg, const bench_result_t *res)
     printf("#   process CPU clocks of every process, all threads, from go to done\n");
     printf("%-24s %-26s %-26s %-10s %-10s %s\n", "scenario", s_v_name[V_RAW],
            s_v_name[V_RAW_CURVE], s_v_name[V_ZMQ], s_v_name[V_ZMQ_CURVE], s_v_name[V_NODE]);
-    for (int sc = 0; sc < SC_COUNT; sc++)
-        for (int m = 0; m < MODE_COUNT; m++) {
-            if (!(cfg->scenarios & 1u << sc) || !(cfg->modes & 1u << m))
-                continue;
-            row_t row;
-            s_row(&row, res, cfg->rounds, sc, m);
-            printf("%-24s %-26s %-26s %-10s %-10s %s\n", row.label, row.cpu[V_RAW],
-                   row.cpu[V_RAW_CURVE], row.cpu[V_ZMQ], row.cpu[V_ZMQ_CURVE],
-                   row.cpu[V_NODE]);
-        }
+    for (int sc = 0, m = -1;
+         bench_next_cell(cfg->scenarios, SC_COUNT, cfg->modes, MODE_COUNT, &sc, &m);) {
+        row_t row;
+        s_row(&row, res, cfg->rounds, sc, m);
+        printf("%-24s %-26s %-26s %-10s %-10s %s\n", row.label, row.cpu[V_RAW],
+               row.cpu[V_RAW_CURVE], row.cpu[V_ZMQ], row.cpu[V_ZMQ_CURVE],
+               row.cpu[V_NODE]);
+    }
 
     printf("\n# the variants alternate within each scenario and mode, round by round\n");
     printf("# ratios: above 1 is slower for us, below 1 is slower for msg/s and MB/s "
            "(MB = 10^6 bytes)\n");
+}
+
+/* A run of the plan: variant v (V_*). */
+static int s_one(void *arg, int sc, int m, int v, bench_result_t *ret)
+{
+    return s_run(arg, sc, m == MODE_PINNED, v, ret);
 }
 
 int main(int argc, char **argv)
@@ -971,42 +971,24 @@ int main(int argc, char **argv)
         return 1;
 #define RES(sc, m, v, k) res[(((size_t) (sc) * MODE_COUNT + (m)) * V_COUNT + (v)) * \
                              (size_t) cfg.rounds + (k)]
-    int failures = 0;
-    for (int sc = 0; sc < SC_COUNT && !bench_interrupted(); sc++) {
-        if (!(cfg.scenarios & 1u << sc))
-            continue;
-        for (int m = 0; m < MODE_COUNT && !bench_interrupted(); m++) {
-            if (!(cfg.modes & 1u << m))
-                continue;
-            for (int k = 0; k < cfg.rounds && !bench_interrupted(); k++)
-                for (int v = 0; v < V_COUNT && !bench_interrupted(); v++) {
-                    if (!(cfg.variants & 1u << v))
-                        continue;
-                    bench_result_t *x = &RES(sc, m, v, k);
-                    fprintf(stderr, "%s %s round %d/%d %s ...\n", s_sc_name[sc],
-                            s_mode_name[m], k + 1, cfg.rounds, s_v_name[v]);
-                    if (s_run(&cfg, sc, m == MODE_PINNED, v, x) < 0)
-                        failures++;
-                }
-        }
-    }
+    const bench_plan_t plan = { cfg.scenarios, cfg.modes, cfg.variants, s_sc_name, s_mode_name,
+                                s_v_name, SC_COUNT, MODE_COUNT, V_COUNT, cfg.rounds };
+    int failures = bench_each_run(&plan, res, s_one, &cfg);
 
     s_report(&cfg, res);
 
     printf("\n# every round (value [p99] cpu-servers+cpu-clients us/op):\n");
-    for (int sc = 0; sc < SC_COUNT; sc++)
-        for (int m = 0; m < MODE_COUNT; m++) {
-            if (!(cfg.scenarios & 1u << sc) || !(cfg.modes & 1u << m))
+    for (int sc = 0, m = -1;
+         bench_next_cell(cfg.scenarios, SC_COUNT, cfg.modes, MODE_COUNT, &sc, &m);) {
+        for (int v = 0; v < V_COUNT; v++) {
+            if (!(cfg.variants & 1u << v))
                 continue;
-            for (int v = 0; v < V_COUNT; v++) {
-                if (!(cfg.variants & 1u << v))
-                    continue;
-                printf("#   %-14s %-8s %-9s", s_sc_name[sc], s_mode_name[m], s_v_name[v]);
-                for (int k = 0; k < cfg.rounds; k++)
-                    bench_print_round(&RES(sc, m, v, k), sc == SC_RT, sc == SC_BATCH ? 0 : 1);
-                printf("\n");
-            }
+            printf("#   %-14s %-8s %-9s", s_sc_name[sc], s_mode_name[m], s_v_name[v]);
+            for (int k = 0; k < cfg.rounds; k++)
+                bench_print_round(&RES(sc, m, v, k), sc == SC_RT, sc == SC_BATCH ? 0 : 1);
+            printf("\n");
         }
+    }
     bench_print_footer(failures);
 #undef RES
 

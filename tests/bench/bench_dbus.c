@@ -619,6 +619,12 @@ static int s_parse_oneway(const char *v, void *arg)
     return -1;
 }
 
+/* A run of the plan: system v (SYS_*). */
+static int s_one(void *arg, int sc, int m, int v, bench_result_t *ret)
+{
+    return s_run(arg, sc, m == MODE_PINNED, v, ret);
+}
+
 int main(int argc, char **argv)
 {
     config_t cfg = {
@@ -734,10 +740,13 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     int systems[SYS_COUNT], nsys = 0;
+    unsigned systems_bits = 0;
     if (cfg.dbus_daemon)
         systems[nsys++] = SYS_DBUS;
     if (cfg.node)
         systems[nsys++] = SYS_NODE;
+    for (int j = 0; j < nsys; j++)
+        systems_bits |= 1u << systems[j];
 
     bench_result_t *res = calloc((size_t) SC_COUNT * MODE_COUNT * SYS_COUNT *
                                  (size_t) cfg.rounds, sizeof *res);
@@ -745,23 +754,9 @@ int main(int argc, char **argv)
         return 1;
 #define RES(sc, m, s, k) res[(((size_t) (sc) * MODE_COUNT + (m)) * SYS_COUNT + (s)) * \
                              (size_t) cfg.rounds + (k)]
-    int failures = 0;
-    for (int sc = 0; sc < SC_COUNT && !bench_interrupted(); sc++) {
-        if (!(cfg.scenarios & 1u << sc))
-            continue;
-        for (int m = 0; m < MODE_COUNT && !bench_interrupted(); m++) {
-            if (!(cfg.modes & 1u << m))
-                continue;
-            for (int k = 0; k < cfg.rounds && !bench_interrupted(); k++)
-                for (int j = 0; j < nsys && !bench_interrupted(); j++) {
-                    int s = systems[j];
-                    fprintf(stderr, "%s %s round %d/%d %s ...\n", s_sc_name[sc],
-                            s_mode_name[m], k + 1, cfg.rounds, s_sys_name[s]);
-                    if (s_run(&cfg, sc, m == MODE_PINNED, s, &RES(sc, m, s, k)) < 0)
-                        failures++;
-                }
-        }
-    }
+    const bench_plan_t plan = { cfg.scenarios, cfg.modes, systems_bits, s_sc_name, s_mode_name,
+                                s_sys_name, SC_COUNT, MODE_COUNT, SYS_COUNT, cfg.rounds };
+    int failures = bench_each_run(&plan, res, s_one, &cfg);
 
     /* Medians: value, p99, CPU of the server and of the clients. */
     double med[SC_COUNT][MODE_COUNT][SYS_COUNT][4];
@@ -779,43 +774,39 @@ int main(int argc, char **argv)
 
     printf("\n%-20s %-7s %12s %12s  %-26s %-26s\n", "scenario", "unit", "dbus", "node",
            "CPU us/op dbus", "CPU us/op node");
-    for (int sc = 0; sc < SC_COUNT; sc++)
-        for (int m = 0; m < MODE_COUNT; m++) {
-            if (!(cfg.scenarios & 1u << sc) || !(cfg.modes & 1u << m))
-                continue;
-            char label[64], vd[32], vn[32], cd[48], cn[48];
-            snprintf(label, sizeof label, "%s %s", s_sc_name[sc], s_mode_name[m]);
-            int dec = sc == SC_SEND ? 0 : 1;
-            bench_fmt(vd, sizeof vd, med[sc][m][SYS_DBUS][0], dec);
-            bench_fmt(vn, sizeof vn, med[sc][m][SYS_NODE][0], dec);
-            bench_fmt_cpu(cd, sizeof cd, med[sc][m][SYS_DBUS][2], med[sc][m][SYS_DBUS][3], true);
-            bench_fmt_cpu(cn, sizeof cn, med[sc][m][SYS_NODE][2], med[sc][m][SYS_NODE][3], true);
-            printf("%-20s %-7s %12s %12s  %-26s %-26s\n", label,
-                   sc == SC_RT ? "med us" : sc == SC_BIG ? "MB/s" : "msg/s", vd, vn, cd, cn);
-            if (sc == SC_RT) {
-                bench_fmt(vd, sizeof vd, med[sc][m][SYS_DBUS][1], 1);
-                bench_fmt(vn, sizeof vn, med[sc][m][SYS_NODE][1], 1);
-                printf("%-20s %-7s %12s %12s\n", label, "p99 us", vd, vn);
-            }
+    for (int sc = 0, m = -1;
+         bench_next_cell(cfg.scenarios, SC_COUNT, cfg.modes, MODE_COUNT, &sc, &m);) {
+        char label[64], vd[32], vn[32], cd[48], cn[48];
+        snprintf(label, sizeof label, "%s %s", s_sc_name[sc], s_mode_name[m]);
+        int dec = sc == SC_SEND ? 0 : 1;
+        bench_fmt(vd, sizeof vd, med[sc][m][SYS_DBUS][0], dec);
+        bench_fmt(vn, sizeof vn, med[sc][m][SYS_NODE][0], dec);
+        bench_fmt_cpu(cd, sizeof cd, med[sc][m][SYS_DBUS][2], med[sc][m][SYS_DBUS][3], true);
+        bench_fmt_cpu(cn, sizeof cn, med[sc][m][SYS_NODE][2], med[sc][m][SYS_NODE][3], true);
+        printf("%-20s %-7s %12s %12s  %-26s %-26s\n", label,
+               sc == SC_RT ? "med us" : sc == SC_BIG ? "MB/s" : "msg/s", vd, vn, cd, cn);
+        if (sc == SC_RT) {
+            bench_fmt(vd, sizeof vd, med[sc][m][SYS_DBUS][1], 1);
+            bench_fmt(vn, sizeof vn, med[sc][m][SYS_NODE][1], 1);
+            printf("%-20s %-7s %12s %12s\n", label, "p99 us", vd, vn);
         }
+    }
 
     printf("\n%-20s %-7s %10s %10s\n", "ratios node/dbus", "unit", "figure", "CPU/op");
-    for (int sc = 0; sc < SC_COUNT; sc++)
-        for (int m = 0; m < MODE_COUNT; m++) {
-            if (!(cfg.scenarios & 1u << sc) || !(cfg.modes & 1u << m))
-                continue;
-            char label[64], rv[32], rc[32];
-            snprintf(label, sizeof label, "%s %s", s_sc_name[sc], s_mode_name[m]);
-            s_fmt_ratio(rv, sizeof rv, med[sc][m][SYS_DBUS][0], med[sc][m][SYS_NODE][0]);
-            s_fmt_ratio(rc, sizeof rc, med[sc][m][SYS_DBUS][2] + med[sc][m][SYS_DBUS][3],
-                            med[sc][m][SYS_NODE][2] + med[sc][m][SYS_NODE][3]);
-            printf("%-20s %-7s %10s %10s\n", label,
-                   sc == SC_RT ? "med us" : sc == SC_BIG ? "MB/s" : "msg/s", rv, rc);
-            if (sc == SC_RT) {
-                s_fmt_ratio(rv, sizeof rv, med[sc][m][SYS_DBUS][1], med[sc][m][SYS_NODE][1]);
-                printf("%-20s %-7s %10s\n", label, "p99 us", rv);
-            }
+    for (int sc = 0, m = -1;
+         bench_next_cell(cfg.scenarios, SC_COUNT, cfg.modes, MODE_COUNT, &sc, &m);) {
+        char label[64], rv[32], rc[32];
+        snprintf(label, sizeof label, "%s %s", s_sc_name[sc], s_mode_name[m]);
+        s_fmt_ratio(rv, sizeof rv, med[sc][m][SYS_DBUS][0], med[sc][m][SYS_NODE][0]);
+        s_fmt_ratio(rc, sizeof rc, med[sc][m][SYS_DBUS][2] + med[sc][m][SYS_DBUS][3],
+                        med[sc][m][SYS_NODE][2] + med[sc][m][SYS_NODE][3]);
+        printf("%-20s %-7s %10s %10s\n", label,
+               sc == SC_RT ? "med us" : sc == SC_BIG ? "MB/s" : "msg/s", rv, rc);
+        if (sc == SC_RT) {
+            s_fmt_ratio(rv, sizeof rv, med[sc][m][SYS_DBUS][1], med[sc][m][SYS_NODE][1]);
+            printf("%-20s %-7s %10s\n", label, "p99 us", rv);
         }
+    }
     printf("\n# figures: medians over %d round(s); dbus and node alternate within each "
            "scenario and mode\n", cfg.rounds);
     printf("# node/dbus: below 1 is better for the node in us and CPU/op, above 1 in msg/s "
@@ -825,18 +816,16 @@ int main(int argc, char **argv)
     printf("#   process CPU clocks of every process, all threads, from go to done\n");
 
     printf("\n# every round (value [p99] cpu-server+cpu-clients us/op):\n");
-    for (int sc = 0; sc < SC_COUNT; sc++)
-        for (int m = 0; m < MODE_COUNT; m++) {
-            if (!(cfg.scenarios & 1u << sc) || !(cfg.modes & 1u << m))
-                continue;
-            for (int j = 0; j < nsys; j++) {
-                int s = systems[j];
-                printf("#   %-10s %-8s %-5s", s_sc_name[sc], s_mode_name[m], s_sys_name[s]);
-                for (int k = 0; k < cfg.rounds; k++)
-                    bench_print_round(&RES(sc, m, s, k), sc == SC_RT, sc == SC_SEND ? 0 : 1);
-                printf("\n");
-            }
+    for (int sc = 0, m = -1;
+         bench_next_cell(cfg.scenarios, SC_COUNT, cfg.modes, MODE_COUNT, &sc, &m);) {
+        for (int j = 0; j < nsys; j++) {
+            int s = systems[j];
+            printf("#   %-10s %-8s %-5s", s_sc_name[sc], s_mode_name[m], s_sys_name[s]);
+            for (int k = 0; k < cfg.rounds; k++)
+                bench_print_round(&RES(sc, m, s, k), sc == SC_RT, sc == SC_SEND ? 0 : 1);
+            printf("\n");
         }
+    }
     bench_print_footer(failures);
 #undef RES
 

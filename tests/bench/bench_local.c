@@ -63,6 +63,7 @@ static const char *const s_sc_name[SC_COUNT] = {
 };
 static const char *const s_sc_arg[SC_COUNT] = { "rt", "send", "batch", "big" };
 static const char *const s_mode_name[MODE_COUNT] = { "pinned", "unpinned" };
+static const char *const s_nd_name[2] = { "relay", "node" };    /* the two variants */
 
 typedef struct {
     long rt;                /* measured round trips per run */
@@ -245,6 +246,12 @@ static void s_usage(FILE *f)
         "(more arguments for ipc-node), BENCH_ROUNDS, BENCH_RT, BENCH_MSGS, BENCH_BIG\n");
 }
 
+/* A run of the plan: the relay (v 0) or the node (v 1). */
+static int s_one(void *arg, int sc, int m, int v, bench_result_t *ret)
+{
+    return s_run(arg, sc, m == MODE_PINNED, v, ret);
+}
+
 int main(int argc, char **argv)
 {
     config_t cfg = {
@@ -309,23 +316,9 @@ int main(int argc, char **argv)
         return 1;
 #define RES(sc, m, nd, k) res[(((size_t) (sc) * MODE_COUNT + (m)) * 2 + (nd)) * \
                               (size_t) cfg.rounds + (k)]
-    int failures = 0;
-    for (int sc = 0; sc < SC_COUNT && !bench_interrupted(); sc++) {
-        if (!(cfg.scenarios & 1u << sc))
-            continue;
-        for (int m = 0; m < MODE_COUNT && !bench_interrupted(); m++) {
-            if (!(cfg.modes & 1u << m))
-                continue;
-            for (int k = 0; k < cfg.rounds && !bench_interrupted(); k++)
-                for (int nd = 0; nd < (cfg.node ? 2 : 1) && !bench_interrupted(); nd++) {
-                    bench_result_t *x = &RES(sc, m, nd, k);
-                    fprintf(stderr, "%s %s round %d/%d %s ...\n", s_sc_name[sc],
-                            s_mode_name[m], k + 1, cfg.rounds, nd ? "node" : "relay");
-                    if (s_run(&cfg, sc, m == MODE_PINNED, nd, x) < 0)
-                        failures++;
-                }
-        }
-    }
+    const bench_plan_t plan = { cfg.scenarios, cfg.modes, cfg.node ? 3u : 1u, s_sc_name,
+                                s_mode_name, s_nd_name, SC_COUNT, MODE_COUNT, 2, cfg.rounds };
+    int failures = bench_each_run(&plan, res, s_one, &cfg);
 
     printf("\n%-26s %-7s %12s %12s %10s  %-22s %-22s\n", "scenario", "unit", "relay",
            "node", "node/relay", "CPU us/op relay", "CPU us/op node");
@@ -359,18 +352,16 @@ int main(int argc, char **argv)
     printf("#   process CPU clocks of every process, all threads, from go to done\n");
 
     printf("\n# every round (value [p99] cpu-server+cpu-clients us/op):\n");
-    for (int sc = 0; sc < SC_COUNT; sc++)
-        for (int m = 0; m < MODE_COUNT; m++) {
-            if (!(cfg.scenarios & 1u << sc) || !(cfg.modes & 1u << m))
-                continue;
-            for (int nd = 0; nd < (cfg.node ? 2 : 1); nd++) {
-                printf("#   %-14s %-8s %-5s", s_sc_name[sc], s_mode_name[m],
-                       nd ? "node" : "relay");
-                for (int k = 0; k < cfg.rounds; k++)
-                    bench_print_round(&RES(sc, m, nd, k), sc == SC_RT, 0);
-                printf("\n");
-            }
+    for (int sc = 0, m = -1;
+         bench_next_cell(cfg.scenarios, SC_COUNT, cfg.modes, MODE_COUNT, &sc, &m);) {
+        for (int nd = 0; nd < (cfg.node ? 2 : 1); nd++) {
+            printf("#   %-14s %-8s %-5s", s_sc_name[sc], s_mode_name[m],
+                   nd ? "node" : "relay");
+            for (int k = 0; k < cfg.rounds; k++)
+                bench_print_round(&RES(sc, m, nd, k), sc == SC_RT, 0);
+            printf("\n");
         }
+    }
     bench_print_footer(failures);
 #undef RES
 

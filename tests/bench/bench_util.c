@@ -1306,3 +1306,44 @@ void bench_node_client(bench_run_t *self, int role, bool rt, long count, size_t 
     else
         bench_node_send_b(self, count, size);
 }
+
+int bench_each_run(const bench_plan_t *plan, bench_result_t *res, bench_one_fn *one, void *arg)
+{
+    const bench_plan_t *p = plan;
+    int failures = 0;
+    for (int sc = 0; sc < p->sc_count && !bench_interrupted(); sc++) {
+        if (!(p->scenarios & 1u << sc))
+            continue;
+        for (int m = 0; m < p->mode_count && !bench_interrupted(); m++) {
+            if (!(p->modes & 1u << m))
+                continue;
+            for (int k = 0; k < p->rounds && !bench_interrupted(); k++)
+                for (int v = 0; v < p->var_count && !bench_interrupted(); v++) {
+                    if (!(p->variants & 1u << v))
+                        continue;
+                    size_t at = (((size_t) sc * (size_t) p->mode_count + (size_t) m) *
+                                 (size_t) p->var_count + (size_t) v) * (size_t) p->rounds +
+                                (size_t) k;
+                    fprintf(stderr, "%s %s round %d/%d %s ...\n", p->sc_names[sc],
+                            p->mode_names[m], k + 1, p->rounds, p->var_names[v]);
+                    if (one(arg, sc, m, v, &res[at]) < 0)
+                        failures++;
+                }
+        }
+    }
+    return failures;
+}
+
+bool bench_next_cell(unsigned scenarios, int sc_count, unsigned modes, int mode_count, int *sc,
+                     int *m)
+{
+    for (;;) {
+        if (++*m >= mode_count) {
+            *m = 0;
+            if (++*sc >= sc_count)
+                return false;
+        }
+        if ((scenarios & 1u << *sc) && (modes & 1u << *m))
+            return true;
+    }
+}

@@ -161,6 +161,31 @@ int bench_options(int argc, char **argv, const bench_opt_t *opts, void (*usage)(
     { .name = "--mode", .bits = (modes), .names = (mode_names), .count = (mode_count),       \
       .what = "mode" }
 
+/* What a benchmark runs: each scenario in the bits of scenarios (of
+   sc_count, named sc_names), each mode in modes, rounds times, each
+   variant in variants. */
+typedef struct {
+    unsigned scenarios, modes, variants;
+    const char *const *sc_names, *const *mode_names, *const *var_names;
+    int sc_count, mode_count, var_count, rounds;
+} bench_plan_t;
+
+/* One run (arg: the benchmark's): scenario sc, mode m, variant v, its
+   result in *ret. Returns 0, or -1 when it failed. */
+typedef int (bench_one_fn) (void *arg, int sc, int m, int v, bench_result_t *ret);
+
+/* Does one() for every run of plan, in that nesting (rounds of a mode
+   alternate the variants), saying on stderr which run starts; the result
+   of (sc, m, v, round k) is res[((sc * mode_count + m) * var_count + v)
+   * rounds + k]. Stops when interrupted. Returns how many runs failed. */
+int bench_each_run(const bench_plan_t *plan, bench_result_t *res, bench_one_fn *one, void *arg);
+
+/* Steps (*sc, *m) to the next scenario and mode selected by the bits of
+   scenarios and modes, scenario-major: start with 0 and -1. Returns false
+   past the last. */
+bool bench_next_cell(unsigned scenarios, int sc_count, unsigned modes, int mode_count, int *sc,
+                     int *m);
+
 /* Is --quick among the arguments? */
 bool bench_quick(int argc, char **argv);
 
