@@ -483,44 +483,52 @@ cut_back() {
     fi
 }
 
+# timed_check KIND WHAT WHEN S MAX_MS MS [DETAIL...]: records the timing
+# "KIND: WHAT: MS ms WHEN" and checks "5 (KIND): WHAT within S s": it
+# happened (MS is not -) and, unless MAX_MS is empty, within MAX_MS ms.
+timed_check() {
+    local kind=$1 what=$2 when=$3 s=$4 max=$5 ms=$6 st=1
+    shift 6
+    timing "$kind: $what: $ms ms $when"
+    [ "$ms" != - ] && { [ -z "$max" ] || [ "$ms" -le "$max" ]; } && st=0
+    check "5 ($kind): $what within $s s" $st "$@"
+}
+
+# cut_step KIND ACTION WHAT MS COND: ACTION h3, else not_ok "5 (KIND): WHAT"
+# and status 1; then waits (wait_all, up to MS) for COND on h1 h2 h3.
+cut_step() {
+    if ! $2 h3; then
+        not_ok "5 ($1): $3"
+        return 1
+    fi
+    wait_all "$4" "$5" h1 h2 h3 || true
+}
+
 # cut_test KIND CUT RESTORE
 cut_test() {
-    local kind=$1 cut=$2 restore=$3 h st what
+    local kind=$1 cut=$2 restore=$3 h what
     if ! wait_all 5000 cut_back h1 h2 h3; then
         not_ok "5 ($kind): before the cut, h1 h2 h3 list each other up" \
             "h1: $(peers h1)" "h2: $(peers h2)" "h3: $(peers h3)"
         return
     fi
-    if ! $cut h3; then
-        not_ok "5 ($kind): cutting h3 off"
-        return
-    fi
-    wait_all 5000 cut_dropped h1 h2 h3
+    cut_step "$kind" "$cut" "cutting h3 off" 5000 cut_dropped || return
     for h in h1 h2 h3; do
         what="$h drops h3"
         [ $h = h3 ] && what="h3 drops h1 and h2"
-        timing "$kind: $what: ${WAIT_MS[$h]} ms after the cut"
-        st=1
-        [ "${WAIT_MS[$h]}" != - ] && [ "${WAIT_MS[$h]}" -le 2000 ] && st=0
-        check "5 ($kind): $what within 2 s" $st "took ${WAIT_MS[$h]} ms" "$(peers $h)"
+        timed_check "$kind" "$what" "after the cut" 2 2000 "${WAIT_MS[$h]}" \
+            "took ${WAIT_MS[$h]} ms" "$(peers $h)"
     done
     wait_until 3000 services_lacks h1 svc
     check "5 ($kind): h3's name svc is gone from h1's --services" $? \
         "$(node_cli h1 main 3 --services 2>&1)"
     sleep 1
-    if ! $restore h3; then
-        not_ok "5 ($kind): restoring h3's link"
-        return
-    fi
-    wait_all 10000 cut_back h1 h2 h3
+    cut_step "$kind" "$restore" "restoring h3's link" 10000 cut_back || return
     for h in h1 h2 h3; do
         what="h3 is up again on $h"
         [ $h = h3 ] && what="h3 lists h1 and h2 up again"
-        timing "$kind: $what: ${WAIT_MS[$h]} ms after the restore"
-        st=0
-        [ "${WAIT_MS[$h]}" = - ] && st=1
-        check "5 ($kind): $what within 10 s" $st "$(peers $h)" \
-            "$(log_tail "${NODE_LOG[$h/main]}")"
+        timed_check "$kind" "$what" "after the restore" 10 "" "${WAIT_MS[$h]}" \
+            "$(peers $h)" "$(log_tail "${NODE_LOG[$h/main]}")"
     done
     wait_until 5000 request_ok h1 svc back
     check "5 ($kind): h1 reaches svc on h3 again" $? "$(node_cli h1 main 3 --services 2>&1)"
