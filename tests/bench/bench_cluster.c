@@ -926,30 +926,23 @@ int main(int argc, char **argv)
                 "--baselines-only)\n");
         return 2;
     }
-    if (bench_start() < 0)
+    /* Go, and the header: how to get these figures again, and on what. */
+    bench_header_t hd;
+    if (bench_begin(&hd, argv[0], cfg.node, cfg.node_args, cfg.scenarios, s_sc_arg, SC_COUNT,
+                    cfg.modes, s_mode_name, MODE_COUNT) < 0)
         return 1;
-
-    /* The header: how to get these figures again, and on what. */
-    char self[PATH_MAX];
-    struct utsname u;
-    uname(&u);
-    char only[64], modes[32], variants[64];
-    bench_names(only, sizeof only, cfg.scenarios, s_sc_arg, SC_COUNT);
-    bench_names(modes, sizeof modes, cfg.modes, s_mode_name, MODE_COUNT);
+    char variants[64];
     bench_names(variants, sizeof variants, cfg.variants, s_v_arg, V_COUNT);
     int major, minor, patch;
     zmq_version(&major, &minor, &patch);
     printf("# bench_cluster: two ipc-nodes against a raw 2-hop ZeroMQ relay and plain "
            "ZeroMQ, each without and with CURVE, same traffic, one run\n");
-    printf("# reproduce: %s%s%s%s%s%s%s --rounds %d --rt %ld --msgs %ld --mid %ld --big %ld "
+    printf("# reproduce: %s%s --rounds %d --rt %ld --msgs %ld --mid %ld --big %ld "
            "--mid-size %zu --big-size %zu --only %s --mode %s --variants %s --timeout %d\n",
-           cfg.node ? "IPC_NODE=" : "", cfg.node ? cfg.node : "",
-           cfg.node_args ? " IPC_NODE_ARGS='" : "", cfg.node_args ? cfg.node_args : "",
-           cfg.node_args ? "'" : "", cfg.node ? " " : "", bench_self(self, sizeof self, argv[0]),
-           cfg.rounds, cfg.rt, cfg.msgs, cfg.mid, cfg.big, cfg.mid_size, cfg.big_size,
-           only, modes, variants, cfg.timeout);
+           hd.env, hd.self, cfg.rounds, cfg.rt, cfg.msgs, cfg.mid, cfg.big, cfg.mid_size,
+           cfg.big_size, hd.only, hd.modes, variants, cfg.timeout);
     printf("# host: %s %s %s, %d CPUs allowed; pinned = every process on CPU %d; "
-           "libzmq %d.%d.%d%s\n", u.sysname, u.release, u.machine, bench_cpu_count(),
+           "libzmq %d.%d.%d%s\n", hd.u.sysname, hd.u.release, hd.u.machine, bench_cpu_count(),
            bench_cpu_pin(), major, minor, patch, curve ? " with CURVE" : " without CURVE");
     printf("# raw-2hop: client -unix- relay A -DEALER/tcp 127.0.0.1/ROUTER- relay B -unix- "
            "client; a ZeroMQ message per frame; clients encode and decode wire.h frames\n");

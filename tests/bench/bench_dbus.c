@@ -687,28 +687,20 @@ int main(int argc, char **argv)
     s_cpu_model(cpu_model, sizeof cpu_model);
     int lmaj = 0, lmin = 0, lmic = 0;
     dbus_get_version(&lmaj, &lmin, &lmic);
-    if (bench_start() < 0)
+    /* Go, and the header: how to get these figures again, and on what. */
+    bench_header_t hd;
+    if (bench_begin(&hd, argv[0], cfg.node, cfg.node_args, cfg.scenarios, s_sc_arg, SC_COUNT,
+                    cfg.modes, s_mode_name, MODE_COUNT) < 0)
         return 1;
-
-    /* The header: how to get these figures again, and on what. */
-    char self[PATH_MAX];
-    struct utsname u;
-    uname(&u);
-    char only[64], modes[32];
-    bench_names(only, sizeof only, cfg.scenarios, s_sc_arg, SC_COUNT);
-    bench_names(modes, sizeof modes, cfg.modes, s_mode_name, MODE_COUNT);
     printf("# bench_dbus: ipc-node's local path against D-Bus (dbus-daemon), same traffic, "
            "one run%s\n", quick ? " (--quick)" : "");
-    printf("# reproduce: %s%s%s%s%s%s%s%s%s%s --rounds %d --rt %ld --msgs %ld --big %ld "
+    printf("# reproduce: %s%s%s%s%s --rounds %d --rt %ld --msgs %ld --big %ld "
            "--big-size %zu --oneway %s --dbus-queue %ld --only %s --mode %s --timeout %d\n",
-           cfg.node ? "IPC_NODE=" : "", cfg.node ? cfg.node : "",
-           cfg.node_args ? " IPC_NODE_ARGS='" : "", cfg.node_args ? cfg.node_args : "",
-           cfg.node_args ? "'" : "", cfg.node ? " " : "",
-           dd && *dd ? "DBUS_DAEMON=" : "", dd && *dd ? dd : "", dd && *dd ? " " : "",
-           bench_self(self, sizeof self, argv[0]), cfg.rounds, cfg.rt, cfg.msgs, cfg.big,
-           cfg.big_size, s_oneway_name[cfg.oneway], cfg.dbus_queue, only, modes, cfg.timeout);
+           hd.env, dd && *dd ? "DBUS_DAEMON=" : "", dd && *dd ? dd : "", dd && *dd ? " " : "",
+           hd.self, cfg.rounds, cfg.rt, cfg.msgs, cfg.big, cfg.big_size,
+           s_oneway_name[cfg.oneway], cfg.dbus_queue, hd.only, hd.modes, cfg.timeout);
     printf("# host: %s %s %s, %s, %d CPUs allowed; pinned = every process on CPU %d "
-           "(sched_setaffinity)\n", u.sysname, u.release, u.machine, cpu_model,
+           "(sched_setaffinity)\n", hd.u.sysname, hd.u.release, hd.u.machine, cpu_model,
            bench_cpu_count(), bench_cpu_pin());
     char load[64] = "?";
     FILE *lf = fopen("/proc/loadavg", "re");

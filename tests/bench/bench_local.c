@@ -285,25 +285,17 @@ int main(int argc, char **argv)
     cfg.timeout = (int) timeout;
     if (bench_env_node(&cfg.node, &cfg.node_args) < 0)
         return 2;
-    if (bench_start() < 0)
+    /* Go, and the header: how to get these figures again, and on what. */
+    bench_header_t hd;
+    if (bench_begin(&hd, argv[0], cfg.node, cfg.node_args, cfg.scenarios, s_sc_arg, SC_COUNT,
+                    cfg.modes, s_mode_name, MODE_COUNT) < 0)
         return 1;
-
-    /* The header: how to get these figures again, and on what. */
-    char self[PATH_MAX];
-    struct utsname u;
-    uname(&u);
-    char only[64], modes[32];
-    bench_names(only, sizeof only, cfg.scenarios, s_sc_arg, SC_COUNT);
-    bench_names(modes, sizeof modes, cfg.modes, s_mode_name, MODE_COUNT);
     printf("# bench_local: ipc-node against a plain Unix-socket relay, same traffic, one run\n");
-    printf("# reproduce: %s%s%s%s%s%s%s --rounds %d --rt %ld --msgs %ld --big %ld "
-           "--big-size %zu --only %s --mode %s --timeout %d\n",
-           cfg.node ? "IPC_NODE=" : "", cfg.node ? cfg.node : "",
-           cfg.node_args ? " IPC_NODE_ARGS='" : "", cfg.node_args ? cfg.node_args : "",
-           cfg.node_args ? "'" : "", cfg.node ? " " : "", bench_self(self, sizeof self, argv[0]),
-           cfg.rounds, cfg.rt, cfg.msgs, cfg.big, cfg.big_size, only, modes, cfg.timeout);
+    printf("# reproduce: %s%s --rounds %d --rt %ld --msgs %ld --big %ld "
+           "--big-size %zu --only %s --mode %s --timeout %d\n", hd.env, hd.self,
+           cfg.rounds, cfg.rt, cfg.msgs, cfg.big, cfg.big_size, hd.only, hd.modes, cfg.timeout);
     printf("# host: %s %s %s, %d CPUs allowed; pinned = every process on CPU %d\n",
-           u.sysname, u.release, u.machine, bench_cpu_count(), bench_cpu_pin());
+           hd.u.sysname, hd.u.release, hd.u.machine, bench_cpu_count(), bench_cpu_pin());
     printf("# relay: poll + read(64 KiB) + one write per read; its clients encode and "
            "decode wire.h frames as libipcnet does\n");
     printf("# node: %s --socket DIR/node-K.sock --name bench (fresh per run); "

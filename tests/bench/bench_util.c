@@ -1347,3 +1347,19 @@ bool bench_next_cell(unsigned scenarios, int sc_count, unsigned modes, int mode_
             return true;
     }
 }
+
+int bench_begin(bench_header_t *h, const char *argv0, const char *node, const char *node_args,
+                unsigned scenarios, const char *const *sc_args, int sc_count, unsigned modes,
+                const char *const *mode_names, int mode_count)
+{
+    if (bench_start() < 0)
+        return -1;
+    uname(&h->u);
+    h->self = bench_self(h->path, sizeof h->path, argv0);
+    snprintf(h->env, sizeof h->env, "%s%s%s%s%s%s", node ? "IPC_NODE=" : "", node ? node : "",
+             node_args ? " IPC_NODE_ARGS='" : "", node_args ? node_args : "",
+             node_args ? "'" : "", node ? " " : "");
+    bench_names(h->only, sizeof h->only, scenarios, sc_args, sc_count);
+    bench_names(h->modes, sizeof h->modes, modes, mode_names, mode_count);
+    return 0;
+}

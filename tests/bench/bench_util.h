@@ -19,7 +19,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+#include <limits.h>
 #include <sys/uio.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 #include "wire.h"
@@ -185,6 +187,22 @@ int bench_each_run(const bench_plan_t *plan, bench_result_t *res, bench_one_fn *
    past the last. */
 bool bench_next_cell(unsigned scenarios, int sc_count, unsigned modes, int mode_count, int *sc,
                      int *m);
+
+/* What the first lines of a benchmark's report name. */
+typedef struct {
+    struct utsname u;           /* the host */
+    char path[PATH_MAX];
+    const char *self;           /* this program (bench_self()) */
+    char env[2 * PATH_MAX];     /* "IPC_NODE=N IPC_NODE_ARGS='A' " to reproduce, or "" */
+    char only[64], modes[32];   /* the selected scenarios (their arguments) and modes */
+} bench_header_t;
+
+/* Starts the benchmark (bench_start()) and fills h for a benchmark run
+   as argv0 with node and node_args (may be NULL) and the selected
+   scenarios and modes. Returns 0, or -1 if it could not start. */
+int bench_begin(bench_header_t *h, const char *argv0, const char *node, const char *node_args,
+                unsigned scenarios, const char *const *sc_args, int sc_count, unsigned modes,
+                const char *const *mode_names, int mode_count);
 
 /* Is --quick among the arguments? */
 bool bench_quick(int argc, char **argv);
