@@ -326,8 +326,8 @@ int harness_vanishing_holder(ipcnet_t *c, void *arg);
 void harness_expect_upper(ipcnet_t *c, const char *dest, const char *what);
 
 /* r requests "ping" of dest (held by h) with timeout_ms: h gets it, to
-   dest, with r's address and a timeout within that, and its "pong" comes back to r
-   with the request's id and h's address; else fails the test. */
+   dest, with r's address and a timeout within that, and its "pong" comes
+   back to r with the request's id and h's address; else fails the test. */
 void harness_ping_pong(ipcnet_t *r, ipcnet_t *h, const char *dest, int timeout_ms);
 
 /* c requests "q" of dest with timeout_ms (0: the node's default), which
@@ -369,9 +369,9 @@ void harness_send_many(ipcnet_t *s, ipcnet_t *h, const char *dest, int n);
 /* Sends "0" .. "n-1" to dest with IPCNET_CONFIRM, else fails the test. */
 void harness_send_numbered(ipcnet_t *s, const char *dest, int n);
 
-/* Takes what h receives until it is quiet: SENDs of harness_send_numbered()
-   (of n), in increasing order, each counted in seen[]. Returns how many;
-   fails the test on anything else. */
+/* Takes what h receives until it is quiet (the quiet wait): SENDs of
+   harness_send_numbered() (of n), in increasing order, each counted in
+   seen[]. Returns how many; fails the test on anything else. */
 int harness_take_numbered(ipcnet_t *h, int n, int *seen);
 
 /* Fails the test unless each of the n numbers was seen exactly once. */
