@@ -1082,6 +1082,8 @@ static int s_peer_row(char **fl, int n, int row, void *arg)
             snprintf(p->ret->address, sizeof p->ret->address, "%s", fl[2]);
             snprintf(p->ret->source, sizeof p->ret->source, "%s", fl[3]);
             snprintf(p->ret->state, sizeof p->ret->state, "%s", fl[4]);
+            p->ret->rtt_us = strtoll(fl[5], NULL, 10);
+            p->ret->seen_ms = strtoll(fl[6], NULL, 10);
             snprintf(p->ret->key, sizeof p->ret->key, "%s", fl[7]);
         }
     }

@@ -228,6 +228,8 @@ typedef struct {
     char address[128];
     char source[16];
     char state[16];
+    long long rtt_us;           /* round trip of its last PONG, 0 before one */
+    long long seen_ms;          /* since the node last heard from it */
     char key[64];
 } harness_peer_t;
 

@@ -1738,6 +1738,123 @@ static void test_cluster_peer_refused(void **state)
     harness_expect_text(h, IPCNET_MSG_SEND, "svc.after.strangers", "hi");
 }
 
+/* --- a link dropped before its peer is lost ------------------------------ */
+
+/* beta is killed: its TCP connections close at once, and alpha's DEALER,
+   with ZMQ_IMMEDIATE, refuses what is sent to it; but with a heartbeat of
+   2 s alpha declares beta lost only 5 s later. What alpha is asked to send
+   to beta in that window fails back to the sender, once, and alpha
+   carries on. */
+#define DROP_HEARTBEAT  "2000"  /* beta is lost 2.5 heartbeats after the kill */
+#define DROP_WAIT_MS    200     /* after the kill: alpha's DEALER saw the link go */
+#define DROP_BIG        4096    /* over 2 KiB (BATCH_ITEM_MAX): sent on its own */
+
+/* alpha and beta meshed with the long heartbeat, beta holding name and
+   alpha listing it. */
+static void s_drop_setup(fx_t *f, const char *name)
+{
+    f->heartbeat = DROP_HEARTBEAT;
+    s_start_mesh(f, 2);
+    s_listed_holder(f, 1, "holder-b", name, 0);
+}
+
+/* SIGKILLs beta right after one of alpha's PINGs came back (its rtt in
+   alpha's listing changed) and waits DROP_WAIT_MS: alpha still lists beta
+   up, well inside the 5 s, but the link is gone, and alpha's next PING
+   (which the refused DEALER would mark congested, holding sends back) is
+   2 s away. */
+static void s_drop_beta(fx_t *f)
+{
+    peer_row_t r;
+    assert_true(s_peer(f, 0, "beta", &r));
+    long long rtt = r.rtt_us;
+    int limit_ms = 3 * atoi(DROP_HEARTBEAT) * harness_scale();
+    int64_t deadline = harness_now_ms() + limit_ms;
+    do {
+        if (harness_now_ms() > deadline)
+            fail_msg("no PONG from beta on alpha within %d ms", limit_ms);
+        usleep(POLL_MS * 1000 / 4);
+        assert_true(s_peer(f, 0, "beta", &r));
+    } while (r.rtt_us == rtt);
+    int64_t t0 = s_crash(f, 1);
+    usleep((useconds_t) (DROP_WAIT_MS * harness_scale()) * 1000);
+    if (!s_peer_up(f, 0, "beta"))
+        fail_msg("alpha lost beta within %lld ms of the kill: no window to test",
+                 (long long) (harness_now_ms() - t0));
+}
+
+/* alpha is alive and serves: a send between two of its clients. */
+static void s_alpha_serves(fx_t *f)
+{
+    if (!harness_alive(&f->n[0]))
+        fail_msg("alpha died");
+    ipcnet_t *h = s_holder(f, 0, "holder-after", "svc.after.drop");
+    ipcnet_t *s = s_conn(f, 0, "sender-after");
+    harness_send(s, "svc.after.drop", "still here", IPCNET_CONFIRM);
+    harness_expect_text(h, IPCNET_MSG_SEND, "svc.after.drop", "still here");
+}
+
+/* A 4 KiB request to a name on beta, whose link dropped: one answer, an
+   EHOSTUNREACH error; alpha alive. */
+static void test_cluster_dropped_link_request(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_drop_setup(f, "svc.dropped");
+    ipcnet_t *r = s_conn(f, 0, "requester");
+    s_drop_beta(f);
+
+    static uint8_t buf[DROP_BIG];
+    memset(buf, 'q', sizeof buf);
+    ipcnet_msg_t m;
+    int rc = ipcnet_request(r, "svc.dropped", buf, sizeof buf, 3000, &m);
+    if (rc != -EHOSTUNREACH)
+        fail_msg("a %d-byte request over a dropped link: %s (want -EHOSTUNREACH)", DROP_BIG,
+                 ipcnet_strerror(rc));
+    harness_expect_nothing(r);          /* one answer, not two */
+    s_alpha_serves(f);
+}
+
+/* A requester on beta, a holder on alpha; beta is killed and the holder
+   replies with more than 2 KiB over the dropped link: the holder gets at
+   most one answer (the requester's node is gone: EHOSTUNREACH); alpha
+   alive. */
+static void test_cluster_dropped_link_reply(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    f->heartbeat = DROP_HEARTBEAT;
+    s_start_mesh(f, 2);
+    ipcnet_t *h = s_listed_holder(f, 0, "holder-a", "svc.answers", 1);
+    ipcnet_t *r = s_conn(f, 1, "requester-b");
+    uint32_t id;
+    assert_int_equal(ipcnet_request_async(r, "svc.answers", "q", 1, 10000, &id), 0);
+    ipcnet_msg_t m;
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
+    char src[128];
+    snprintf(src, sizeof src, "%s", m.source);
+    uint32_t rid = m.id;
+    s_drop_beta(f);
+
+    static uint8_t buf[DROP_BIG];
+    memset(buf, 'r', sizeof buf);
+    assert_int_equal(ipcnet_reply_to(h, src, rid, buf, sizeof buf), 0);
+    uint32_t seq = ipcnet_last_id(h);
+    int rc = ipcnet_recv(h, &m, WAIT_MS);
+    if (rc == 0) {
+        if (m.kind != IPCNET_MSG_ERROR || m.error != -EHOSTUNREACH || m.id != seq)
+            fail_msg("the holder got a %s message (error %s, id %u; the reply's is %u), "
+                     "not EHOSTUNREACH", harness_kind_name(m.kind), ipcnet_strerror(m.error),
+                     m.id, seq);
+    } else if (rc != -ETIMEDOUT && rc != -EAGAIN)
+        fail_msg("the holder, after a %d-byte reply over a dropped link: %s", DROP_BIG,
+                 ipcnet_strerror(rc));
+    print_message("a %d-byte reply over a dropped link: the holder got %s\n", DROP_BIG,
+                  rc == 0 ? "EHOSTUNREACH" : "no answer");
+    harness_expect_nothing(h);          /* at most one */
+    s_alpha_serves(f);
+}
+
 /* --- five nodes ---------------------------------------------------------- */
 
 /* Five nodes, each seeded with the previous one only: all see four peers
@@ -1802,6 +1919,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_cluster_garbage_tcp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_peer_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_five_nodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_dropped_link_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_dropped_link_reply, setup, teardown),
     };
     return cmocka_run_group_tests_name("cluster", tests, NULL, NULL);
 }
