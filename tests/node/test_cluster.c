@@ -1743,11 +1743,13 @@ static void test_cluster_peer_refused(void **state)
 /* beta is killed: its TCP connections close at once, and alpha's DEALER,
    with ZMQ_IMMEDIATE, refuses what is sent to it; but with a heartbeat of
    2 s alpha declares beta lost only 5 s later. What alpha is asked to send
-   to beta in that window fails back to the sender, once, and alpha
-   carries on. */
+   to beta in that window (alone, or in a batch that fills) fails back to
+   the sender, once, and alpha carries on. */
 #define DROP_HEARTBEAT  "2000"  /* beta is lost 2.5 heartbeats after the kill */
 #define DROP_WAIT_MS    200     /* after the kill: alpha's DEALER saw the link go */
 #define DROP_BIG        4096    /* over 2 KiB (BATCH_ITEM_MAX): sent on its own */
+#define DROP_SMALL      64      /* batched */
+#define DROP_SMALL_N    3000    /* more than a 64 KiB batch, written at once */
 
 /* alpha and beta meshed with the long heartbeat, beta holding name and
    alpha listing it. */
@@ -1794,6 +1796,43 @@ static void s_alpha_serves(fx_t *f)
     harness_expect_text(h, IPCNET_MSG_SEND, "svc.after.drop", "still here");
 }
 
+/* The answers to DROP_SMALL_N messages whose ids start at first. */
+typedef struct {
+    uint32_t first;
+    uint8_t seen[DROP_SMALL_N];
+    uint32_t answered, twice, unreach, noent;
+} answers_t;
+
+/* Counts an error err (a positive errno) for id; fails on an id that no
+   message had, or an error other than EHOSTUNREACH (beta still listed)
+   and ENOENT (its names gone). */
+static void s_answer(answers_t *a, uint32_t id, int err)
+{
+    uint32_t i = id - a->first;
+    if (i >= DROP_SMALL_N)
+        fail_msg("an error for id %u, which no message had", id);
+    if (err == EHOSTUNREACH)
+        a->unreach++;
+    else if (err == ENOENT)
+        a->noent++;
+    else
+        fail_msg("message %u failed with %s (want EHOSTUNREACH or ENOENT)", i, strerror(err));
+    if (a->seen[i]++)
+        a->twice++;
+    else
+        a->answered++;
+}
+
+/* Says how the messages (what) were answered; fails if any twice. */
+static void s_check_answers(const answers_t *a, const char *what)
+{
+    print_message("dropped link, %d %s of %d bytes: %u EHOSTUNREACH, %u ENOENT, "
+                  "%u answered twice\n", DROP_SMALL_N, what, DROP_SMALL, a->unreach, a->noent,
+                  a->twice);
+    if (a->twice)
+        fail_msg("%u %s were answered twice", a->twice, what);
+}
+
 /* A 4 KiB request to a name on beta, whose link dropped: one answer, an
    EHOSTUNREACH error; alpha alive. */
 static void test_cluster_dropped_link_request(void **state)
@@ -1812,6 +1851,97 @@ static void test_cluster_dropped_link_request(void **state)
         fail_msg("a %d-byte request over a dropped link: %s (want -EHOSTUNREACH)", DROP_BIG,
                  ipcnet_strerror(rc));
     harness_expect_nothing(r);          /* one answer, not two */
+    s_alpha_serves(f);
+}
+
+/* DROP_SMALL_N small sends to a name on beta, whose link dropped, written
+   at once (IPCNET_MORE): a full batch is flushed into the refused DEALER.
+   Each send gets exactly one error; alpha alive. */
+static void test_cluster_dropped_link_batch(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_drop_setup(f, "svc.dropped");
+    ipcnet_t *s = s_conn(f, 0, "sender");
+    s_drop_beta(f);
+
+    static answers_t a;
+    memset(&a, 0, sizeof a);
+    uint8_t buf[DROP_SMALL];
+    memset(buf, 's', sizeof buf);
+    for (uint32_t i = 0; i < DROP_SMALL_N; i++) {
+        int rc = ipcnet_send(s, "svc.dropped", buf, sizeof buf, IPCNET_MORE);
+        if (rc < 0)
+            fail_msg("send %u: %s", i, ipcnet_strerror(rc));
+        if (i == 0)
+            a.first = ipcnet_last_id(s);
+        assert_int_equal(ipcnet_last_id(s), a.first + i);
+    }
+    int rc = ipcnet_flush(s, WAIT_MS);
+    if (rc < 0)
+        fail_msg("flush: %s", ipcnet_strerror(rc));
+    while (a.answered < DROP_SMALL_N) {
+        ipcnet_msg_t m;
+        rc = ipcnet_recv(s, &m, WAIT_MS);
+        if (rc < 0)
+            fail_msg("%u of %u sends answered, then: %s", a.answered, DROP_SMALL_N,
+                     ipcnet_strerror(rc));
+        if (m.kind != IPCNET_MSG_ERROR)
+            fail_msg("the sender got a %s message", harness_kind_name(m.kind));
+        s_answer(&a, m.id, -m.error);
+    }
+    s_check_answers(&a, "sends");
+    harness_expect_nothing(s);
+    s_alpha_serves(f);
+}
+
+/* The same with small requests, written in one go on a raw connection:
+   the request whose item overflows the batch finds it refused. Each
+   request gets exactly one error; alpha alive. */
+static void test_cluster_dropped_link_batch_requests(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_drop_setup(f, "svc.dropped");
+    int fd = harness_raw_connect(&f->n[0]);
+    assert_true(fd >= 0);
+    assert_int_equal(harness_raw_hello(fd, "raw-requester"), 0);
+    static answers_t a;
+    memset(&a, 0, sizeof a);
+    a.first = 2;                /* the HELLO was seq 1 */
+    size_t cap = DROP_SMALL_N * (WIRE_HEAD_MAX + DROP_SMALL), len = 0;
+    uint8_t *out = malloc(cap);
+    assert_non_null(out);
+    for (uint32_t i = 0; i < DROP_SMALL_N; i++) {
+        len += wire_encode(out + len, WIRE_REQUEST, 0, a.first + i, 10000, "svc.dropped", 11,
+                           NULL, 0, DROP_SMALL);
+        memset(out + len, 'q', DROP_SMALL);
+        len += DROP_SMALL;
+    }
+    s_drop_beta(f);
+    int rc = harness_raw_write(fd, out, len);
+    free(out);
+    if (rc < 0)
+        fail_msg("writing %d requests: %s", DROP_SMALL_N, strerror(-rc));
+
+    static uint8_t in[WIRE_HEAD_MAX + 4096];
+    wire_frame_t fr;
+    while (a.answered < DROP_SMALL_N) {
+        ssize_t n = harness_raw_read_frame(fd, in, sizeof in, WAIT_MS, &fr);
+        if (n <= 0)
+            fail_msg("%u of %u requests answered, then: %s", a.answered, DROP_SMALL_N,
+                     n == 0 ? "alpha closed the connection" : strerror((int) -n));
+        if (fr.type != WIRE_ERROR)
+            fail_msg("the requester got a frame of type 0x%x, not ERROR", fr.type);
+        s_answer(&a, fr.seq, (int) fr.aux);
+    }
+    s_check_answers(&a, "requests");
+    ssize_t n = harness_raw_read_frame(fd, in, sizeof in, QUIET_MS, &fr);
+    if (n != -ETIMEDOUT)
+        fail_msg("after every request was answered: %s",
+                 n > 0 ? "one more frame" : n == 0 ? "alpha closed the connection"
+                                                   : strerror((int) -n));
+    close(fd);
     s_alpha_serves(f);
 }
 
@@ -1920,6 +2050,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_cluster_peer_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_five_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_dropped_link_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_dropped_link_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_dropped_link_batch_requests, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_cluster_dropped_link_reply, setup, teardown),
     };
     return cmocka_run_group_tests_name("cluster", tests, NULL, NULL);
