@@ -76,7 +76,7 @@ struct cluster {
     keys_t *keys;
     peer_env_t env;             /* what every link shares */
     uint64_t incarnation;
-    zsock_t *router;
+    void *router;               /* a libzmq socket (czmq's zsock_new asserts on failure) */
     int router_fd;
     int router_touched;
     int port;
@@ -505,7 +505,7 @@ static void s_key_answer(loop_t *loop, int fd, int revents, void *arg)
 /* Answers on the ROUTER, to the DEALER that spoke (HELLO_ACK, PONG, FAIL). */
 static void s_answer(cluster_t *self, const proto_msg_t *m, const void *rid, size_t ridlen)
 {
-    void *router = zsock_resolve(self->router);
+    void *router = self->router;
     proto_encode(&self->out, m);
     self->router_touched = 1;
     if (self->out.failed ||
@@ -704,41 +704,38 @@ static void s_on_list(cluster_t *self, member_t *mb, const proto_msg_t *m)
 
 /* Is this message from the node whose id its routing id is? Its
    connection's User-Id is the key it authenticated with (keys.c). */
-static int s_from_owner(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
+static int s_from_owner(cluster_t *self, const char *uid, const char *addr, const char *rid,
+                        size_t ridlen)
 {
-    const char *uid = zmq_msg_gets(body, "User-Id");
-    if (uid && zmq_msg_size(rid) == PROTO_ID_LEN &&
-        memcmp(uid, zmq_msg_data(rid), PROTO_ID_LEN) == 0)
+    if (uid && ridlen == PROTO_ID_LEN && strlen(uid) >= PROTO_ID_LEN &&
+        memcmp(uid, rid, PROTO_ID_LEN) == 0)
         return 1;
     int64_t now = loop_now(self->loop);
     if (now - self->last_spoof_log > 10000) {
-        const char *addr = zmq_msg_gets(body, "Peer-Address");
         zsys_warning("a node at %s with key %.16s... speaks as %.*s, not its own id: ignoring it",
-                     addr ? addr : "?", uid ? uid : "?",
-                     (int) (zmq_msg_size(rid) > 64 ? 64 : zmq_msg_size(rid)),
-                     (const char *) zmq_msg_data(rid));
+                     addr ? addr : "?", uid ? uid : "?", (int) (ridlen > 64 ? 64 : ridlen), rid);
         self->last_spoof_log = now;
     }
     return 0;
 }
 
-/* One message on the ROUTER: [routing id][body]. */
-static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
+void cluster_input(cluster_t *self, const char *uid, const char *peer_address,
+                   const void *rid_data, size_t ridlen, zmq_msg_t *body)
 {
-    if (!s_from_owner(self, rid, body))
+    const char *rid = rid_data;
+    if (!s_from_owner(self, uid, peer_address, rid, ridlen))
         return;
     proto_msg_t m;
     int rc = proto_decode(zmq_msg_data(body), zmq_msg_size(body), &m);
     /* The sender of the last message most likely sent this one too. */
     member_t *mb = self->last_member;
-    if (!mb || zmq_msg_size(rid) != PROTO_ID_LEN ||
-        memcmp(peer_id(mb->peer), zmq_msg_data(rid), PROTO_ID_LEN) != 0)
-        mb = self->last_member = s_by_id(self, zmq_msg_data(rid), zmq_msg_size(rid));
+    if (!mb || ridlen != PROTO_ID_LEN || memcmp(peer_id(mb->peer), rid, PROTO_ID_LEN) != 0)
+        mb = self->last_member = s_by_id(self, rid, ridlen);
     peer_t *p = mb ? mb->peer : NULL;
     const char *addr = "?";
     /* m is filled only when decoding succeeded (or for -EPROTO, its head). */
     if (rc == -EPROTO || (rc == 0 && m.type == P_HELLO) || (rc < 0 && !p)) {
-        addr = zmq_msg_gets(body, "Peer-Address");
+        addr = peer_address;
         if (!addr)
             addr = "?";
         else if (strncmp(addr, "::ffff:", 7) == 0 && strchr(addr + 7, '.'))
@@ -747,8 +744,7 @@ static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
     if (rc == -EPROTO) {
         zsys_error("node at %s speaks protocol version %u, we speak %u: refusing it",
                    addr, m.version, PROTO_VERSION);
-        s_refuse(self, zmq_msg_data(rid), zmq_msg_size(rid), EPROTO,
-                 "protocol version not supported");
+        s_refuse(self, rid, ridlen, EPROTO, "protocol version not supported");
         return;
     }
     if (rc < 0) {
@@ -759,12 +755,12 @@ static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
         return;
     }
     if (m.type == P_HELLO) {
-        if (m.idlen != zmq_msg_size(rid) || memcmp(m.id, zmq_msg_data(rid), m.idlen) != 0) {
+        if (m.idlen != ridlen || memcmp(m.id, rid, m.idlen) != 0) {
             zsys_warning("HELLO from %s claims an id its connection does not carry, ignoring", addr);
             return;
         }
         uint8_t key[PROTO_KEY_LEN];
-        if (proto_unhex(zmq_msg_gets(body, "User-Id"), PROTO_KEY_LEN, key) == 0)
+        if (strlen(uid) >= 2 * PROTO_KEY_LEN && proto_unhex(uid, PROTO_KEY_LEN, key) == 0)
             s_on_hello(self, &m, addr, key);
         return;
     }
@@ -808,7 +804,7 @@ static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
         break;
     case P_PING: {
         proto_msg_t pong = { .type = P_PONG, .stamp = m.stamp };
-        s_answer(self, &pong, zmq_msg_data(rid), zmq_msg_size(rid));
+        s_answer(self, &pong, rid, ridlen);
         break;
     }
     case P_BYE:
@@ -833,10 +829,17 @@ static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
     }
 }
 
+/* One message on the ROUTER: [routing id][body]. */
+static void s_router_message(cluster_t *self, zmq_msg_t *rid, zmq_msg_t *body)
+{
+    cluster_input(self, zmq_msg_gets(body, "User-Id"), zmq_msg_gets(body, "Peer-Address"),
+                  zmq_msg_data(rid), zmq_msg_size(rid), body);
+}
+
 /* Reads what the ROUTER has, a bounded batch. Returns 1 if more is left. */
 static int s_router_drain(cluster_t *self)
 {
-    void *router = zsock_resolve(self->router);
+    void *router = self->router;
     /* Until EAGAIN, which also takes in ZeroMQ's pending commands: asking
        ZMQ_EVENTS first would cost a poll() and a getpid() per message. */
     self->router_touched = 0;
@@ -1228,7 +1231,7 @@ cluster_t *cluster_new(loop_t *loop, const node_config_t *config, clients_t *cli
         cluster_destroy(&self);
         return NULL;
     }
-    self->router = zsock_new(ZMQ_ROUTER);
+    self->router = zsys_socket(ZMQ_ROUTER, __FILE__, __LINE__);
     if (!self->router) {
         zsys_error("cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
         cluster_destroy(&self);
@@ -1258,17 +1261,20 @@ cluster_t *cluster_new(loop_t *loop, const node_config_t *config, clients_t *cli
        written in brackets. */
     zsock_set_ipv6(self->router, 1);
     int v6 = strchr(config->bind, ':') && config->bind[0] != '[';
-    self->port = zsock_bind(self->router, v6 ? "tcp://[%s]:%s" : "tcp://%s:%s", config->bind,
-                            port);
-    if (self->port < 0) {
+    char ours[ENDPOINT_MAX + 16], bound[ENDPOINT_MAX + 16];
+    size_t boundlen = sizeof bound, fdlen = sizeof self->router_fd;
+    snprintf(ours, sizeof ours, v6 ? "tcp://[%s]:%s" : "tcp://%s:%s", config->bind, port);
+    if (zmq_bind(self->router, ours) < 0 ||
+        zmq_getsockopt(self->router, ZMQ_LAST_ENDPOINT, bound, &boundlen) < 0 ||
+        zmq_getsockopt(self->router, ZMQ_FD, &self->router_fd, &fdlen) < 0) {
         zsys_error("cannot listen on tcp://%s:%s: %s", config->bind, port,
                    zmq_strerror(zmq_errno()));
+        self->router_fd = -1;
         cluster_destroy(&self);
         return NULL;
     }
-    if (self->port == 0)
-        self->port = (int) config->port;
-    self->router_fd = zsock_fd(self->router);
+    const char *colon = strrchr(bound, ':');
+    self->port = colon ? atoi(colon + 1) : (int) config->port;
     self->router_touched = 1;
     loop_fd_add(loop, self->router_fd, LOOP_IN, s_router_ready, self);
     keys_answer(self->keys, self->port);
@@ -1329,7 +1335,8 @@ void cluster_destroy(cluster_t **self_p)
     loop_timer_cancel(self->loop, self->tick);
     if (self->router_fd >= 0)
         loop_fd_del(self->loop, self->router_fd);
-    zsock_destroy(&self->router);
+    if (self->router)
+        zsys_close(self->router, __FILE__, __LINE__);
     keys_destroy(&self->keys);
     proto_free(&self->out);
     proto_free(&self->env.out);

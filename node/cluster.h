@@ -43,6 +43,14 @@ void cluster_reap(cluster_t *self);
    write again let their waiters go on. Returns 1 if work is left. */
 int cluster_idle(cluster_t *self);
 
+/* One message from a peer, as the ROUTER gives it: the key its connection
+   authenticated with (User-Id, 64 hex digits, or NULL), its address, its
+   routing id, and the message (borrowed; a large payload may be kept by
+   reference). The ROUTER's reader calls it, and so does the fuzzer of the
+   node's peer handling. */
+void cluster_input(cluster_t *self, const char *uid, const char *peer_address,
+                   const void *rid, size_t ridlen, zmq_msg_t *body);
+
 /* Appends the peers listing (IPCNET_Q_PEERS lines, ourselves first). */
 void cluster_list(cluster_t *self, text_t *out);
 

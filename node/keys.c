@@ -24,7 +24,7 @@ struct keys {
     uint8_t key[PROTO_KEY_LEN];
     char id[PROTO_ID_LEN + 1];
     zcertstore_t *authorized;   /* --authorized-keys, or NULL: open */
-    zsock_t *zap;               /* our ZAP handler */
+    void *zap;                  /* our ZAP handler (a libzmq socket) */
     int zap_fd;
     int udp_fd;                 /* answers KEY questions */
     proto_buf_t out;            /* the answers */
@@ -158,7 +158,7 @@ int keys_known(keys_t *self, const char *endpoint, const uint8_t key[PROTO_KEY_L
    which every ROUTER message is checked against. */
 static void s_zap_drain(keys_t *self)
 {
-    void *zap = zsock_resolve(self->zap);
+    void *zap = self->zap;
     for (int n = 0; n < 256; n++) {
         /* version, request id, domain, address, routing id, mechanism, key;
            a request of more parts is read whole and refused. */
@@ -246,13 +246,15 @@ keys_t *keys_new(loop_t *loop, const node_config_t *config)
     }
     /* The ZAP handler before the ROUTER: ZeroMQ asks it about every
        connection as soon as the ROUTER listens. */
-    self->zap = zsock_new(ZMQ_REP);
-    if (!self->zap || zsock_bind(self->zap, ZAP_ENDPOINT) < 0) {
+    self->zap = zsys_socket(ZMQ_REP, __FILE__, __LINE__);
+    size_t fdlen = sizeof self->zap_fd;
+    if (!self->zap || zmq_bind(self->zap, ZAP_ENDPOINT) < 0 ||
+        zmq_getsockopt(self->zap, ZMQ_FD, &self->zap_fd, &fdlen) < 0) {
         zsys_error("cannot start the ZAP handler: %s", zmq_strerror(zmq_errno()));
+        self->zap_fd = -1;
         keys_destroy(&self);
         return NULL;
     }
-    self->zap_fd = zsock_fd(self->zap);
     loop_fd_add(loop, self->zap_fd, LOOP_IN, s_zap_ready, self);
     return self;
 }
@@ -264,7 +266,8 @@ void keys_destroy(keys_t **self_p)
     keys_t *self = *self_p;
     if (self->zap_fd >= 0)
         loop_fd_del(self->loop, self->zap_fd);
-    zsock_destroy(&self->zap);
+    if (self->zap)
+        zsys_close(self->zap, __FILE__, __LINE__);
     if (self->udp_fd >= 0) {
         loop_fd_del(self->loop, self->udp_fd);
         close(self->udp_fd);

@@ -1,7 +1,9 @@
 #!/bin/sh
-# run.sh: fuzzes the two wire codecs for a while, one target after the other:
+# run.sh: fuzzes for a while, one target after the other:
 #   wire   the local codec (tests/fuzz/fuzz_wire.c, libnet/wire.c)
 #   proto  the node-to-node codec (tests/fuzz/fuzz_proto.c, node/proto.c)
+#   peer   the node's handling of sequences of peer messages: cluster,
+#          directory, delivery, requests, client queues (tests/fuzz/fuzz_peer.c)
 # each from its own seed corpus, tests/fuzz/corpus/<target>/.
 #
 # An automake test: exit 0 passed, 1 a fuzzer found a crash, 77 skipped
@@ -10,7 +12,7 @@
 #   CLANG         the clang to build with; empty means skip
 #   FUZZ_SECONDS  how long to fuzz each target (default 20; 0 runs the seed
 #                 corpus only)
-#   FUZZ_TARGETS  which targets to run (default "wire proto")
+#   FUZZ_TARGETS  which targets to run (default "wire proto peer")
 # A crashing input is kept in the current directory (crash-*, leak-*,
 # timeout-*, oom-*; the log says which target it crashed) and printed in
 # hex, so that the log alone tells it.
@@ -19,7 +21,7 @@ set -u
 
 top=${TOP_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 seconds=${FUZZ_SECONDS:-20}
-targets=${FUZZ_TARGETS:-wire proto}
+targets=${FUZZ_TARGETS:-wire proto peer}
 
 case $seconds in
     '' | *[!0-9]*)
@@ -73,8 +75,8 @@ fuzz() {
 
     # From here on, a build failure is our code's fault: a hard error.
     "$CLANG" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-        -D_GNU_SOURCE -I "$top/libnet" -I "$top/node" -I "$top/tests/node" \
-        "$top/tests/fuzz/fuzz_$name.c" "$@" \
+        -D_GNU_SOURCE -I "$top/libnet" -I "$top/node" -I "$top/discovery" \
+        -I "$top/tests/node" "$top/tests/fuzz/fuzz_$name.c" "$@" \
         -o "$dir/fuzz_$name" || return 99
 
     # libFuzzer adds what it finds to its first corpus directory: a copy
@@ -112,6 +114,15 @@ for t in $targets; do
     case $t in
         wire)  fuzz wire "$top/libnet/wire.c" ;;
         proto) fuzz proto "$top/node/proto.c" "$top/libnet/wire.c" ;;
+        peer)
+            # The node without its main, options and CLI, and its libraries.
+            libs=$(pkg-config --cflags --libs libczmq libzmq avahi-client) || exit 99
+            sources=
+            for f in "$top"/node/*.c; do
+                case $f in */main.c|*/options.c|*/cli.c) ;; *) sources="$sources $f" ;; esac
+            done
+            # shellcheck disable=SC2086  # lists of words, on purpose
+            fuzz peer $sources "$top"/discovery/*.c "$top/libnet/wire.c" $libs ;;
         *)     echo "run.sh: unknown fuzz target '$t'" >&2; exit 99 ;;
     esac
     rc=$?
