@@ -12,6 +12,7 @@
     one write, as ZeroMQ batches queued messages. */
 
 #include "ipcnet.h"
+#include "paths.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
@@ -74,15 +76,27 @@ static int64_t s_deadline(int timeout_ms)
 int ipcnet_default_socket(char *buf, size_t size)
 {
     const char *env = getenv("IPCNET_SOCKET");
-    int n;
-    if (env && *env)
-        n = snprintf(buf, size, "%s", env);
-    else if (geteuid() == 0)
-        n = snprintf(buf, size, "/run/ipc-node/node.sock");
-    else if ((env = getenv("XDG_RUNTIME_DIR")) && *env)
-        n = snprintf(buf, size, "%s/ipc-node/node.sock", env);
-    else
-        n = snprintf(buf, size, "/tmp/ipc-node-%u/node.sock", (unsigned) geteuid());
+    if (env && *env) {
+        int n = snprintf(buf, size, "%s", env);
+        return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
+    }
+    /* The user's own node if it runs, in a directory that is really the
+       user's; else the system node. */
+    int rc = paths_own_socket(buf, size);
+    if (rc < 0 || geteuid() == 0)
+        return rc;
+    char dir[sizeof ((struct sockaddr_un *) 0)->sun_path], why[256];
+    snprintf(dir, sizeof dir, "%s", buf);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    struct stat st;
+    rc = paths_check_dir(dir, geteuid(), (uid_t) -1, why, sizeof why);
+    if (rc < 0)
+        return rc;
+    if (rc == 1 && stat(buf, &st) == 0 && S_ISSOCK(st.st_mode))
+        return 0;
+    int n = snprintf(buf, size, "%s", PATHS_SYSTEM_SOCKET);
     return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
 }
 
@@ -514,8 +528,9 @@ int ipcnet_connect(ipcnet_t **ret, const char *path, const char *label, int flag
         return -EINVAL;
     char buf[sizeof ((struct sockaddr_un *) 0)->sun_path];
     if (!path) {
-        if (ipcnet_default_socket(buf, sizeof buf) < 0)
-            return -ENAMETOOLONG;
+        int rc = ipcnet_default_socket(buf, sizeof buf);
+        if (rc < 0)
+            return rc;
         path = buf;
     }
     struct sockaddr_un sa = { .sun_family = AF_UNIX };

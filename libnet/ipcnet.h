@@ -69,14 +69,20 @@ typedef struct {
 /* Called by ipcnet_dispatch() for each message; msg is borrowed. */
 typedef void (ipcnet_handler_fn) (ipcnet_t *c, const ipcnet_msg_t *msg, void *arg);
 
-/* Connects to the local node at path; NULL means $IPCNET_SOCKET, else
-   /run/ipc-node/node.sock for root, else $XDG_RUNTIME_DIR/ipc-node/node.sock.
+/* Connects to the local node at path; NULL means ipcnet_default_socket().
    label (may be NULL) names the program in listings. On success *ret is a
-   new handle, given to the caller. */
+   new handle, given to the caller. -EACCES: not allowed to connect (see
+   ipc-node(8): the socket's group), or the user's own socket directory
+   is not safe to use. */
 int ipcnet_connect(ipcnet_t **ret, const char *path, const char *label, int flags);
 
-/* Writes the socket path that ipcnet_connect(NULL) would use into buf.
-   Returns 0, or -ENAMETOOLONG if it does not fit in size bytes. */
+/* Writes the socket path that ipcnet_connect(NULL) would use into buf:
+   $IPCNET_SOCKET if set; for root, /run/ipc-node/node.sock; for another
+   user, its own node's ($XDG_RUNTIME_DIR/ipc-node/node.sock, or without
+   XDG_RUNTIME_DIR /tmp/ipc-node-UID/node.sock) if that node runs, else
+   the system node's, /run/ipc-node/node.sock. Returns 0, -ENAMETOOLONG
+   if it does not fit in size bytes, or -EACCES if the user's own socket
+   directory exists but is not the user's, or may be written by others. */
 int ipcnet_default_socket(char *buf, size_t size);
 
 /* Closes the handle taken from *c and sets *c to NULL; safe on NULL. Data

@@ -1138,6 +1138,11 @@ static void s_tick(loop_t *loop, void *arg)
 
 /* --- what the node asks ---------------------------------------------------------------------- */
 
+void cluster_hand_over(cluster_t *self)
+{
+    keys_hand_over(self->keys);
+}
+
 const char *cluster_id(const cluster_t *self)
 {
     return keys_id(self->keys);

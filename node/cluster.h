@@ -27,6 +27,9 @@ cluster_t *cluster_new(loop_t *loop, const node_config_t *config, clients_t *cli
 /* Says goodbye to every peer, closes every socket; safe on NULL. */
 void cluster_destroy(cluster_t **self_p);
 
+/* Hands the state directory to the user the node is about to become. */
+void cluster_hand_over(cluster_t *self);
+
 /* Our id (32 hex digits) and the port the ROUTER is bound to. */
 const char *cluster_id(const cluster_t *self);
 int cluster_port(const cluster_t *self);

@@ -2,9 +2,12 @@
     known-peers, KEY questions and answers over UDP, and --peer parsing. */
 
 #include "keys.h"
+#include "buf.h"
 #include "path.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -23,7 +26,10 @@ struct keys {
     zcert_t *cert;              /* our key pair */
     uint8_t key[PROTO_KEY_LEN];
     char id[PROTO_ID_LEN + 1];
-    zcertstore_t *authorized;   /* --authorized-keys, or NULL: open */
+    int closed;                 /* --authorized-keys given: only those keys */
+    ring_t authorized;          /* their keys (pubkey_t), as last read */
+    struct timespec dir_mtime;  /* of the directory, when last read */
+    int64_t checked, scanned;   /* loop times of the last look and read */
     void *zap;                  /* our ZAP handler (a libzmq socket) */
     int zap_fd;
     int udp_fd;                 /* answers KEY questions */
@@ -31,32 +37,166 @@ struct keys {
     int64_t last_unauth_log;
 };
 
+#define KEYFILE_MAX (64 * 1024)
+
+/* Calls fn for each key of field in text: `field = "<40 characters of
+   Z85>"` (the zcert format) or, for a public key, a line that is just a
+   key (as `ipc-node --key` prints it, 40 characters of Z85, or 64 hex
+   digits), then blanks or a `#` comment. Returns how many. */
+static size_t s_each_key(const char *text, const char *field,
+                         void (*fn) (const uint8_t key[PROTO_KEY_LEN], void *arg), void *arg)
+{
+    size_t flen = strlen(field), found = 0;
+    int bare = strcmp(field, "public-key") == 0;
+    for (const char *line = text; line && *line;
+         line = strchr(line, '\n'), line = line ? line + 1 : NULL) {
+        const char *p = line + strspn(line, " \t");
+        uint8_t key[PROTO_KEY_LEN];
+        char buf[41];
+        if (*p == '#' || *p == '\n' || *p == '\r' || !*p)
+            continue;
+        if (strncmp(p, field, flen) == 0) {
+            const char *q = p + flen;
+            q += strspn(q, " \t");
+            if (*q++ != '=')
+                continue;
+            q += strspn(q, " \t");
+            if (*q != '"' || strlen(q) < 42 || q[41] != '"')
+                continue;
+            memcpy(buf, q + 1, 40);
+            buf[40] = 0;
+            if (zmq_z85_decode(key, buf)) {
+                fn(key, arg);
+                found++;
+            }
+            continue;
+        }
+        size_t word = strcspn(p, " \t\r\n#");
+        const char *rest = p + word;
+        rest += strspn(rest, " \t");
+        if (!bare || (*rest && *rest != '\r' && *rest != '\n' && *rest != '#'))
+            continue;
+        int ok = 0;
+        if (word == 40) {
+            memcpy(buf, p, 40);
+            buf[40] = 0;
+            ok = zmq_z85_decode(key, buf) != NULL;
+        } else if (word == 64)
+            ok = proto_unhex(p, PROTO_KEY_LEN, key) == 0;
+        if (ok) {
+            fn(key, arg);
+            found++;
+        }
+    }
+    return found;
+}
+
+static void s_take_key(const uint8_t key[PROTO_KEY_LEN], void *arg)
+{
+    memcpy(arg, key, PROTO_KEY_LEN);
+}
+
+/* The (last) key of field in text. Returns 0, or -1 if there is none. */
+static int s_find_key(const char *text, const char *field, uint8_t key[PROTO_KEY_LEN])
+{
+    return s_each_key(text, field, s_take_key, key) > 0 ? 0 : -1;
+}
+
+/* Reads a key file, as ssh reads its keys: not through a link, a regular
+   file of at most 64 KiB owned by us (or root, or also_uid), and, holding
+   a secret key, readable by its owner alone. Nothing of its content is
+   ever logged. Returns 0 with the key of field, -ENOENT if there is no
+   such file, or -1 after saying why. */
+static int s_read_key(const char *path, const char *field, int secret, uid_t also_uid,
+                      uint8_t key[PROTO_KEY_LEN])
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0 && errno == ENOENT)
+        return -ENOENT;
+    if (fd < 0) {
+        zsys_error("cannot read %s: %s", path,
+                   errno == ELOOP ? "it is a symbolic link (not following it)" : strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    const char *bad = NULL;
+    char mode[64];
+    if (fstat(fd, &st) < 0)
+        bad = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        bad = "it is not a regular file";
+    else if (st.st_uid != geteuid() && st.st_uid != 0 && st.st_uid != also_uid)
+        bad = "it belongs to another user";
+    else if (secret && (st.st_mode & 077)) {
+        snprintf(mode, sizeof mode, "its mode %04o lets others read it: chmod 600 it",
+                 (unsigned) (st.st_mode & 07777));
+        bad = mode;
+    } else if (st.st_size > KEYFILE_MAX)
+        bad = "it is larger than a key file";
+    char *text = bad ? NULL : malloc((size_t) st.st_size + 1);
+    size_t len = 0;
+    while (text && len < (size_t) st.st_size) {
+        ssize_t n = read(fd, text + len, (size_t) st.st_size - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t) n;
+    }
+    close(fd);
+    if (!bad && !text)
+        bad = "out of memory";
+    if (text) {
+        text[len] = 0;
+        if (s_find_key(text, field, key) < 0)
+            bad = secret ? "it holds no secret-key line of a CURVE key pair"
+                         : "it holds no public key";
+        memset(text, 0, len);
+        free(text);
+    }
+    if (bad) {
+        zsys_error("not using %s: %s", path, bad);
+        return -1;
+    }
+    return 0;
+}
+
 /* Loads the key pair kept in state_dir (node.key, node.key_secret), or
    makes one and keeps it, so a restarted node is the same node (its id is
    its key's). Logs why and returns NULL on failure. */
-static zcert_t *s_cert_load(const char *state_dir)
+static zcert_t *s_cert_load(const char *state_dir, uid_t also_uid)
 {
-    char path[600], secret[620];
-    int rc = path_mkdirs(state_dir, 0700);
-    if (rc < 0) {
-        zsys_error("cannot create state directory %s: %s", state_dir, strerror(-rc));
+    char path[600], secret[620], why[512];
+    if (path_own_dir(state_dir, 0700, also_uid, why, sizeof why) < 0) {
+        zsys_error("state directory: %s", why);
         return NULL;
     }
     snprintf(path, sizeof path, "%s/node.key", state_dir);
     snprintf(secret, sizeof secret, "%s/node.key_secret", state_dir);
-    if (access(path, F_OK) == 0 || access(secret, F_OK) == 0) {
-        zcert_t *cert = zcert_load(path);
-        char pub[41];
+    uint8_t pub[PROTO_KEY_LEN], sec[PROTO_KEY_LEN], derived[PROTO_KEY_LEN];
+    int rp = s_read_key(path, "public-key", 0, also_uid, pub);
+    int rs = s_read_key(secret, "secret-key", 1, also_uid, sec);
+    if (rp == 0 && rs == 0) {
         /* The public key must be the secret key's: a mismatched pair fails
            every handshake, far from its cause. */
-        if (!cert || zmq_curve_public(pub, zcert_secret_txt(cert)) < 0 ||
-            strcmp(pub, zcert_public_txt(cert)) != 0) {
+        char stxt[41], ptxt[41], dtxt[41];
+        zmq_z85_encode(stxt, sec, PROTO_KEY_LEN);
+        zmq_z85_encode(ptxt, pub, PROTO_KEY_LEN);
+        int ok = zmq_curve_public(dtxt, stxt) == 0 && strcmp(dtxt, ptxt) == 0 &&
+                 zmq_z85_decode(derived, dtxt);
+        memset(stxt, 0, sizeof stxt);
+        zcert_t *cert = ok ? zcert_new_from(pub, sec) : NULL;
+        memset(sec, 0, sizeof sec);
+        if (!cert)
             zsys_error("%s and %s do not hold a key pair; move them away to make a new one",
                        path, secret);
-            zcert_destroy(&cert);
-            return NULL;
-        }
         return cert;
+    }
+    if (rp != -ENOENT || rs != -ENOENT) {
+        if (rp == -ENOENT || rs == -ENOENT)
+            zsys_error("%s or %s is missing; move the other away to make a new key pair",
+                       path, secret);
+        return NULL;
     }
     zcert_t *cert = zcert_new();
     if (!cert) {
@@ -65,7 +205,7 @@ static zcert_t *s_cert_load(const char *state_dir)
     }
     zcert_set_meta(cert, "made-by", "ipc-node");
     mode_t old = umask(077);
-    rc = zcert_save(cert, path);
+    int rc = zcert_save(cert, path);
     umask(old);
     if (rc < 0 || chmod(path, 0644) < 0) {
         zsys_error("cannot write %s: %s", path, strerror(errno));
@@ -78,7 +218,7 @@ static zcert_t *s_cert_load(const char *state_dir)
 
 int keys_public(const char *state_dir, char txt[41])
 {
-    zcert_t *cert = s_cert_load(state_dir);
+    zcert_t *cert = s_cert_load(state_dir, (uid_t) -1);
     if (!cert)
         return -1;
     snprintf(txt, 41, "%s", zcert_public_txt(cert));
@@ -90,15 +230,88 @@ const char *keys_id(const keys_t *self) { return self->id; }
 const uint8_t *keys_key(const keys_t *self) { return self->key; }
 const char *keys_public_txt(const keys_t *self) { return zcert_public_txt(self->cert); }
 zcert_t *keys_cert(const keys_t *self) { return self->cert; }
-int keys_closed(const keys_t *self) { return self->authorized != NULL; }
+int keys_closed(const keys_t *self) { return self->closed; }
+
+typedef struct {
+    uint8_t bytes[PROTO_KEY_LEN];
+} pubkey_t;
+
+static void s_add_authorized(const uint8_t key[PROTO_KEY_LEN], void *arg)
+{
+    pubkey_t *slot = ring_push(arg, sizeof *slot, 16);
+    if (slot)
+        memcpy(slot->bytes, key, PROTO_KEY_LEN);
+}
+
+/* Reads every file of the --authorized-keys directory: zcert public
+   files (such as another node's node.key), or files of keys as
+   `ipc-node --key` prints them, with # comments. */
+static int s_read_authorized(keys_t *self)
+{
+    const char *dir = self->cfg->authorized_keys;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        zsys_error("cannot read --authorized-keys %s: %s", dir, strerror(errno));
+        if (dfd >= 0)
+            close(dfd);
+        return -1;
+    }
+    struct stat st;
+    if (fstat(dfd, &st) == 0)
+        self->dir_mtime = st.st_mtim;
+    ring_t keys = { 0 };
+    size_t files = 0;
+    for (struct dirent *e; (e = readdir(d)) && files < 4096;) {
+        if (e->d_name[0] == '.')
+            continue;
+        int fd = openat(dfd, e->d_name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+            continue;
+        char *text = NULL;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= KEYFILE_MAX &&
+            (text = malloc((size_t) st.st_size + 1))) {
+            ssize_t n = read(fd, text, (size_t) st.st_size);
+            text[n > 0 ? n : 0] = 0;
+            s_each_key(text, "public-key", s_add_authorized, &keys);
+            free(text);
+            files++;
+        }
+        close(fd);
+    }
+    closedir(d);
+    ring_free(&self->authorized);
+    self->authorized = keys;
+    self->scanned = loop_now(self->loop);
+    return 0;
+}
+
+/* Read again when the directory changed (a file added, removed or
+   renamed), looked at most twice a second, and every five seconds in any
+   case (a file edited in place). */
+static void s_refresh_authorized(keys_t *self)
+{
+    int64_t now = loop_now(self->loop);
+    if (now - self->checked < 500)
+        return;
+    self->checked = now;
+    struct stat st;
+    if (stat(self->cfg->authorized_keys, &st) < 0)
+        return;
+    if (st.st_mtim.tv_sec != self->dir_mtime.tv_sec ||
+        st.st_mtim.tv_nsec != self->dir_mtime.tv_nsec || now - self->scanned >= 5000)
+        s_read_authorized(self);
+}
 
 int keys_allowed(keys_t *self, const uint8_t key[PROTO_KEY_LEN])
 {
-    if (!self->authorized || memcmp(key, self->key, PROTO_KEY_LEN) == 0)
+    if (!self->closed || memcmp(key, self->key, PROTO_KEY_LEN) == 0)
         return 1;
-    char txt[41];
-    zmq_z85_encode(txt, key, PROTO_KEY_LEN);
-    return zcertstore_lookup(self->authorized, txt) != NULL;
+    s_refresh_authorized(self);
+    for (size_t i = 0; i < self->authorized.count; i++)
+        if (memcmp(RING_AT(&self->authorized, pubkey_t, i).bytes, key, PROTO_KEY_LEN) == 0)
+            return 1;
+    return 0;
 }
 
 void keys_refused_log(keys_t *self, const uint8_t key[PROTO_KEY_LEN], const char *where)
@@ -224,7 +437,8 @@ keys_t *keys_new(loop_t *loop, const node_config_t *config)
     self->cfg = config;
     self->zap_fd = self->udp_fd = -1;
     self->last_unauth_log = INT64_MIN / 2;
-    if (!(self->cert = s_cert_load(config->state_dir))) {
+    if (!(self->cert = s_cert_load(config->state_dir,
+                                   config->drop ? config->run_uid : (uid_t) -1))) {
         keys_destroy(&self);
         return NULL;
     }
@@ -237,9 +451,8 @@ keys_t *keys_new(loop_t *loop, const node_config_t *config)
             keys_destroy(&self);
             return NULL;
         }
-        self->authorized = zcertstore_new(config->authorized_keys);
-        if (!self->authorized) {
-            zsys_error("cannot read %s", config->authorized_keys);
+        self->closed = 1;
+        if (s_read_authorized(self) < 0) {
             keys_destroy(&self);
             return NULL;
         }
@@ -259,6 +472,23 @@ keys_t *keys_new(loop_t *loop, const node_config_t *config)
     return self;
 }
 
+void keys_hand_over(keys_t *self)
+{
+    const node_config_t *cfg = self->cfg;
+    if (!cfg->drop)
+        return;
+    /* known-peers is written as the node learns keys: the state directory
+       and what is in it become the user's the node runs as. */
+    static const char *const files[] = { "", "/node.key", "/node.key_secret", "/known-peers" };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s%s", cfg->state_dir, files[i]);
+        if (lchown(path, cfg->run_uid, cfg->run_gid) < 0 && errno != ENOENT)
+            zsys_warning("cannot hand %s over to uid %u: %s, ignoring", path,
+                         (unsigned) cfg->run_uid, strerror(errno));
+    }
+}
+
 void keys_destroy(keys_t **self_p)
 {
     if (!self_p || !*self_p)
@@ -272,7 +502,7 @@ void keys_destroy(keys_t **self_p)
         loop_fd_del(self->loop, self->udp_fd);
         close(self->udp_fd);
     }
-    zcertstore_destroy(&self->authorized);
+    ring_free(&self->authorized);
     zcert_destroy(&self->cert);
     proto_free(&self->out);
     free(self);

@@ -23,6 +23,10 @@ typedef struct keys keys_t;
    starts the ZAP handler. Logs why and returns NULL on failure. */
 keys_t *keys_new(loop_t *loop, const node_config_t *config);
 
+/* Hands the state directory and its files to the user the node is about
+   to become (config->drop). */
+void keys_hand_over(keys_t *self);
+
 /* Stops answering and frees; safe on NULL. */
 void keys_destroy(keys_t **self_p);
 

@@ -25,6 +25,7 @@ struct listener {
     int lock_fd;
     char lock_path[sizeof ((struct sockaddr_un *) 0)->sun_path + 8];
     uint64_t next_id;
+    int made_dir;               /* we made the socket's directory */
     int spare_fd;               /* kept free, to answer a client when none is left */
     loop_timer_t *resume;       /* accepting again after running out of fds */
     int64_t backoff;            /* ms, doubling while fds stay short */
@@ -155,31 +156,44 @@ static void s_accept(loop_t *loop, int fd, int revents, void *arg)
     }
 }
 
-/* Makes the socket's directory (mode 0755: any local user may connect;
-   the socket itself is 0666 and every client's credentials are known). */
-static int s_make_dir(const char *path)
+/* Who may connect: the socket's owner, root, and the members of its
+   group (access_gid), if it has one. */
+static mode_t s_socket_mode(const node_config_t *cfg)
 {
-    char dir[sizeof ((struct sockaddr_un *) 0)->sun_path];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash || slash == dir)
-        return 0;
-    *slash = 0;
-    return path_mkdirs(dir, 0755);
+    return cfg->access_gid != (gid_t) -1 ? 0660 : 0600;
+}
+
+/* The socket's directory: made 0750 with the access group (0700 without
+   one), or, if it is there, checked to be ours and writable by no one
+   else; whoever could write it could swap the socket. */
+static int s_make_dir(listener_t *self)
+{
+    const node_config_t *cfg = self->cfg;
+    char dir[sizeof ((struct sockaddr_un *) 0)->sun_path], why[512];
+    path_dirname(cfg->socket_path, dir, sizeof dir);
+    int has_group = cfg->access_gid != (gid_t) -1;
+    int made = path_own_dir(dir, has_group ? 0750 : 0700, cfg->drop ? cfg->run_uid : (uid_t) -1,
+                            why, sizeof why);
+    if (made < 0) {
+        zsys_error("socket directory: %s", why);
+        return -1;
+    }
+    self->made_dir = made;
+    if (made && has_group && chown(dir, (uid_t) -1, cfg->access_gid) < 0)
+        zsys_warning("cannot give %s to group %u: %s, ignoring", dir,
+                     (unsigned) cfg->access_gid, strerror(errno));
+    return 0;
 }
 
 static int s_listen(listener_t *self)
 {
     const char *path = self->cfg->socket_path;
-    int rc = s_make_dir(path);
-    if (rc < 0) {
-        zsys_error("cannot create the directory of %s: %s", path, strerror(-rc));
+    if (s_make_dir(self) < 0)
         return -1;
-    }
     /* The lock decides who serves the path; the socket file alone cannot,
        as a crash leaves it behind. */
     snprintf(self->lock_path, sizeof self->lock_path, "%s.lock", path);
-    self->lock_fd = open(self->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    self->lock_fd = open(self->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (self->lock_fd < 0) {
         zsys_error("cannot open %s: %s", self->lock_path, strerror(errno));
         return -1;
@@ -194,13 +208,34 @@ static int s_listen(listener_t *self)
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
     if (unlink(path) == 0)
         zsys_notice("removed a stale socket %s left by an earlier node", path);
+    /* Made with no one's access, then opened to those who may connect. */
+    mode_t old = umask(0177);
     self->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (self->fd < 0 || bind(self->fd, (struct sockaddr *) &sa, sizeof sa) < 0 ||
-        chmod(path, 0666) < 0 || listen(self->fd, SOMAXCONN) < 0) {
+    int rc = self->fd < 0 || bind(self->fd, (struct sockaddr *) &sa, sizeof sa) < 0 ? -1 : 0;
+    umask(old);
+    const node_config_t *cfg = self->cfg;
+    if (rc < 0 || (cfg->access_gid != (gid_t) -1 && chown(path, (uid_t) -1, cfg->access_gid) < 0) ||
+        chmod(path, s_socket_mode(cfg)) < 0 || listen(self->fd, SOMAXCONN) < 0) {
         zsys_error("cannot listen on %s: %s", path, strerror(errno));
         return -1;
     }
     return 0;
+}
+
+void listener_hand_over(listener_t *self)
+{
+    const node_config_t *cfg = self->cfg;
+    if (!cfg->drop)
+        return;
+    /* The socket, its lock and (if we made it) its directory become the
+       user's the node runs as, who must remove them when it stops. */
+    char dir[sizeof ((struct sockaddr_un *) 0)->sun_path];
+    path_dirname(cfg->socket_path, dir, sizeof dir);
+    if ((self->made_dir && chown(dir, cfg->run_uid, (gid_t) -1) < 0) ||
+        chown(cfg->socket_path, cfg->run_uid, (gid_t) -1) < 0 ||
+        fchown(self->lock_fd, cfg->run_uid, (gid_t) -1) < 0)
+        zsys_warning("cannot hand %s over to uid %u: %s; it may stay behind when the node stops",
+                     cfg->socket_path, (unsigned) cfg->run_uid, strerror(errno));
 }
 
 int listener_serve(listener_t *self, sessions_t *sessions)

@@ -18,6 +18,10 @@ listener_t *listener_new(clients_t *clients, directory_t *dir);
    -errno. */
 int listener_serve(listener_t *self, sessions_t *sessions);
 
+/* Hands the socket, its lock and (if the node made it) its directory to
+   the user the node is about to become (config->drop). */
+void listener_hand_over(listener_t *self);
+
 /* Stops listening and removes the socket file; safe on NULL. */
 void listener_destroy(listener_t **self_p);
 

@@ -9,6 +9,7 @@
 #include "keys.h"
 #include "loop.h"
 #include "options.h"
+#include "privs.h"
 #include "server.h"
 
 #include <czmq.h>
@@ -99,7 +100,7 @@ int main(int argc, char **argv)
         zsys_set_logstream(stderr);
         if (o.use_syslog)
             zsys_set_logsystem(true);
-        rc = s_serve(&o.config);
+        rc = privs_plan(&o.config) < 0 ? 1 : s_serve(&o.config);
     }
     options_free(&o);
     return rc;

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define NODE_NAME_MAX 200   /* leaves room for ":<client id>@" in 255 */
 
@@ -38,6 +39,14 @@ typedef struct {
     unsigned max_unverified;        /* peers not yet up, dialled at once */
     unsigned max_peer_names, max_peer_subs;     /* per peer */
     unsigned max_peer_requests;     /* pending requests of one peer's clients */
+    /* who may connect, and whom the node runs as (privs.c) */
+    char group[64];             /* --group: the socket's group, "" for the default */
+    char user[64];              /* --user: whom root drops to, "" for the default */
+    int no_drop;                /* --no-drop: root stays root */
+    gid_t access_gid;           /* the socket's group, or (gid_t) -1: its owner only */
+    int drop;                   /* started as root, and dropping to run_uid/run_gid */
+    uid_t run_uid;
+    gid_t run_gid;
 } node_config_t;
 
 #define NODE_DEFAULT_MAX_MESSAGE   (16u << 20)

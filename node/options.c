@@ -4,6 +4,7 @@
 #include "options.h"
 #include "ipcnet.h"
 #include "keys.h"
+#include "paths.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -47,6 +48,11 @@ static const char s_usage[] =
     "  --no-mdns             do not use mDNS discovery\n"
     "  --cluster NAME        meet only nodes of this cluster (default ipcnet)\n"
     "  --config FILE         read options from FILE: one 'option value' a line\n"
+    "  --group NAME          who may connect: the socket's group (as root: default\n"
+    "                        ipc-node if it exists, else root; otherwise none)\n"
+    "  --user NAME           as root, become NAME once the sockets are open\n"
+    "                        (default ipc-node if it exists)\n"
+    "  --no-drop             as root, stay root\n"
     "  --syslog              log to syslog as well as stderr\n"
     "  -v, --verbose         log every client that connects\n"
     "\n"
@@ -88,7 +94,7 @@ static const char s_usage[] =
 
 enum {
     O_SOCKET = 256, O_NAME, O_SYSLOG, O_PORT, O_BIND, O_PEER, O_STATE_DIR, O_NO_MDNS,
-    O_CONFIG, O_CLUSTER, O_AUTHORIZED_KEYS, O_ECHO, O_JSON,
+    O_CONFIG, O_CLUSTER, O_AUTHORIZED_KEYS, O_ECHO, O_JSON, O_GROUP, O_USER, O_NO_DROP,
     /* verbs */
     O_SERVICES, O_PEERS, O_CLIENTS, O_STATS, O_SEND, O_REQUEST, O_LISTEN, O_PUBLISH,
     O_SUBSCRIBE, O_WATCH, O_KEY,
@@ -162,6 +168,9 @@ static const struct option s_named[] = {
     { "cluster", required_argument, NULL, O_CLUSTER },
     { "authorized-keys", required_argument, NULL, O_AUTHORIZED_KEYS },
     { "key", no_argument, NULL, O_KEY },
+    { "group", required_argument, NULL, O_GROUP },
+    { "user", required_argument, NULL, O_USER },
+    { "no-drop", no_argument, NULL, O_NO_DROP },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
 };
@@ -327,6 +336,17 @@ static int s_option(options_t *o, int opt, const char *arg)
             return s_bad("cluster", arg, "1-63 of A-Z a-z 0-9 . _ - /");
         strcpy(config->cluster, arg);
         break;
+    case O_GROUP:
+    case O_USER: {
+        char *to = opt == O_GROUP ? config->group : config->user;
+        if (strlen(arg) >= sizeof config->group || !*arg || strpbrk(arg, " \t/:"))
+            return s_bad(opt == O_GROUP ? "group" : "user", arg, "a group or user name");
+        strcpy(to, arg);
+        if (opt == O_USER)
+            config->no_drop = 0;
+        break;
+    }
+    case O_NO_DROP: config->no_drop = 1; config->user[0] = 0; break;
     case O_CONFIG: return s_config_file(o, arg);
     case O_SYSLOG: o->use_syslog = 1; break;
     case 'v': config->verbose = 1; break;
@@ -544,7 +564,13 @@ int options_daemon(options_t *o)
             return 2;
         }
         strcpy(config->socket_path, o->socket_opt);
-    } else if (ipcnet_default_socket(config->socket_path, sizeof config->socket_path) < 0) {
+    } else if (getenv("IPCNET_SOCKET") && *getenv("IPCNET_SOCKET")) {
+        if (snprintf(config->socket_path, sizeof config->socket_path, "%s",
+                     getenv("IPCNET_SOCKET")) >= (int) sizeof config->socket_path) {
+            fprintf(stderr, "ipc-node: $IPCNET_SOCKET is too long\n");
+            return 2;
+        }
+    } else if (paths_own_socket(config->socket_path, sizeof config->socket_path) < 0) {
         fprintf(stderr, "ipc-node: the default socket path is too long; use --socket\n");
         return 2;
     }

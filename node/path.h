@@ -1,11 +1,19 @@
-/*  path.h: the directories the node keeps its files in. */
+/*  path.h: the directories the node keeps its files in, made or checked
+    so that no one else can plant or swap a file in them. */
 #ifndef IPCNET_PATH_H
 #define IPCNET_PATH_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
-/* Makes dir and any missing parent (parents 0755, dir itself leaf_mode);
-   one that exists already is left as it is. Returns 0 or -errno. */
-int path_mkdirs(const char *dir, mode_t leaf_mode);
+/* Makes dir (parents 0755, dir itself mode whatever the umask), or, if it
+   exists, checks that it is a directory (not a link) owned by us, root or
+   also_uid ((uid_t) -1: none) that no one else may write. Returns 1 if it
+   was made, 0 if it was there and is safe, or -errno with a sentence in
+   why naming the path, what is wrong and the fix. */
+int path_own_dir(const char *dir, mode_t mode, uid_t also_uid, char *why, size_t size);
+
+/* The directory part of path, into buf. Returns 0 or -ENAMETOOLONG. */
+int path_dirname(const char *path, char *buf, size_t size);
 
 #endif

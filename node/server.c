@@ -14,6 +14,7 @@
 #include "deliver.h"
 #include "directory.h"
 #include "listener.h"
+#include "privs.h"
 #include "query.h"
 #include "request.h"
 #include "session.h"
@@ -79,6 +80,14 @@ server_t *server_new(loop_t *loop, const node_config_t *config)
         !(s->query = query_new(cfg, &s->stats, s->dir, s->requests, s->cluster)) ||
         !(s->sessions = sessions_new(&s->clients, s->dir, s->deliver, s->requests, s->query)) ||
         listener_serve(s->listener, s->sessions) < 0) {
+        server_destroy(&s);
+        return NULL;
+    }
+    /* Everything that needs root is open: the files it made go to the
+       user it becomes, and root goes. */
+    listener_hand_over(s->listener);
+    cluster_hand_over(s->cluster);
+    if (privs_drop(cfg) < 0) {
         server_destroy(&s);
         return NULL;
     }

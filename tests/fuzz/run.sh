@@ -122,7 +122,8 @@ for t in $targets; do
                 case $f in */main.c|*/options.c|*/cli.c) ;; *) sources="$sources $f" ;; esac
             done
             # shellcheck disable=SC2086  # lists of words, on purpose
-            fuzz peer $sources "$top"/discovery/*.c "$top/libnet/wire.c" $libs ;;
+            fuzz peer $sources "$top"/discovery/*.c "$top/libnet/wire.c" "$top/libnet/paths.c" \
+                $libs ;;
         *)     echo "run.sh: unknown fuzz target '$t'" >&2; exit 99 ;;
     esac
     rc=$?

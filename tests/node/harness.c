@@ -245,6 +245,9 @@ int harness_launch(node_t *node, char *const extra[], int via_env)
     argv[n++] = "--state-dir";
     argv[n++] = node->dir;
     argv[n++] = "--no-mdns";
+    /* Root stays root: the node's files are in the test's own directory,
+       which only root may write (a test of dropping root says --user). */
+    argv[n++] = "--no-drop";
     /* A cluster of this test process's own: a node of another test that
        happens to dial a port of ours (reused after a kill) is refused. */
     static char cluster[32];
