@@ -50,6 +50,9 @@ struct ipcnet {
     char node[WIRE_NAME_MAX + 1];
     char s1[WIRE_NAME_MAX + 1];   /* NUL-terminated copies for ipcnet_msg_t */
     char s2[WIRE_NAME_MAX + 1];
+    char user[WIRE_USER_MAX + 1];
+    char node_id[2 * WIRE_NODE_ID + 1];
+    char from_node[WIRE_NAME_MAX + 1];
 };
 
 static int64_t s_now_ms(void)
@@ -375,12 +378,29 @@ static const char *s_copy(char *dst, const char *src, size_t len)
     return dst;
 }
 
+/* Who sent a delivered message, from its frame: uid and user on its
+   node, that node's name (from the sender's address) and id. */
+static void s_sender(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg)
+{
+    static const char hex[] = "0123456789abcdef";
+    msg->uid = f->from.uid;
+    msg->user = s_copy(c->user, f->from.user, f->from.userlen);
+    for (size_t i = 0; i < WIRE_NODE_ID; i++) {
+        c->node_id[2 * i] = hex[f->from.node_id[i] >> 4];
+        c->node_id[2 * i + 1] = hex[f->from.node_id[i] & 15];
+    }
+    c->node_id[2 * WIRE_NODE_ID] = 0;
+    msg->node_id = c->node_id;
+    const char *at = strchr(msg->source, '@');
+    msg->node = at ? strcpy(c->from_node, at + 1) : "";
+}
+
 /* Fills *msg from a delivered frame. Returns 1, or 0 for a frame that is
    not for the application (a stray OK). */
 static int s_to_msg(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg)
 {
     memset(msg, 0, sizeof *msg);
-    msg->source = msg->name = msg->node = "";
+    msg->source = msg->name = msg->node = msg->user = msg->node_id = "";
     msg->data = f->data;
     msg->size = f->size;
     msg->id = f->seq;
@@ -389,21 +409,25 @@ static int s_to_msg(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg)
         msg->kind = IPCNET_MSG_SEND;
         msg->source = s_copy(c->s1, f->s1, f->s1len);
         msg->name = s_copy(c->s2, f->s2, f->s2len);
+        s_sender(c, f, msg);
         return 1;
     case WIRE_DELIVER_REQ:
         msg->kind = IPCNET_MSG_REQUEST;
         msg->timeout_ms = f->aux;
         msg->source = s_copy(c->s1, f->s1, f->s1len);
         msg->name = s_copy(c->s2, f->s2, f->s2len);
+        s_sender(c, f, msg);
         return 1;
     case WIRE_DELIVER_REP:
         msg->kind = IPCNET_MSG_REPLY;
         msg->source = s_copy(c->s1, f->s1, f->s1len);
+        s_sender(c, f, msg);
         return 1;
     case WIRE_PUBLICATION:
         msg->kind = IPCNET_MSG_PUBLISH;
         msg->name = s_copy(c->s1, f->s1, f->s1len);
         msg->source = s_copy(c->s2, f->s2, f->s2len);
+        s_sender(c, f, msg);
         return 1;
     case WIRE_EVENT:
         msg->kind = IPCNET_MSG_EVENT;

@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define IPCNET_VERSION_MAJOR 0
-#define IPCNET_VERSION_MINOR 1
+#define IPCNET_VERSION_MINOR 2
 #define IPCNET_VERSION_PATCH 0
 
 typedef struct ipcnet ipcnet_t;
@@ -61,9 +61,18 @@ typedef struct {
     uint32_t timeout_ms;    /* REQUEST: time the requester still waits */
     const char *source;     /* unique address of the sender ("" if none) */
     const char *name;       /* name or topic it was sent to; event's name */
-    const char *node;       /* EVENT: node of the name or peer */
+    const char *node;       /* EVENT: node of the name or peer; SEND, REQUEST,
+                               REPLY, PUBLISH: the sender's node */
     const void *data;       /* payload */
     size_t size;            /* payload bytes */
+    /* Who sent it (SEND, REQUEST, REPLY, PUBLISH): its uid and user name
+       on its own node, taken by that node from the kernel (SO_PEERCRED),
+       and that node's id (its key's; 32 hex digits). From another node,
+       uid and user are that node's word, and node_id is proven by its
+       key. */
+    uint32_t uid;
+    const char *user;
+    const char *node_id;
 } ipcnet_msg_t;
 
 /* Called by ipcnet_dispatch() for each message; msg is borrowed. */

@@ -8,7 +8,7 @@
 
 /* What each frame type carries: string 1 and 2 required (R) or allowed (A),
    payload allowed (P). A type with no rule is unknown. */
-enum { R1 = 1, A1 = 2, R2 = 4, A2 = 8, P = 16, KNOWN = 32 };
+enum { R1 = 1, A1 = 2, R2 = 4, A2 = 8, P = 16, KNOWN = 32, F = 64 };
 
 static const uint8_t s_rules[256] = {
     [WIRE_HELLO]       = KNOWN | A1,
@@ -26,10 +26,10 @@ static const uint8_t s_rules[256] = {
     [WIRE_WELCOME]     = KNOWN | R1 | R2,
     [WIRE_OK]          = KNOWN | P,
     [WIRE_ERROR]       = KNOWN | A1 | A2,
-    [WIRE_MESSAGE]     = KNOWN | R1 | R2 | P,
-    [WIRE_DELIVER_REQ] = KNOWN | R1 | R2 | P,
-    [WIRE_DELIVER_REP] = KNOWN | R1 | P,
-    [WIRE_PUBLICATION] = KNOWN | R1 | R2 | P,
+    [WIRE_MESSAGE]     = KNOWN | R1 | R2 | F | P,
+    [WIRE_DELIVER_REQ] = KNOWN | R1 | R2 | F | P,
+    [WIRE_DELIVER_REP] = KNOWN | R1 | F | P,
+    [WIRE_PUBLICATION] = KNOWN | R1 | R2 | F | P,
     [WIRE_EVENT]       = KNOWN | R1 | R2,
 };
 
@@ -66,6 +66,24 @@ int wire_decode(const uint8_t *buf, size_t len, wire_frame_t *ret)
         return -EBADMSG;
     const char *s2 = (const char *) buf + at;
     at += l2;
+    wire_from_t from = { 0, "", 0, NULL };
+    if (rule & F) {
+        /* uid, user (printable, no blank), node id */
+        if (len - at < 4 + 1 + WIRE_NODE_ID)
+            return -EBADMSG;
+        from.uid = wire_get32(buf + at);
+        from.userlen = buf[at + 4];
+        at += 5;
+        if (from.userlen > WIRE_USER_MAX || len - at < from.userlen + WIRE_NODE_ID)
+            return -EBADMSG;
+        from.user = (const char *) buf + at;
+        for (size_t i = 0; i < from.userlen; i++)
+            if ((uint8_t) from.user[i] <= 0x20 || (uint8_t) from.user[i] >= 0x7f)
+                return -EBADMSG;
+        at += from.userlen;
+        from.node_id = buf + at;
+        at += WIRE_NODE_ID;
+    }
     size_t size = len - at;
 
     if ((rule & R1 && l1 == 0) || (!(rule & (R1 | A1)) && l1 > 0) ||
@@ -81,21 +99,26 @@ int wire_decode(const uint8_t *buf, size_t len, wire_frame_t *ret)
     ret->s1len = l1;
     ret->s2 = s2;
     ret->s2len = l2;
+    ret->from = from;
     ret->data = buf + at;
     ret->size = size;
     return 0;
 }
 
-size_t wire_encode(uint8_t *out, uint8_t type, uint16_t flags, uint32_t seq,
-                   uint32_t aux, const char *s1, size_t s1len,
-                   const char *s2, size_t s2len, size_t payload)
+int wire_has_from(uint8_t type)
+{
+    return (s_rules[type] & F) != 0;
+}
+
+size_t wire_encode_from(uint8_t *out, uint8_t type, uint16_t flags, uint32_t seq,
+                        uint32_t aux, const char *s1, size_t s1len,
+                        const char *s2, size_t s2len, const wire_from_t *from,
+                        size_t payload)
 {
     if (s1len > WIRE_NAME_MAX)
         s1len = WIRE_NAME_MAX;
     if (s2len > WIRE_NAME_MAX)
         s2len = WIRE_NAME_MAX;
-    size_t head = WIRE_MIN + s1len + s2len;
-    wire_put32(out, (uint32_t) (head - 4 + payload));
     out[4] = WIRE_SIG;
     out[5] = type;
     out[6] = (uint8_t) (flags >> 8);
@@ -108,7 +131,28 @@ size_t wire_encode(uint8_t *out, uint8_t type, uint16_t flags, uint32_t seq,
     out[17 + s1len] = (uint8_t) s2len;
     if (s2len)
         wire_copy(out + 18 + s1len, s2, s2len);
+    size_t head = WIRE_MIN + s1len + s2len;
+    if (s_rules[type] & F) {
+        static const uint8_t nobody[WIRE_NODE_ID];
+        size_t ulen = from && from->userlen <= WIRE_USER_MAX ? from->userlen
+                    : from ? WIRE_USER_MAX : 0;
+        uint8_t *at = out + head;
+        wire_put32(at, from ? from->uid : 0xFFFFFFFFu);
+        at[4] = (uint8_t) ulen;
+        if (ulen)
+            wire_copy(at + 5, from->user, ulen);
+        memcpy(at + 5 + ulen, from && from->node_id ? from->node_id : nobody, WIRE_NODE_ID);
+        head += 5 + ulen + WIRE_NODE_ID;
+    }
+    wire_put32(out, (uint32_t) (head - 4 + payload));
     return head;
+}
+
+size_t wire_encode(uint8_t *out, uint8_t type, uint16_t flags, uint32_t seq,
+                   uint32_t aux, const char *s1, size_t s1len,
+                   const char *s2, size_t s2len, size_t payload)
+{
+    return wire_encode_from(out, type, flags, seq, aux, s1, s1len, s2, s2len, NULL, payload);
 }
 
 static int s_namechar(char c)

@@ -3,7 +3,12 @@
     Every frame on the Unix socket has the same shape (docs/protocol-local.md):
 
       size:u32  sig:u8  type:u8  flags:u16  seq:u32  aux:u32
-      len1:u8 str1[len1]  len2:u8 str2[len2]  payload[...]
+      len1:u8 str1[len1]  len2:u8 str2[len2]  [from]  payload[...]
+
+    where the frames that deliver a message (MESSAGE, DELIVER_REQ,
+    DELIVER_REP, PUBLICATION) carry who sent it:
+
+      from = uid:u32  len3:u8 user[len3]  node_id[16]
 
     All integers are big-endian. `size` counts the bytes after itself, so a
     whole frame is 4 + size bytes. Nothing here allocates; decoding returns
@@ -18,11 +23,14 @@
 #include <sys/types.h>
 
 #define WIRE_SIG        0xA7        /* every frame's fifth byte */
-#define WIRE_VERSION    1           /* protocol version, sent in HELLO */
+#define WIRE_VERSION    2           /* protocol version, sent in HELLO */
 #define WIRE_HEAD       16          /* size..aux */
 #define WIRE_MIN        (WIRE_HEAD + 2)     /* a frame with two empty strings */
 #define WIRE_NAME_MAX   255         /* longest string field */
-#define WIRE_HEAD_MAX   (WIRE_MIN + 2 * WIRE_NAME_MAX)  /* head + both strings */
+#define WIRE_USER_MAX   32          /* a user name, as Linux allows */
+#define WIRE_NODE_ID    16          /* a node's id: its key's first 16 bytes */
+#define WIRE_FROM_MAX   (4 + 1 + WIRE_USER_MAX + WIRE_NODE_ID)
+#define WIRE_HEAD_MAX   (WIRE_MIN + 2 * WIRE_NAME_MAX + WIRE_FROM_MAX)  /* all but the payload */
 
 /* Frame types. Client to node below 0x80; node to client from 0x80. */
 enum {
@@ -61,6 +69,15 @@ enum { WIRE_Q_SERVICES = 1, WIRE_Q_PEERS = 2, WIRE_Q_STATS = 3, WIRE_Q_CLIENTS =
 /* EVENT kinds. */
 enum { WIRE_EV_NAME_UP = 1, WIRE_EV_NAME_DOWN = 2, WIRE_EV_PEER_UP = 3, WIRE_EV_PEER_DOWN = 4 };
 
+/* Who sent a delivered message: its uid and user name on its node, and
+   that node's id. From another node, uid and user are that node's claim. */
+typedef struct {
+    uint32_t uid;
+    const char *user;
+    size_t userlen;
+    const uint8_t *node_id;     /* WIRE_NODE_ID bytes */
+} wire_from_t;
+
 /* A decoded frame: views into the buffer it was decoded from. */
 typedef struct {
     uint8_t type;
@@ -71,6 +88,7 @@ typedef struct {
     size_t s1len;
     const char *s2;
     size_t s2len;
+    wire_from_t from;           /* MESSAGE, DELIVER_REQ, DELIVER_REP, PUBLICATION */
     const uint8_t *data;
     size_t size;
 } wire_frame_t;
@@ -88,10 +106,22 @@ int wire_decode(const uint8_t *buf, size_t len, wire_frame_t *ret);
 
 /* Writes the head of a frame (all but the payload) into out, which has room
    for WIRE_HEAD_MAX bytes. Strings longer than WIRE_NAME_MAX are cut; the
-   caller checks them first. Returns the number of bytes written. */
+   caller checks them first. Returns the number of bytes written. A frame
+   that delivers a message gets its sender from wire_encode_from; this one
+   gives it an unknown sender (uid 0xFFFFFFFF, no user, node id zero). */
 size_t wire_encode(uint8_t *out, uint8_t type, uint16_t flags, uint32_t seq,
                    uint32_t aux, const char *s1, size_t s1len,
                    const char *s2, size_t s2len, size_t payload);
+
+/* The same, for a frame that delivers a message, with its sender. A user
+   name longer than WIRE_USER_MAX is cut. */
+size_t wire_encode_from(uint8_t *out, uint8_t type, uint16_t flags, uint32_t seq,
+                        uint32_t aux, const char *s1, size_t s1len,
+                        const char *s2, size_t s2len, const wire_from_t *from,
+                        size_t payload);
+
+/* Does this frame type deliver a message (and so carry its sender)? */
+int wire_has_from(uint8_t type);
 
 /* Service names and topics: 1..255 bytes of [A-Za-z0-9._/-], not starting
    with '.' or '-'. Returns 0 or -EINVAL. */

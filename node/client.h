@@ -59,6 +59,7 @@ struct client {
     char address[WIRE_NAME_MAX + 1];
     char label[WIRE_NAME_MAX + 1];
     struct ucred cred;          /* from SO_PEERCRED */
+    char user[WIRE_USER_MAX + 1];       /* cred.uid's name, or its number */
     int64_t since;              /* loop time it connected */
 
     /* input (session.c) */

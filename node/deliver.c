@@ -43,6 +43,18 @@ void deliver_destroy(deliver_t **self_p)
     *self_p = NULL;
 }
 
+/* Who a local client is, as its receivers are told. */
+static wire_from_t s_from_client(const deliver_t *self, const client_t *c)
+{
+    return (wire_from_t) { c->cred.uid, c->user, strlen(c->user), directory_id(self->dir) };
+}
+
+/* Who a peer's client is: what the peer says of it, and the peer's id. */
+static wire_from_t s_from_peer(const peer_t *peer, const proto_msg_t *m)
+{
+    return (wire_from_t) { m->uid, m->user, m->userlen, peer_key(peer) };
+}
+
 /* Answers a REQUEST that could not be recorded. */
 static void s_request_refused(client_t *c, const wire_frame_t *f, int err)
 {
@@ -83,7 +95,8 @@ int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbu
         proto_msg_t m = {
             .type = P_MSG, .flags = f->flags & WIRE_F_CONFIRM ? P_F_CONFIRM : 0,
             .kind = request ? P_KIND_REQUEST : P_KIND_SEND, .cseq = f->seq, .timeout = timeout,
-            .from = c->address, .fromlen = alen, .to = f->s1, .tolen = f->s1len,
+            .from = c->address, .fromlen = alen, .uid = c->cred.uid, .user = c->user,
+            .userlen = strlen(c->user), .to = f->s1, .tolen = f->s1len,
             .data = f->data, .size = f->size,
         };
         rc = peer_send_data(t.peer, &m, c->id, f->seq, request ? WIRE_REQUEST : WIRE_SEND);
@@ -101,6 +114,7 @@ int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbu
 
     uint8_t head[WIRE_HEAD_MAX];
     size_t hlen;
+    wire_from_t from = s_from_client(self, c);
     if (request) {
         request_t *r;
         if ((rc = request_new(self->requests, c, c->id, f->seq, NULL, 0, "", 0, to, NULL,
@@ -108,23 +122,23 @@ int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbu
             s_request_refused(c, f, rc);
             return CLIENT_DONE;
         }
-        hlen = wire_encode(head, WIRE_DELIVER_REQ, 0, f->seq, timeout, c->address, alen,
-                           f->s1, f->s1len, f->size);
+        hlen = wire_encode_from(head, WIRE_DELIVER_REQ, 0, f->seq, timeout, c->address, alen,
+                                f->s1, f->s1len, &from, f->size);
     } else {
         /* The head differs from the last one to this place only in size
            and seq: patch a copy rather than encode it again. */
         route_t *rt = c->route;
         if (rt && !rt->hlen)
-            rt->hlen = wire_encode(rt->head, WIRE_MESSAGE, 0, 0, 0, c->address, alen,
-                                   f->s1, f->s1len, 0);
+            rt->hlen = wire_encode_from(rt->head, WIRE_MESSAGE, 0, 0, 0, c->address, alen,
+                                        f->s1, f->s1len, &from, 0);
         if (rt) {
             hlen = rt->hlen;
             memcpy(head, rt->head, hlen);
             wire_put32(head, (uint32_t) (hlen - 4 + f->size));
             wire_put32(head + 8, f->seq);
         } else
-            hlen = wire_encode(head, WIRE_MESSAGE, 0, f->seq, 0, c->address, alen,
-                               f->s1, f->s1len, f->size);
+            hlen = wire_encode_from(head, WIRE_MESSAGE, 0, f->seq, 0, c->address, alen,
+                                    f->s1, f->s1len, &from, f->size);
     }
     client_queue_frame(to, head, hlen, pbuf, f->data, f->size, NULL);
     self->stats->delivered++;
@@ -153,7 +167,8 @@ int deliver_reply(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pb
             return client_block_on_peer(c, r->peer);
         proto_msg_t m = {
             .type = P_REPLY, .cseq = r->id, .to = r->from, .tolen = strlen(r->from),
-            .from = c->address, .fromlen = alen, .data = f->data, .size = f->size,
+            .from = c->address, .fromlen = alen, .uid = c->cred.uid, .user = c->user,
+            .userlen = strlen(c->user), .data = f->data, .size = f->size,
         };
         if (peer_send_data(r->peer, &m, c->id, 0, WIRE_REPLY) < 0)
             client_send_error(c, f, EHOSTUNREACH, f->s1, f->s1len, "the requester's node is gone");
@@ -165,8 +180,9 @@ int deliver_reply(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pb
     if (!client_has_room(to, len))
         return client_block_on(c, to);
     uint8_t head[WIRE_HEAD_MAX];
-    size_t hlen = wire_encode(head, WIRE_DELIVER_REP, 0, r->id, 0, c->address, alen,
-                              NULL, 0, f->size);
+    wire_from_t from = s_from_client(self, c);
+    size_t hlen = wire_encode_from(head, WIRE_DELIVER_REP, 0, r->id, 0, c->address, alen,
+                                   NULL, 0, &from, f->size);
     client_queue_frame(to, head, hlen, pbuf, f->data, f->size, NULL);
     self->stats->delivered++;
     request_free(r);
@@ -176,16 +192,17 @@ int deliver_reply(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pb
 /* Delivers a publication to every local subscriber, all or none: a full
    subscriber is returned in *ret_blocked and nobody gets it yet. */
 static int s_publish_local(deliver_t *self, const char *topic, size_t tlen, const char *from,
-                           size_t fromlen, uint32_t seq, buf_t *pbuf, const void *data,
-                           size_t size, const client_origin_t *origin, client_t **ret_blocked)
+                           size_t fromlen, const wire_from_t *sender, uint32_t seq, buf_t *pbuf,
+                           const void *data, size_t size, const client_origin_t *origin,
+                           client_t **ret_blocked)
 {
     size_t len = WIRE_MIN + fromlen + tlen + size;
     sub_t *exact = directory_exact_sub(self->dir, topic, tlen);
     const vec_t *prefix = directory_prefix_subs(self->dir);
     for (int pass = 0; pass < 2; pass++) {
         uint8_t head[WIRE_HEAD_MAX];
-        size_t hlen = wire_encode(head, WIRE_PUBLICATION, 0, seq, 0, topic, tlen,
-                                  from, fromlen, size);
+        size_t hlen = wire_encode_from(head, WIRE_PUBLICATION, 0, seq, 0, topic, tlen,
+                                       from, fromlen, sender, size);
         uint32_t epoch = ++self->pub_epoch;
         for (size_t i = 0; i <= prefix->size; i++) {
             sub_t *sub = i < prefix->size ? prefix->items[i] : exact;
@@ -229,12 +246,14 @@ int deliver_publish(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *
             return client_block_on_peer(c, self->peers.items[i]);
     client_t *full = NULL;
     size_t alen = strlen(c->address);
-    if (s_publish_local(self, f->s1, f->s1len, c->address, alen, f->seq, pbuf, f->data,
+    wire_from_t from = s_from_client(self, c);
+    if (s_publish_local(self, f->s1, f->s1len, c->address, alen, &from, f->seq, pbuf, f->data,
                         f->size, NULL, &full) == CLIENT_BLOCKED)
         return client_block_on(c, full);
     proto_msg_t m = {
         .type = P_PUB, .cseq = f->seq, .to = f->s1, .tolen = f->s1len,
-        .from = c->address, .fromlen = alen, .data = f->data, .size = f->size,
+        .from = c->address, .fromlen = alen, .uid = c->cred.uid, .user = c->user,
+        .userlen = strlen(c->user), .data = f->data, .size = f->size,
     };
     for (size_t i = 0; i < npeers; i++) {
         int rc = peer_send_data(self->peers.items[i], &m, c->id, f->seq, WIRE_PUBLISH);
@@ -281,6 +300,7 @@ static int s_remote_msg(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq
     }
     uint8_t head[WIRE_HEAD_MAX];
     size_t hlen;
+    wire_from_t from = s_from_peer(peer, m);
     if (m->kind == P_KIND_REQUEST) {
         uint64_t rclient;
         size_t rnamelen, rnodelen;
@@ -302,11 +322,11 @@ static int s_remote_msg(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq
                            rc == -EEXIST ? "request id in use" : request_strerror(rc));
             return CLIENT_DONE;
         }
-        hlen = wire_encode(head, WIRE_DELIVER_REQ, 0, m->cseq, timeout, m->from, m->fromlen,
-                           m->to, m->tolen, m->size);
+        hlen = wire_encode_from(head, WIRE_DELIVER_REQ, 0, m->cseq, timeout, m->from,
+                                m->fromlen, m->to, m->tolen, &from, m->size);
     } else
-        hlen = wire_encode(head, WIRE_MESSAGE, 0, m->cseq, 0, m->from, m->fromlen,
-                           m->to, m->tolen, m->size);
+        hlen = wire_encode_from(head, WIRE_MESSAGE, 0, m->cseq, 0, m->from, m->fromlen,
+                                m->to, m->tolen, &from, m->size);
     buf_t *pbuf = s_peer_payload(zmsg, m->size);
     client_queue_frame(t.to, head, hlen, pbuf, m->data, m->size, origin);
     buf_unref(&pbuf);
@@ -335,8 +355,9 @@ static int s_remote_reply(deliver_t *self, peer_t *peer, const proto_msg_t *m, z
         return CLIENT_BLOCKED;
     }
     uint8_t head[WIRE_HEAD_MAX];
-    size_t hlen = wire_encode(head, WIRE_DELIVER_REP, 0, r->id, 0, m->from, m->fromlen,
-                              NULL, 0, m->size);
+    wire_from_t from = s_from_peer(peer, m);
+    size_t hlen = wire_encode_from(head, WIRE_DELIVER_REP, 0, r->id, 0, m->from, m->fromlen,
+                                   NULL, 0, &from, m->size);
     buf_t *pbuf = s_peer_payload(zmsg, m->size);
     client_queue_frame(to, head, hlen, pbuf, m->data, m->size, origin);
     buf_unref(&pbuf);
@@ -359,7 +380,8 @@ int deliver_from_peer(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq_m
                        m->tolen, "message too large for this node");
     else {
         buf_t *pbuf = s_peer_payload(zmsg, m->size);
-        rc = s_publish_local(self, m->to, m->tolen, m->from, m->fromlen, m->cseq, pbuf,
+        wire_from_t from = s_from_peer(peer, m);
+        rc = s_publish_local(self, m->to, m->tolen, m->from, m->fromlen, &from, m->cseq, pbuf,
                              m->data, m->size, &origin, &blocked);
         buf_unref(&pbuf);
     }

@@ -28,6 +28,7 @@ struct directory {
     vec_t watchers;             /* client_t watching something */
     vec_t remotes;              /* remote_t of the peers up */
     proto_buf_t out;            /* lists for peers */
+    uint8_t id[WIRE_NODE_ID];   /* our node id, as bytes */
 };
 
 directory_t *directory_new(clients_t *clients, const node_config_t *config)
@@ -100,6 +101,16 @@ const char *directory_self(const directory_t *self)
 int directory_is_self(const directory_t *self, const char *node, size_t len)
 {
     return len == 0 || (len == strlen(self->cfg->name) && memcmp(node, self->cfg->name, len) == 0);
+}
+
+void directory_set_id(directory_t *self, const char *id_hex)
+{
+    proto_unhex(id_hex, WIRE_NODE_ID, self->id);
+}
+
+const uint8_t *directory_id(const directory_t *self)
+{
+    return self->id;
 }
 
 uint64_t directory_gen(const directory_t *self)

@@ -45,6 +45,10 @@ void directory_destroy(directory_t **self_p);
 
 const char *directory_self(const directory_t *self);
 
+/* Our node id (32 hex digits, as the cluster found it), and as bytes. */
+void directory_set_id(directory_t *self, const char *id_hex);
+const uint8_t *directory_id(const directory_t *self);
+
 /* Is node (len 0: none given) this node? */
 int directory_is_self(const directory_t *self, const char *node, size_t len);
 

@@ -7,6 +7,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +146,13 @@ static void s_accept(loop_t *loop, int fd, int revents, void *arg)
                  (unsigned long long) c->id, self->cfg->name);
         c->cred = cred;
         c->since = loop_now(loop);
+        struct passwd pw, *found = NULL;
+        char pwbuf[1024];
+        if (getpwuid_r(cred.uid, &pw, pwbuf, sizeof pwbuf, &found) == 0 && found &&
+            strlen(found->pw_name) <= WIRE_USER_MAX && !strpbrk(found->pw_name, " \t\n"))
+            snprintf(c->user, sizeof c->user, "%s", found->pw_name);
+        else
+            snprintf(c->user, sizeof c->user, "%u", (unsigned) cred.uid);
         if (directory_add_client(self->dir, c) < 0 || session_start(self->sessions, c) < 0) {
             directory_client_gone(self->dir, c);
             client_free(c);

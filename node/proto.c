@@ -158,12 +158,14 @@ static int s_list(cur_t *c, proto_msg_t *m, int peers, int patterns)
 enum {
     F_END, F_ID, F_NAME, F_CLUSTER, F_PORT, F_INCARNATION, F_HEARTBEAT, F_LIST, F_KIND,
     F_CSEQ, F_TIMEOUT, F_FROM, F_TO, F_PAYLOAD, F_ERROR, F_TEXT, F_STAMP, F_ACK, F_CREDIT,
-    F_BATCH, F_KEY,
+    F_BATCH, F_KEY, F_UID, F_USER,
 };
+
+#define FIELDS_MAX 9
 
 #define P_TYPES (P_KEY + 1)
 
-static const uint8_t s_layout[P_TYPES][7] = {
+static const uint8_t s_layout[P_TYPES][FIELDS_MAX] = {
     [P_HELLO]     = { F_ID, F_NAME, F_CLUSTER, F_PORT, F_INCARNATION, F_HEARTBEAT },
     [P_HELLO_ACK] = { F_ID, F_NAME, F_INCARNATION },
     [P_NAMES_ADD] = { F_LIST },
@@ -171,9 +173,9 @@ static const uint8_t s_layout[P_TYPES][7] = {
     [P_SUBS_ADD]  = { F_LIST },
     [P_SUBS_DEL]  = { F_LIST },
     [P_PEERS]     = { F_LIST },
-    [P_MSG]       = { F_KIND, F_CSEQ, F_TIMEOUT, F_FROM, F_TO, F_PAYLOAD },
-    [P_REPLY]     = { F_CSEQ, F_TO, F_FROM, F_PAYLOAD },
-    [P_PUB]       = { F_CSEQ, F_TO, F_FROM, F_PAYLOAD },
+    [P_MSG]       = { F_KIND, F_CSEQ, F_TIMEOUT, F_FROM, F_UID, F_USER, F_TO, F_PAYLOAD },
+    [P_REPLY]     = { F_CSEQ, F_TO, F_FROM, F_UID, F_USER, F_PAYLOAD },
+    [P_PUB]       = { F_CSEQ, F_TO, F_FROM, F_UID, F_USER, F_PAYLOAD },
     [P_ACK]       = { F_CSEQ, F_TO },
     [P_FAIL]      = { F_ERROR, F_CSEQ, F_KIND, F_TO, F_NAME, F_TEXT },
     [P_PING]      = { F_STAMP },
@@ -193,10 +195,11 @@ static const struct {
 #define STR(f) { 0, offsetof(proto_msg_t, f), offsetof(proto_msg_t, f##len) }
 #define INT(f) { sizeof ((proto_msg_t *) 0)->f, offsetof(proto_msg_t, f), 0 }
     [F_ID] = STR(id), [F_NAME] = STR(name), [F_CLUSTER] = STR(cluster),
-    [F_FROM] = STR(from), [F_TO] = STR(to), [F_TEXT] = STR(text),
+    [F_FROM] = STR(from), [F_TO] = STR(to), [F_TEXT] = STR(text), [F_USER] = STR(user),
     [F_PORT] = INT(port), [F_INCARNATION] = INT(incarnation), [F_HEARTBEAT] = INT(heartbeat),
     [F_KIND] = INT(kind), [F_CSEQ] = INT(cseq), [F_TIMEOUT] = INT(timeout),
     [F_ERROR] = INT(error), [F_STAMP] = INT(stamp), [F_ACK] = INT(ack), [F_CREDIT] = INT(credit),
+    [F_UID] = INT(uid),
 #undef STR
 #undef INT
 };
@@ -246,7 +249,7 @@ static int s_batch(cur_t *c, proto_msg_t *m)
    payload. Returns 0 or -EBADMSG. */
 static int s_read_fields(cur_t *c, proto_msg_t *m)
 {
-    for (const uint8_t *f = s_layout[m->type]; *f != F_END && f < s_layout[m->type] + 7; f++) {
+    for (const uint8_t *f = s_layout[m->type]; *f != F_END && f < s_layout[m->type] + FIELDS_MAX; f++) {
         int rc = 0;
         switch (*f) {
         case F_LIST:
@@ -282,9 +285,23 @@ static int s_read_fields(cur_t *c, proto_msg_t *m)
     return 0;
 }
 
+/* A user name as a node tells it: up to 32 bytes, printable, no blank. */
+static int s_check_user(const char *s, size_t len)
+{
+    if (len > WIRE_USER_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < len; i++)
+        if ((uint8_t) s[i] <= 0x20 || (uint8_t) s[i] >= 0x7f)
+            return -EINVAL;
+    return 0;
+}
+
 /* The rules of each type beyond its framing. */
 static int s_check(const proto_msg_t *m)
 {
+    if ((m->type == P_MSG || m->type == P_REPLY || m->type == P_PUB) &&
+        s_check_user(m->user, m->userlen) < 0)
+        return -EBADMSG;
     switch (m->type) {
     case P_HELLO:
         if (wire_check_name(m->cluster, m->clusterlen) < 0 || m->port == 0 || m->heartbeat == 0)
@@ -350,7 +367,7 @@ void proto_append(proto_buf_t *b, const proto_msg_t *m)
         b->failed = 1;
         return;
     }
-    for (const uint8_t *f = s_layout[m->type]; *f != F_END && f < s_layout[m->type] + 7; f++) {
+    for (const uint8_t *f = s_layout[m->type]; *f != F_END && f < s_layout[m->type] + FIELDS_MAX; f++) {
         switch (*f) {
         case F_LIST:
         case F_BATCH:
@@ -384,7 +401,7 @@ size_t proto_size(const proto_msg_t *m)
     if (m->type == 0 || m->type >= P_TYPES)
         return 0;
     size_t n = PROTO_HEAD;
-    for (const uint8_t *f = s_layout[m->type]; *f != F_END && f < s_layout[m->type] + 7; f++)
+    for (const uint8_t *f = s_layout[m->type]; *f != F_END && f < s_layout[m->type] + FIELDS_MAX; f++)
         switch (*f) {
         case F_LIST:
         case F_BATCH:

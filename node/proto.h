@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #define PROTO_SIG       0xA9
-#define PROTO_VERSION   2
+#define PROTO_VERSION   3
 #define PROTO_HEAD      8
 #define PROTO_ID_LEN    32          /* node ids: 32 lowercase hex digits */
 #define PROTO_KEY_LEN   32          /* CURVE public keys */
@@ -30,9 +30,9 @@ enum {
     P_SUBS_ADD = 5,     /* count:u16, count x str8 pattern */
     P_SUBS_DEL = 6,
     P_PEERS = 7,        /* count:u16, count x (id, name, endpoint, key) */
-    P_MSG = 8,          /* kind:u8, cseq:u32, timeout:u32, from, to, payload */
-    P_REPLY = 9,        /* cseq:u32 (request id), to, from, payload */
-    P_PUB = 10,         /* cseq:u32 (publisher's seq), topic, from, payload */
+    P_MSG = 8,          /* kind:u8, cseq:u32, timeout:u32, from, uid:u32, user, to, payload */
+    P_REPLY = 9,        /* cseq:u32 (request id), to, from, uid:u32, user, payload */
+    P_PUB = 10,         /* cseq:u32 (publisher's seq), topic, from, uid:u32, user, payload */
     P_ACK = 11,         /* cseq:u32, to */
     P_FAIL = 12,        /* error:u32, cseq:u32, what:u8, to, name, text */
     P_PING = 13,        /* stamp:u64 */
@@ -69,6 +69,8 @@ typedef struct {
     uint32_t timeout;
     uint32_t error;
     const char *from; size_t fromlen;
+    uint32_t uid;       /* MSG, REPLY, PUB: the sender's uid on its node (its claim) */
+    const char *user; size_t userlen;   /* and its user name there */
     const char *to;   size_t tolen;
     const char *text; size_t textlen;
     uint64_t stamp;     /* PING, PONG; KEY: the nonce */

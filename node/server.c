@@ -76,8 +76,12 @@ server_t *server_new(loop_t *loop, const node_config_t *config)
        refused before it touches the network. Clients are accepted once
        everything that serves them is there. */
     if (!(s->listener = listener_new(&s->clients, s->dir)) ||
-        !(s->cluster = cluster_new(loop, cfg, &s->clients, s->dir, s->deliver, s->requests)) ||
-        !(s->query = query_new(cfg, &s->stats, s->dir, s->requests, s->cluster)) ||
+        !(s->cluster = cluster_new(loop, cfg, &s->clients, s->dir, s->deliver, s->requests))) {
+        server_destroy(&s);
+        return NULL;
+    }
+    directory_set_id(s->dir, cluster_id(s->cluster));   /* who we say we are */
+    if (!(s->query = query_new(cfg, &s->stats, s->dir, s->requests, s->cluster)) ||
         !(s->sessions = sessions_new(&s->clients, s->dir, s->deliver, s->requests, s->query)) ||
         listener_serve(s->listener, s->sessions) < 0) {
         server_destroy(&s);
