@@ -53,6 +53,7 @@ struct ipcnet {
     char user[WIRE_USER_MAX + 1];
     char node_id[2 * WIRE_NODE_ID + 1];
     char from_node[WIRE_NAME_MAX + 1];
+    char why[WIRE_NAME_MAX + 1];        /* the node's words for the last failure */
 };
 
 static int64_t s_now_ms(void)
@@ -439,8 +440,9 @@ static int s_to_msg(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg)
         msg->kind = IPCNET_MSG_ERROR;
         msg->error = f->aux > 0 && f->aux < 4096 ? -(int) f->aux : -EPROTO;
         msg->name = s_copy(c->s1, f->s1, f->s1len);
-        msg->data = NULL;
-        msg->size = 0;
+        /* The node's words for why, as text (not NUL-terminated). */
+        msg->data = f->s2;
+        msg->size = f->s2len;
         return 1;
     default:
         return 0;
@@ -479,8 +481,10 @@ static int s_await(ipcnet_t *c, uint32_t seq, int64_t deadline, wire_frame_t *re
             if (f.seq == seq && (f.type == WIRE_OK || f.type == WIRE_ERROR ||
                                  f.type == WIRE_DELIVER_REP || f.type == WIRE_WELCOME)) {
                 c->rx[here + 5] = 0;        /* taken; the bytes stay valid */
-                if (f.type == WIRE_ERROR)
+                if (f.type == WIRE_ERROR) {
+                    s_copy(c->why, f.s2, f.s2len);
                     return f.aux > 0 && f.aux < 4096 ? -(int) f.aux : -EPROTO;
+                }
                 *ret = f;
                 c->view = 1;
                 return 0;
@@ -614,6 +618,11 @@ void ipcnet_close(ipcnet_t **cp)
     free(c->tx);
     free(c);
     *cp = NULL;
+}
+
+const char *ipcnet_last_error(const ipcnet_t *c)
+{
+    return c ? c->why : "";
 }
 
 const char *ipcnet_address(const ipcnet_t *c)

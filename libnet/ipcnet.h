@@ -41,7 +41,8 @@ typedef enum {
     IPCNET_MSG_REPLY = 3,       /* the reply to ipcnet_request_async() */
     IPCNET_MSG_PUBLISH = 4,     /* a publication on a topic we subscribe to */
     IPCNET_MSG_EVENT = 5,       /* a watched name or peer came or went */
-    IPCNET_MSG_ERROR = 6,       /* an earlier send, publish or request failed */
+    IPCNET_MSG_ERROR = 6,       /* an earlier send, publish or request failed:
+                                   data and size hold the node's words for why */
 } ipcnet_kind_t;
 
 /* Events (msg.event of IPCNET_MSG_EVENT). */
@@ -97,6 +98,12 @@ int ipcnet_default_socket(char *buf, size_t size);
 /* Closes the handle taken from *c and sets *c to NULL; safe on NULL. Data
    queued with IPCNET_MORE is flushed first if that does not block. */
 void ipcnet_close(ipcnet_t **c);
+
+/* The node's words for why the last call that waited for its answer
+   failed ("denied by /etc/ipc-node/policy:3: deny bind printer", "held by
+   another user", ...; "" when it said none). Borrowed, valid until the
+   next failure. */
+const char *ipcnet_last_error(const ipcnet_t *c);
 
 /* This client's unique address, ":N@node", and its node's name; borrowed. */
 const char *ipcnet_address(const ipcnet_t *c);
@@ -167,10 +174,11 @@ int ipcnet_watch(ipcnet_t *c, const char *pattern);
 int ipcnet_unwatch(ipcnet_t *c, const char *pattern);
 
 /* What ipcnet_query() asks for. */
-#define IPCNET_Q_SERVICES 1     /* name, node, holder address, holder label */
+#define IPCNET_Q_SERVICES 1     /* name, node, holder address, holder label, holder user */
 #define IPCNET_Q_PEERS    2     /* name, id, address, source, state, rtt_us, last_seen_ms, key */
 #define IPCNET_Q_STATS    3     /* key, value */
-#define IPCNET_Q_CLIENTS  4     /* address, label, pid, uid, queued bytes */
+#define IPCNET_Q_CLIENTS  4     /* address, label, pid ("-": another user's), uid,
+                                   queued bytes, user */
 
 /* Asks the node for a listing: text, one record a line, fields separated
    by tabs. *ret_text is given to the caller (free()). */

@@ -7,6 +7,10 @@
 
 #include "cli.h"
 #include "ipcnet.h"
+#include "paths.h"
+
+#include <grp.h>
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -31,6 +35,15 @@ static void s_json_str(const char *s, size_t len)
             putchar(ch);
     }
     putchar('"');
+}
+
+/* A call the node answered with an error: its errno's words, and for a
+   refusal or a limit the node's own for why (the rule that denied it). */
+static void s_failed(ipcnet_t *c, const char *what, const char *target, int rc)
+{
+    const char *why = rc == -EACCES || rc == -ENOBUFS ? ipcnet_last_error(c) : "";
+    fprintf(stderr, "ipc-node: cannot %s '%s': %s%s%s%s\n", what, target, ipcnet_strerror(rc),
+            *why ? " (" : "", why, *why ? ")" : "");
 }
 
 static int s_is_number(const char *s)
@@ -144,10 +157,10 @@ static void s_print_stats(char *text, int json)
     free(fields);
 }
 
-static const char *const s_cols_services[] = { "name", "node", "holder", "label" };
+static const char *const s_cols_services[] = { "name", "node", "holder", "label", "user" };
 static const char *const s_cols_peers[] = { "name", "id", "address", "source", "state",
                                             "rtt_us", "last_seen_ms", "key" };
-static const char *const s_cols_clients[] = { "address", "label", "pid", "uid", "queued" };
+static const char *const s_cols_clients[] = { "address", "label", "pid", "uid", "queued", "user" };
 
 static int s_listing(ipcnet_t *c, const cli_t *cli)
 {
@@ -161,11 +174,11 @@ static int s_listing(ipcnet_t *c, const cli_t *cli)
         return 1;
     }
     if (what == IPCNET_Q_SERVICES)
-        s_print_table(text, s_cols_services, 4, cli->json);
+        s_print_table(text, s_cols_services, 5, cli->json);
     else if (what == IPCNET_Q_PEERS)
         s_print_table(text, s_cols_peers, 8, cli->json);
     else if (what == IPCNET_Q_CLIENTS)
-        s_print_table(text, s_cols_clients, 5, cli->json);
+        s_print_table(text, s_cols_clients, 6, cli->json);
     else
         s_print_stats(text, cli->json);
     free(text);
@@ -218,6 +231,13 @@ static void s_print_msg(const cli_t *cli, const ipcnet_msg_t *m)
                    m->event == IPCNET_EV_NAME_UP || m->event == IPCNET_EV_PEER_UP ? "up" : "down");
             s_json_str(m->node, strlen(m->node));
         } else {
+            /* Who sent it, as its node says: uid, user, node and its id. */
+            printf(", \"uid\": %u, \"user\": ", (unsigned) m->uid);
+            s_json_str(m->user, strlen(m->user));
+            printf(", \"node\": ");
+            s_json_str(m->node, strlen(m->node));
+            printf(", \"node_id\": ");
+            s_json_str(m->node_id, strlen(m->node_id));
             printf(", \"data\": ");
             s_json_str(m->data, m->size);
         }
@@ -226,6 +246,9 @@ static void s_print_msg(const cli_t *cli, const ipcnet_msg_t *m)
         printf("%s %s %s\n", m->event == IPCNET_EV_NAME_UP || m->event == IPCNET_EV_PEER_UP
                ? "up" : "down", m->name, m->node);
     else {
+        if (cli->verbose)
+            printf("%s from %s uid %u (%s) node %s (%s): ", kinds[m->kind], m->source,
+                   (unsigned) m->uid, m->user, m->node, m->node_id);
         if (m->kind == IPCNET_MSG_PUBLISH)
             printf("%s ", m->name);
         fwrite(m->data, 1, m->size, stdout);
@@ -250,7 +273,7 @@ static int s_receive(ipcnet_t *c, const cli_t *cli)
         what = "watch";
     }
     if (rc < 0) {
-        fprintf(stderr, "ipc-node: cannot %s '%s': %s\n", what, cli->target, ipcnet_strerror(rc));
+        s_failed(c, what, cli->target, rc);
         return 1;
     }
     for (long n = 0; cli->count == 0 || n < cli->count;) {
@@ -261,7 +284,8 @@ static int s_receive(ipcnet_t *c, const cli_t *cli)
             return 1;
         }
         if (m.kind == IPCNET_MSG_ERROR) {
-            fprintf(stderr, "ipc-node: '%s': %s\n", m.name, ipcnet_strerror(m.error));
+            fprintf(stderr, "ipc-node: '%s': %s%s%.*s%s\n", m.name, ipcnet_strerror(m.error),
+                    m.size ? " (" : "", (int) m.size, (const char *) m.data, m.size ? ")" : "");
             continue;
         }
         s_print_msg(cli, &m);
@@ -275,6 +299,37 @@ static int s_receive(ipcnet_t *c, const cli_t *cli)
     return 0;
 }
 
+/* Why we may not connect to path, when connect said EACCES. */
+static void s_why_refused(const char *path)
+{
+    char dir[108], why[512];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir)
+        *slash = 0;
+    if (paths_check_dir(dir, geteuid(), (uid_t) -1, why, sizeof why) < 0 &&
+        strncmp(path, PATHS_SYSTEM_SOCKET, sizeof PATHS_SYSTEM_SOCKET) != 0) {
+        fprintf(stderr, "ipc-node: %s\n", why);
+        return;
+    }
+    /* The socket, or the directory that keeps us from seeing it. */
+    struct stat st;
+    const char *what = path;
+    if (stat(path, &st) < 0) {
+        what = dir;
+        if (stat(dir, &st) < 0)
+            return;
+    }
+    struct group *g = getgrgid(st.st_gid);
+    if (st.st_mode & (S_IWGRP | S_IXGRP))
+        fprintf(stderr, "ipc-node: %s is for its owner and group %s (mode %04o): ask to be "
+                "made a member of %s\n", what, g ? g->gr_name : "?",
+                (unsigned) (st.st_mode & 07777), g ? g->gr_name : "it");
+    else
+        fprintf(stderr, "ipc-node: %s is its owner's alone (mode %04o)\n", what,
+                (unsigned) (st.st_mode & 07777));
+}
+
 int cli_run(const cli_t *cli)
 {
     ipcnet_t *c;
@@ -286,8 +341,11 @@ int cli_run(const cli_t *cli)
     if (rc < 0) {
         /* Here ENOENT is a missing socket file, not a missing name. */
         fprintf(stderr, "ipc-node: cannot connect to %s: %s%s\n", where ? where : "the node",
-                rc == -ENOENT || rc == -ECONNREFUSED ? strerror(-rc) : ipcnet_strerror(rc),
+                rc == -ENOENT || rc == -ECONNREFUSED || rc == -EACCES ? strerror(-rc)
+                                                                       : ipcnet_strerror(rc),
                 rc == -ENOENT || rc == -ECONNREFUSED ? " (is ipc-node running?)" : "");
+        if (rc == -EACCES)
+            s_why_refused(where ? where : PATHS_SYSTEM_SOCKET);
         return 1;
     }
     int status = 0;
@@ -320,7 +378,7 @@ int cli_run(const cli_t *cli)
         }
         free(data);
         if (rc < 0) {
-            fprintf(stderr, "ipc-node: cannot %s '%s': %s\n", what, cli->target, ipcnet_strerror(rc));
+            s_failed(c, what, cli->target, rc);
             status = 1;
         } else if (cli->verb == VERB_REQUEST)
             s_print_msg(cli, &reply);

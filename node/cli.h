@@ -16,6 +16,7 @@ typedef struct {
     long count;             /* listen, subscribe, watch: stop after; 0: never */
     int echo;               /* listen: answer requests with their payload */
     int json;
+    int verbose;            /* listen, subscribe: who sent each message */
 } cli_t;
 
 /* Runs one verb. Returns the process exit status: 0, 1 on failure. */

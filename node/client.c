@@ -353,3 +353,11 @@ void client_unlist(client_t *c)
         vec_remove(&clients->starved, c);
     c->runnable = c->dirty = c->starved = 0;
 }
+
+policy_who_t client_who(const client_t *c)
+{
+    return (policy_who_t) {
+        .local = 1, .uid = c->cred.uid, .groups = c->groups, .ngroups = c->ngroups,
+        .user = c->user,
+    };
+}

@@ -25,6 +25,7 @@
 #include "loop.h"
 #include "node.h"
 #include "peer.h"
+#include "policy.h"
 #include "wire.h"
 
 #include <stdint.h>
@@ -33,6 +34,8 @@
 typedef struct client client_t;
 typedef struct request request_t;
 struct route;
+
+#define CLIENT_GROUPS   32      /* groups of a client the policy knows */
 
 /* What all clients share: the lists the idle pass works through. */
 typedef struct {
@@ -60,6 +63,14 @@ struct client {
     char label[WIRE_NAME_MAX + 1];
     struct ucred cred;          /* from SO_PEERCRED */
     char user[WIRE_USER_MAX + 1];       /* cred.uid's name, or its number */
+    gid_t groups[CLIENT_GROUPS];        /* cred.gid, then the user's other groups */
+    size_t ngroups;
+    struct {                    /* the last topic a publication to it was checked for */
+        uint64_t gen;           /* the policy's; 0: empty */
+        size_t len;
+        char topic[WIRE_NAME_MAX];
+        int allowed;
+    } sub_check;
     int64_t since;              /* loop time it connected */
 
     /* input (session.c) */
@@ -163,6 +174,9 @@ void client_wake_waiters(client_t *c);
 
 /* Drops what c still has of peers' messages, as written (c is going). */
 void client_release_all(client_t *c);
+
+/* Who c is, for the policy (views into c). */
+policy_who_t client_who(const client_t *c);
 
 /* Removes c from every list of the clients, and from the peer it waits
    on (c is being torn down). */

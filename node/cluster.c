@@ -169,6 +169,7 @@ static void s_member_free(member_t *m)
     cluster_t *self = m->cluster;
     if (self->last_member == m)
         self->last_member = NULL;
+    directory_peer_release(self->dir, m->peer);
     vec_remove(&self->members, m);
     keyask_stop(&m->ask, self->loop);
     peer_destroy(&m->peer);

@@ -13,15 +13,28 @@ struct deliver {
     clients_t *clients;
     directory_t *dir;
     requests_t *requests;
+    policy_t *policy;
     const node_config_t *cfg;
     node_stats_t *stats;
     route_t peer_route;         /* where the last message from a peer led */
+    struct {                    /* the last check of a peer's client's message */
+        uint64_t gen;           /* the policy's; 0: empty */
+        const peer_t *peer;
+        uint32_t uid;
+        int action;
+        char user[WIRE_USER_MAX + 1];
+        size_t len;
+        char name[WIRE_NAME_MAX];
+        int allowed;
+        const char *rule;
+    } remote_check;
+    char why[400];              /* the words of the last denial */
     uint32_t pub_epoch;         /* one per publication, so a client gets it once */
     vec_t peers;                /* the peers a publication goes to */
 };
 
 deliver_t *deliver_new(clients_t *clients, directory_t *dir, requests_t *requests,
-                       const node_config_t *config, node_stats_t *stats)
+                       policy_t *policy, const node_config_t *config, node_stats_t *stats)
 {
     deliver_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -29,6 +42,7 @@ deliver_t *deliver_new(clients_t *clients, directory_t *dir, requests_t *request
     self->clients = clients;
     self->dir = dir;
     self->requests = requests;
+    self->policy = policy;
     self->cfg = config;
     self->stats = stats;
     return self;
@@ -55,6 +69,92 @@ static wire_from_t s_from_peer(const peer_t *peer, const proto_msg_t *m)
     return (wire_from_t) { m->uid, m->user, m->userlen, peer_key(peer) };
 }
 
+/* The name a policy rule is matched against: the name of "name" or
+   "name@node", or a unique address whole. */
+static size_t s_policy_name(const char *dest, size_t len)
+{
+    if (len > 0 && dest[0] == ':')
+        return len;
+    const char *at = memchr(dest, '@', len);
+    return at ? (size_t) (at - dest) : len;
+}
+
+static const char *s_action_name(int action)
+{
+    return action == POLICY_SEND ? "send" : action == POLICY_REQUEST ? "request"
+         : action == POLICY_REPLY ? "reply" : action == POLICY_PUBLISH ? "publish"
+         : "subscribe";
+}
+
+/* May local client c do action with name? 1, or 0 with the words of the
+   denial in *ret_why (logged). */
+static int s_local_allowed(deliver_t *self, const client_t *c, int action, const char *name,
+                           size_t len, const char **ret_why)
+{
+    if (!policy_has(self->policy, action))
+        return 1;
+    policy_who_t who = client_who(c);
+    const char *rule = NULL;
+    if (policy_check(self->policy, &who, action, name, len, &rule) != 0)
+        return 1;
+    policy_log_denial(&who, s_action_name(action), name, len, rule);
+    *ret_why = policy_denial(self->why, sizeof self->why, rule);
+    return 0;
+}
+
+/* May a client of peer (m's sender) do action with name? Asked again for
+   each message of a stream, so the last answer is kept. */
+static int s_remote_allowed(deliver_t *self, const peer_t *peer, const proto_msg_t *m,
+                            int action, const char *name, size_t len, const char **ret_why)
+{
+    if (!policy_has(self->policy, action))
+        return 1;
+    typeof(self->remote_check) *rc = &self->remote_check;
+    uint64_t gen = policy_gen(self->policy);
+    if (rc->gen != gen || rc->peer != peer || rc->uid != m->uid || rc->action != action ||
+        rc->len != len || memcmp(rc->name, name, len) != 0 ||
+        strlen(rc->user) != m->userlen || memcmp(rc->user, m->user, m->userlen) != 0) {
+        char user[WIRE_USER_MAX + 1], id[PROTO_ID_LEN + 1];
+        snprintf(user, sizeof user, "%.*s", (int) m->userlen, m->user);
+        proto_key_id(peer_key(peer), id);
+        policy_who_t who = { .local = 0, .uid = m->uid, .user = user, .node = peer_name(peer),
+                             .node_id = id };
+        rc->rule = NULL;
+        rc->allowed = policy_check(self->policy, &who, action, name, len, &rc->rule) != 0;
+        if (!rc->allowed)
+            policy_log_denial(&who, s_action_name(action), name, len, rc->rule);
+        rc->gen = gen;
+        rc->peer = peer;
+        rc->uid = m->uid;
+        rc->action = action;
+        memcpy(rc->user, user, sizeof user);
+        rc->len = len;
+        memcpy(rc->name, name, len);
+    }
+    if (!rc->allowed)
+        *ret_why = policy_denial(self->why, sizeof self->why, rc->rule);
+    return rc->allowed;
+}
+
+/* May subscriber to be given a publication on topic? The answer for its
+   last topic is kept. */
+static int s_may_receive(deliver_t *self, client_t *to, const char *topic, size_t len)
+{
+    if (!policy_has(self->policy, POLICY_SUBSCRIBE))
+        return 1;
+    uint64_t gen = policy_gen(self->policy);
+    if (to->sub_check.gen != gen || to->sub_check.len != len ||
+        memcmp(to->sub_check.topic, topic, len) != 0) {
+        policy_who_t who = client_who(to);
+        to->sub_check.allowed =
+            policy_check(self->policy, &who, POLICY_SUBSCRIBE, topic, len, NULL) != 0;
+        to->sub_check.gen = gen;
+        to->sub_check.len = len;
+        memcpy(to->sub_check.topic, topic, len);
+    }
+    return to->sub_check.allowed;
+}
+
 /* Answers a REQUEST that could not be recorded. */
 static void s_request_refused(client_t *c, const wire_frame_t *f, int err)
 {
@@ -69,6 +169,13 @@ int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbu
         client_send_error(c, f, EMSGSIZE, f->s1, f->s1len, "message too large");
         return CLIENT_DONE;
     }
+    int request = f->type == WIRE_REQUEST;
+    const char *why;
+    if (!s_local_allowed(self, c, request ? POLICY_REQUEST : POLICY_SEND, f->s1,
+                         s_policy_name(f->s1, f->s1len), &why)) {
+        client_send_error(c, f, EACCES, f->s1, f->s1len, why);
+        return CLIENT_DONE;
+    }
     target_t t;
     size_t alen = strlen(c->address);
     size_t len = WIRE_MIN + alen + f->s1len + f->size;
@@ -81,7 +188,6 @@ int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbu
                           rc == -EHOSTUNREACH ? "no such node" : "bad destination");
         return CLIENT_DONE;
     }
-    int request = f->type == WIRE_REQUEST;
     uint32_t timeout = requests_timeout(self->requests, f->aux);
     if (t.peer) {
         if (!peer_room(t.peer, f->size))
@@ -92,6 +198,8 @@ int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbu
             s_request_refused(c, f, rc);
             return CLIENT_DONE;
         }
+        if (r)
+            request_set_name(r, f->s1, s_policy_name(f->s1, f->s1len));
         proto_msg_t m = {
             .type = P_MSG, .flags = f->flags & WIRE_F_CONFIRM ? P_F_CONFIRM : 0,
             .kind = request ? P_KIND_REQUEST : P_KIND_SEND, .cseq = f->seq, .timeout = timeout,
@@ -122,6 +230,7 @@ int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbu
             s_request_refused(c, f, rc);
             return CLIENT_DONE;
         }
+        request_set_name(r, f->s1, s_policy_name(f->s1, f->s1len));
         hlen = wire_encode_from(head, WIRE_DELIVER_REQ, 0, f->seq, timeout, c->address, alen,
                                 f->s1, f->s1len, &from, f->size);
     } else {
@@ -158,6 +267,12 @@ int deliver_reply(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pb
     if (f->size > self->cfg->max_message) {
         request_fail(r, EMSGSIZE, "reply too large");
         client_send_error(c, f, EMSGSIZE, f->s1, f->s1len, "reply too large");
+        return CLIENT_DONE;
+    }
+    const char *why;
+    if (r->name && !s_local_allowed(self, c, POLICY_REPLY, r->name, strlen(r->name), &why)) {
+        client_send_error(c, f, EACCES, f->s1, f->s1len, why);
+        request_fail(r, EACCES, why);
         return CLIENT_DONE;
     }
     size_t alen = strlen(c->address);
@@ -214,6 +329,8 @@ static int s_publish_local(deliver_t *self, const char *topic, size_t tlen, cons
                 if (to->pub_epoch == epoch || to->doomed)
                     continue;
                 to->pub_epoch = epoch;
+                if (!s_may_receive(self, to, topic, tlen))
+                    continue;       /* not for its eyes: nothing else happens */
                 if (pass == 0 && !client_has_room(to, len)) {
                     *ret_blocked = to;
                     return CLIENT_BLOCKED;
@@ -236,6 +353,11 @@ int deliver_publish(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *
     }
     if (f->size > self->cfg->max_message) {
         client_send_error(c, f, EMSGSIZE, f->s1, f->s1len, "message too large");
+        return CLIENT_DONE;
+    }
+    const char *why;
+    if (!s_local_allowed(self, c, POLICY_PUBLISH, f->s1, f->s1len, &why)) {
+        client_send_error(c, f, EACCES, f->s1, f->s1len, why);
         return CLIENT_DONE;
     }
     /* Everyone must have room before anyone gets it: a publish is never
@@ -283,6 +405,13 @@ static int s_remote_msg(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq
                        "message too large");
         return CLIENT_DONE;
     }
+    const char *why;
+    if (!s_remote_allowed(self, peer, m, m->kind == P_KIND_REQUEST ? POLICY_REQUEST : POLICY_SEND,
+                          m->to, s_policy_name(m->to, m->tolen), &why)) {
+        self->stats->errors++;
+        peer_send_fail(peer, EACCES, m->cseq, what, m->from, m->fromlen, m->to, m->tolen, why);
+        return CLIENT_DONE;
+    }
     /* Only for us: a name or address pinned to another node is not
        forwarded again. */
     target_t t;
@@ -322,6 +451,7 @@ static int s_remote_msg(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq
                            rc == -EEXIST ? "request id in use" : request_strerror(rc));
             return CLIENT_DONE;
         }
+        request_set_name(r, m->to, s_policy_name(m->to, m->tolen));
         hlen = wire_encode_from(head, WIRE_DELIVER_REQ, 0, m->cseq, timeout, m->from,
                                 m->fromlen, m->to, m->tolen, &from, m->size);
     } else
@@ -348,6 +478,11 @@ static int s_remote_reply(deliver_t *self, peer_t *peer, const proto_msg_t *m, z
         request_fail(r, EMSGSIZE, "reply too large for this node");
         return CLIENT_DONE;
     }
+    const char *why;
+    if (r->name && !s_remote_allowed(self, peer, m, POLICY_REPLY, r->name, strlen(r->name), &why)) {
+        request_fail(r, EACCES, why);
+        return CLIENT_DONE;
+    }
     client_t *to = r->requester;
     size_t len = WIRE_MIN + m->fromlen + m->size;
     if (!client_has_room(to, len)) {
@@ -370,6 +505,7 @@ int deliver_from_peer(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq_m
 {
     client_origin_t origin = { peer, peer_epoch(peer), m->seq };
     client_t *blocked = NULL;
+    const char *why;
     int rc = CLIENT_DONE;
     if (m->type == P_MSG)
         rc = s_remote_msg(self, peer, m, zmsg, &origin, &blocked);
@@ -378,6 +514,9 @@ int deliver_from_peer(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq_m
     else if (m->size > self->cfg->max_message)
         peer_send_fail(peer, EMSGSIZE, m->cseq, WIRE_PUBLISH, m->from, m->fromlen, m->to,
                        m->tolen, "message too large for this node");
+    else if (!s_remote_allowed(self, peer, m, POLICY_PUBLISH, m->to, m->tolen, &why))
+        peer_send_fail(peer, EACCES, m->cseq, WIRE_PUBLISH, m->from, m->fromlen, m->to,
+                       m->tolen, why);
     else {
         buf_t *pbuf = s_peer_payload(zmsg, m->size);
         wire_from_t from = s_from_peer(peer, m);

@@ -12,14 +12,17 @@
 #include "client.h"
 #include "directory.h"
 #include "peer.h"
+#include "policy.h"
 #include "proto.h"
 #include "request.h"
 #include "wire.h"
 
 typedef struct deliver deliver_t;
 
+/* policy (borrowed) decides who may send, request, reply and publish
+   what, and which subscriber sees which topic. */
 deliver_t *deliver_new(clients_t *clients, directory_t *dir, requests_t *requests,
-                       const node_config_t *config, node_stats_t *stats);
+                       policy_t *policy, const node_config_t *config, node_stats_t *stats);
 void deliver_destroy(deliver_t **self_p);
 
 /* A frame of local client c (SEND or REQUEST; REPLY; PUBLISH) whose

@@ -20,6 +20,7 @@ typedef struct {
 struct directory {
     clients_t *clients;
     const node_config_t *cfg;
+    policy_t *policy;
     dict_t *by_id;              /* id -> client_t */
     dict_t *by_uid;             /* uid -> clients of that user (a count) */
     dict_t *names;              /* name -> name_t */
@@ -29,20 +30,25 @@ struct directory {
     vec_t remotes;              /* remote_t of the peers up */
     proto_buf_t out;            /* lists for peers */
     uint8_t id[WIRE_NODE_ID];   /* our node id, as bytes */
+    char id_hex[2 * WIRE_NODE_ID + 1];
+    dict_t *claims;             /* node name -> the id (char *) of the node that claimed it */
+    char why[400];              /* the words of the last denial */
 };
 
-directory_t *directory_new(clients_t *clients, const node_config_t *config)
+directory_t *directory_new(clients_t *clients, const node_config_t *config, policy_t *policy)
 {
     directory_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
     self->clients = clients;
     self->cfg = config;
+    self->policy = policy;
     self->by_id = dict_new();
     self->by_uid = dict_new();
     self->names = dict_new();
     self->exact_subs = dict_new();
-    if (!self->by_id || !self->by_uid || !self->names || !self->exact_subs) {
+    self->claims = dict_new();
+    if (!self->by_id || !self->by_uid || !self->names || !self->exact_subs || !self->claims) {
         directory_destroy(&self);
         return NULL;
     }
@@ -65,6 +71,14 @@ static void s_free_name(const void *key, size_t len, void *value, void *arg)
     s_name_free(value);
 }
 
+static void s_free_claim(const void *key, size_t len, void *value, void *arg)
+{
+    (void) key;
+    (void) len;
+    (void) arg;
+    free(value);
+}
+
 static void s_remote_free(remote_t *r)
 {
     dict_destroy(&r->names);
@@ -83,6 +97,9 @@ void directory_destroy(directory_t **self_p)
     dict_destroy(&self->by_id);
     dict_destroy(&self->by_uid);
     dict_destroy(&self->exact_subs);
+    if (self->claims)
+        dict_each(self->claims, s_free_claim, NULL);
+    dict_destroy(&self->claims);
     vec_free(&self->prefix_subs);
     vec_free(&self->watchers);
     for (size_t i = 0; i < self->remotes.size; i++)
@@ -100,12 +117,14 @@ const char *directory_self(const directory_t *self)
 
 int directory_is_self(const directory_t *self, const char *node, size_t len)
 {
-    return len == 0 || (len == strlen(self->cfg->name) && memcmp(node, self->cfg->name, len) == 0);
+    return len == 0 || (len == strlen(self->cfg->name) && memcmp(node, self->cfg->name, len) == 0) ||
+           (len == 2 * WIRE_NODE_ID && memcmp(node, self->id_hex, len) == 0);
 }
 
 void directory_set_id(directory_t *self, const char *id_hex)
 {
     proto_unhex(id_hex, WIRE_NODE_ID, self->id);
+    snprintf(self->id_hex, sizeof self->id_hex, "%s", id_hex);
 }
 
 const uint8_t *directory_id(const directory_t *self)
@@ -127,6 +146,16 @@ static void s_changed(directory_t *self)
 
 /* Tells every watcher with a pattern that matches subject: event, about
    name on node. */
+/* May watcher w see events about subject? */
+static int s_may_watch(const directory_t *self, const client_t *w, const char *subject,
+                       size_t len)
+{
+    if (!policy_has(self->policy, POLICY_WATCH))
+        return 1;
+    policy_who_t who = client_who(w);
+    return policy_check(self->policy, &who, POLICY_WATCH, subject, len, NULL) != 0;
+}
+
 static void s_notify(directory_t *self, const char *subject, size_t slen, int event,
                      const char *name, size_t nlen, const char *node)
 {
@@ -135,6 +164,8 @@ static void s_notify(directory_t *self, const char *subject, size_t slen, int ev
         for (size_t j = 0; j < w->watches.size; j++) {
             const char *p = w->watches.items[j];
             if (wire_match(p, strlen(p), subject, slen)) {
+                if (!s_may_watch(self, w, subject, slen))
+                    break;
                 client_send_control(w, WIRE_EVENT, 0, 0, (uint32_t) event, name, nlen,
                                     node, strlen(node), NULL, 0);
                 break;
@@ -342,11 +373,48 @@ size_t directory_scan_names(const directory_t *self, size_t cursor,
     return dict_scan(self->names, cursor, s_each_name, &e);
 }
 
-int directory_bind(directory_t *self, client_t *c, const char *name, size_t len)
+/* Does a client of another user than c hold n here? */
+static int s_held_by_other(const name_t *n, const client_t *c)
+{
+    for (size_t i = 0; n && i < n->holders.size; i++)
+        if (((client_t *) n->holders.items[i])->cred.uid != c->cred.uid)
+            return 1;
+    return 0;
+}
+
+/* May c do action with name (or pattern)? 1, or 0 with *ret_why set. */
+static int s_allowed(directory_t *self, const client_t *c, int action, const char *what,
+                     const char *name, size_t len, const char **ret_why)
+{
+    const char *rule = NULL;
+    policy_who_t who = client_who(c);
+    if (policy_check(self->policy, &who, action, name, len, &rule) != 0)
+        return 1;
+    policy_log_denial(&who, what, name, len, rule);
+    *ret_why = policy_denial(self->why, sizeof self->why, rule);
+    return 0;
+}
+
+int directory_bind(directory_t *self, client_t *c, const char *name, size_t len,
+                   const char **ret_why)
 {
     name_t *n = dict_get(self->names, name, len);
     if (n && vec_has(&n->holders, c))
         return -EEXIST;
+    /* A name is its holder's user's: another user takes it only as root,
+       or where a rule says so. */
+    policy_who_t who = client_who(c);
+    const char *rule = NULL;
+    int verdict = policy_check(self->policy, &who, POLICY_BIND, name, len, &rule);
+    if (verdict == 0) {
+        policy_log_denial(&who, "bind", name, len, rule);
+        *ret_why = policy_denial(self->why, sizeof self->why, rule);
+        return -EACCES;
+    }
+    if (verdict < 0 && c->cred.uid != 0 && s_held_by_other(n, c)) {
+        *ret_why = "held by another user";
+        return -EACCES;
+    }
     if (c->names.size >= self->cfg->max_names)
         return -ENOBUFS;
     if (!(n = s_name_get(self, name, len)))
@@ -398,8 +466,11 @@ static sub_t *s_find_sub(const vec_t *subs, const char *pattern, size_t len)
     return NULL;
 }
 
-int directory_subscribe(directory_t *self, client_t *c, const char *pattern, size_t len)
+int directory_subscribe(directory_t *self, client_t *c, const char *pattern, size_t len,
+                        const char **ret_why)
 {
+    if (!s_allowed(self, c, POLICY_SUBSCRIBE, "subscribe", pattern, len, ret_why))
+        return -EACCES;
     int prefix = pattern[len - 1] == '*';
     sub_t *sub = prefix ? s_find_sub(&self->prefix_subs, pattern, len)
                         : dict_get(self->exact_subs, pattern, len);
@@ -512,8 +583,11 @@ static size_t s_find_watch(const client_t *c, const char *pattern, size_t len)
     return SIZE_MAX;
 }
 
-int directory_watch(directory_t *self, client_t *c, const char *pattern, size_t len)
+int directory_watch(directory_t *self, client_t *c, const char *pattern, size_t len,
+                    const char **ret_why)
 {
+    if (!s_allowed(self, c, POLICY_WATCH, "watch", pattern, len, ret_why))
+        return -EACCES;
     if (s_find_watch(c, pattern, len) != SIZE_MAX)
         return -EEXIST;
     if (c->watches.size >= self->cfg->max_watches)
@@ -553,7 +627,7 @@ static void s_snapshot_name(const void *key, size_t len, void *value, void *arg)
 {
     name_t *n = value;
     snapshot_t *s = arg;
-    if (!wire_match(s->pattern, s->len, key, len))
+    if (!wire_match(s->pattern, s->len, key, len) || !s_may_watch(s->dir, s->watcher, key, len))
         return;
     const char *self_name = s->dir->cfg->name;
     if (n->holders.size > 0)
@@ -602,6 +676,8 @@ static remote_t *s_remote(const directory_t *self, const peer_t *peer, size_t *r
     return NULL;
 }
 
+static void s_claim(directory_t *self, peer_t *peer);
+
 /* What peer holds, made when it first tells (which may be before it is
    up here: its HELLO came, our HELLO's answer not yet). */
 static remote_t *s_remote_get(directory_t *self, peer_t *peer)
@@ -624,6 +700,8 @@ static remote_t *s_remote_get(directory_t *self, peer_t *peer)
 void directory_peer_state(directory_t *self, peer_t *peer, int up)
 {
     s_changed(self);
+    if (up)
+        s_claim(self, peer);
     if (up && s_remote_get(self, peer))
         s_tell_state(self, peer);
     const char *node = peer_name(peer);
@@ -712,11 +790,42 @@ void directory_peer_list(directory_t *self, peer_t *peer, const proto_msg_t *m)
     }
 }
 
+/* A node name is the first key's that says it: the claim stays while the
+   cluster knows that node, whatever others say. */
+static void s_claim(directory_t *self, peer_t *peer)
+{
+    const char *name = peer_name(peer), *id = peer_id(peer);
+    const char *owner = dict_get(self->claims, name, strlen(name));
+    if (!owner) {
+        char *copy = buf_strndup(id, strlen(id));
+        if (copy && dict_put(self->claims, name, strlen(name), copy) < 0)
+            free(copy);
+    } else if (strcmp(owner, id) != 0)
+        zsys_warning("node %.8s says it is '%s', a name node %.8s claimed first: '%s' means "
+                     "%.8s; address this one by its id, NAME@%s", id, name, owner, name, owner,
+                     id);
+}
+
+void directory_peer_release(directory_t *self, peer_t *peer)
+{
+    const char *name = peer_name(peer);
+    const char *owner = dict_get(self->claims, name, strlen(name));
+    if (owner && strcmp(owner, peer_id(peer)) == 0)
+        free(dict_del(self->claims, name, strlen(name)));
+}
+
 peer_t *directory_node(const directory_t *self, const char *name, size_t len)
 {
+    /* By id (32 hex digits), or by name: the node that claimed it. */
+    int by_id = len == PROTO_ID_LEN && proto_check_id(name, len) == 0;
+    const char *owner = by_id ? NULL : dict_get(self->claims, name, len);
     for (size_t i = 0; i < self->remotes.size; i++) {
         peer_t *p = ((remote_t *) self->remotes.items[i])->peer;
-        if (peer_is_up(p) && strlen(peer_name(p)) == len && memcmp(peer_name(p), name, len) == 0)
+        if (!peer_is_up(p))
+            continue;
+        if (by_id ? memcmp(peer_id(p), name, len) == 0
+                  : owner ? strcmp(peer_id(p), owner) == 0
+                          : strlen(peer_name(p)) == len && memcmp(peer_name(p), name, len) == 0)
             return p;
     }
     return NULL;

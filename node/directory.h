@@ -14,6 +14,7 @@
 #include "client.h"
 #include "node.h"
 #include "peer.h"
+#include "policy.h"
 #include "proto.h"
 
 #include <stddef.h>
@@ -38,7 +39,8 @@ typedef struct {
     vec_t clients;
 } sub_t;
 
-directory_t *directory_new(clients_t *clients, const node_config_t *config);
+/* policy (borrowed) decides who may bind, subscribe and watch what. */
+directory_t *directory_new(clients_t *clients, const node_config_t *config, policy_t *policy);
 void directory_destroy(directory_t **self_p);
 
 /* --- this node and its clients --------------------------------------------- */
@@ -80,8 +82,11 @@ void directory_each_client(const directory_t *self, void (*fn) (client_t *c, voi
 
 /* --- names ---------------------------------------------------------------------- */
 
-/* Returns 0, -EEXIST (c holds it), -ENOBUFS (c holds too many), -ENOMEM. */
-int directory_bind(directory_t *self, client_t *c, const char *name, size_t len);
+/* Returns 0, -EEXIST (c holds it), -ENOBUFS (c holds too many), -ENOMEM,
+   -EACCES (a policy rule, or the name is held by another user: *ret_why
+   says which). */
+int directory_bind(directory_t *self, client_t *c, const char *name, size_t len,
+                   const char **ret_why);
 
 /* Returns 0 or -ENOENT (c does not hold it). */
 int directory_unbind(directory_t *self, client_t *c, const char *name, size_t len);
@@ -96,8 +101,10 @@ size_t directory_scan_names(const directory_t *self, size_t cursor,
 
 /* --- subscriptions ------------------------------------------------------------- */
 
-/* Return 0, -EEXIST, -ENOBUFS, -ENOMEM; and 0 or -ENOENT. */
-int directory_subscribe(directory_t *self, client_t *c, const char *pattern, size_t len);
+/* Return 0, -EEXIST, -ENOBUFS, -ENOMEM, -EACCES (*ret_why: the rule);
+   and 0 or -ENOENT. */
+int directory_subscribe(directory_t *self, client_t *c, const char *pattern, size_t len,
+                        const char **ret_why);
 int directory_unsubscribe(directory_t *self, client_t *c, const char *pattern, size_t len);
 
 /* The local subscriptions whose pattern matches topic: the exact one (or
@@ -113,8 +120,11 @@ size_t directory_remote_subscribers(directory_t *self, const char *topic, size_t
 
 /* --- watches ------------------------------------------------------------------ */
 
-/* Return 0, -EEXIST, -ENOBUFS, -ENOMEM; and 0 or -ENOENT. */
-int directory_watch(directory_t *self, client_t *c, const char *pattern, size_t len);
+/* Return 0, -EEXIST, -ENOBUFS, -ENOMEM, -EACCES (*ret_why: the rule);
+   and 0 or -ENOENT. A watcher sees only the events of names (and nodes)
+   the policy lets it watch. */
+int directory_watch(directory_t *self, client_t *c, const char *pattern, size_t len,
+                    const char **ret_why);
 int directory_unwatch(directory_t *self, client_t *c, const char *pattern, size_t len);
 
 /* The events a new watch starts with: every name held now, per node. */
@@ -132,7 +142,11 @@ void directory_peer_forget(directory_t *self, peer_t *peer);
 /* A NAMES_ADD, NAMES_DEL, SUBS_ADD or SUBS_DEL from peer. */
 void directory_peer_list(directory_t *self, peer_t *peer, const proto_msg_t *m);
 
-/* The peer that is up and called name, or NULL. */
+/* The peer that is up and is node name: by its id (32 hex digits), or by
+   its name, which is the node's whose key first claimed it. NULL if none. */
 peer_t *directory_node(const directory_t *self, const char *name, size_t len);
+
+/* The cluster forgets peer: a name it claimed is free again. */
+void directory_peer_release(directory_t *self, peer_t *peer);
 
 #endif

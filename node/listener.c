@@ -7,6 +7,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,11 +149,18 @@ static void s_accept(loop_t *loop, int fd, int revents, void *arg)
         c->since = loop_now(loop);
         struct passwd pw, *found = NULL;
         char pwbuf[1024];
-        if (getpwuid_r(cred.uid, &pw, pwbuf, sizeof pwbuf, &found) == 0 && found &&
-            strlen(found->pw_name) <= WIRE_USER_MAX && !strpbrk(found->pw_name, " \t\n"))
+        int named = getpwuid_r(cred.uid, &pw, pwbuf, sizeof pwbuf, &found) == 0 && found &&
+                    strlen(found->pw_name) <= WIRE_USER_MAX && !strpbrk(found->pw_name, " \t\n");
+        if (named)
             snprintf(c->user, sizeof c->user, "%s", found->pw_name);
         else
             snprintf(c->user, sizeof c->user, "%u", (unsigned) cred.uid);
+        /* Its groups, as the system lists them now, for the policy. */
+        int ngroups = CLIENT_GROUPS;
+        c->groups[0] = cred.gid;
+        if (!named || getgrouplist(found->pw_name, cred.gid, c->groups, &ngroups) < 0)
+            ngroups = 1;
+        c->ngroups = (size_t) ngroups;
         if (directory_add_client(self->dir, c) < 0 || session_start(self->sessions, c) < 0) {
             directory_client_gone(self->dir, c);
             client_free(c);

@@ -9,6 +9,7 @@
 #include "keys.h"
 #include "loop.h"
 #include "options.h"
+#include "policy.h"
 #include "privs.h"
 #include "server.h"
 
@@ -20,13 +21,21 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+static server_t *s_server;     /* for SIGHUP */
+
 static void s_on_signal(loop_t *loop, int fd, int revents, void *arg)
 {
     (void) revents;
     (void) arg;
     struct signalfd_siginfo si;
-    if (read(fd, &si, sizeof si) == (ssize_t) sizeof si)
-        zsys_notice("caught signal %u, stopping", si.ssi_signo);
+    if (read(fd, &si, sizeof si) != (ssize_t) sizeof si)
+        return;
+    if (si.ssi_signo == SIGHUP) {
+        if (s_server)
+            server_reload(s_server);
+        return;
+    }
+    zsys_notice("caught signal %u, stopping", si.ssi_signo);
     loop_stop(loop);
 }
 
@@ -40,6 +49,7 @@ static int s_serve(const node_config_t *config)
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 
@@ -48,7 +58,7 @@ static int s_serve(const node_config_t *config)
         zsys_error("cannot set up the event loop: %s", strerror(errno));
         return 1;
     }
-    server_t *server = server_new(loop, config);
+    server_t *server = s_server = server_new(loop, config);
     if (!server) {
         loop_destroy(&loop);
         close(sfd);
@@ -59,6 +69,7 @@ static int s_serve(const node_config_t *config)
     int rc = loop_run(loop);
     if (rc < 0)
         zsys_error("event loop failed: %s", strerror(-rc));
+    s_server = NULL;
     server_destroy(&server);
     loop_destroy(&loop);
     close(sfd);
@@ -84,6 +95,19 @@ static int s_print_key(options_t *o)
     return 0;
 }
 
+/* --policy-check: the rules as the node would read them. */
+static int s_check_policy(const char *path)
+{
+    policy_t *policy = policy_new();
+    int rc = policy ? policy_load(policy, path, 0) : -ENOMEM;
+    if (rc == 0) {
+        policy_print(policy, stdout);
+        fprintf(stderr, "ipc-node: %s: no error\n", path);
+    }
+    policy_destroy(&policy);
+    return rc == 0 ? 0 : 2;
+}
+
 int main(int argc, char **argv)
 {
     options_t o;
@@ -92,6 +116,8 @@ int main(int argc, char **argv)
         rc = cli_run(&o.cli);
     else if (rc < 0 && o.key_verb)
         rc = s_print_key(&o);
+    else if (rc < 0 && o.policy_check)
+        rc = s_check_policy(o.policy_check);
     else if (rc < 0 && (rc = options_daemon(&o)) == 0) {
         /* The daemon. czmq must not install its own signal handlers, and
            logs go to stderr, not stdout. */

@@ -25,6 +25,7 @@ typedef struct {
     int no_mdns;
     char cluster[64];           /* only nodes of the same cluster meet */
     char authorized_keys[400];  /* directory of zcert public files, or "" */
+    char policy[400];           /* --policy file, or "" */
     char **peers;               /* static peers, "tcp://host:port" */
     size_t npeers;
     /* limits on what clients and peers may make the node hold (docs/limits.md) */

@@ -53,8 +53,11 @@ static const char s_usage[] =
     "  --user NAME           as root, become NAME once the sockets are open\n"
     "                        (default ipc-node if it exists)\n"
     "  --no-drop             as root, stay root\n"
+    "  --policy FILE         who may do what with which names (read again on\n"
+    "                        SIGHUP)\n"
     "  --syslog              log to syslog as well as stderr\n"
-    "  -v, --verbose         log every client that connects\n"
+    "  -v, --verbose         log every client that connects; with --listen or\n"
+    "                        --subscribe, print who sent each message\n"
     "\n"
     "Limits (what clients and peers may make the node hold; docs/limits.md):\n"
     "  --max-clients-per-uid N   clients of one user, root aside (default 1024)\n"
@@ -78,6 +81,7 @@ static const char s_usage[] =
     "  --clients             connected clients\n"
     "  --stats               counters\n"
     "  --key                 print this node's public key (from --state-dir)\n"
+    "  --policy-check FILE   read a policy file and print its rules, or its errors\n"
     "  --send NAME DATA      send DATA (\"-\": standard input) to NAME\n"
     "  --request NAME DATA   send a request and print the reply\n"
     "  --listen NAME         hold NAME and print each message received\n"
@@ -97,7 +101,7 @@ enum {
     O_CONFIG, O_CLUSTER, O_AUTHORIZED_KEYS, O_ECHO, O_JSON, O_GROUP, O_USER, O_NO_DROP,
     /* verbs */
     O_SERVICES, O_PEERS, O_CLIENTS, O_STATS, O_SEND, O_REQUEST, O_LISTEN, O_PUBLISH,
-    O_SUBSCRIBE, O_WATCH, O_KEY,
+    O_SUBSCRIBE, O_WATCH, O_KEY, O_POLICY_CHECK, O_POLICY,
     /* numbers: see s_numbers */
     O_NUMBER = 512,
 };
@@ -171,6 +175,8 @@ static const struct option s_named[] = {
     { "group", required_argument, NULL, O_GROUP },
     { "user", required_argument, NULL, O_USER },
     { "no-drop", no_argument, NULL, O_NO_DROP },
+    { "policy", required_argument, NULL, O_POLICY },
+    { "policy-check", required_argument, NULL, O_POLICY_CHECK },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
 };
@@ -282,6 +288,11 @@ static int s_option(options_t *o, int opt, const char *arg)
     cli_t *cli = &o->cli;
     if (opt >= O_NUMBER && opt < O_NUMBER + (int) N_NUMBERS)
         return s_number(o, &s_numbers[opt - O_NUMBER], arg);
+    if (opt == O_POLICY_CHECK) {
+        o->verbs++;
+        o->policy_check = arg;
+        return 0;
+    }
     if (opt >= O_SERVICES && opt <= O_KEY) {
         static const verb_t verbs[] = {
             [O_SERVICES - O_SERVICES] = VERB_SERVICES, [O_PEERS - O_SERVICES] = VERB_PEERS,
@@ -347,9 +358,16 @@ static int s_option(options_t *o, int opt, const char *arg)
         break;
     }
     case O_NO_DROP: config->no_drop = 1; config->user[0] = 0; break;
+    case O_POLICY: {
+        char path[PATH_MAX];
+        if (!realpath(arg, path) || strlen(path) >= sizeof config->policy)
+            return s_bad("policy", arg, "an existing file of rules (see docs/policy.md)");
+        strcpy(config->policy, path);
+        break;
+    }
     case O_CONFIG: return s_config_file(o, arg);
     case O_SYSLOG: o->use_syslog = 1; break;
-    case 'v': config->verbose = 1; break;
+    case 'v': config->verbose = cli->verbose = 1; break;
     case O_ECHO: cli->echo = 1; break;
     case O_JSON: cli->json = 1; break;
     default: return 2;
@@ -384,7 +402,8 @@ static int s_config_line(options_t *o, char *line, const char *path, int lineno)
         fprintf(stderr, "ipc-node: %s:%d: unknown option '%s'\n", path, lineno, key);
         return 2;
     }
-    if ((opt->val >= O_SERVICES && opt->val <= O_KEY) || opt->val == 'h' || opt->val == 'V') {
+    if ((opt->val >= O_SERVICES && opt->val <= O_POLICY_CHECK) || opt->val == 'h' ||
+        opt->val == 'V') {
         fprintf(stderr, "ipc-node: %s:%d: '%s' is a verb: give it on the command line\n",
                 path, lineno, key);
         return 2;

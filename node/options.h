@@ -13,6 +13,7 @@ typedef struct {
     node_config_t config;
     cli_t cli;
     int use_syslog, verbs, key_verb;
+    const char *policy_check;   /* --policy-check FILE */
     const char *socket_opt, *name_opt;
     char **peers;
     size_t npeers;

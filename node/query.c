@@ -62,25 +62,33 @@ void query_forget(client_t *c)
 typedef struct {
     text_t *text;
     const char *self;
+    const client_t *asker;
 } lines_t;
 
 static void s_list_name(name_t *n, void *arg)
 {
     lines_t *l = arg;
+    /* A label is the client's word: beside it, the user the kernel says. */
     for (size_t i = 0; i < n->holders.size; i++) {
         client_t *h = n->holders.items[i];
-        text_printf(l->text, "%s\t%s\t%s\t%s\n", n->name, l->self, h->address, h->label);
+        text_printf(l->text, "%s\t%s\t%s\t%s\t%s\n", n->name, l->self, h->address, h->label,
+                    h->user);
     }
     /* A peer tells which names it holds, not who holds them there. */
     for (size_t i = 0; i < n->peers.size; i++)
-        text_printf(l->text, "%s\t%s\t-\t-\n", n->name, peer_name(n->peers.items[i]));
+        text_printf(l->text, "%s\t%s\t-\t-\t-\n", n->name, peer_name(n->peers.items[i]));
 }
 
 static void s_list_client(client_t *c, void *arg)
 {
     lines_t *l = arg;
-    text_printf(l->text, "%s\t%s\t%d\t%u\t%zu\n", c->address, c->label, (int) c->cred.pid,
-                (unsigned) c->cred.uid, c->queued);
+    /* Another user's processes are that user's business (root sees all). */
+    uid_t asker = l->asker->cred.uid;
+    char pid[16] = "-";
+    if (asker == 0 || asker == c->cred.uid)
+        snprintf(pid, sizeof pid, "%d", (int) c->cred.pid);
+    text_printf(l->text, "%s\t%s\t%s\t%u\t%zu\t%s\n", c->address, c->label, pid,
+                (unsigned) c->cred.uid, c->queued, c->user);
 }
 
 static void s_stats(query_t *self, text_t *t)
@@ -106,9 +114,10 @@ static void s_stats(query_t *self, text_t *t)
 
 /* Adds to the text at least a page more of the listing, or the rest of
    it; the walk's cursor says where it goes on. */
-static void s_make(query_t *self, struct listing *l, uint32_t what, size_t page)
+static void s_make(query_t *self, const client_t *c, struct listing *l, uint32_t what,
+                   size_t page)
 {
-    lines_t lines = { &l->text, self->cfg->name };
+    lines_t lines = { &l->text, self->cfg->name, c };
     if (!l->begun) {
         l->begun = 1;
         if (what == WIRE_Q_PEERS) {
@@ -148,7 +157,7 @@ int query_answer(query_t *self, client_t *c, const wire_frame_t *f)
     const node_config_t *cfg = self->cfg;
     size_t page = cfg->max_message < PAGE ? (cfg->max_message ? cfg->max_message : 1) : PAGE;
     for (;;) {
-        s_make(self, l, f->aux, page);
+        s_make(self, c, l, f->aux, page);
         int last = !l->cursor && l->text.len <= page;
         size_t n = l->text.len < page ? l->text.len : page;
         client_send_control(c, WIRE_OK, last ? 0 : WIRE_F_MORE, f->seq, 0, NULL, 0, NULL, 0,

@@ -91,7 +91,15 @@ void request_free(request_t *r)
     if (r->hprev && (*r->hprev = r->hnext))
         r->hnext->hprev = r->hprev;
     free(r->from);
+    free(r->name);
     free(r);
+}
+
+int request_set_name(request_t *r, const char *name, size_t len)
+{
+    free(r->name);
+    r->name = buf_strndup(name, len);
+    return r->name ? 0 : -ENOMEM;
 }
 
 void request_fail(request_t *r, int err, const char *text)

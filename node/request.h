@@ -26,6 +26,7 @@ struct request {
     client_t *holder;           /* NULL: on peer */
     peer_t *peer;               /* the node of the requester or of the holder */
     char *from;                 /* the requester's address, when on peer */
+    char *name;                 /* the name it was sent to, for the policy of its reply */
     loop_timer_t *timer;
     request_t *anext, **aprev;  /* in requester->asked */
     request_t *hnext, **hprev;  /* in holder->held */
@@ -49,6 +50,9 @@ uint32_t requests_timeout(const requests_t *self, uint32_t asked);
 int request_new(requests_t *self, client_t *requester, uint64_t rid_client, uint32_t id,
                 const char *from, size_t fromlen, const char *node, size_t nodelen,
                 client_t *holder, peer_t *peer, uint32_t timeout, request_t **ret);
+
+/* Keeps the name r was sent to. Returns 0 or -ENOMEM. */
+int request_set_name(request_t *r, const char *name, size_t len);
 
 /* Words for request_new's errors, for the requester. */
 const char *request_strerror(int err);

@@ -14,11 +14,13 @@
 #include "deliver.h"
 #include "directory.h"
 #include "listener.h"
+#include "policy.h"
 #include "privs.h"
 #include "query.h"
 #include "request.h"
 #include "session.h"
 
+#include <czmq.h>
 #include <stdlib.h>
 
 struct server {
@@ -26,6 +28,7 @@ struct server {
     node_config_t config;
     node_stats_t stats;
     clients_t clients;
+    policy_t *policy;
     directory_t *dir;
     requests_t *requests;
     deliver_t *deliver;
@@ -66,9 +69,12 @@ server_t *server_new(loop_t *loop, const node_config_t *config)
     s->config = *config;
     const node_config_t *cfg = &s->config;
     clients_init(&s->clients, loop, cfg, &s->stats);
-    if (!(s->dir = directory_new(&s->clients, cfg)) ||
+    if (!(s->policy = policy_new()) ||
+        (cfg->policy[0] && policy_load(s->policy, cfg->policy, 0) < 0) ||
+        !(s->dir = directory_new(&s->clients, cfg, s->policy)) ||
         !(s->requests = requests_new(loop, cfg, &s->stats)) ||
-        !(s->deliver = deliver_new(&s->clients, s->dir, s->requests, cfg, &s->stats))) {
+        !(s->deliver = deliver_new(&s->clients, s->dir, s->requests, s->policy, cfg,
+                                   &s->stats))) {
         server_destroy(&s);
         return NULL;
     }
@@ -99,6 +105,19 @@ server_t *server_new(loop_t *loop, const node_config_t *config)
     return s;
 }
 
+void server_reload(server_t *s)
+{
+    if (!s->config.policy[0]) {
+        zsys_notice("reload: no --policy to read again");
+        return;
+    }
+    if (policy_load(s->policy, s->config.policy, 1) == 0)
+        zsys_notice("reload: the rules of %s are in force", s->config.policy);
+    else
+        zsys_error("reload: %s has errors (above): the rules before it stay in force",
+                   s->config.policy);
+}
+
 void server_destroy(server_t **self_p)
 {
     if (!self_p || !*self_p)
@@ -115,6 +134,7 @@ void server_destroy(server_t **self_p)
     deliver_destroy(&s->deliver);
     requests_destroy(&s->requests);
     directory_destroy(&s->dir);
+    policy_destroy(&s->policy);
     clients_fini(&s->clients);
     buf_pool_clear();
     free(s);

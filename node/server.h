@@ -12,6 +12,10 @@ typedef struct server server_t;
    Logs why and returns NULL on failure. config is copied. */
 server_t *server_new(loop_t *loop, const node_config_t *config);
 
+/* Reads the --policy file again (SIGHUP); on an error the rules in force
+   stay, and the log says why. */
+void server_reload(server_t *self);
+
 /* Closes every client, says goodbye to every peer, removes the socket
    file, frees; safe on NULL. */
 void server_destroy(server_t **self_p);

@@ -160,6 +160,7 @@ static int s_handle(sessions_t *self, client_t *c, const wire_frame_t *f, buf_t 
         return CLIENT_DONE;
     }
     directory_t *dir = self->dir;
+    const char *why = NULL;
     int rc = 0;
     switch (f->type) {
     case WIRE_SEND:
@@ -174,7 +175,7 @@ static int s_handle(sessions_t *self, client_t *c, const wire_frame_t *f, buf_t 
     case WIRE_BIND:
         rc = wire_check_name(f->s1, f->s1len);
         if (rc == 0)
-            rc = directory_bind(dir, c, f->s1, f->s1len);
+            rc = directory_bind(dir, c, f->s1, f->s1len, &why);
         break;
     case WIRE_UNBIND:
         rc = directory_unbind(dir, c, f->s1, f->s1len);
@@ -182,7 +183,7 @@ static int s_handle(sessions_t *self, client_t *c, const wire_frame_t *f, buf_t 
     case WIRE_SUBSCRIBE:
         rc = wire_check_pattern(f->s1, f->s1len);
         if (rc == 0)
-            rc = directory_subscribe(dir, c, f->s1, f->s1len);
+            rc = directory_subscribe(dir, c, f->s1, f->s1len, &why);
         break;
     case WIRE_UNSUBSCRIBE:
         rc = directory_unsubscribe(dir, c, f->s1, f->s1len);
@@ -190,7 +191,7 @@ static int s_handle(sessions_t *self, client_t *c, const wire_frame_t *f, buf_t 
     case WIRE_WATCH:
         rc = wire_check_pattern(f->s1, f->s1len);
         if (rc == 0)
-            rc = directory_watch(dir, c, f->s1, f->s1len);
+            rc = directory_watch(dir, c, f->s1, f->s1len, &why);
         if (rc == 0) {
             client_send_ok(c, f, NULL, 0);
             directory_watch_snapshot(dir, c, f->s1, f->s1len);
@@ -208,7 +209,7 @@ static int s_handle(sessions_t *self, client_t *c, const wire_frame_t *f, buf_t 
     }
     if (rc < 0)
         client_send_error(c, f, -rc, f->s1, f->s1len,
-                          rc == -EINVAL ? "bad name" : rc == -EEXIST ? "already there" :
+                          why ? why : rc == -EINVAL ? "bad name" : rc == -EEXIST ? "already there" :
                           rc == -ENOENT ? "not there" : rc == -ENOBUFS ? "too many" : "failed");
     else
         client_send_ok(c, f, NULL, 0);

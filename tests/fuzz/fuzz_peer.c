@@ -49,6 +49,7 @@ typedef struct {
     node_config_t cfg;
     node_stats_t stats;
     clients_t clients;
+    policy_t *policy;
     directory_t *dir;
     requests_t *requests;
     deliver_t *deliver;
@@ -92,9 +93,10 @@ static void s_local(node_t *n, int i)
     n->far[i] = sv[1];
     if (directory_add_client(n->dir, c) < 0 || session_start(n->sessions, c) < 0)
         abort();
-    directory_bind(n->dir, c, "svc", 3);
-    directory_subscribe(n->dir, c, "*", 1);
-    directory_watch(n->dir, c, "*", 1);
+    const char *why;
+    directory_bind(n->dir, c, "svc", 3, &why);
+    directory_subscribe(n->dir, c, "*", 1, &why);
+    directory_watch(n->dir, c, "*", 1, &why);
 }
 
 static void s_start(node_t *n)
@@ -114,9 +116,11 @@ static void s_start(node_t *n)
     if (!(n->loop = loop_new()))
         abort();
     clients_init(&n->clients, n->loop, &n->cfg, &n->stats);
-    if (!(n->dir = directory_new(&n->clients, &n->cfg)) ||
+    if (!(n->policy = policy_new()) ||
+        !(n->dir = directory_new(&n->clients, &n->cfg, n->policy)) ||
         !(n->requests = requests_new(n->loop, &n->cfg, &n->stats)) ||
-        !(n->deliver = deliver_new(&n->clients, n->dir, n->requests, &n->cfg, &n->stats)))
+        !(n->deliver = deliver_new(&n->clients, n->dir, n->requests, n->policy, &n->cfg,
+                                   &n->stats)))
         abort();
     /* The last node's ZAP socket may still be closing (libzmq closes
        sockets on its own thread), and its inproc endpoint in use. */
@@ -176,6 +180,7 @@ static void s_stop(node_t *n)
     deliver_destroy(&n->deliver);
     requests_destroy(&n->requests);
     directory_destroy(&n->dir);
+    policy_destroy(&n->policy);
     clients_fini(&n->clients);
     buf_pool_clear();
     loop_destroy(&n->loop);

@@ -1120,8 +1120,8 @@ static int s_service_row(char **fl, int n, int row, void *arg)
 {
     service_find_t *s = arg;
     (void) row;
-    if (n != 4)
-        fail_msg("services row with %d fields, not 4", n);
+    if (n != 5)
+        fail_msg("services row with %d fields, not 5", n);
     if (strcmp(fl[0], s->name) == 0 && strcmp(fl[1], s->node) == 0 &&
         (!s->holder || (strcmp(fl[2], s->holder) == 0 && strcmp(fl[3], s->label) == 0)))
         s->found = 1;

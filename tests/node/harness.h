@@ -243,7 +243,7 @@ int harness_peers_up(ipcnet_t *q);
 
 /* Does q's node list name as held on node `node`? With holder non-NULL,
    the holder and label columns must match too. Fails the test on a row
-   that does not have 4 fields. */
+   that does not have 5 fields. */
 int harness_has_service(ipcnet_t *q, const char *name, const char *node, const char *holder,
                         const char *label);
 

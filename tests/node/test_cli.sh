@@ -121,8 +121,8 @@ fi
 # --- verbs that need no node ------------------------------------------------
 
 raw --version
-[ "$RC" -eq 0 ] && [ "$(head -n 1 "$DIR/out")" = "ipc-node 0.1.0" ]
-check "--version prints 'ipc-node 0.1.0'" $?
+[ "$RC" -eq 0 ] && [ "$(head -n 1 "$DIR/out")" = "ipc-node 0.2.0" ]
+check "--version prints 'ipc-node 0.2.0'" $?
 
 raw --help
 [ "$RC" -eq 0 ] && grep -q -- --socket "$DIR/out" && grep -q -- --services "$DIR/out" &&
