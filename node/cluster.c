@@ -516,6 +516,14 @@ static void s_answer(cluster_t *self, const proto_msg_t *m, const void *rid, siz
     }
 }
 
+/* A heartbeat to peer, on our ROUTER: the direction that carries only
+   answers, so it never waits behind data (protocol section 6.11). */
+static void s_ping(cluster_t *self, peer_t *p)
+{
+    proto_msg_t ping = { .type = P_PING, .stamp = (uint64_t) peer_now_us() };
+    s_answer(self, &ping, peer_id(p), PROTO_ID_LEN);
+}
+
 /* Refuses a HELLO: a FAIL with an empty "to", on the dialler's connection. */
 static void s_refuse(cluster_t *self, const void *rid, size_t ridlen, int err, const char *text)
 {
@@ -803,11 +811,6 @@ void cluster_input(cluster_t *self, const char *uid, const char *peer_address,
     case P_FAIL:
         deliver_peer_fail(self->deliver, p, &m);
         break;
-    case P_PING: {
-        proto_msg_t pong = { .type = P_PONG, .stamp = m.stamp };
-        s_answer(self, &pong, rid, ridlen);
-        break;
-    }
     case P_BYE:
         /* A static peer is dialled until it returns; one found otherwise
            finds us again through its own seeds or its mDNS record. */
@@ -826,7 +829,7 @@ void cluster_input(cluster_t *self, const char *uid, const char *peer_address,
         }
         break;
     default:
-        break;          /* HELLO_ACK, PONG belong on a DEALER */
+        break;          /* HELLO_ACK, PING, PONG belong on a DEALER */
     }
 }
 
@@ -913,14 +916,21 @@ static int s_dealer_message(cluster_t *self, member_t *mb, const uint8_t *data, 
         }
         return 0;
     }
-    if (m.type == P_PONG) {
+    if (m.type == P_PING || m.type == P_PONG) {
         /* A sign of life, unless it comes after we were stalled past the
-           peer's timeout: it has given us up (see s_router_message). */
+           peer's timeout: it has given us up (see cluster_input). */
         if (peer_is_up(p) && loop_now(self->loop) - peer_last_seen(p) > peer_timeout(p)) {
             s_restart(self, mb, "silent past its timeout (were we stalled?)");
             return 0;
         }
-        peer_ponged(p, m.stamp);
+        if (m.type == P_PONG)
+            peer_ponged(p, m.stamp);
+        else {
+            /* Its heartbeat, on the light direction: answered there too. */
+            peer_seen(p, loop_now(self->loop));
+            proto_msg_t pong = { .type = P_PONG, .stamp = m.stamp };
+            s_answer(self, &pong, peer_id(p), PROTO_ID_LEN);
+        }
         return 0;
     }
     if (m.type != P_HELLO_ACK)
@@ -1118,7 +1128,8 @@ static int s_tick_member(cluster_t *self, member_t *mb, int64_t now)
         s_restart(self, mb, why);
         return 0;
     }
-    peer_ping(p, now, self->cfg->heartbeat);
+    if (peer_ping_due(p, now, self->cfg->heartbeat))
+        s_ping(self, p);
     if (peer_is_up(p))
         peer_send_credit(p);
     else
@@ -1185,7 +1196,7 @@ static void s_mdns(void *arg, const char *id, const char *name, const char *endp
            avahi-daemon restarted. A ping decides, quickly. */
         if (mb && peer_is_up(mb->peer) && !mb->suspect_since) {
             mb->suspect_since = loop_now(self->loop);
-            peer_ping_now(mb->peer);
+            s_ping(self, mb->peer);
         } else if (mb && !peer_is_up(mb->peer) && mb->by_mdns && !mb->is_static)
             s_forget(self, mb, "its mDNS record went away");
         return;

@@ -756,18 +756,12 @@ int64_t peer_timeout(const peer_t *self)
     return self->heartbeat ? 5 * (int64_t) self->heartbeat / 2 : 1250;
 }
 
-void peer_ping_now(peer_t *self)
+int peer_ping_due(peer_t *self, int64_t now, unsigned heartbeat)
 {
-    proto_msg_t m = { .type = P_PING, .stamp = (uint64_t) peer_now_us() };
-    peer_send(self, &m);
-}
-
-void peer_ping(peer_t *self, int64_t now, unsigned heartbeat)
-{
-    if (self->state == PEER_UP && now - self->last_ping >= (int64_t) heartbeat) {
-        peer_ping_now(self);
-        self->last_ping = now;
-    }
+    if (self->state != PEER_UP || now - self->last_ping < (int64_t) heartbeat)
+        return 0;
+    self->last_ping = now;
+    return 1;
 }
 
 void peer_ponged(peer_t *self, uint64_t stamp)

@@ -224,9 +224,10 @@ int64_t peer_last_seen(const peer_t *self);
 /* How long it may be silent: two and a half of its own heartbeats. */
 int64_t peer_timeout(const peer_t *self);
 
-/* Sends a PING if a heartbeat has passed since the last (now: loop time). */
-void peer_ping(peer_t *self, int64_t now, unsigned heartbeat);
-void peer_ping_now(peer_t *self);
+/* Is a PING due (a heartbeat since the last one; now: loop time)? If so
+   it counts as sent: the owner sends it on its ROUTER, so that it never
+   waits behind the link's data (protocol section 6.11). */
+int peer_ping_due(peer_t *self, int64_t now, unsigned heartbeat);
 
 /* Its PONG to our PING of stamp (µs). */
 void peer_ponged(peer_t *self, uint64_t stamp);
