@@ -9,11 +9,14 @@
 
     Sends go out with one write when nothing is queued; with IPCNET_MORE, or
     while the socket is full, frames are appended to a buffer and leave in
-    one write, as ZeroMQ batches queued messages. */
+    one write, as ZeroMQ batches queued messages.
 
-#include "ipcnet.h"
+    With IPCNET_RECONNECT a lost connection is not the end of the handle:
+    reconnect.c takes it from there, and the calls here wait for it or
+    fail at once with -ENOTCONN while it is away. */
+
+#include "handle.h"
 #include "paths.h"
-#include "wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -35,46 +39,18 @@
 #define TX_LIMIT      (256 * 1024)      /* queued bytes before sends wait */
 #define CONTROL_WAIT  30000             /* ms to wait for a node's answer */
 
-struct ipcnet {
-    int fd;
-    int flags;                  /* IPCNET_NONBLOCK */
-    int dead;                   /* the node went away: -ECONNRESET or -EBADMSG */
-    uint32_t seq;               /* last sequence number sent */
-    size_t max_message;
-    uint8_t *rx;                /* frames from the node: [rx_head, rx_tail) */
-    size_t rx_cap, rx_head, rx_tail;
-    int view;                   /* a message handed out may still be read */
-    uint8_t *tx;                /* queued bytes: [tx_head, tx_tail) */
-    size_t tx_cap, tx_head, tx_tail;
-    char address[WIRE_NAME_MAX + 1];
-    char node[WIRE_NAME_MAX + 1];
-    char s1[WIRE_NAME_MAX + 1];   /* NUL-terminated copies for ipcnet_msg_t */
-    char s2[WIRE_NAME_MAX + 1];
-    char user[WIRE_USER_MAX + 1];
-    char node_id[2 * WIRE_NODE_ID + 1];
-    char from_node[WIRE_NAME_MAX + 1];
-    char why[WIRE_NAME_MAX + 1];        /* the node's words for the last failure */
-};
-
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Milliseconds left until deadline, for poll(); -1 when there is none. */
 static int s_left(int64_t deadline)
 {
     if (deadline < 0)
         return -1;
-    int64_t left = deadline - s_now_ms();
+    int64_t left = deadline - handle_now_ms();
     return left < 0 ? 0 : left > INT_MAX ? INT_MAX : (int) left;
 }
 
 static int64_t s_deadline(int timeout_ms)
 {
-    return timeout_ms < 0 ? -1 : s_now_ms() + timeout_ms;
+    return timeout_ms < 0 ? -1 : handle_now_ms() + timeout_ms;
 }
 
 int ipcnet_default_socket(char *buf, size_t size)
@@ -104,10 +80,24 @@ int ipcnet_default_socket(char *buf, size_t size)
     return n < 0 || (size_t) n >= size ? -ENAMETOOLONG : 0;
 }
 
+/* The connection broke (err: -ECONNRESET, or -EBADMSG for a frame that
+   makes no sense). Without IPCNET_RECONNECT the handle is dead for good;
+   with it, reconnect.c tells the application and tries again. Returns
+   -ECONNRESET for the call that met the loss, or err. */
+static int s_fail(ipcnet_t *c, int err)
+{
+    if (!(c->flags & IPCNET_RECONNECT)) {
+        c->dead = err;
+        return err;
+    }
+    reconnect_lost(c);
+    return -ECONNRESET;
+}
+
 /* --- writing --------------------------------------------------------------- */
 
 /* Writes as much of the queue as the socket takes now. */
-static int s_write_queue(ipcnet_t *c)
+int handle_write(ipcnet_t *c)
 {
     while (c->tx_head < c->tx_tail) {
         ssize_t n = send(c->fd, c->tx + c->tx_head, c->tx_tail - c->tx_head, MSG_NOSIGNAL);
@@ -116,8 +106,7 @@ static int s_write_queue(ipcnet_t *c)
                 continue;
             if (errno == EAGAIN)
                 return 0;
-            c->dead = -ECONNRESET;
-            return c->dead;
+            return s_fail(c, -ECONNRESET);
         }
         c->tx_head += (size_t) n;
     }
@@ -131,12 +120,14 @@ static size_t s_room(ipcnet_t *c)
 {
     if (c->rx_cap - c->rx_tail >= RX_CHUNK || c->view)
         return c->rx_cap - c->rx_tail;
-    if (c->rx_head == c->rx_tail)
+    if (c->rx_head == c->rx_tail) {
+        reconnect_shift(c, c->rx_head);
         c->rx_head = c->rx_tail = 0;
-    else {
+    } else {
         /* Compact first; grow only if the unread bytes fill the buffer. */
         if (c->rx_head > 0) {
             memmove(c->rx, c->rx + c->rx_head, c->rx_tail - c->rx_head);
+            reconnect_shift(c, c->rx_head);
             c->rx_tail -= c->rx_head;
             c->rx_head = 0;
         }
@@ -177,8 +168,7 @@ static int s_read(ipcnet_t *c)
             continue;
         if (n < 0 && errno == EAGAIN)
             return 0;
-        c->dead = -ECONNRESET;
-        return c->dead;
+        return s_fail(c, -ECONNRESET);
     }
 }
 
@@ -190,6 +180,8 @@ static int s_wait(ipcnet_t *c, int64_t deadline, int writing)
 {
     if (c->dead)
         return c->dead;
+    if (c->link == LINK_WAITING)
+        return reconnect_wait(c, deadline);
     struct pollfd pfd = { .fd = c->fd, .events = s_room(c) ? POLLIN : 0 };
     if (writing || c->tx_head < c->tx_tail)
         pfd.events |= POLLOUT;
@@ -201,7 +193,7 @@ static int s_wait(ipcnet_t *c, int64_t deadline, int writing)
     if (rc == 0)
         return -ETIMEDOUT;
     if (pfd.revents & (POLLOUT | POLLERR | POLLHUP)) {
-        rc = s_write_queue(c);
+        rc = handle_write(c);
         if (rc < 0)
             return rc;
     }
@@ -217,14 +209,14 @@ static int s_wait(ipcnet_t *c, int64_t deadline, int writing)
    so two clients flooding each other cannot deadlock through the node). */
 static int s_drain(ipcnet_t *c, int64_t deadline)
 {
-    int rc = s_write_queue(c);
+    int rc = handle_write(c);
     while (rc == 0 && c->tx_head < c->tx_tail)
         rc = s_wait(c, deadline, 0);
     return rc;
 }
 
 /* Appends bytes to the queue, growing it as needed. */
-static int s_append(ipcnet_t *c, const void *data, size_t size)
+int handle_append(ipcnet_t *c, const void *data, size_t size)
 {
     if (c->tx_cap - c->tx_tail < size) {
         if (c->tx_head > 0) {
@@ -263,7 +255,7 @@ static int s_send_frame(ipcnet_t *c, uint8_t type, uint16_t wflags, uint32_t seq
 
     /* Room: a frame may always go into an empty queue, whatever its size. */
     if (queued > 0 && queued + hlen + size > TX_LIMIT) {
-        int rc = s_write_queue(c);
+        int rc = handle_write(c);
         if (rc < 0)
             return rc;
         if (c->tx_head < c->tx_tail) {
@@ -285,10 +277,8 @@ static int s_send_frame(ipcnet_t *c, uint8_t type, uint16_t wflags, uint32_t seq
             ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
             if (n < 0 && errno == EINTR)
                 continue;
-            if (n < 0 && errno != EAGAIN) {
-                c->dead = -ECONNRESET;
-                return c->dead;
-            }
+            if (n < 0 && errno != EAGAIN)
+                return s_fail(c, -ECONNRESET);
             if (n > 0)
                 done += (size_t) n;
             if (done == total)
@@ -315,24 +305,24 @@ static int s_send_frame(ipcnet_t *c, uint8_t type, uint16_t wflags, uint32_t seq
         /* Queue what the socket did not take; the frame is accepted. */
         int rc = 0;
         if (done < hlen)
-            rc = s_append(c, head + done, hlen - done);
+            rc = handle_append(c, head + done, hlen - done);
         if (rc == 0)
-            rc = s_append(c, (const uint8_t *) data + (done > hlen ? done - hlen : 0),
+            rc = handle_append(c, (const uint8_t *) data + (done > hlen ? done - hlen : 0),
                           size - (done > hlen ? done - hlen : 0));
         return rc;
     }
 
-    int rc = s_append(c, head, hlen);
+    int rc = handle_append(c, head, hlen);
     if (rc == 0 && size)
-        rc = s_append(c, data, size);
+        rc = handle_append(c, data, size);
     if (rc < 0)
         return rc;
     if (flags & IPCNET_MORE) {
         if (c->tx_tail - c->tx_head < TX_BATCH)
             return 0;
-        return s_write_queue(c);
+        return handle_write(c);
     }
-    return dontwait ? s_write_queue(c) : s_drain(c, -1);
+    return dontwait ? handle_write(c) : s_drain(c, -1);
 }
 
 /* --- reading --------------------------------------------------------------- */
@@ -353,10 +343,8 @@ static int s_next(ipcnet_t *c, size_t *at, wire_frame_t *ret)
     while (*at < c->rx_tail) {
         ssize_t len = wire_peek(c->rx + *at, c->rx_tail - *at,
                                 c->max_message + WIRE_HEAD_MAX);
-        if (len < 0) {
-            c->dead = -EBADMSG;
-            return c->dead;
-        }
+        if (len < 0)
+            return s_fail(c, -EBADMSG);
         if (len == 0 || (size_t) len > c->rx_tail - *at)
             return 0;
         size_t here = *at;
@@ -364,8 +352,12 @@ static int s_next(ipcnet_t *c, size_t *at, wire_frame_t *ret)
         if (c->rx[here + 5] == 0)
             continue;       /* taken */
         if (wire_decode(c->rx + here, (size_t) len, ret) < 0) {
-            c->dead = -EBADMSG;
-            return c->dead;
+            *at = here;
+            return s_fail(c, -EBADMSG);
+        }
+        if ((c->link == LINK_HELLO || c->restoring) && reconnect_frame(c, ret, *at)) {
+            c->rx[here + 5] = 0;
+            continue;       /* the library's own */
         }
         return 1;
     }
@@ -420,6 +412,8 @@ static int s_to_msg(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg)
         s_sender(c, f, msg);
         return 1;
     case WIRE_DELIVER_REP:
+        if (c->flags & IPCNET_RECONNECT)
+            reconnect_pending_del(c, f->seq);
         msg->kind = IPCNET_MSG_REPLY;
         msg->source = s_copy(c->s1, f->s1, f->s1len);
         s_sender(c, f, msg);
@@ -437,6 +431,8 @@ static int s_to_msg(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg)
         msg->node = s_copy(c->s2, f->s2, f->s2len);
         return 1;
     case WIRE_ERROR:
+        if (c->flags & IPCNET_RECONNECT)
+            reconnect_pending_del(c, f->seq);
         msg->kind = IPCNET_MSG_ERROR;
         msg->error = f->aux > 0 && f->aux < 4096 ? -(int) f->aux : -EPROTO;
         msg->name = s_copy(c->s1, f->s1, f->s1len);
@@ -449,13 +445,25 @@ static int s_to_msg(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg)
     }
 }
 
-/* Takes the next message for the application, if one is complete. */
+/* Takes the next message for the application, if one is complete: a
+   frame, or the library's own note due before it. */
 static int s_take(ipcnet_t *c, ipcnet_msg_t *msg)
 {
-    wire_frame_t f;
-    int rc;
     size_t at = c->rx_head;
-    while ((rc = s_next(c, &at, &f)) == 1) {
+    for (;;) {
+        if (reconnect_note(c, at, msg)) {
+            c->rx_head = at;
+            c->view = 1;
+            return 1;
+        }
+        wire_frame_t f;
+        int rc = s_next(c, &at, &f);
+        if (rc == -ECONNRESET && (c->flags & IPCNET_RECONNECT))
+            continue;       /* the loss is a note now */
+        if (rc == 0 && c->note_head < c->note_tail && c->notes[c->note_head].pos <= at)
+            continue;
+        if (rc != 1)
+            return rc;
         /* Frames ahead were all taken: this one ends at rx_head now. */
         c->rx_head = at;
         if (s_to_msg(c, &f, msg)) {
@@ -464,7 +472,6 @@ static int s_take(ipcnet_t *c, ipcnet_msg_t *msg)
         }
         s_release(c);
     }
-    return rc;
 }
 
 /* Waits for the OK, ERROR or DELIVER_REP that answers seq, leaving other
@@ -481,6 +488,8 @@ static int s_await(ipcnet_t *c, uint32_t seq, int64_t deadline, wire_frame_t *re
             if (f.seq == seq && (f.type == WIRE_OK || f.type == WIRE_ERROR ||
                                  f.type == WIRE_DELIVER_REP || f.type == WIRE_WELCOME)) {
                 c->rx[here + 5] = 0;        /* taken; the bytes stay valid */
+                if ((c->flags & IPCNET_RECONNECT) && f.type != WIRE_OK)
+                    reconnect_pending_del(c, seq);
                 if (f.type == WIRE_ERROR) {
                     s_copy(c->why, f.s2, f.s2len);
                     return f.aux > 0 && f.aux < 4096 ? -(int) f.aux : -EPROTO;
@@ -496,6 +505,8 @@ static int s_await(ipcnet_t *c, uint32_t seq, int64_t deadline, wire_frame_t *re
         at = here;      /* rescan from the first incomplete frame */
         size_t head = c->rx_head;
         rc = s_wait(c, deadline, 0);
+        if (rc == 0 && c->link != LINK_UP)
+            rc = -ECONNRESET;       /* the answer went with the connection */
         /* s_read may have compacted the buffer: offsets move with rx_head. */
         at -= head - c->rx_head;
     }
@@ -503,13 +514,45 @@ static int s_await(ipcnet_t *c, uint32_t seq, int64_t deadline, wire_frame_t *re
 }
 
 /* Sends a control command and waits for its answer. */
-static int s_command(ipcnet_t *c, uint8_t type, uint32_t aux, const char *s1,
-                     wire_frame_t *ret)
+/* Before anything is sent: 0 once connected. While the node is away, a
+   caller that does not wait gets -ENOTCONN at once; one that waits, waits
+   for the node up to wait_ms, then gets -ENOTCONN. */
+static int s_ready(ipcnet_t *c, int dontwait, int wait_ms)
 {
     if (c->dead)
         return c->dead;
+    if (c->link == LINK_UP)
+        return 0;
+    int64_t deadline = s_deadline(wait_ms);
+    while (c->link != LINK_UP) {
+        if (dontwait || (c->flags & IPCNET_NONBLOCK)) {
+            reconnect_try(c);
+            if (c->link == LINK_WAITING)
+                return -ENOTCONN;
+        }
+        int rc = s_wait(c, dontwait ? handle_now_ms() : deadline, 0);
+        if (rc == -ETIMEDOUT)
+            return -ENOTCONN;
+        if (rc < 0 && rc != -ECONNRESET)
+            return rc;
+        /* The WELCOME may have come: frames of the reconnection are the
+           library's, handled as they are looked at. */
+        size_t at = c->rx_head;
+        wire_frame_t f;
+        while (c->link == LINK_HELLO && s_next(c, &at, &f) == 1)
+            ;
+    }
+    return 0;
+}
+
+static int s_command(ipcnet_t *c, uint8_t type, uint32_t aux, const char *s1,
+                     wire_frame_t *ret)
+{
+    int rc = s_ready(c, 0, CONTROL_WAIT);
+    if (rc < 0)
+        return rc;
     uint32_t seq = ++c->seq;
-    int rc = s_send_frame(c, type, 0, seq, aux, s1, NULL, NULL, 0, 0);
+    rc = s_send_frame(c, type, 0, seq, aux, s1, NULL, NULL, 0, 0);
     s_release(c);
     if (rc < 0)
         return rc;
@@ -552,7 +595,8 @@ static int s_refusal(int fd, int rc)
 
 int ipcnet_connect(ipcnet_t **ret, const char *path, const char *label, int flags)
 {
-    if (!ret || (label && strlen(label) > WIRE_NAME_MAX) || (flags & ~IPCNET_NONBLOCK))
+    if (!ret || (label && strlen(label) > WIRE_NAME_MAX) ||
+        (flags & ~(IPCNET_NONBLOCK | IPCNET_RECONNECT)))
         return -EINVAL;
     char buf[sizeof ((struct sockaddr_un *) 0)->sun_path];
     if (!path) {
@@ -602,6 +646,19 @@ int ipcnet_connect(ipcnet_t **ret, const char *path, const char *label, int flag
         return rc;
     }
     c->flags = flags;
+    if (flags & IPCNET_RECONNECT) {
+        c->efd = epoll_create1(EPOLL_CLOEXEC);
+        if (c->efd < 0) {
+            rc = -errno;
+            ipcnet_close(&c);
+            return rc;
+        }
+        reconnect_watch(c);
+    }
+    /* What a reconnection needs: where, under which label. */
+    strcpy(c->path, path);
+    snprintf(c->label, sizeof c->label, "%s", label ? label : "");
+    c->rng = (uint32_t) getpid() ^ (uint32_t) handle_now_ms() ^ (uint32_t) (uintptr_t) c;
     *ret = c;
     return 0;
 }
@@ -611,9 +668,12 @@ void ipcnet_close(ipcnet_t **cp)
     if (!cp || !*cp)
         return;
     ipcnet_t *c = *cp;
-    if (!c->dead)
-        s_write_queue(c);
+    if (!c->dead && c->link == LINK_UP)
+        handle_write(c);
     close(c->fd);
+    if (c->flags & IPCNET_RECONNECT)
+        close(c->efd);
+    reconnect_free(c);
     free(c->rx);
     free(c->tx);
     free(c);
@@ -642,12 +702,17 @@ size_t ipcnet_max_message(const ipcnet_t *c)
 
 int ipcnet_fd(const ipcnet_t *c)
 {
-    return c ? c->fd : -EINVAL;
+    return !c ? -EINVAL : c->flags & IPCNET_RECONNECT ? c->efd : c->fd;
 }
 
 int ipcnet_want_write(const ipcnet_t *c)
 {
-    return c && c->tx_head < c->tx_tail;
+    if (!c)
+        return 0;
+    int want = c->link != LINK_WAITING && c->tx_head < c->tx_tail;
+    if (c->flags & IPCNET_RECONNECT)
+        reconnect_want_write((ipcnet_t *) c, want);     /* efd must say so too */
+    return want;
 }
 
 uint32_t ipcnet_last_id(const ipcnet_t *c)
@@ -660,9 +725,15 @@ int ipcnet_dispatch(ipcnet_t *c, ipcnet_handler_fn *fn, void *arg)
     if (!c || !fn)
         return -EINVAL;
     s_release(c);
-    int rc = s_write_queue(c);
-    if (rc == 0)
-        rc = s_read(c);
+    reconnect_try(c);
+    int rc = 0;
+    if (c->link != LINK_WAITING) {
+        rc = handle_write(c);
+        if (rc == 0)
+            rc = s_read(c);
+    }
+    if (rc == -ECONNRESET && (c->flags & IPCNET_RECONNECT))
+        rc = 0;         /* the loss is a note now */
     if (rc < 0 && c->rx_head == c->rx_tail)
         return rc;
     int count = 0;
@@ -693,11 +764,16 @@ int ipcnet_recv(ipcnet_t *c, ipcnet_msg_t *ret, int timeout_ms)
         if (timeout_ms == 0 || (c->flags & IPCNET_NONBLOCK)) {
             if (polled++)
                 return -EAGAIN;
-            rc = s_write_queue(c);
-            if (rc == 0)
-                rc = s_read(c);
+            reconnect_try(c);
+            if (c->link != LINK_WAITING) {
+                rc = handle_write(c);
+                if (rc == 0)
+                    rc = s_read(c);
+            }
         } else
             rc = s_wait(c, deadline, 0);
+        if (rc == -ECONNRESET && (c->flags & IPCNET_RECONNECT))
+            continue;   /* the loss is a note now */
         if (rc < 0)
             return rc;
     }
@@ -709,50 +785,58 @@ int ipcnet_flush(ipcnet_t *c, int timeout_ms)
         return -EINVAL;
     if (c->dead)
         return c->dead;
-    int rc = s_drain(c, s_deadline(timeout_ms));
+    if (c->link != LINK_UP)
+        return c->tx_head < c->tx_tail ? -ENOTCONN : 0;
+    return s_drain(c, s_deadline(timeout_ms));
+}
+
+/* BIND, SUBSCRIBE, WATCH and their undoing; with IPCNET_RECONNECT what
+   is held is remembered, to be made again on return. */
+static int s_hold(ipcnet_t *c, uint8_t type, uint8_t undo, const char *name)
+{
+    if (!c || s_check_string(name) < 0)
+        return -EINVAL;
+    int rc = s_command(c, undo ? undo : type, 0, name, NULL);
+    if (rc == 0 && (c->flags & IPCNET_RECONNECT)) {
+        if (undo)
+            reconnect_held_del(c, type, name);
+        else if (reconnect_held_add(c, type, name) < 0) {
+            s_command(c, type == WIRE_BIND ? WIRE_UNBIND : type == WIRE_SUBSCRIBE
+                         ? WIRE_UNSUBSCRIBE : WIRE_UNWATCH, 0, name, NULL);
+            rc = -ENOMEM;   /* it could not be kept across a reconnection */
+        }
+    }
     return rc;
 }
 
 int ipcnet_bind(ipcnet_t *c, const char *name)
 {
-    if (!c || s_check_string(name) < 0)
-        return -EINVAL;
-    return s_command(c, WIRE_BIND, 0, name, NULL);
+    return s_hold(c, WIRE_BIND, 0, name);
 }
 
 int ipcnet_unbind(ipcnet_t *c, const char *name)
 {
-    if (!c || s_check_string(name) < 0)
-        return -EINVAL;
-    return s_command(c, WIRE_UNBIND, 0, name, NULL);
+    return s_hold(c, WIRE_BIND, WIRE_UNBIND, name);
 }
 
 int ipcnet_subscribe(ipcnet_t *c, const char *pattern)
 {
-    if (!c || s_check_string(pattern) < 0)
-        return -EINVAL;
-    return s_command(c, WIRE_SUBSCRIBE, 0, pattern, NULL);
+    return s_hold(c, WIRE_SUBSCRIBE, 0, pattern);
 }
 
 int ipcnet_unsubscribe(ipcnet_t *c, const char *pattern)
 {
-    if (!c || s_check_string(pattern) < 0)
-        return -EINVAL;
-    return s_command(c, WIRE_UNSUBSCRIBE, 0, pattern, NULL);
+    return s_hold(c, WIRE_SUBSCRIBE, WIRE_UNSUBSCRIBE, pattern);
 }
 
 int ipcnet_watch(ipcnet_t *c, const char *pattern)
 {
-    if (!c || s_check_string(pattern) < 0)
-        return -EINVAL;
-    return s_command(c, WIRE_WATCH, 0, pattern, NULL);
+    return s_hold(c, WIRE_WATCH, 0, pattern);
 }
 
 int ipcnet_unwatch(ipcnet_t *c, const char *pattern)
 {
-    if (!c || s_check_string(pattern) < 0)
-        return -EINVAL;
-    return s_command(c, WIRE_UNWATCH, 0, pattern, NULL);
+    return s_hold(c, WIRE_WATCH, WIRE_UNWATCH, pattern);
 }
 
 /* SEND and PUBLISH: checked here so a bad call costs no round trip. */
@@ -762,12 +846,15 @@ static int s_post(ipcnet_t *c, uint8_t type, const char *to, const void *data,
     if (!c || s_check_string(to) < 0 || (size && !data) ||
         (flags & ~(IPCNET_DONTWAIT | IPCNET_MORE | IPCNET_CONFIRM)))
         return -EINVAL;
+    int rc = s_ready(c, flags & IPCNET_DONTWAIT, CONTROL_WAIT);
+    if (rc < 0)
+        return rc;
     if (size > c->max_message)
         return -EMSGSIZE;
     uint32_t seq = c->seq + 1;
     int confirm = flags & IPCNET_CONFIRM;
-    int rc = s_send_frame(c, type, confirm ? WIRE_F_CONFIRM : 0, seq, 0, to, NULL,
-                          data, size, confirm ? flags & ~IPCNET_MORE : flags);
+    rc = s_send_frame(c, type, confirm ? WIRE_F_CONFIRM : 0, seq, 0, to, NULL,
+                      data, size, confirm ? flags & ~IPCNET_MORE : flags);
     if (rc < 0)
         return rc;
     s_release(c);       /* data is written or copied: the caller's view may go */
@@ -788,23 +875,39 @@ int ipcnet_publish(ipcnet_t *c, const char *topic, const void *data, size_t size
     return s_post(c, WIRE_PUBLISH, topic, data, size, flags);
 }
 
-int ipcnet_request_async(ipcnet_t *c, const char *dest, const void *data,
-                         size_t size, int timeout_ms, uint32_t *ret_id)
+/* REQUEST; track: remember it is in flight, to fail it if the node goes. */
+static int s_request(ipcnet_t *c, const char *dest, const void *data, size_t size,
+                     int timeout_ms, uint32_t *ret_id, int track)
 {
     if (!c || s_check_string(dest) < 0 || (size && !data) || timeout_ms < 0)
         return -EINVAL;
+    int rc = s_ready(c, 0, timeout_ms > 0 ? timeout_ms : CONTROL_WAIT);
+    if (rc < 0)
+        return rc;
     if (size > c->max_message)
         return -EMSGSIZE;
     uint32_t seq = c->seq + 1;
-    int rc = s_send_frame(c, WIRE_REQUEST, 0, seq, (uint32_t) timeout_ms, dest, NULL,
-                          data, size, 0);
-    if (rc < 0)
+    track = track && (c->flags & IPCNET_RECONNECT);
+    if (track && reconnect_pending_add(c, seq) < 0)
+        return -ENOMEM;
+    rc = s_send_frame(c, WIRE_REQUEST, 0, seq, (uint32_t) timeout_ms, dest, NULL,
+                      data, size, 0);
+    if (rc < 0) {
+        if (track)
+            reconnect_pending_del(c, seq);
         return rc;
+    }
     s_release(c);
     c->seq = seq;
     if (ret_id)
         *ret_id = seq;
     return 0;
+}
+
+int ipcnet_request_async(ipcnet_t *c, const char *dest, const void *data,
+                         size_t size, int timeout_ms, uint32_t *ret_id)
+{
+    return s_request(c, dest, data, size, timeout_ms, ret_id, 1);
 }
 
 int ipcnet_request(ipcnet_t *c, const char *dest, const void *data, size_t size,
@@ -813,7 +916,7 @@ int ipcnet_request(ipcnet_t *c, const char *dest, const void *data, size_t size,
     if (!ret)
         return -EINVAL;
     uint32_t id;
-    int rc = ipcnet_request_async(c, dest, data, size, timeout_ms, &id);
+    int rc = s_request(c, dest, data, size, timeout_ms, &id, 0);
     if (rc < 0)
         return rc;
     /* The node answers at the timeout; wait a little longer than it. */
@@ -831,10 +934,14 @@ int ipcnet_reply_to(ipcnet_t *c, const char *requester, uint32_t id,
 {
     if (!c || s_check_string(requester) < 0 || (size && !data))
         return -EINVAL;
+    /* A request from before a reconnection died with the connection. */
+    int rc = s_ready(c, 1, 0);
+    if (rc < 0)
+        return rc;
     if (size > c->max_message)
         return -EMSGSIZE;
     uint32_t seq = c->seq + 1;
-    int rc = s_send_frame(c, WIRE_REPLY, 0, seq, id, requester, NULL, data, size, 0);
+    rc = s_send_frame(c, WIRE_REPLY, 0, seq, id, requester, NULL, data, size, 0);
     if (rc == 0)
         c->seq = seq;
     return rc;
@@ -853,10 +960,11 @@ int ipcnet_query(ipcnet_t *c, int what, char **ret_text)
 {
     if (!c || !ret_text || what < IPCNET_Q_SERVICES || what > IPCNET_Q_CLIENTS)
         return -EINVAL;
-    if (c->dead)
-        return c->dead;
+    int rc = s_ready(c, 0, CONTROL_WAIT);
+    if (rc < 0)
+        return rc;
     uint32_t seq = ++c->seq;
-    int rc = s_send_frame(c, WIRE_QUERY, 0, seq, (uint32_t) what, NULL, NULL, NULL, 0, 0);
+    rc = s_send_frame(c, WIRE_QUERY, 0, seq, (uint32_t) what, NULL, NULL, NULL, 0, 0);
     s_release(c);
     /* A long listing comes in parts, each OK but the last flagged MORE. */
     char *text = NULL;
@@ -903,6 +1011,7 @@ const char *ipcnet_strerror(int err)
     case -EEXIST:       return "name already bound by this client";
     case -ENOBUFS:      return "limit reached (too many names, patterns or requests, or unread messages)";
     case -ENAMETOOLONG: return "path or name too long";
+    case -ENOTCONN:     return "not connected: the node went away (reconnecting)";
     default:            return err < 0 ? strerror(-err) : "unknown error";
     }
 }

@@ -27,6 +27,7 @@ typedef struct ipcnet ipcnet_t;
 
 /* Flags of ipcnet_connect(). */
 #define IPCNET_NONBLOCK  0x01   /* calls that would wait return -EAGAIN */
+#define IPCNET_RECONNECT 0x02   /* survive the node going away: see below */
 
 /* Flags of ipcnet_send() and ipcnet_publish(). */
 #define IPCNET_DONTWAIT  0x01   /* return -EAGAIN rather than wait for room */
@@ -50,6 +51,8 @@ typedef enum {
 #define IPCNET_EV_NAME_DOWN  2  /* a name lost its last holder */
 #define IPCNET_EV_PEER_UP    3  /* a node joined */
 #define IPCNET_EV_PEER_DOWN  4  /* a node left or was lost */
+#define IPCNET_EV_NODE_DOWN  5  /* IPCNET_RECONNECT: our node went away */
+#define IPCNET_EV_NODE_UP    6  /* IPCNET_RECONNECT: back, all held again */
 
 /* A received message. Every pointer is borrowed from the handle and valid
    until the next call on it; copy what you keep. */
@@ -74,6 +77,7 @@ typedef struct {
     uint32_t uid;
     const char *user;
     const char *node_id;
+    uint32_t gap_ms;        /* EVENT NODE_UP: how long the node was away */
 } ipcnet_msg_t;
 
 /* Called by ipcnet_dispatch() for each message; msg is borrowed. */
@@ -83,7 +87,23 @@ typedef void (ipcnet_handler_fn) (ipcnet_t *c, const ipcnet_msg_t *msg, void *ar
    label (may be NULL) names the program in listings. On success *ret is a
    new handle, given to the caller. -EACCES: not allowed to connect (see
    ipc-node(8): the socket's group), or the user's own socket directory
-   is not safe to use. */
+   is not safe to use.
+
+   IPCNET_RECONNECT: when the node goes away (it restarts, it is killed),
+   the handle is not lost. Messages already read are handed out first,
+   then an IPCNET_EV_NODE_DOWN event, then an IPCNET_MSG_ERROR with
+   -ECONNRESET and its id for each ipcnet_request_async() in flight. The
+   library tries again from 100 ms to every 5 s; once connected it binds,
+   subscribes and watches again all the handle held, and when the node
+   has answered, an IPCNET_EV_NODE_UP event gives the gap in msg.gap_ms.
+   A name it cannot have again comes first as an IPCNET_MSG_ERROR with
+   the name. The handle's address changes (ipcnet_address()). During the
+   gap, sends and requests with IPCNET_DONTWAIT or on an IPCNET_NONBLOCK
+   handle fail at once with -ENOTCONN; others wait for the node up to 30 s
+   (a request: up to its timeout), then fail with -ENOTCONN. A message
+   sent before the loss without IPCNET_CONFIRM may be lost with the node;
+   one sent with it got its answer, or -ECONNRESET. The first connection
+   is not retried: a node that is not there is an error here. */
 int ipcnet_connect(ipcnet_t **ret, const char *path, const char *label, int flags);
 
 /* Writes the socket path that ipcnet_connect(NULL) would use into buf:
@@ -113,7 +133,11 @@ const char *ipcnet_node(const ipcnet_t *c);
 size_t ipcnet_max_message(const ipcnet_t *c);
 
 /* Event-loop integration: watch ipcnet_fd() for POLLIN, and for POLLOUT
-   too while ipcnet_want_write() is true; then call ipcnet_dispatch(). */
+   too while ipcnet_want_write() is true; then call ipcnet_dispatch().
+   With IPCNET_RECONNECT the descriptor is the same for the handle's life
+   (an epoll descriptor that holds the connection, or while the node is
+   away a timer for the next try): watch it for POLLIN alone; it becomes
+   readable when there is something to read, to write or to try. */
 int ipcnet_fd(const ipcnet_t *c);
 int ipcnet_want_write(const ipcnet_t *c);
 

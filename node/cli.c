@@ -283,6 +283,15 @@ static int s_receive(ipcnet_t *c, const cli_t *cli)
             fprintf(stderr, "ipc-node: %s\n", ipcnet_strerror(rc));
             return 1;
         }
+        /* The node went away and came back: said on stderr, not counted. */
+        if (m.kind == IPCNET_MSG_EVENT && m.event == IPCNET_EV_NODE_DOWN) {
+            fprintf(stderr, "ipc-node: lost the node %s; reconnecting\n", m.node);
+            continue;
+        }
+        if (m.kind == IPCNET_MSG_EVENT && m.event == IPCNET_EV_NODE_UP) {
+            fprintf(stderr, "ipc-node: node %s back after %u ms\n", m.node, (unsigned) m.gap_ms);
+            continue;
+        }
         if (m.kind == IPCNET_MSG_ERROR) {
             fprintf(stderr, "ipc-node: '%s': %s%s%.*s%s\n", m.name, ipcnet_strerror(m.error),
                     m.size ? " (" : "", (int) m.size, (const char *) m.data, m.size ? ")" : "");
@@ -337,7 +346,10 @@ int cli_run(const cli_t *cli)
     const char *where = cli->socket;
     if (!where && ipcnet_default_socket(path, sizeof path) == 0)
         where = path;
-    int rc = ipcnet_connect(&c, cli->socket, "ipc-node-cli", 0);
+    /* Receivers outlive a restart of their node; one-shot verbs fail. */
+    int receiver = cli->verb == VERB_LISTEN || cli->verb == VERB_SUBSCRIBE ||
+                   cli->verb == VERB_WATCH;
+    int rc = ipcnet_connect(&c, cli->socket, "ipc-node-cli", receiver ? IPCNET_RECONNECT : 0);
     if (rc < 0) {
         /* Here ENOENT is a missing socket file, not a missing name. */
         fprintf(stderr, "ipc-node: cannot connect to %s: %s%s\n", where ? where : "the node",

@@ -306,6 +306,32 @@ cp "$DIR/watch.out" "$DIR/out"
 [ "$BGRC" -eq 0 ] && [ "$(cat "$DIR/watch.out")" = "$(printf 'up w.one %s\ndown w.one %s' "$NODE_NAME" "$NODE_NAME")" ]
 check "--watch prints 'down NAME NODE' when the holder goes, exits after --count" $?
 
+# --- a restart of the node -------------------------------------------------------
+
+bg relisten --listen r.one --count 1
+RLPID=$BG
+wait_service r.one
+# SIGKILL the node itself, not the timeout(1) that runs it.
+read -r NODE_CHILD <"/proc/$NODE_PID/task/$NODE_PID/children"
+kill -KILL "$NODE_CHILD"
+wait "$NODE_PID" 2>/dev/null
+timeout -k 5 300 "$NODE" --socket "$SOCK" --name "$NODE_NAME" --port 0 --state-dir "$DIR" --no-mdns --cluster "cli-$$" 2>>"$DIR/node.log" &
+NODE_PID=$!
+wait_service r.one
+RC=$?
+cp "$DIR/relisten.out" "$DIR/out"
+cp "$DIR/relisten.err" "$DIR/err"
+grep -q "lost the node $NODE_NAME" "$DIR/relisten.err" &&
+    grep -qE "node $NODE_NAME back after [0-9]+ ms" "$DIR/relisten.err"
+check "--listen outlives a restart of its node, says so on stderr, binds again" \
+    $((RC + $?))
+cli --send r.one again
+bg_wait "$RLPID" 5
+RC=$BGRC
+cp "$DIR/relisten.out" "$DIR/out"
+[ "$BGRC" -eq 0 ] && [ "$(cat "$DIR/relisten.out")" = again ]
+check "... and gets what is sent to it after the restart" $?
+
 # --- stop ---------------------------------------------------------------------------
 
 kill -TERM "$NODE_PID"
