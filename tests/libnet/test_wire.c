@@ -5,7 +5,9 @@
     drift apart. Malformed input is made by cutting good frames at every
     offset and flipping every byte. Each decode works on a heap copy of
     exactly the bytes under test, so that valgrind or ASan see any read past
-    the end of a frame. */
+    the end of a frame, and its answer is held to a decoder written here
+    again from the spec (sections 4 and 6), the sender of a delivered
+    message (section 4.4) included. */
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,13 +25,14 @@
 #include "../common/hexdump.h"
 
 #define BIG_MAX  ((size_t) 1 << 20)     /* a max_frame that never limits */
+#define N_OF(a) (sizeof (a) / sizeof (a)[0])
 
 /* --- the spec's examples (docs/protocol-local.md, section 12) ------------ */
 
-/* 12.1 HELLO, label "demo", seq 1, version 1. */
+/* 12.1 HELLO, label "demo", seq 1, version 2. */
 static const uint8_t s_ex_hello[] = {
     0x00, 0x00, 0x00, 0x12, 0xa7, 0x01, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x02,
     0x04, 0x64, 0x65, 0x6d, 0x6f, 0x00,
 };
 
@@ -58,6 +61,26 @@ static const uint8_t s_ex_error[] = {
     0x20, 0x6e, 0x61, 0x6d, 0x65,
 };
 
+/* Node alpha's id (the node-to-node spec's, section 14 there), as bytes. */
+static const uint8_t s_alpha_id[WIRE_NODE_ID] = {
+    0x5f, 0x0c, 0x3e, 0x9a, 0x7b, 0x21, 0x4d, 0x68,
+    0xa1, 0xe2, 0xc3, 0xb4, 0xd5, 0xf6, 0x07, 0x18,
+};
+
+/* 12.5 MESSAGE: 12.3 delivered to the holder of "printer", from ":1@alpha",
+   seq 7, whose sender is uid 1000, user "alice", on node alpha. */
+static const uint8_t s_ex_message[] = {
+    0x00, 0x00, 0x00, 0x3c, 0xa7, 0x88, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00,
+    0x08, 0x3a, 0x31, 0x40, 0x61, 0x6c, 0x70, 0x68, 0x61,
+    0x07, 0x70, 0x72, 0x69, 0x6e, 0x74, 0x65, 0x72,
+    0x00, 0x00, 0x03, 0xe8,
+    0x05, 0x61, 0x6c, 0x69, 0x63, 0x65,
+    0x5f, 0x0c, 0x3e, 0x9a, 0x7b, 0x21, 0x4d, 0x68,
+    0xa1, 0xe2, 0xc3, 0xb4, 0xd5, 0xf6, 0x07, 0x18,
+    0x68, 0x65, 0x6c, 0x6c, 0x6f,
+};
+
 typedef struct {
     const uint8_t *bytes;
     size_t len;
@@ -68,17 +91,23 @@ typedef struct {
     const char *s1;
     const char *s2;
     const char *payload;
+    /* the sender, for a frame that delivers a message (user non-NULL) */
+    uint32_t uid;
+    const char *user;
+    const uint8_t *node_id;
 } example_t;
 
 static const example_t s_examples[] = {
     { s_ex_hello, sizeof s_ex_hello, WIRE_HELLO, 0, 1, WIRE_VERSION,
-      "demo", "", "" },
+      "demo", "", "", 0, NULL, NULL },
     { s_ex_welcome, sizeof s_ex_welcome, WIRE_WELCOME, 0, 1, 1048576,
-      ":1@alpha", "alpha", "" },
+      ":1@alpha", "alpha", "", 0, NULL, NULL },
     { s_ex_send, sizeof s_ex_send, WIRE_SEND, 0, 7, 0,
-      "printer", "", "hello" },
+      "printer", "", "hello", 0, NULL, NULL },
     { s_ex_error, sizeof s_ex_error, WIRE_ERROR, WIRE_SEND, 7, ENOENT,
-      "printer", "no such name", "" },
+      "printer", "no such name", "", 0, NULL, NULL },
+    { s_ex_message, sizeof s_ex_message, WIRE_MESSAGE, 0, 7, 0,
+      ":1@alpha", "printer", "hello", 1000, "alice", s_alpha_id },
 };
 #define N_EXAMPLES (sizeof s_examples / sizeof s_examples[0])
 
@@ -92,29 +121,30 @@ typedef struct {
     uint8_t type;
     uint8_t s1, s2;
     bool payload;
+    bool from;          /* carries the sender (section 4.4) */
 } rule_t;
 
 static const rule_t s_spec_rules[] = {
-    { WIRE_HELLO,       OPT,  NONE, false },
-    { WIRE_BIND,        REQ,  NONE, false },
-    { WIRE_UNBIND,      REQ,  NONE, false },
-    { WIRE_SUBSCRIBE,   REQ,  NONE, false },
-    { WIRE_UNSUBSCRIBE, REQ,  NONE, false },
-    { WIRE_WATCH,       REQ,  NONE, false },
-    { WIRE_UNWATCH,     REQ,  NONE, false },
-    { WIRE_SEND,        REQ,  NONE, true  },
-    { WIRE_REQUEST,     REQ,  NONE, true  },
-    { WIRE_REPLY,       REQ,  NONE, true  },
-    { WIRE_PUBLISH,     REQ,  NONE, true  },
-    { WIRE_QUERY,       NONE, NONE, false },
-    { WIRE_WELCOME,     REQ,  REQ,  false },
-    { WIRE_OK,          NONE, NONE, true  },
-    { WIRE_ERROR,       OPT,  OPT,  false },
-    { WIRE_MESSAGE,     REQ,  REQ,  true  },
-    { WIRE_DELIVER_REQ, REQ,  REQ,  true  },
-    { WIRE_DELIVER_REP, REQ,  NONE, true  },
-    { WIRE_PUBLICATION, REQ,  REQ,  true  },
-    { WIRE_EVENT,       REQ,  REQ,  false },
+    { WIRE_HELLO,       OPT,  NONE, false, false },
+    { WIRE_BIND,        REQ,  NONE, false, false },
+    { WIRE_UNBIND,      REQ,  NONE, false, false },
+    { WIRE_SUBSCRIBE,   REQ,  NONE, false, false },
+    { WIRE_UNSUBSCRIBE, REQ,  NONE, false, false },
+    { WIRE_WATCH,       REQ,  NONE, false, false },
+    { WIRE_UNWATCH,     REQ,  NONE, false, false },
+    { WIRE_SEND,        REQ,  NONE, true,  false },
+    { WIRE_REQUEST,     REQ,  NONE, true,  false },
+    { WIRE_REPLY,       REQ,  NONE, true,  false },
+    { WIRE_PUBLISH,     REQ,  NONE, true,  false },
+    { WIRE_QUERY,       NONE, NONE, false, false },
+    { WIRE_WELCOME,     REQ,  REQ,  false, false },
+    { WIRE_OK,          NONE, NONE, true,  false },
+    { WIRE_ERROR,       OPT,  OPT,  false, false },
+    { WIRE_MESSAGE,     REQ,  REQ,  true,  true  },
+    { WIRE_DELIVER_REQ, REQ,  REQ,  true,  true  },
+    { WIRE_DELIVER_REP, REQ,  NONE, true,  true  },
+    { WIRE_PUBLICATION, REQ,  REQ,  true,  true  },
+    { WIRE_EVENT,       REQ,  REQ,  false, false },
 };
 #define N_TYPES (sizeof s_spec_rules / sizeof s_spec_rules[0])
 
@@ -126,52 +156,187 @@ static const rule_t *s_rule_of(unsigned type)
     return NULL;
 }
 
+/* --- the spec's decoder (sections 4.1 to 4.5) ----------------------------- */
+
+/* Where a frame's fields are, as the spec reads it. */
+typedef struct {
+    size_t l1, l2;
+    size_t from_at;     /* offset of uid, 0 if the type carries no sender */
+    uint32_t uid;
+    size_t l3;
+    size_t data_at, size;
+} layout_t;
+
+/* Is c allowed in a user name: printable ASCII, no blank (0x21..0x7E)? */
+static bool s_user_char(uint8_t c)
+{
+    return c >= 0x21 && c <= 0x7e;
+}
+
+/* Reads len bytes as the spec says (not as wire.c does): true and *ret
+   filled for a frame a receiver accepts, false for one it rejects. */
+static bool s_spec_decode(const uint8_t *buf, size_t len, layout_t *ret)
+{
+    layout_t l = { 0 };
+    if (len < 18 || buf[4] != 0xa7)
+        return false;
+    uint32_t size = (uint32_t) buf[0] << 24 | (uint32_t) buf[1] << 16 |
+                    (uint32_t) buf[2] << 8 | buf[3];
+    if (size < 14 || (uint64_t) size + 4 != len)
+        return false;
+    const rule_t *r = s_rule_of(buf[5]);
+    if (!r)
+        return false;
+    /* len1, str1 and len2 must lie inside the frame; str2 too. */
+    l.l1 = buf[16];
+    if (17 + l.l1 + 1 > len)
+        return false;
+    l.l2 = buf[17 + l.l1];
+    size_t at = 18 + l.l1;
+    if (at + l.l2 > len)
+        return false;
+    at += l.l2;
+    if (r->from) {
+        /* uid, len3 (0..32), user (0x21..0x7E), node id: all inside. */
+        if (at + 5 > len)
+            return false;
+        l.from_at = at;
+        l.uid = (uint32_t) buf[at] << 24 | (uint32_t) buf[at + 1] << 16 |
+                (uint32_t) buf[at + 2] << 8 | buf[at + 3];
+        l.l3 = buf[at + 4];
+        if (l.l3 > 32 || at + 5 + l.l3 + 16 > len)
+            return false;
+        for (size_t i = 0; i < l.l3; i++)
+            if (!s_user_char(buf[at + 5 + i]))
+                return false;
+        at += 5 + l.l3 + 16;
+    }
+    l.data_at = at;
+    l.size = len - at;
+    if ((r->s1 == REQ && l.l1 == 0) || (r->s1 == NONE && l.l1 > 0) ||
+        (r->s2 == REQ && l.l2 == 0) || (r->s2 == NONE && l.l2 > 0) ||
+        (!r->payload && l.size > 0))
+        return false;
+    *ret = l;
+    return true;
+}
+
 /* --- helpers ------------------------------------------------------------- */
 
-/* Encodes a whole frame into out (room for WIRE_HEAD_MAX + paylen bytes);
-   returns its length. */
-static size_t s_build(uint8_t *out, uint8_t type, uint16_t flags, uint32_t seq,
-                      uint32_t aux, const char *s1, size_t l1,
-                      const char *s2, size_t l2, const void *payload, size_t paylen)
+/* A sender: uid, user (a C string), node id. */
+static wire_from_t s_from(uint32_t uid, const char *user, const uint8_t *node_id)
 {
-    size_t head = wire_encode(out, type, flags, seq, aux, s1, l1, s2, l2, paylen);
+    return (wire_from_t) { uid, user, strlen(user), node_id };
+}
+
+/* Encodes a whole frame into out (room for WIRE_HEAD_MAX + paylen bytes)
+   with the sender from (for a type that carries one; NULL: the unknown
+   sender of wire_encode); returns its length. */
+static size_t s_build_from(uint8_t *out, uint8_t type, uint16_t flags, uint32_t seq,
+                           uint32_t aux, const char *s1, size_t l1,
+                           const char *s2, size_t l2, const wire_from_t *from,
+                           const void *payload, size_t paylen)
+{
+    size_t head = from ? wire_encode_from(out, type, flags, seq, aux, s1, l1, s2, l2, from, paylen)
+                       : wire_encode(out, type, flags, seq, aux, s1, l1, s2, l2, paylen);
     if (paylen)
         memcpy(out + head, payload, paylen);
     return head + paylen;
 }
 
-/* A decoded frame must point inside its buffer, fill it exactly, and encode
-   back to the very same bytes. */
+static size_t s_build(uint8_t *out, uint8_t type, uint16_t flags, uint32_t seq,
+                      uint32_t aux, const char *s1, size_t l1,
+                      const char *s2, size_t l2, const void *payload, size_t paylen)
+{
+    return s_build_from(out, type, flags, seq, aux, s1, l1, s2, l2, NULL, payload, paylen);
+}
+
+/* A decoded frame must point inside its buffer, in the order of its
+   fields, fill it exactly, agree with the spec's decoder, and encode back
+   to the very same bytes. */
 static void s_assert_sound(const uint8_t *buf, size_t len, const wire_frame_t *f)
 {
+    layout_t l;
+    assert_true(s_spec_decode(buf, len, &l));
+    assert_int_equal(f->type, buf[5]);
+    assert_int_equal(f->flags, (uint16_t) (buf[6] << 8 | buf[7]));
+    assert_int_equal(f->seq, wire_get32(buf + 8));
+    assert_int_equal(f->aux, wire_get32(buf + 12));
     assert_true(f->s1len <= WIRE_NAME_MAX);
     assert_true(f->s2len <= WIRE_NAME_MAX);
+    assert_int_equal(f->s1len, l.l1);
+    assert_int_equal(f->s2len, l.l2);
     assert_ptr_equal(f->s1, (const char *) buf + 17);
     assert_ptr_equal(f->s2, (const char *) buf + 18 + f->s1len);
-    assert_ptr_equal(f->data, buf + 18 + f->s1len + f->s2len);
-    assert_int_equal(WIRE_MIN + f->s1len + f->s2len + f->size, len);
+    if (wire_has_from(f->type)) {
+        /* uid, len3, user, node id, in this order right after str2. */
+        const uint8_t *at = buf + 18 + f->s1len + f->s2len;
+        assert_int_equal(l.from_at, (size_t) (at - buf));
+        assert_int_equal(f->from.uid, wire_get32(at));
+        assert_int_equal(f->from.uid, l.uid);
+        assert_int_equal(f->from.userlen, at[4]);
+        assert_int_equal(f->from.userlen, l.l3);
+        assert_true(f->from.userlen <= WIRE_USER_MAX);
+        assert_ptr_equal(f->from.user, (const char *) at + 5);
+        for (size_t i = 0; i < f->from.userlen; i++)
+            assert_true(s_user_char((uint8_t) f->from.user[i]));
+        assert_ptr_equal(f->from.node_id, at + 5 + f->from.userlen);
+        assert_ptr_equal(f->data, f->from.node_id + WIRE_NODE_ID);
+        assert_int_equal(WIRE_MIN + f->s1len + f->s2len + 5 + f->from.userlen + WIRE_NODE_ID +
+                         f->size, len);
+    } else {
+        /* No sender: nothing of it, and nothing between str2 and the
+           payload. */
+        assert_int_equal(l.from_at, 0);
+        assert_int_equal(f->from.uid, 0);
+        assert_int_equal(f->from.userlen, 0);
+        assert_null(f->from.node_id);
+        assert_ptr_equal(f->data, buf + 18 + f->s1len + f->s2len);
+        assert_int_equal(WIRE_MIN + f->s1len + f->s2len + f->size, len);
+    }
+    assert_ptr_equal(f->data, buf + l.data_at);
+    assert_int_equal(f->size, l.size);
     assert_true(f->data + f->size == buf + len);
 
     uint8_t head[WIRE_HEAD_MAX];
-    size_t n = wire_encode(head, f->type, f->flags, f->seq, f->aux,
-                           f->s1, f->s1len, f->s2, f->s2len, f->size);
+    size_t n = wire_encode_from(head, f->type, f->flags, f->seq, f->aux, f->s1, f->s1len,
+                                f->s2, f->s2len, &f->from, f->size);
     assert_int_equal(n, len - f->size);
     assert_memory_equal(head, buf, n);
+    if (!wire_has_from(f->type)) {
+        /* Without a sender, wire_encode writes the same. */
+        n = wire_encode(head, f->type, f->flags, f->seq, f->aux,
+                        f->s1, f->s1len, f->s2, f->s2len, f->size);
+        assert_int_equal(n, len - f->size);
+        assert_memory_equal(head, buf, n);
+    }
     assert_int_equal(wire_peek(buf, len, len), (ssize_t) len);
 }
 
-/* Decodes a heap copy of exactly len bytes; on success checks that the
+/* Decodes a heap copy of exactly len bytes; the codec accepts what the
+   spec's decoder accepts, and nothing else. On success checks that the
    frame is sound and fills *ret with views into buf. */
 static int s_decode(const uint8_t *buf, size_t len, wire_frame_t *ret)
 {
     uint8_t *copy = hexdump_dup(buf, len);
     wire_frame_t f;
     int rc = wire_decode(copy, len, &f);
+    layout_t l;
+    bool spec = s_spec_decode(copy, len, &l);
+    if (spec != (rc == 0)) {
+        free(copy);
+        fail_msg("a frame of %zu bytes, type 0x%02x: wire_decode says %d, the spec %s",
+                 len, len > 5 ? buf[5] : 0, rc, spec ? "accepts it" : "rejects it");
+    }
     if (rc == 0) {
         s_assert_sound(copy, len, &f);
         /* Views into the copy would dangle: rebase them onto buf. */
         f.s1 = (const char *) buf + (f.s1 - (const char *) copy);
         f.s2 = (const char *) buf + (f.s2 - (const char *) copy);
+        if (f.from.node_id) {
+            f.from.user = (const char *) buf + (f.from.user - (const char *) copy);
+            f.from.node_id = buf + (f.from.node_id - copy);
+        }
         f.data = buf + (f.data - copy);
         *ret = f;
     } else
@@ -180,15 +345,23 @@ static int s_decode(const uint8_t *buf, size_t len, wire_frame_t *ret)
     return rc;
 }
 
-/* Builds the fullest frame that type allows: both strings and a payload
-   where the rules permit them. out has room for WIRE_HEAD_MAX + 64. */
+/* Some node id: 16 bytes of every kind. */
+static const uint8_t s_some_id[WIRE_NODE_ID] = {
+    0x00, 0xff, 0x7f, 0x80, 0x01, 0xfe, 0x20, 0x21,
+    0x7e, 0x0a, 0xa7, 0x88, 0x5a, 0xa5, 0xc3, 0x3c,
+};
+
+/* Builds the fullest frame that type allows: both strings, the sender
+   and a payload where the rules permit them. out has room for
+   WIRE_HEAD_MAX + 64. */
 static size_t s_sample(uint8_t *out, const rule_t *r)
 {
     static const char payload[] = "payload\0with\xff" "binary";
-    return s_build(out, r->type, 0x0102, 0x03040506, 0x0708090a,
-                   "sensors.temp", r->s1 ? 12 : 0,
-                   ":12@node-b", r->s2 ? 10 : 0,
-                   payload, r->payload ? sizeof payload - 1 : 0);
+    wire_from_t from = s_from(0x01020304, "alice.b-c_1", s_some_id);
+    return s_build_from(out, r->type, 0x0102, 0x03040506, 0x0708090a,
+                        "sensors.temp", r->s1 ? 12 : 0,
+                        ":12@node-b", r->s2 ? 10 : 0, r->from ? &from : NULL,
+                        payload, r->payload ? sizeof payload - 1 : 0);
 }
 
 typedef struct {
@@ -196,9 +369,24 @@ typedef struct {
     size_t len;
 } sample_t;
 
-/* The frames the malformed-input tests start from: the spec's examples and
-   one full frame of each type, written into out (room for N_EXAMPLES +
-   N_TYPES). Returns their count. */
+/* Senders at their extremes, for the frames that deliver a message: the
+   longest user name, none, every printable byte. */
+#define N_SENDERS 3
+static wire_from_t s_sender(size_t i)
+{
+    static const wire_from_t senders[N_SENDERS] = {
+        { 0xffffffffu, "abcdefghijklmnopqrstuvwxyz012345", 32, s_alpha_id },
+        { 0, "", 0, s_some_id },
+        { 0x80000000u, "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", 32, s_alpha_id },
+    };
+    return senders[i];
+}
+
+/* The frames the malformed-input tests start from: the spec's examples,
+   one full frame of each type, and the frames that deliver a message with
+   each of the extreme senders, written into out (room for MAX_SAMPLES).
+   Returns their count. */
+#define MAX_SAMPLES (N_EXAMPLES + N_TYPES + 4 * N_SENDERS)
 static size_t s_samples(sample_t *out)
 {
     size_t n = 0;
@@ -208,6 +396,19 @@ static size_t s_samples(sample_t *out)
     }
     for (size_t i = 0; i < N_TYPES; i++, n++)
         out[n].len = s_sample(out[n].bytes, &s_spec_rules[i]);
+    for (size_t i = 0; i < N_TYPES; i++) {
+        const rule_t *r = &s_spec_rules[i];
+        if (!r->from)
+            continue;
+        for (size_t k = 0; k < N_SENDERS; k++, n++) {
+            wire_from_t from = s_sender(k);
+            /* Short strings, and a payload only for every other one. */
+            out[n].len = s_build_from(out[n].bytes, r->type, 0, (uint32_t) k, 0,
+                                      ":7@n", 4, "t", r->s2 ? 1 : 0, &from,
+                                      "xyz", k % 2 ? 3 : 0);
+        }
+    }
+    assert_true(n <= MAX_SAMPLES);
     return n;
 }
 
@@ -223,13 +424,18 @@ static void test_wire_roundtrip_every_type(void **state)
         const char *s2 = r->s2 ? ":7@alpha" : "";
         const char *pl = r->payload ? "some \0 bytes" : "";
         size_t pllen = r->payload ? 12 : 0;
-        /* Extreme header values travel unchanged. */
+        /* Extreme header values travel unchanged, and so does the sender
+           of a frame that delivers a message. */
         static const uint32_t nums[] = { 0, 1, 0x7fffffff, 0x80000000, 0xffffffff };
         for (size_t k = 0; k < sizeof nums / sizeof nums[0]; k++) {
             uint16_t flags = (uint16_t) (nums[k] ^ 0xa5c3);
-            size_t len = s_build(buf, r->type, flags, nums[k], ~nums[k],
-                                 s1, strlen(s1), s2, strlen(s2), pl, pllen);
-            assert_int_equal(len, WIRE_MIN + strlen(s1) + strlen(s2) + pllen);
+            static const char *const users[] = { "root", "", "a", "alice.b-c_1", "~!" };
+            wire_from_t from = s_from(~nums[k] ^ 0x5a, users[k], k % 2 ? s_alpha_id : s_some_id);
+            size_t len = s_build_from(buf, r->type, flags, nums[k], ~nums[k],
+                                      s1, strlen(s1), s2, strlen(s2), &from, pl, pllen);
+            size_t fromlen = r->from ? 4 + 1 + strlen(users[k]) + WIRE_NODE_ID : 0;
+            assert_int_equal(len, WIRE_MIN + strlen(s1) + strlen(s2) + fromlen + pllen);
+            assert_int_equal(wire_get32(buf), len - 4);
             assert_int_equal(wire_peek(buf, len, BIG_MAX), (ssize_t) len);
 
             wire_frame_t f;
@@ -244,6 +450,13 @@ static void test_wire_roundtrip_every_type(void **state)
             assert_memory_equal(f.s2, s2, f.s2len);
             assert_int_equal(f.size, pllen);
             assert_memory_equal(f.data, pl, pllen);
+            if (r->from) {
+                assert_int_equal(f.from.uid, from.uid);
+                assert_int_equal(f.from.userlen, from.userlen);
+                assert_memory_equal(f.from.user, from.user, from.userlen);
+                assert_memory_equal(f.from.node_id, from.node_id, WIRE_NODE_ID);
+            } else
+                assert_null(f.from.node_id);
         }
     }
 }
@@ -278,11 +491,18 @@ static void test_wire_roundtrip_longest_strings(void **state)
     char a[WIRE_NAME_MAX], b[WIRE_NAME_MAX];
     memset(a, 'a', sizeof a);
     memset(b, 'b', sizeof b);
+    /* The spec's figures (section 4.1): the sender at its longest is 53
+       bytes, the longest head 581. */
+    assert_int_equal(WIRE_FROM_MAX, 4 + 1 + 32 + 16);
+    assert_int_equal(WIRE_HEAD_MAX, 581);
 
     /* The longest head fills WIRE_HEAD_MAX exactly: no byte more. */
     uint8_t *head = malloc(WIRE_HEAD_MAX);
     assert_non_null(head);
-    size_t n = wire_encode(head, WIRE_MESSAGE, 0, 1, 2, a, sizeof a, b, sizeof b, 0);
+    wire_from_t from = s_sender(0);
+    assert_int_equal(from.userlen, WIRE_USER_MAX);
+    size_t n = wire_encode_from(head, WIRE_MESSAGE, 0, 1, 2, a, sizeof a, b, sizeof b,
+                                &from, 0);
     assert_int_equal(n, WIRE_HEAD_MAX);
 
     wire_frame_t f;
@@ -291,6 +511,15 @@ static void test_wire_roundtrip_longest_strings(void **state)
     assert_int_equal(f.s2len, WIRE_NAME_MAX);
     assert_memory_equal(f.s1, a, sizeof a);
     assert_memory_equal(f.s2, b, sizeof b);
+    assert_int_equal(f.from.userlen, WIRE_USER_MAX);
+    assert_memory_equal(f.from.user, from.user, WIRE_USER_MAX);
+    assert_memory_equal(f.from.node_id, s_alpha_id, WIRE_NODE_ID);
+    assert_int_equal(f.size, 0);
+
+    /* A frame that carries no sender is 53 bytes shorter at most. */
+    n = wire_encode(head, WIRE_WELCOME, 0, 1, 2, a, sizeof a, b, sizeof b, 0);
+    assert_int_equal(n, WIRE_HEAD_MAX - WIRE_FROM_MAX);
+    assert_int_equal(s_decode(head, n, &f), 0);
     free(head);
 }
 
@@ -302,11 +531,30 @@ static void test_wire_encode_cuts_long_strings(void **state)
     uint8_t buf[WIRE_HEAD_MAX];
     size_t n = wire_encode(buf, WIRE_ERROR, 0, 1, EINVAL, longs, sizeof longs,
                            longs, sizeof longs, 0);
-    assert_int_equal(n, WIRE_HEAD_MAX);
+    assert_int_equal(n, WIRE_MIN + 2 * WIRE_NAME_MAX);
     wire_frame_t f;
     assert_int_equal(s_decode(buf, n, &f), 0);
     assert_int_equal(f.s1len, WIRE_NAME_MAX);
     assert_int_equal(f.s2len, WIRE_NAME_MAX);
+
+    /* A user name too is cut, at 32 bytes (wire.h). */
+    wire_from_t from = { 7, longs, sizeof longs, s_alpha_id };
+    n = wire_encode_from(buf, WIRE_PUBLICATION, 0, 1, 0, longs, sizeof longs,
+                         longs, sizeof longs, &from, 0);
+    assert_int_equal(n, WIRE_HEAD_MAX);
+    assert_int_equal(s_decode(buf, n, &f), 0);
+    assert_int_equal(f.s1len + f.s2len, 2 * WIRE_NAME_MAX);
+    assert_int_equal(f.from.uid, 7);
+    assert_int_equal(f.from.userlen, WIRE_USER_MAX);
+    assert_memory_equal(f.from.user, longs, WIRE_USER_MAX);
+    assert_memory_equal(f.from.node_id, s_alpha_id, WIRE_NODE_ID);
+    for (size_t len = WIRE_USER_MAX + 1; len < sizeof longs; len += 37) {
+        from.userlen = len;
+        n = wire_encode_from(buf, WIRE_DELIVER_REP, 0, 1, 0, ":1@a", 4, NULL, 0, &from, 0);
+        assert_int_equal(n, WIRE_MIN + 4 + WIRE_FROM_MAX);
+        assert_int_equal(s_decode(buf, n, &f), 0);
+        assert_int_equal(f.from.userlen, WIRE_USER_MAX);
+    }
 }
 
 static void test_wire_encode_size_counts_payload(void **state)
@@ -339,15 +587,30 @@ static void test_wire_spec_examples_decode_and_reencode(void **state)
         assert_memory_equal(f.s2, ex->s2, f.s2len);
         assert_int_equal(f.size, strlen(ex->payload));
         assert_memory_equal(f.data, ex->payload, f.size);
+        assert_int_equal(wire_has_from(ex->type), ex->user != NULL);
+        if (ex->user) {
+            assert_int_equal(f.from.uid, ex->uid);
+            assert_int_equal(f.from.userlen, strlen(ex->user));
+            assert_memory_equal(f.from.user, ex->user, f.from.userlen);
+            assert_memory_equal(f.from.node_id, ex->node_id, WIRE_NODE_ID);
+        }
 
         /* Encoding the same fields from scratch gives the same bytes. */
         uint8_t buf[WIRE_HEAD_MAX + 16];
-        size_t len = s_build(buf, ex->type, ex->flags, ex->seq, ex->aux,
-                             ex->s1, strlen(ex->s1), ex->s2, strlen(ex->s2),
-                             ex->payload, strlen(ex->payload));
+        wire_from_t from = ex->user ? s_from(ex->uid, ex->user, ex->node_id)
+                                    : (wire_from_t) { 0, "", 0, NULL };
+        size_t len = s_build_from(buf, ex->type, ex->flags, ex->seq, ex->aux,
+                                  ex->s1, strlen(ex->s1), ex->s2, strlen(ex->s2),
+                                  ex->user ? &from : NULL, ex->payload, strlen(ex->payload));
         assert_int_equal(len, ex->len);
         assert_memory_equal(buf, ex->bytes, len);
     }
+    /* The HELLO says version 2, and 12.5 is 12.3 delivered. */
+    assert_int_equal(WIRE_VERSION, 2);
+    assert_int_equal(wire_get32(s_ex_hello + 12), 2);
+    assert_int_equal(sizeof s_ex_message, 64);
+    assert_memory_equal(s_ex_message + 8, s_ex_send + 8, 4);
+    assert_memory_equal(s_ex_message + sizeof s_ex_message - 5, "hello", 5);
 }
 
 static void test_wire_spec_examples_match_doc(void **state)
@@ -448,8 +711,8 @@ static void test_wire_decode_strings_overrun(void **state)
     uint8_t buf[64];
     wire_frame_t f;
 
-    /* MESSAGE "ab" "cd": len1 at 16, len2 at 19, no payload. */
-    size_t len = s_build(buf, WIRE_MESSAGE, 0, 1, 0, "ab", 2, "cd", 2, NULL, 0);
+    /* EVENT "ab" "cd": len1 at 16, len2 at 19, nothing after str2. */
+    size_t len = s_build(buf, WIRE_EVENT, 0, 0, WIRE_EV_NAME_UP, "ab", 2, "cd", 2, NULL, 0);
     assert_int_equal(s_decode(buf, len, &f), 0);
 
     buf[16] = 4;        /* s1 eats s2's length byte and s2 ... */
@@ -538,7 +801,7 @@ static void test_wire_decode_unknown_types(void **state)
 static void test_wire_decode_cut_at_every_offset(void **state)
 {
     (void) state;
-    static sample_t samples[N_EXAMPLES + N_TYPES];
+    static sample_t samples[MAX_SAMPLES];
     size_t n = s_samples(samples);
     for (size_t i = 0; i < n; i++) {
         const uint8_t *frame = samples[i].bytes;
@@ -566,7 +829,7 @@ static void test_wire_decode_cut_at_every_offset(void **state)
 static void test_wire_decode_flip_every_byte(void **state)
 {
     (void) state;
-    static sample_t samples[N_EXAMPLES + N_TYPES];
+    static sample_t samples[MAX_SAMPLES];
     size_t n = s_samples(samples);
     size_t accepted = 0, refused = 0;
     for (size_t i = 0; i < n; i++) {
