@@ -860,6 +860,399 @@ static void test_wire_decode_flip_every_byte(void **state)
     assert_true(accepted > 0 && refused > 0);
 }
 
+/* --- the sender (section 4.4) --------------------------------------------- */
+
+/* Only MESSAGE, DELIVER_REQ, DELIVER_REP and PUBLICATION carry a sender,
+   and wire_has_from() says so of every type code. */
+static void test_wire_sender_only_where_spec_says(void **state)
+{
+    (void) state;
+    for (unsigned type = 0; type < 256; type++) {
+        const rule_t *r = s_rule_of(type);
+        bool want = r && r->from;
+        if ((wire_has_from((uint8_t) type) != 0) != want)
+            fail_msg("wire_has_from(0x%02x) is %d", type, wire_has_from((uint8_t) type));
+    }
+    assert_true(wire_has_from(WIRE_MESSAGE) && wire_has_from(WIRE_DELIVER_REQ) &&
+                wire_has_from(WIRE_DELIVER_REP) && wire_has_from(WIRE_PUBLICATION));
+
+    /* A type without one writes none, whatever sender it is given. */
+    wire_from_t from = s_sender(0);
+    uint8_t a[WIRE_HEAD_MAX], b[WIRE_HEAD_MAX];
+    for (size_t i = 0; i < N_TYPES; i++) {
+        const rule_t *r = &s_spec_rules[i];
+        if (r->from)
+            continue;
+        size_t na = wire_encode_from(a, r->type, 1, 2, 3, "x", r->s1 ? 1 : 0, "y",
+                                     r->s2 ? 1 : 0, &from, 0);
+        size_t nb = wire_encode(b, r->type, 1, 2, 3, "x", r->s1 ? 1 : 0, "y", r->s2 ? 1 : 0, 0);
+        assert_int_equal(na, nb);
+        assert_int_equal(na, WIRE_MIN + (r->s1 ? 1 : 0) + (r->s2 ? 1 : 0));
+        assert_memory_equal(a, b, na);
+    }
+
+    /* What looks like a sender in a SEND, REQUEST, REPLY, PUBLISH or OK is
+       payload; after an EVENT, a WELCOME or an ERROR it is a malformed
+       frame (no payload there). */
+    uint8_t blk[WIRE_FROM_MAX];
+    size_t blen = wire_encode_from(a, WIRE_MESSAGE, 0, 0, 0, "s", 1, "t", 1, &from, 0) -
+                  (WIRE_MIN + 2);
+    assert_int_equal(blen, WIRE_FROM_MAX);
+    memcpy(blk, a + WIRE_MIN + 2, blen);
+    uint8_t buf[WIRE_HEAD_MAX + WIRE_FROM_MAX];
+    for (size_t i = 0; i < N_TYPES; i++) {
+        const rule_t *r = &s_spec_rules[i];
+        if (r->from)
+            continue;
+        size_t len = s_build(buf, r->type, 0, 1, 0, "x", r->s1 ? 1 : 0, "y", r->s2 ? 1 : 0,
+                             blk, blen);
+        wire_frame_t f;
+        if (r->payload) {
+            assert_int_equal(s_decode(buf, len, &f), 0);
+            assert_int_equal(f.size, blen);
+            assert_memory_equal(f.data, blk, blen);
+            assert_null(f.from.node_id);
+        } else
+            assert_int_equal(s_decode(buf, len, &f), -EBADMSG);
+    }
+
+    /* A delivery without its sender (as version 1 had it) does not
+       decode: the spec's SEND of 12.3 made a MESSAGE, a version 1
+       MESSAGE "hello" from ":1@alpha" to "printer", and one with a
+       payload too short to be a sender. */
+    memcpy(buf, s_ex_send, sizeof s_ex_send);
+    buf[5] = WIRE_MESSAGE;
+    wire_frame_t f;
+    assert_int_equal(s_decode(buf, sizeof s_ex_send, &f), -EBADMSG);
+    size_t len = s_build(buf, WIRE_EVENT, 0, 7, 0, ":1@alpha", 8, "printer", 7, NULL, 0);
+    memcpy(buf + len, "hello", 5);
+    len += 5;
+    wire_put32(buf, (uint32_t) (len - 4));
+    for (size_t i = 0; i < N_TYPES; i++) {
+        if (!s_spec_rules[i].from)
+            continue;
+        buf[5] = s_spec_rules[i].type;
+        if (buf[5] == WIRE_DELIVER_REP)
+            continue;   /* no str2: see below */
+        assert_int_equal(s_decode(buf, len, &f), -EBADMSG);
+    }
+    len = s_build(buf, WIRE_REPLY, 0, 7, 0, ":1@alpha", 8, NULL, 0,
+                  "a reply of 20 bytes.", 20);
+    buf[5] = WIRE_DELIVER_REP;
+    assert_int_equal(s_decode(buf, len, &f), -EBADMSG);
+}
+
+/* wire_encode gives a frame that delivers a message the unknown sender
+   (wire.h): uid 0xFFFFFFFF, no user, a node id of zeros. */
+static void test_wire_encode_unknown_sender(void **state)
+{
+    (void) state;
+    static const uint8_t zeros[WIRE_NODE_ID] = { 0 };
+    uint8_t buf[WIRE_HEAD_MAX + 8];
+    for (size_t i = 0; i < N_TYPES; i++) {
+        const rule_t *r = &s_spec_rules[i];
+        if (!r->from)
+            continue;
+        size_t len = s_build(buf, r->type, 0, 9, 0, ":1@a", 4, "t", r->s2 ? 1 : 0, "pay", 3);
+        assert_int_equal(len, WIRE_MIN + 4 + (r->s2 ? 1 : 0) + 4 + 1 + WIRE_NODE_ID + 3);
+        wire_frame_t f;
+        assert_int_equal(s_decode(buf, len, &f), 0);
+        assert_int_equal(f.from.uid, 0xffffffffu);
+        assert_int_equal(f.from.userlen, 0);
+        assert_memory_equal(f.from.node_id, zeros, WIRE_NODE_ID);
+        assert_int_equal(f.size, 3);
+        assert_memory_equal(f.data, "pay", 3);
+        /* wire_encode_from without a sender is the same. */
+        uint8_t head[WIRE_HEAD_MAX];
+        size_t n = wire_encode_from(head, r->type, 0, 9, 0, ":1@a", 4, "t", r->s2 ? 1 : 0,
+                                    NULL, 3);
+        assert_int_equal(n, len - 3);
+        assert_memory_equal(head, buf, n);
+    }
+}
+
+/* The bytes of a delivery laid out by hand from the table of section 4.4,
+   for each type that carries a sender: the codec writes and reads them. */
+static void test_wire_sender_layout(void **state)
+{
+    (void) state;
+    static const struct {
+        uint32_t uid;
+        const char *user;
+    } who[] = { { 0, "root" }, { 1000, "alice" }, { 65534, "nobody" }, { 4242, "4242" },
+                { 0xfffffffe, "" }, { 7, "abcdefghijklmnopqrstuvwxyz012345" } };
+    for (size_t i = 0; i < N_TYPES; i++) {
+        const rule_t *r = &s_spec_rules[i];
+        if (!r->from)
+            continue;
+        for (size_t w = 0; w < N_OF(who); w++) {
+            const char *s1 = ":12@beta", *s2 = r->s2 ? "sensors.temp" : "";
+            size_t l1 = strlen(s1), l2 = strlen(s2), l3 = strlen(who[w].user);
+            uint8_t want[WIRE_HEAD_MAX + 8];
+            size_t at = 0;
+            size_t size = 14 + l1 + l2 + 4 + 1 + l3 + 16 + 2;
+            wire_put32(want, (uint32_t) size);
+            want[4] = 0xa7;
+            want[5] = r->type;
+            want[6] = 0;
+            want[7] = 0;
+            wire_put32(want + 8, 0x11223344);
+            wire_put32(want + 12, r->type == WIRE_DELIVER_REQ ? 5000 : 0);
+            at = 16;
+            want[at++] = (uint8_t) l1;
+            memcpy(want + at, s1, l1);
+            at += l1;
+            want[at++] = (uint8_t) l2;
+            memcpy(want + at, s2, l2);
+            at += l2;
+            size_t uid_at = at;
+            wire_put32(want + at, who[w].uid);
+            at += 4;
+            want[at++] = (uint8_t) l3;
+            memcpy(want + at, who[w].user, l3);
+            at += l3;
+            memcpy(want + at, s_some_id, 16);
+            at += 16;
+            want[at++] = 'o';
+            want[at++] = 'k';
+            assert_int_equal(at, 4 + size);
+
+            uint8_t buf[WIRE_HEAD_MAX + 8];
+            wire_from_t from = s_from(who[w].uid, who[w].user, s_some_id);
+            size_t len = s_build_from(buf, r->type, 0, 0x11223344,
+                                      r->type == WIRE_DELIVER_REQ ? 5000 : 0, s1, l1, s2, l2,
+                                      &from, "ok", 2);
+            assert_int_equal(len, at);
+            assert_memory_equal(buf, want, len);
+
+            wire_frame_t f;
+            assert_int_equal(s_decode(want, len, &f), 0);
+            assert_ptr_equal(f.from.user, (const char *) want + uid_at + 5);
+            assert_ptr_equal(f.from.node_id, want + uid_at + 5 + l3);
+            assert_ptr_equal(f.data, want + uid_at + 5 + l3 + 16);
+            assert_int_equal(f.from.uid, who[w].uid);
+            assert_int_equal(f.from.userlen, l3);
+            assert_memory_equal(f.from.user, who[w].user, l3);
+            assert_memory_equal(f.from.node_id, s_some_id, WIRE_NODE_ID);
+            assert_int_equal(f.size, 2);
+        }
+    }
+    /* The shortest deliveries: one-byte strings, no user, no payload. */
+    uint8_t buf[WIRE_HEAD_MAX];
+    wire_from_t none = s_from(0, "", s_some_id);
+    wire_frame_t f;
+    size_t len = s_build_from(buf, WIRE_MESSAGE, 0, 0, 0, "a", 1, "b", 1, &none, NULL, 0);
+    assert_int_equal(len, 41);
+    assert_int_equal(s_decode(buf, len, &f), 0);
+    len = s_build_from(buf, WIRE_DELIVER_REP, 0, 0, 0, "a", 1, NULL, 0, &none, NULL, 0);
+    assert_int_equal(len, 40);
+    assert_int_equal(s_decode(buf, len, &f), 0);
+}
+
+/* The frames that deliver a message, each with its sender: where the
+   sender begins and where the payload does. */
+typedef struct {
+    sample_t s;
+    size_t from_at, data_at;
+} delivery_t;
+
+#define MAX_DELIVERIES (4 * (N_SENDERS + 2) + 1)
+static size_t s_deliveries(delivery_t *out)
+{
+    static sample_t samples[MAX_SAMPLES];
+    size_t n = s_samples(samples), k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!wire_has_from(samples[i].bytes[5]))
+            continue;
+        layout_t l;
+        assert_true(s_spec_decode(samples[i].bytes, samples[i].len, &l));
+        assert_true(k < MAX_DELIVERIES);
+        out[k].s = samples[i];
+        out[k].from_at = l.from_at;
+        out[k].data_at = l.data_at;
+        k++;
+    }
+    assert_int_equal(k, 1 + 4 + 4 * N_SENDERS);
+    return k;
+}
+
+/* A delivery cut anywhere in its sender, or before it, and labelled with
+   the size it has then, is refused: the sender does not fit. Cut in its
+   payload, it is a delivery with a shorter payload and the same sender.
+   And a byte taken out of the sender of a delivery without payload always
+   leaves it refused. */
+static void test_wire_sender_cut_at_every_byte(void **state)
+{
+    (void) state;
+    static delivery_t d[MAX_DELIVERIES];
+    size_t n = s_deliveries(d);
+    size_t refused = 0, shorter = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *frame = d[i].s.bytes;
+        size_t len = d[i].s.len;
+        wire_frame_t whole;
+        assert_int_equal(s_decode(frame, len, &whole), 0);
+        for (size_t cut = WIRE_MIN; cut < len; cut++) {
+            uint8_t *copy = hexdump_dup(frame, cut);
+            wire_put32(copy, (uint32_t) (cut - 4));
+            wire_frame_t f;
+            int rc = s_decode(copy, cut, &f);
+            if (cut < d[i].data_at) {
+                if (rc != -EBADMSG)
+                    fail_msg("delivery %zu (type 0x%02x) cut at %zu of %zu (sender at %zu, "
+                             "payload at %zu) accepted", i, frame[5], cut, len, d[i].from_at,
+                             d[i].data_at);
+                refused++;
+            } else {
+                assert_int_equal(rc, 0);
+                assert_int_equal(f.from.uid, whole.from.uid);
+                assert_int_equal(f.from.userlen, whole.from.userlen);
+                assert_int_equal(f.from.node_id - copy, whole.from.node_id - frame);
+                assert_int_equal(f.size, cut - d[i].data_at);
+                shorter++;
+            }
+            free(copy);
+        }
+        /* One byte taken out of the sender block. */
+        for (size_t at = d[i].from_at; at < d[i].data_at; at++) {
+            uint8_t *copy = hexdump_dup(frame, len - 1);
+            memcpy(copy + at, frame + at + 1, len - at - 1);
+            wire_put32(copy, (uint32_t) (len - 5));
+            wire_frame_t f;
+            int rc = s_decode(copy, len - 1, &f);     /* the spec decides */
+            if (d[i].data_at == len && rc != -EBADMSG)
+                fail_msg("delivery %zu without payload, byte %zu of its sender taken out: "
+                         "accepted", i, at - d[i].from_at);
+            free(copy);
+        }
+    }
+    assert_true(refused > 0 && shorter > 0);
+}
+
+/* Every value of every byte of the sender: a uid and a node id are any
+   bytes; a user byte must be 0x21..0x7E; len3 over 32 is refused, and
+   any other len3 moves the user's end, which the spec's decoder follows. */
+static void test_wire_sender_flip_every_byte(void **state)
+{
+    (void) state;
+    static delivery_t d[MAX_DELIVERIES];
+    size_t n = s_deliveries(d);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *frame = d[i].s.bytes;
+        size_t len = d[i].s.len, base = d[i].from_at;
+        size_t l3 = frame[base + 4];
+        wire_frame_t whole;
+        assert_int_equal(s_decode(frame, len, &whole), 0);
+        for (size_t at = base; at < d[i].data_at; at++) {
+            uint8_t orig = frame[at];
+            for (unsigned v = 0; v < 256; v++) {
+                frame[at] = (uint8_t) v;
+                wire_frame_t f;
+                int rc = s_decode(frame, len, &f);
+                if (at < base + 4) {
+                    assert_int_equal(rc, 0);
+                    assert_int_equal(f.from.uid, wire_get32(frame + base));
+                } else if (at == base + 4) {
+                    if (v > WIRE_USER_MAX)
+                        assert_int_equal(rc, -EBADMSG);
+                    else if (v == l3)
+                        assert_int_equal(rc, 0);
+                    else if (rc == 0)
+                        assert_int_equal(f.from.userlen, v);
+                    /* no payload to borrow from: a longer user leaves no
+                       room for the node id */
+                    if (v > l3 && d[i].data_at == len)
+                        assert_int_equal(rc, -EBADMSG);
+                } else if (at < base + 5 + l3) {
+                    assert_int_equal(rc, s_user_char((uint8_t) v) ? 0 : -EBADMSG);
+                    if (rc == 0)
+                        assert_int_equal((uint8_t) f.from.user[at - base - 5], v);
+                } else {
+                    assert_int_equal(rc, 0);
+                    assert_int_equal(f.from.node_id[at - base - 5 - l3], v);
+                    assert_memory_equal(f.data, whole.data, whole.size);
+                }
+            }
+            frame[at] = orig;
+        }
+    }
+}
+
+/* len3 is at most 32, even when the bytes after it would make a longer
+   user name and a node id: a MESSAGE whose payload is printable. */
+static void test_wire_sender_len3_over_32(void **state)
+{
+    (void) state;
+    char pay[300];
+    memset(pay, 'u', sizeof pay);
+    wire_from_t from = s_from(1000, "", s_alpha_id);
+    uint8_t buf[WIRE_HEAD_MAX + sizeof pay];
+    for (size_t i = 0; i < N_TYPES; i++) {
+        const rule_t *r = &s_spec_rules[i];
+        if (!r->from)
+            continue;
+        size_t len = s_build_from(buf, r->type, 0, 1, 0, ":1@a", 4, "b", r->s2 ? 1 : 0,
+                                  &from, pay, sizeof pay);
+        size_t l3_at = WIRE_MIN + 4 + (r->s2 ? 1 : 0) + 4;
+        /* The node id of zeros is not printable: put a printable one in,
+           so that any len3 up to 255 finds printable bytes. */
+        memset(buf + l3_at + 1, 'i', WIRE_NODE_ID);
+        for (unsigned v = 0; v < 256; v++) {
+            buf[l3_at] = (uint8_t) v;
+            wire_frame_t f;
+            int rc = s_decode(buf, len, &f);
+            if (v <= WIRE_USER_MAX) {
+                if (rc != 0)
+                    fail_msg("type 0x%02x with len3 %u refused", r->type, v);
+                assert_int_equal(f.from.userlen, v);
+                assert_int_equal(f.size, sizeof pay - v);
+            } else if (rc != -EBADMSG)
+                fail_msg("type 0x%02x with len3 %u accepted", r->type, v);
+        }
+    }
+}
+
+/* Each byte of a user name, at its start, middle and end, takes every
+   value: only 0x21..0x7E are accepted (a blank, a control byte, DEL or a
+   byte of UTF-8 are not). */
+static void test_wire_sender_user_bytes(void **state)
+{
+    (void) state;
+    char user[WIRE_USER_MAX];
+    memset(user, 'a', sizeof user);
+    static const size_t lens[] = { 1, 2, 17, WIRE_USER_MAX };
+    size_t accepted = 0;
+    for (size_t i = 0; i < N_TYPES; i++) {
+        const rule_t *r = &s_spec_rules[i];
+        if (!r->from)
+            continue;
+        for (size_t li = 0; li < N_OF(lens); li++) {
+            size_t places[] = { 0, lens[li] / 2, lens[li] - 1 };
+            for (size_t pi = 0; pi < N_OF(places); pi++) {
+                for (unsigned v = 0; v < 256; v++) {
+                    user[places[pi]] = (char) v;
+                    wire_from_t from = { 42, user, lens[li], s_some_id };
+                    uint8_t buf[WIRE_HEAD_MAX + 8];
+                    size_t len = s_build_from(buf, r->type, 0, 1, 0, ":1@a", 4, "b",
+                                              r->s2 ? 1 : 0, &from, "p", pi % 2);
+                    wire_frame_t f;
+                    int rc = s_decode(buf, len, &f);
+                    bool ok = v >= 0x21 && v <= 0x7e;
+                    if (rc != (ok ? 0 : -EBADMSG))
+                        fail_msg("type 0x%02x, a user of %zu bytes with 0x%02x at %zu: %d",
+                                 r->type, lens[li], v, places[pi], rc);
+                    if (rc == 0) {
+                        assert_memory_equal(f.from.user, user, lens[li]);
+                        accepted++;
+                    }
+                    user[places[pi]] = 'a';
+                }
+            }
+        }
+    }
+    assert_int_equal(accepted, 4 * N_OF(lens) * 3 * (0x7e - 0x21 + 1));
+}
+
 /* --- names, patterns, destinations --------------------------------------- */
 
 static int s_name(const char *s)
@@ -1068,6 +1461,13 @@ int main(void)
         cmocka_unit_test(test_wire_decode_unknown_types),
         cmocka_unit_test(test_wire_decode_cut_at_every_offset),
         cmocka_unit_test(test_wire_decode_flip_every_byte),
+        cmocka_unit_test(test_wire_sender_only_where_spec_says),
+        cmocka_unit_test(test_wire_encode_unknown_sender),
+        cmocka_unit_test(test_wire_sender_layout),
+        cmocka_unit_test(test_wire_sender_cut_at_every_byte),
+        cmocka_unit_test(test_wire_sender_flip_every_byte),
+        cmocka_unit_test(test_wire_sender_len3_over_32),
+        cmocka_unit_test(test_wire_sender_user_bytes),
         cmocka_unit_test(test_wire_check_name_good),
         cmocka_unit_test(test_wire_check_name_bad),
         cmocka_unit_test(test_wire_check_pattern_good_and_bad),
