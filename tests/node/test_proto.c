@@ -774,7 +774,7 @@ static size_t s_minimal(sample_t *out)
     return n;
 }
 
-#define MAX_SAMPLES 64
+#define MAX_SAMPLES 96
 
 static void s_free_samples(sample_t *s, size_t n);
 
@@ -867,6 +867,32 @@ static size_t s_samples(sample_t *out)
         b.data[3] = 0xff;   /* flags are not looked at */
         s_add(out, &n, &b);
         s_free_samples(it, k);
+    }
+    /* Senders at their extremes: the longest user, every printable byte,
+       none, a uid in decimal; uid 0 and the largest. */
+    {
+        static const struct {
+            uint32_t uid;
+            const char *user;
+        } who[] = {
+            { 0xffffffffu, "abcdefghijklmnopqrstuvwxyz012345" },
+            { 0, "" },
+            { 0x80000000u, "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~" },
+            { 4242, "4242" },
+        };
+        for (size_t w = 0; w < N_OF(who); w++) {
+            size_t ul = strlen(who[w].user);
+            s_msg_from(&b, (uint8_t) w, (uint32_t) w, w % 2 ? P_KIND_SEND : P_KIND_REQUEST,
+                       (uint32_t) w, 1000, ":5@alpha", who[w].uid, who[w].user, ul,
+                       "printer@beta", s_binary, w % 2 ? 0 : sizeof s_binary);
+            s_add(out, &n, &b);
+            s_data_from(&b, P_REPLY, 1, 2, ":18@alpha", ":4@beta", who[w].uid, who[w].user, ul,
+                        s_binary, w % 2 ? sizeof s_binary : 0);
+            s_add(out, &n, &b);
+            s_data_from(&b, P_PUB, 1, 2, "sensors.temp", ":2@beta", who[w].uid, who[w].user,
+                        ul, "21.5", w % 2 ? 4 : 0);
+            s_add(out, &n, &b);
+        }
     }
     assert_true(n <= MAX_SAMPLES);
     return n;
@@ -2291,6 +2317,241 @@ static void test_proto_fail_refusals(void **state)
     proto_free(&b);
 }
 
+/* --- the sender: uid and user (sections 6.6 to 6.8) ------------------------ */
+
+/* A MSG, REPLY or PUB of type t with this sender (userlen bytes at user)
+   and a payload of size bytes. */
+static void s_with_sender(proto_buf_t *b, uint8_t t, uint32_t uid, const char *user,
+                          size_t userlen, const void *payload, size_t size)
+{
+    if (t == P_MSG)
+        s_msg_from(b, 0, 1, P_KIND_SEND, 1, 0, ":1@a", uid, user, userlen, "x", payload, size);
+    else
+        s_data_from(b, t, 1, 1, t == P_PUB ? "topic" : ":1@b", ":1@a", uid, user, userlen,
+                    payload, size);
+}
+
+static const uint8_t s_data_types[] = { P_MSG, P_REPLY, P_PUB };
+
+/* uid and user travel unchanged, whatever their values, in each of the
+   three types; the uid is big-endian, the user a str8 right after it. */
+static void test_proto_sender_roundtrip(void **state)
+{
+    (void) state;
+    static const uint32_t uids[] = { 0, 1, 1000, 65534, 0x7fffffff, 0x80000000u, 0xffffffffu };
+    static const char *const users[] = {
+        "", "a", "root", "alice", "nobody", "4242", "x.y-z_0@h", "~", "!",
+        "abcdefghijklmnopqrstuvwxyz012345",
+    };
+    proto_buf_t b = { 0 };
+    for (size_t t = 0; t < N_OF(s_data_types); t++)
+        for (size_t u = 0; u < N_OF(uids); u++)
+            for (size_t w = 0; w < N_OF(users); w++) {
+                size_t ul = strlen(users[w]);
+                s_with_sender(&b, s_data_types[t], uids[u], users[w], ul, "pay", w % 2 ? 3 : 0);
+                proto_msg_t m;
+                assert_int_equal(s_decode(b.data, b.len, &m), 0);
+                assert_int_equal(m.type, s_data_types[t]);
+                assert_int_equal(m.uid, uids[u]);
+                assert_int_equal(m.userlen, ul);
+                assert_memory_equal(m.user, users[w], ul);
+                assert_int_equal(m.size, w % 2 ? 3 : 0);
+                /* Where they are: uid right after from, then the user. */
+                const uint8_t *at = (const uint8_t *) m.from + m.fromlen;
+                assert_int_equal(at[0], (uint8_t) (uids[u] >> 24));
+                assert_int_equal(at[3], (uint8_t) uids[u]);
+                assert_int_equal(at[4], ul);
+                /* The encoder knows their size. */
+                assert_int_equal(proto_size(&m), b.len);
+            }
+    proto_free(&b);
+}
+
+/* A message made from a proto_msg_t with uid and user is the one made
+   field by field: proto_encode writes them where the spec says. */
+static void test_proto_sender_encode(void **state)
+{
+    (void) state;
+    proto_msg_t m = {
+        .type = P_MSG, .flags = P_F_CONFIRM, .seq = 5, .kind = P_KIND_SEND, .cseq = 7,
+        .timeout = 0, .from = ":3@alpha", .fromlen = 8, .uid = 1000, .user = "alice",
+        .userlen = 5, .to = "printer", .tolen = 7, .data = (const uint8_t *) "hello", .size = 5,
+    };
+    proto_buf_t b = { 0 };
+    assert_int_equal(proto_size(&m), sizeof s_ex_msg);
+    proto_encode(&b, &m);
+    assert_false(b.failed);
+    assert_int_equal(b.len, sizeof s_ex_msg);
+    assert_memory_equal(b.data, s_ex_msg, b.len);
+
+    proto_msg_t r = {
+        .type = P_REPLY, .seq = 9, .cseq = 9, .to = ":3@alpha", .tolen = 8, .from = ":4@beta",
+        .fromlen = 7, .uid = 4242, .user = "4242", .userlen = 4,
+        .data = (const uint8_t *) "12:00", .size = 5,
+    };
+    assert_int_equal(proto_size(&r), sizeof s_ex_reply);
+    proto_encode(&b, &r);
+    assert_false(b.failed);
+    assert_int_equal(b.len, sizeof s_ex_reply);
+    assert_memory_equal(b.data, s_ex_reply, b.len);
+
+    proto_msg_t p = {
+        .type = P_PUB, .seq = 6, .cseq = 12, .to = "sensors.temp", .tolen = 12,
+        .from = ":2@beta", .fromlen = 7, .uid = 1001, .user = "bob", .userlen = 3,
+        .data = (const uint8_t *) "21.5", .size = 4,
+    };
+    assert_int_equal(proto_size(&p), sizeof s_ex_pub);
+    proto_encode(&b, &p);
+    assert_false(b.failed);
+    assert_memory_equal(b.data, s_ex_pub, sizeof s_ex_pub);
+
+    /* No user at all (NULL, 0) is an empty str8. */
+    p.user = NULL;
+    p.userlen = 0;
+    assert_int_equal(proto_size(&p), sizeof s_ex_pub - 3);
+    proto_encode(&b, &p);
+    assert_false(b.failed);
+    proto_msg_t d;
+    assert_int_equal(s_decode(b.data, b.len, &d), 0);
+    assert_int_equal(d.userlen, 0);
+    assert_int_equal(d.uid, 1001);
+    proto_free(&b);
+}
+
+/* user: 0 to 32 bytes, each 0x21..0x7E (section 6.6); else the message is
+   malformed, in each of the three types. */
+static void test_proto_user_rules(void **state)
+{
+    (void) state;
+    char user[256];
+    memset(user, 'u', sizeof user);
+    proto_buf_t b = { 0 };
+    for (size_t t = 0; t < N_OF(s_data_types); t++) {
+        /* Every length: up to 32 good, 33 to 255 malformed, printable or
+           not, with a payload or without. */
+        for (size_t len = 0; len <= 255; len++) {
+            s_with_sender(&b, s_data_types[t], 7, user, len, "p", len % 2);
+            int rc = s_try(&b);
+            if (rc != (len <= WIRE_USER_MAX ? 0 : -EBADMSG))
+                fail_msg("type 0x%02x with a user of %zu bytes: %d", s_data_types[t], len, rc);
+        }
+        /* Every byte value, at the start, the middle and the end of users
+           of 1, 2, 17 and 32 bytes. */
+        static const size_t lens[] = { 1, 2, 17, 32 };
+        for (size_t li = 0; li < N_OF(lens); li++) {
+            size_t places[] = { 0, lens[li] / 2, lens[li] - 1 };
+            for (size_t pi = 0; pi < N_OF(places); pi++)
+                for (unsigned v = 0; v < 256; v++) {
+                    user[places[pi]] = (char) v;
+                    s_with_sender(&b, s_data_types[t], 7, user, lens[li], "p", pi % 2);
+                    int rc = s_try(&b);
+                    bool ok = v >= 0x21 && v <= 0x7e;
+                    if (rc != (ok ? 0 : -EBADMSG))
+                        fail_msg("type 0x%02x, user of %zu bytes with 0x%02x at %zu: %d",
+                                 s_data_types[t], lens[li], v, places[pi], rc);
+                    user[places[pi]] = 'u';
+                }
+        }
+        /* A blank, a tab, a NUL, DEL, UTF-8: each alone is enough. */
+        static const char *const bad[] = {
+            "a b", " ", "\t", "a\n", "ro\0t", "\x7f", "caf\xc3\xa9", "\xff",
+        };
+        static const size_t badlen[] = { 3, 1, 1, 2, 4, 1, 5, 1 };
+        for (size_t i = 0; i < N_OF(bad); i++) {
+            s_with_sender(&b, s_data_types[t], 0, bad[i], badlen[i], NULL, 0);
+            assert_int_equal(s_try(&b), -EBADMSG);
+        }
+    }
+    proto_free(&b);
+}
+
+/* A MSG, REPLY or PUB cut anywhere before its payload, inside its uid or
+   its user too, is refused; every value of the user's length byte other
+   than its own moves the fields after it, which are then read as the spec
+   says (s_decode's soundness checks hold whatever comes back). */
+static void test_proto_sender_cut_and_flip(void **state)
+{
+    (void) state;
+    proto_buf_t b = { 0 };
+    static const char *const users[] = { "", "bob", "abcdefghijklmnopqrstuvwxyz012345" };
+    for (size_t t = 0; t < N_OF(s_data_types); t++)
+        for (size_t w = 0; w < N_OF(users); w++) {
+            size_t ul = strlen(users[w]);
+            s_with_sender(&b, s_data_types[t], 0x01020304, users[w], ul, "xyz", 3);
+            proto_msg_t whole;
+            assert_int_equal(s_decode(b.data, b.len, &whole), 0);
+            size_t uid_at = (size_t) ((const uint8_t *) whole.from + whole.fromlen - b.data);
+            size_t data_at = (size_t) (whole.data - b.data);
+            assert_int_equal(data_at, uid_at + 4 + 1 + ul + (s_data_types[t] == P_MSG ? 2 : 0));
+            for (size_t cut = 0; cut < b.len; cut++) {
+                proto_msg_t m;
+                int rc = s_decode(b.data, cut, &m);
+                if (cut < data_at) {
+                    if (rc != -EBADMSG)
+                        fail_msg("type 0x%02x, user '%s', cut at %zu (uid at %zu): %d",
+                                 s_data_types[t], users[w], cut, uid_at, rc);
+                } else {
+                    assert_int_equal(rc, 0);
+                    assert_int_equal(m.uid, 0x01020304);
+                    assert_int_equal(m.userlen, ul);
+                }
+            }
+            /* Every value of each uid byte: still the same message, with
+               that uid. */
+            for (size_t at = uid_at; at < uid_at + 4; at++)
+                for (unsigned v = 0; v < 256; v++) {
+                    uint8_t orig = b.data[at];
+                    b.data[at] = (uint8_t) v;
+                    proto_msg_t m;
+                    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+                    assert_int_equal(m.uid, wire_get32(b.data + uid_at));
+                    b.data[at] = orig;
+                }
+            /* Every value of the user's length. */
+            for (unsigned v = 0; v < 256; v++) {
+                uint8_t orig = b.data[uid_at + 4];
+                b.data[uid_at + 4] = (uint8_t) v;
+                proto_msg_t m;
+                int rc = s_decode(b.data, b.len, &m);
+                if (v > WIRE_USER_MAX)
+                    assert_int_equal(rc, -EBADMSG);
+                else if (v == ul)
+                    assert_int_equal(rc, 0);
+                else if (rc == 0)
+                    assert_int_equal(m.userlen, v);
+                b.data[uid_at + 4] = orig;
+            }
+        }
+    proto_free(&b);
+}
+
+/* In a BATCH, an item whose user is bad leaves the batch well framed (the
+   codec checks only the framing, section 6.14) and is itself malformed,
+   as the receiver decodes it. */
+static void test_proto_batch_item_bad_user(void **state)
+{
+    (void) state;
+    proto_buf_t a = { 0 }, c = { 0 }, b = { 0 };
+    s_msg(&a, 0, 7, P_KIND_SEND, 13, 0, ":2@beta", "printer@alpha", "page 1", 6);
+    s_data_from(&c, P_PUB, 8, 14, "sensors.temp", ":2@beta", 1001, "b b", 3, "21.5", 4);
+    assert_int_equal(s_decode(c.data, c.len, NULL), -EBADMSG);
+    const example_t two[] = { { a.data, a.len }, { c.data, c.len } };
+    s_batch(&b, 0, 2, two, 2);
+    proto_msg_t m;
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.count, 2);
+    const uint8_t *at = m.list, *item;
+    size_t len;
+    proto_batch_next(&at, &item, &len);
+    assert_int_equal(s_decode(item, len, NULL), 0);
+    proto_batch_next(&at, &item, &len);
+    assert_int_equal(len, c.len);
+    assert_int_equal(s_decode(item, len, NULL), -EBADMSG);
+    proto_free(&a);
+    proto_free(&c);
+    proto_free(&b);
+}
+
 /* --- lists --------------------------------------------------------------- */
 
 /* A list of n items built by item(i, buf), with count as given; a PEERS
@@ -2742,8 +3003,10 @@ static void test_proto_batch_roundtrip(void **state)
     (void) state;
     proto_buf_t it[3] = { { 0 } }, b = { 0 };
     s_msg(&it[0], P_F_CONFIRM, 41, P_KIND_SEND, 7, 0, ":3@alpha", "printer", "hello", 5);
-    s_reply(&it[1], 42, 0x80000001, ":18@beta", ":4@alpha", s_binary, sizeof s_binary);
-    s_pub(&it[2], 43, 12, "sensors.temp", ":3@alpha", NULL, 0);
+    s_data_from(&it[1], P_REPLY, 42, 0x80000001, ":18@beta", ":4@alpha", 0, "root", 4,
+                s_binary, sizeof s_binary);
+    s_data_from(&it[2], P_PUB, 43, 12, "sensors.temp", ":3@alpha", 0xffffffffu, "", 0,
+                NULL, 0);
     example_t items[3];
     for (size_t i = 0; i < 3; i++)
         items[i] = (example_t) { it[i].data, it[i].len };
@@ -2775,6 +3038,9 @@ static void test_proto_batch_roundtrip(void **state)
             assert_int_equal(im.flags, P_F_CONFIRM);
             assert_int_equal(im.cseq, 7);
             assert_memory_equal(im.to, "printer", im.tolen);
+            assert_int_equal(im.uid, S_UID);
+            assert_int_equal(im.userlen, strlen(S_USER));
+            assert_memory_equal(im.user, S_USER, im.userlen);
             assert_int_equal(im.size, 5);
             assert_memory_equal(im.data, "hello", 5);
             break;
@@ -2783,6 +3049,9 @@ static void test_proto_batch_roundtrip(void **state)
             assert_int_equal(im.cseq, 0x80000001);
             assert_memory_equal(im.to, ":18@beta", im.tolen);
             assert_memory_equal(im.from, ":4@alpha", im.fromlen);
+            assert_int_equal(im.uid, 0);
+            assert_int_equal(im.userlen, 4);
+            assert_memory_equal(im.user, "root", 4);
             assert_int_equal(im.size, sizeof s_binary);
             assert_memory_equal(im.data, s_binary, im.size);
             break;
@@ -2790,6 +3059,8 @@ static void test_proto_batch_roundtrip(void **state)
             assert_int_equal(im.type, P_PUB);
             assert_int_equal(im.tolen, 12);
             assert_memory_equal(im.to, "sensors.temp", 12);
+            assert_int_equal(im.uid, 0xffffffffu);
+            assert_int_equal(im.userlen, 0);
             assert_int_equal(im.size, 0);
             assert_ptr_equal(im.data, item + len);
         }
@@ -3110,6 +3381,11 @@ int main(void)
         cmocka_unit_test(test_proto_reply_pub_ack_rules),
         cmocka_unit_test(test_proto_fail_rules),
         cmocka_unit_test(test_proto_fail_refusals),
+        cmocka_unit_test(test_proto_sender_roundtrip),
+        cmocka_unit_test(test_proto_sender_encode),
+        cmocka_unit_test(test_proto_user_rules),
+        cmocka_unit_test(test_proto_sender_cut_and_flip),
+        cmocka_unit_test(test_proto_batch_item_bad_user),
         cmocka_unit_test(test_proto_list_limits),
         cmocka_unit_test(test_proto_list_longest),
         cmocka_unit_test(test_proto_list_bad_items),
