@@ -294,7 +294,7 @@ for h in "${HOSTS[@]}"; do
 done
 check "1: no node lists itself as a peer" $st "$out"
 
-# TXT records as seen from h1: every node, with id= (its real id), v=,
+# TXT records as seen from h1: every node, with id= (its real id), v=3,
 # port= (the port in the SRV record too) and key= (its real key).
 st=0
 detail=()
@@ -313,7 +313,7 @@ for ((i = 0; i < 20; i++)); do
         txt=$(cut -d';' -f10- <<<"$line")
         srvport=$(cut -d';' -f9 <<<"$line")
         addr=$(cut -d';' -f8 <<<"$line")
-        if ! [[ $txt == *\"id=${ID[$h]}\"* ]] || ! [[ $txt =~ \"v=[0-9]+\" ]] ||
+        if ! [[ $txt == *\"id=${ID[$h]}\"* ]] || ! [[ $txt == *\"v=3\"* ]] ||
             ! [[ $txt == *"\"key=${KEY[$h]}\""* ]] ||
             ! [[ $txt == *\"port=5680\"* ]] || [ "$srvport" != 5680 ] ||
             [ "$addr" != "$(host_ip "$h")" ]; then
@@ -324,7 +324,7 @@ for ((i = 0; i < 20; i++)); do
     [ $st = 0 ] && break
     sleep 0.25
 done
-check "1: avahi-browse in h1 resolves h1 h2 h3 at their address, port 5680, TXT id= v= port= key=" \
+check "1: avahi-browse in h1 resolves h1 h2 h3 at their address, port 5680, TXT id= v=3 port= key=" \
     $st "${detail[@]}" "$b"
 echo "# e.g. $(awk -F';' '$4 == "h3"' <<<"$b" | head -1)"
 
@@ -415,9 +415,20 @@ check "4: ... and in h2's own avahi-daemon" $? "$(browse h2)"
 node_start h3 x --no-mdns --port 5682 --name h3x || not_ok "4: helper node h3x starts"
 idx=$(self_id h3 x)
 keyx=$(self_key h3 x)
-# First a record whose key is not its id's (h1's key): read, and not dialled.
+# First a record of the protocol version before (v=2), its key right: read,
+# logged, and not dialled.
+bg_start h3 "$HOSTS_DIR/publish-h3v.log" avahi-publish -s h3v _ipcnode._tcp 5682 \
+    "id=$idx" "v=2" "port=5682" "name=h3x" "key=$keyx"
+pubv=$BG_PID
+wait_until 10000 grep -q "node 'h3v' speaks protocol version 2, we speak 3" "${NODE_LOG[h2/main]}"
+st=$?
+[ -z "$(peer_state h2 main h3x)" ] || st=1
+check "4: a record of protocol version 2 is ignored (logged, not dialled)" $st \
+    "$(peers h2)" "$(log_tail "${NODE_LOG[h2/main]}")"
+bg_stop "$pubv"
+# Then a record whose key is not its id's (h1's key): read, and not dialled.
 bg_start h3 "$HOSTS_DIR/publish-h3y.log" avahi-publish -s h3y _ipcnode._tcp 5682 \
-    "id=$idx" "v=2" "port=5682" "name=h3x" "key=${KEY[h1]}"
+    "id=$idx" "v=3" "port=5682" "name=h3x" "key=${KEY[h1]}"
 puby=$BG_PID
 wait_until 10000 grep -q "node 'h3y' has no valid key for its id" "${NODE_LOG[h2/main]}"
 st=$?
@@ -426,7 +437,7 @@ check "4: a record whose key is not its id's is ignored (logged, not dialled)" $
     "$(peers h2)" "$(log_tail "${NODE_LOG[h2/main]}")"
 bg_stop "$puby"
 bg_start h3 "$HOSTS_DIR/publish-h3x.log" avahi-publish -s h3x _ipcnode._tcp 5682 \
-    "id=$idx" "v=2" "port=5682" "name=h3x" "key=$keyx"
+    "id=$idx" "v=3" "port=5682" "name=h3x" "key=$keyx"
 pubx=$BG_PID
 wait_until 10000 peer_up h2 main h3x mdns
 st=$?

@@ -67,6 +67,7 @@
 #define KEY_LEN         32
 #define ID_LEN          32
 #define KEY_DGRAM       48      /* a KEY question or answer */
+#define NODE_VERSION    3       /* protocol-node.md: every message's second byte */
 
 static const char s_z85_chars[] =
     "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
@@ -797,7 +798,7 @@ static void s_key_dgram(uint8_t d[KEY_DGRAM], uint64_t nonce, const uint8_t *key
 {
     memset(d, 0, KEY_DGRAM);
     d[0] = 0xA9;
-    d[1] = 2;
+    d[1] = NODE_VERSION;
     d[2] = 0x12;
     for (int k = 0; k < 8; k++)
         d[8 + k] = (uint8_t) (nonce >> (56 - 8 * k));
@@ -826,11 +827,11 @@ static void s_ask_key(int fd, int port, const uint8_t want[KEY_LEN])
             continue;
         if (n != KEY_DGRAM)
             fail_msg("KEY answer of %zd bytes, not 48", n);
-        const uint8_t head[8] = { 0xA9, 2, 0x12, 0, 0, 0, 0, 0 };
+        const uint8_t head[8] = { 0xA9, NODE_VERSION, 0x12, 0, 0, 0, 0, 0 };
         if (memcmp(a, head, 8)) {
             char hex[17];
             s_hex(a, 8, hex);
-            fail_msg("KEY answer head %s, not a9021200 00000000", hex);
+            fail_msg("KEY answer head %s, not a9031200 00000000", hex);
         }
         assert_memory_equal(a + 8, q + 8, 8);          /* the nonce, echoed */
         if (memcmp(a + 16, want, KEY_LEN)) {
@@ -1097,6 +1098,8 @@ static void test_secure_key_on_first_use(void **state)
         { "1500 random bytes", 1500 },
         { "an empty datagram", 0 },
         { "the 8-byte head alone", 8 },
+        { "version 2 (the one before)", KEY_DGRAM },
+        { "version 4 (the next one)", KEY_DGRAM },
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         memset(bad, 0, sizeof bad);
@@ -1106,6 +1109,8 @@ static void test_secure_key_on_first_use(void **state)
         case 3: bad[1] = 1; break;
         case 4: bad[0] = 0xA8; break;
         case 5: bad[2] = 0x0D; break;
+        case 10: bad[1] = NODE_VERSION - 1; break;
+        case 11: bad[1] = NODE_VERSION + 1; break;
         case 6:
         case 7:
             assert_int_equal(getrandom(bad, cases[k].len, 0), (ssize_t) cases[k].len);
