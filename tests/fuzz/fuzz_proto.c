@@ -7,7 +7,9 @@
     exact end with every item valid for its kind (a PEERS item's key 32
     bytes whose first 16 are its id in lowercase hex), every address and
     destination well-formed (checked here again from the spec, not with the
-    codec's own helper), and the codec's encoder writing the decoded
+    codec's own helper), the sender of a MSG, REPLY or PUB (uid, then a
+    user of 0 to 32 bytes 0x21..0x7E) right after its from and no sender
+    in any other type, and the codec's encoder writing the decoded
     message back to the very same bytes, of the size proto_size() says. A BATCH is walked with
     proto_batch_next() as the node does, and each item is checked in the same
     way as a message of its own (from a heap copy of exactly its length). A
@@ -77,6 +79,17 @@ static int s_is_key_of(const uint8_t *key, const char *id)
         if (id[2 * i] != hex[key[i] / 16] || id[2 * i + 1] != hex[key[i] % 16])
             return 0;
     return 1;
+}
+
+/* The sender of a MSG, REPLY or PUB: its uid at at, then its user, a
+   str8 of 0 to 32 bytes 0x21..0x7E (protocol-node.md 6.6). */
+static void s_sender(const uint8_t *buf, size_t len, const proto_msg_t *m, const uint8_t *at)
+{
+    CHECK(s_inside(buf, len, at, 5));
+    CHECK(m->uid == wire_get32(at) && m->userlen == at[4] && m->userlen <= WIRE_USER_MAX);
+    CHECK(m->user == (const char *) at + 5 && s_inside(buf, len, m->user, m->userlen));
+    for (size_t i = 0; i < m->userlen; i++)
+        CHECK((uint8_t) m->user[i] >= 0x21 && (uint8_t) m->user[i] <= 0x7e);
 }
 
 /* Walks a decoded list as the node does, checking every item. */
@@ -166,21 +179,27 @@ static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
     case P_MSG:
         CHECK(m->kind == P_KIND_SEND || m->kind == P_KIND_REQUEST);
         CHECK(m->cseq == wire_get32(buf + 9) && m->timeout == wire_get32(buf + 13));
-        CHECK(m->from == (const char *) buf + 18 && m->to == m->from + m->fromlen + 1);
+        /* kind cseq timeout from uid user to payload */
+        CHECK(m->from == (const char *) buf + 18);
+        s_sender(buf, len, m, (const uint8_t *) m->from + m->fromlen);
+        CHECK(m->to == m->user + m->userlen + 1);
         CHECK(s_is_address(m->from, m->fromlen) && s_is_dest(m->to, m->tolen));
         CHECK(m->data == (const uint8_t *) m->to + m->tolen);
         break;
     case P_REPLY:
         CHECK(m->cseq == wire_get32(buf + 8));
+        /* cseq to from uid user payload */
         CHECK(m->to == (const char *) buf + 13 && m->from == m->to + m->tolen + 1);
         CHECK(s_is_address(m->to, m->tolen) && s_is_address(m->from, m->fromlen));
-        CHECK(m->data == (const uint8_t *) m->from + m->fromlen);
+        s_sender(buf, len, m, (const uint8_t *) m->from + m->fromlen);
+        CHECK(m->data == (const uint8_t *) m->user + m->userlen);
         break;
     case P_PUB:
         CHECK(m->cseq == wire_get32(buf + 8));
         CHECK(m->to == (const char *) buf + 13 && wire_check_name(m->to, m->tolen) == 0);
         CHECK(m->from == m->to + m->tolen + 1 && s_is_address(m->from, m->fromlen));
-        CHECK(m->data == (const uint8_t *) m->from + m->fromlen);
+        s_sender(buf, len, m, (const uint8_t *) m->from + m->fromlen);
+        CHECK(m->data == (const uint8_t *) m->user + m->userlen);
         break;
     case P_ACK:
         CHECK(m->cseq == wire_get32(buf + 8));
@@ -219,8 +238,10 @@ static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
     }
     if (m->type == P_MSG || m->type == P_REPLY || m->type == P_PUB) {
         CHECK(s_inside(buf, len, m->to, m->tolen) && s_inside(buf, len, m->from, m->fromlen));
+        CHECK(s_inside(buf, len, m->user, m->userlen));
         CHECK(s_inside(buf, len, m->data, m->size) && m->data + m->size == buf + len);
-    }
+    } else
+        CHECK(m->uid == 0 && m->user == NULL && m->userlen == 0);
     /* Touch every byte of the strings, so ASan checks them too. */
     volatile unsigned sum = 0;
     for (size_t i = 0; i < m->fromlen; i++)
@@ -233,6 +254,8 @@ static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
         sum += (uint8_t) m->cluster[i];
     for (size_t i = 0; i < m->textlen; i++)
         sum += (uint8_t) m->text[i];
+    for (size_t i = 0; i < m->userlen; i++)
+        sum += (uint8_t) m->user[i];
     if (m->type == P_KEY)
         for (size_t i = 0; i < PROTO_KEY_LEN; i++)
             sum += m->key[i];
@@ -268,7 +291,7 @@ static void s_check(const uint8_t *data, size_t size, int in_batch)
         CHECK(m.version == buf[1] && m.type == buf[2] && m.flags == buf[3]);
         CHECK(m.seq == wire_get32(buf + 4));
         CHECK(m.id == NULL && m.cluster == NULL && m.list == NULL && m.data == NULL &&
-              m.key == NULL && m.size == 0);
+              m.key == NULL && m.size == 0 && m.user == NULL && m.uid == 0);
     } else {
         CHECK(rc == -EBADMSG);
         CHECK(memcmp(&m, &before, sizeof m) == 0);

@@ -4,9 +4,13 @@
     frames, each sized by wire_peek() and decoded by wire_decode(). Every
     frame is copied to a heap buffer of exactly its length first, so that
     ASan sees a read past its end even when more input follows. What decodes
-    must be sound (views inside the frame, encoding back to the same bytes),
-    and its strings are handed to the name, pattern and destination checks
-    as the node would. Any breach aborts, which libFuzzer reports. */
+    must be sound: views inside the frame and in the order of its fields;
+    for a frame that delivers a message, its sender (uid, len3 of at most
+    32, a user of bytes 0x21..0x7E, a node id) right after str2 and before
+    the payload, and for any other none; encoding (wire_encode_from) back
+    to the same bytes. Its strings are handed to the name, pattern and
+    destination checks as the node would. Any breach aborts, which
+    libFuzzer reports. */
 
 #include <errno.h>
 #include <stdint.h>
@@ -62,12 +66,32 @@ static void s_frame(const uint8_t *bytes, size_t len)
         CHECK(len >= WIRE_MIN);
         CHECK(f.s1 == (const char *) buf + 17);
         CHECK(f.s2 == f.s1 + f.s1len + 1);
-        CHECK(f.data == (const uint8_t *) f.s2 + f.s2len);
+        const uint8_t *after = (const uint8_t *) f.s2 + f.s2len;
+        if (wire_has_from(f.type)) {
+            /* uid:u32 len3:u8 user[len3] node_id[16], in this order. */
+            CHECK(f.from.uid == wire_get32(after));
+            CHECK(f.from.userlen == after[4] && f.from.userlen <= WIRE_USER_MAX);
+            CHECK(f.from.user == (const char *) after + 5);
+            for (size_t i = 0; i < f.from.userlen; i++)
+                CHECK((uint8_t) f.from.user[i] >= 0x21 && (uint8_t) f.from.user[i] <= 0x7e);
+            CHECK(f.from.node_id == after + 5 + f.from.userlen);
+            CHECK(f.data == f.from.node_id + WIRE_NODE_ID);
+            CHECK(f.type == WIRE_MESSAGE || f.type == WIRE_DELIVER_REQ ||
+                  f.type == WIRE_DELIVER_REP || f.type == WIRE_PUBLICATION);
+            /* Touch the node id, so ASan checks it too. */
+            volatile unsigned sum = 0;
+            for (size_t i = 0; i < WIRE_NODE_ID; i++)
+                sum += f.from.node_id[i];
+            (void) sum;
+        } else {
+            CHECK(f.from.uid == 0 && f.from.userlen == 0 && f.from.node_id == NULL);
+            CHECK(f.data == after);
+        }
         CHECK(f.data + f.size == buf + len);
 
         uint8_t head[WIRE_HEAD_MAX];
-        size_t n = wire_encode(head, f.type, f.flags, f.seq, f.aux,
-                               f.s1, f.s1len, f.s2, f.s2len, f.size);
+        size_t n = wire_encode_from(head, f.type, f.flags, f.seq, f.aux,
+                                    f.s1, f.s1len, f.s2, f.s2len, &f.from, f.size);
         CHECK(n + f.size == len && memcmp(head, buf, n) == 0);
 
         s_strings(f.s1, f.s1len);
