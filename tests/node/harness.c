@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1511,4 +1512,99 @@ void harness_drain_numbered(ipcnet_t *s, ipcnet_t *r, uint32_t accepted, size_t 
     if (rc == 0)
         fail_msg("sender got a %s message (error %d) during flow control",
                  harness_kind_name(m.kind), m.error);
+}
+
+/* --- who sent a message ------------------------------------------------------- */
+
+const char *harness_user_of(uid_t uid, char *buf)
+{
+    struct passwd *pw = getpwuid(uid);
+    int ok = pw && pw->pw_name[0] && strlen(pw->pw_name) <= WIRE_USER_MAX;
+    for (const char *p = ok ? pw->pw_name : ""; *p; p++)
+        if ((unsigned char) *p < 0x21 || (unsigned char) *p > 0x7e)
+            ok = 0;
+    if (ok)
+        snprintf(buf, 64, "%s", pw->pw_name);
+    else
+        snprintf(buf, 64, "%u", (unsigned) uid);
+    return buf;
+}
+
+void harness_self_id(ipcnet_t *q, const char *self, char *id)
+{
+    harness_peer_t row;
+    if (!harness_peer(q, self, self, &row))
+        fail_msg("node %s does not list itself", self);
+    if (strcmp(row.source, "self") != 0)
+        fail_msg("node %s's own row says '%s', not self", self, row.source);
+    size_t n = strlen(row.id);
+    int hex = n == 32;
+    for (size_t i = 0; i < n; i++)
+        hex &= (row.id[i] >= '0' && row.id[i] <= '9') || (row.id[i] >= 'a' && row.id[i] <= 'f');
+    if (!hex)
+        fail_msg("node %s's id '%s' is not 32 lowercase hex digits", self, row.id);
+    snprintf(id, 64, "%s", row.id);
+}
+
+void harness_expect_sender(const ipcnet_msg_t *m, const harness_sender_t *want,
+                           const char *what)
+{
+    if (strcmp(m->source, want->source) != 0 || m->uid != want->uid ||
+        strcmp(m->user, want->user) != 0 || strcmp(m->node, want->node) != 0 ||
+        strcmp(m->node_id, want->node_id) != 0)
+        fail_msg("%s: from %s uid %u user '%s' node '%s' id %s; want %s uid %u user '%s' "
+                 "node '%s' id %s", what, m->source, (unsigned) m->uid, m->user, m->node,
+                 m->node_id, want->source, (unsigned) want->uid, want->user, want->node,
+                 want->node_id);
+}
+
+/* Receives one message of kind with this payload on c, from want. */
+static void s_expect_from_sender(ipcnet_t *c, ipcnet_kind_t kind, const char *text,
+                                 const harness_sender_t *want, const char *what,
+                                 ipcnet_msg_t *ret)
+{
+    ipcnet_msg_t m;
+    harness_expect(c, kind, &m);
+    if (m.size != strlen(text) || memcmp(m.data, text, m.size) != 0)
+        fail_msg("%s: got '%.*s', want '%s'", what, (int) m.size, (const char *) m.data, text);
+    harness_expect_sender(&m, want, what);
+    if (ret)
+        *ret = m;
+}
+
+void harness_expect_senders(ipcnet_t *s, const harness_sender_t *s_who, ipcnet_t *h,
+                            const harness_sender_t *h_who, const char *dest, ipcnet_t *sub,
+                            const char *topic)
+{
+    ipcnet_msg_t m;
+    harness_send(s, dest, "confirmed", IPCNET_CONFIRM);
+    s_expect_from_sender(h, IPCNET_MSG_SEND, "confirmed", s_who, "SEND with CONFIRM", NULL);
+    /* Several in a row (the node reuses the head of the last one). */
+    for (int i = 0; i < 3; i++) {
+        char text[16];
+        snprintf(text, sizeof text, "plain %d", i);
+        harness_send(s, dest, text, 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        char text[16];
+        snprintf(text, sizeof text, "plain %d", i);
+        s_expect_from_sender(h, IPCNET_MSG_SEND, text, s_who, "SEND", NULL);
+    }
+    harness_send(s, h_who->source, "direct", IPCNET_CONFIRM);
+    s_expect_from_sender(h, IPCNET_MSG_SEND, "direct", s_who, "SEND to an address", NULL);
+
+    uint32_t id;
+    assert_int_equal(ipcnet_request_async(s, dest, "who?", 4, 5000, &id), 0);
+    s_expect_from_sender(h, IPCNET_MSG_REQUEST, "who?", s_who, "REQUEST", &m);
+    assert_int_equal(m.id, id);
+    assert_int_equal(ipcnet_reply(h, &m, "me", 2), 0);
+    s_expect_from_sender(s, IPCNET_MSG_REPLY, "me", h_who, "REPLY", &m);
+    assert_int_equal(m.id, id);
+
+    assert_int_equal(ipcnet_publish(s, topic, "news", 4, IPCNET_CONFIRM), 0);
+    s_expect_from_sender(sub, IPCNET_MSG_PUBLISH, "news", s_who, "PUBLISH", &m);
+    assert_string_equal(m.name, topic);
+
+    harness_send(h, s_who->source, "back", IPCNET_CONFIRM);
+    s_expect_from_sender(s, IPCNET_MSG_SEND, "back", h_who, "SEND back", NULL);
 }

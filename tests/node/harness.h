@@ -394,4 +394,40 @@ void harness_expect_numbered(const ipcnet_msg_t *m, size_t size, uint32_t want,
 void harness_drain_numbered(ipcnet_t *s, ipcnet_t *r, uint32_t accepted, size_t size,
                             harness_check_fn *check);
 
+/* --- who sent a message (protocol-local.md 4.4), for cmocka tests ------------ */
+
+/* Who a delivered message must say sent it. */
+typedef struct {
+    const char *source;         /* the sender's unique address */
+    uint32_t uid;               /* its uid on its node */
+    const char *user;           /* its user name there */
+    const char *node;           /* its node's name */
+    const char *node_id;        /* its node's id: 32 hex digits */
+} harness_sender_t;
+
+/* The user name a node gives uid (protocol-local.md 4.4): its name in the
+   user database, if that is 1 to 32 bytes of 0x21..0x7E, else the uid in
+   decimal. Written into buf (64 bytes), which is returned. */
+const char *harness_user_of(uid_t uid, char *buf);
+
+/* The id of q's node, whose name is self, from its own row of the peers
+   listing (32 lowercase hex digits), into id (64 bytes); else fails the
+   test. */
+void harness_self_id(ipcnet_t *q, const char *self, char *id);
+
+/* Fails the test (saying what) unless m names want as its sender: source,
+   uid, user, node and node id. */
+void harness_expect_sender(const ipcnet_msg_t *m, const harness_sender_t *want,
+                           const char *what);
+
+/* s (whose sender is s_who) sends to dest with and without IPCNET_CONFIRM
+   (several times, in order), to h's unique address, makes a request of
+   dest, and publishes on topic; h (h_who), which holds dest, gets each
+   SEND and REQUEST from s_who and replies, and s gets the REPLY from
+   h_who; sub, subscribed to topic, gets the PUBLISH from s_who; h sends
+   back to s's address, from h_who. Else fails the test. */
+void harness_expect_senders(ipcnet_t *s, const harness_sender_t *s_who, ipcnet_t *h,
+                            const harness_sender_t *h_who, const char *dest, ipcnet_t *sub,
+                            const char *topic);
+
 #endif

@@ -9,8 +9,10 @@
 */
 
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
+#include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1303,6 +1305,169 @@ static void test_node_garbage_random(void **state)
     ipcnet_close(&good);
 }
 
+/* --- who sent it (protocol-local.md 4.4) ---------------------------------- */
+
+/* The id of the node, as bytes (from its 32 hex digits). */
+static void s_id_bytes(const char *id, uint8_t out[WIRE_NODE_ID])
+{
+    for (size_t i = 0; i < WIRE_NODE_ID; i++) {
+        unsigned v;
+        assert_int_equal(sscanf(id + 2 * i, "%2x", &v), 1);
+        out[i] = (uint8_t) v;
+    }
+}
+
+/* Every delivery says who sent it: the sender's uid (ours: the node takes
+   it from SO_PEERCRED), the name of that uid, the node's name and the
+   node's id, which its peers listing gives; for SEND (confirmed or not,
+   to a name or an address), REQUEST, REPLY and PUBLISH. A raw client sees
+   the same bytes on the wire. */
+static void test_node_sender_identity(void **state)
+{
+    fx_t *f = *state;
+    WATCH(30);
+    char user[64], id[64];
+    harness_user_of(getuid(), user);
+    ipcnet_t *q = s_conn(f, "query");
+    harness_self_id(q, HARNESS_NODE_NAME, id);
+
+    ipcnet_t *s = s_conn(f, "sender");
+    ipcnet_t *h = s_holder(f, "holder", "svc.who");
+    ipcnet_t *sub = s_conn(f, "subscriber");
+    assert_int_equal(ipcnet_subscribe(sub, "who.*"), 0);
+    harness_sync(sub);
+    harness_sender_t sw = { ipcnet_address(s), (uint32_t) getuid(), user, HARNESS_NODE_NAME, id };
+    harness_sender_t hw = { ipcnet_address(h), (uint32_t) getuid(), user, HARNESS_NODE_NAME, id };
+    harness_expect_senders(s, &sw, h, &hw, "svc.who", sub, "who.am.i");
+    /* From and to itself: a client is its own sender. */
+    harness_bind(s, "svc.self");
+    harness_send(s, "svc.self", "to me", IPCNET_CONFIRM);
+    ipcnet_msg_t m;
+    harness_expect(s, IPCNET_MSG_SEND, &m);
+    harness_expect_sender(&m, &sw, "SEND to itself");
+
+    /* On the wire: uid, user and the id's 16 bytes after str2. */
+    int fd = harness_raw_connect(&f->node);
+    assert_true(fd >= 0);
+    assert_int_equal(harness_raw_hello(fd, "raw"), 0);
+    assert_int_equal(harness_raw_frame(fd, WIRE_BIND, 0, 2, 0, "svc.raw", NULL, NULL, 0), 0);
+    uint8_t buf[WIRE_HEAD_MAX + 64];
+    wire_frame_t fr;
+    assert_true(harness_raw_read_frame(fd, buf, sizeof buf, WAIT_MS, &fr) > 0);
+    assert_int_equal(fr.type, WIRE_OK);
+    harness_send(s, "svc.raw", "raw", IPCNET_CONFIRM);
+    assert_true(harness_raw_read_frame(fd, buf, sizeof buf, WAIT_MS, &fr) > 0);
+    assert_int_equal(fr.type, WIRE_MESSAGE);
+    uint8_t want_id[WIRE_NODE_ID];
+    s_id_bytes(id, want_id);
+    assert_int_equal(fr.from.uid, getuid());
+    assert_int_equal(fr.from.userlen, strlen(user));
+    assert_memory_equal(fr.from.user, user, fr.from.userlen);
+    assert_memory_equal(fr.from.node_id, want_id, WIRE_NODE_ID);
+    assert_ptr_equal(fr.from.user, (const char *) buf + 18 + fr.s1len + fr.s2len + 5);
+    assert_int_equal(fr.size, 3);
+    close(fd);
+    ipcnet_close(&sub);
+    ipcnet_close(&h);
+    ipcnet_close(&s);
+    ipcnet_close(&q);
+}
+
+/* Forked as another user (setuid to uid), a client sends to svc.who,
+   requests of it (the reply must be from holder, of the test's uid) and
+   publishes on who.x; exits 0, or what failed. */
+static int s_other_user(const node_t *node, uid_t uid, gid_t gid, const harness_sender_t *holder)
+{
+    if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+        return 10;
+    if (getuid() != uid || geteuid() != uid)
+        return 11;
+    ipcnet_t *c = harness_connect(node, "other");
+    if (!c)
+        return 12;
+    if (ipcnet_send(c, "svc.who", "from other", 10, IPCNET_CONFIRM) < 0)
+        return 13;
+    ipcnet_msg_t m;
+    if (ipcnet_request(c, "svc.who", "asks", 4, 5000, &m) < 0)
+        return 14;
+    /* The reply is from the holder: root, or whoever runs the test. */
+    if (m.kind != IPCNET_MSG_REPLY || m.uid != holder->uid || strcmp(m.user, holder->user) ||
+        strcmp(m.source, holder->source) || strcmp(m.node_id, holder->node_id) ||
+        strcmp(m.node, holder->node))
+        return 15;
+    if (ipcnet_publish(c, "who.x", "pub", 3, IPCNET_CONFIRM) < 0)
+        return 16;
+    ipcnet_flush(c, 5000);
+    ipcnet_close(&c);
+    return 0;
+}
+
+/* A client of another uid is reported as that uid and its name: the node
+   reads the sender from the kernel, not from itself or its clients. Only
+   as root, which can become nobody (the node lets the socket's group in,
+   --group). */
+static void test_node_sender_other_user(void **state)
+{
+    fx_t *f = *state;
+    WATCH(30);
+    struct passwd *pw = getuid() == 0 ? getpwnam("nobody") : NULL;
+    struct group *gr = pw ? getgrgid(pw->pw_gid) : NULL;
+    if (!pw || !gr || pw->pw_uid == 0) {
+        print_message("note: not root, or no user nobody: skipped\n");
+        skip();
+    }
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    char group[64];
+    snprintf(group, sizeof group, "%s", gr->gr_name);
+    assert_int_equal(harness_start(&f->node, "--group", group, NULL), 0);
+    /* The test's directory is root's alone: let others through to the
+       socket, which --group opens to the group. */
+    assert_int_equal(chmod(f->node.dir, 0711), 0);
+
+    char user[64], me[64], id[64];
+    harness_user_of(uid, user);
+    harness_user_of(getuid(), me);
+    ipcnet_t *q = s_conn(f, "query");
+    harness_self_id(q, HARNESS_NODE_NAME, id);
+    ipcnet_t *h = s_holder(f, "holder", "svc.who");
+    ipcnet_t *sub = s_conn(f, "subscriber");
+    assert_int_equal(ipcnet_subscribe(sub, "who.*"), 0);
+    harness_sync(sub);
+
+    harness_sender_t hw = { ipcnet_address(h), (uint32_t) getuid(), me, HARNESS_NODE_NAME, id };
+    pid_t pid = harness_fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(s_other_user(&f->node, uid, gid, &hw));
+
+    ipcnet_msg_t m;
+    harness_expect(h, IPCNET_MSG_SEND, &m);
+    harness_sender_t other = { m.source, (uint32_t) uid, user, HARNESS_NODE_NAME, id };
+    harness_expect_sender(&m, &other, "SEND of another user");
+    char source[64];
+    snprintf(source, sizeof source, "%s", m.source);
+    other.source = source;
+    harness_expect(h, IPCNET_MSG_REQUEST, &m);
+    harness_expect_sender(&m, &other, "REQUEST of another user");
+    assert_int_equal(ipcnet_reply(h, &m, "answer", 6), 0);
+    harness_expect(sub, IPCNET_MSG_PUBLISH, &m);
+    harness_expect_sender(&m, &other, "PUBLISH of another user");
+    int rc = harness_reap(pid, 5000);
+    if (rc != 0)
+        fail_msg("the client of uid %u failed (exit %d)", (unsigned) uid, rc);
+    /* And root (or whoever runs this) is still itself. */
+    ipcnet_t *s = s_conn(f, "sender");
+    harness_send(s, "svc.who", "me", IPCNET_CONFIRM);
+    harness_expect(h, IPCNET_MSG_SEND, &m);
+    harness_sender_t self = { ipcnet_address(s), (uint32_t) getuid(), me, HARNESS_NODE_NAME, id };
+    harness_expect_sender(&m, &self, "SEND of the test's user");
+    ipcnet_close(&s);
+    ipcnet_close(&sub);
+    ipcnet_close(&h);
+    ipcnet_close(&q);
+}
+
 /* --- limits -------------------------------------------------------------- */
 
 /* 1000 clients at once, each with its own name, talking to each other. */
@@ -1508,6 +1673,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_node_garbage_truncated, setup_node, teardown),
         cmocka_unit_test_setup_teardown(test_node_garbage_unknown_type, setup_node, teardown),
         cmocka_unit_test_setup_teardown(test_node_garbage_random, setup_node, teardown),
+        cmocka_unit_test_setup_teardown(test_node_sender_identity, setup_node, teardown),
+        cmocka_unit_test_setup_teardown(test_node_sender_other_user, setup_bare, teardown),
         cmocka_unit_test_setup_teardown(test_node_many_clients, setup_node, teardown),
         cmocka_unit_test_setup_teardown(test_node_raises_nofile, setup_bare, teardown),
         cmocka_unit_test_setup_teardown(test_node_max_clients_option, setup_bare, teardown),
