@@ -1738,6 +1738,184 @@ static void test_cluster_peer_refused(void **state)
     harness_expect_text(h, IPCNET_MSG_SEND, "svc.after.strangers", "hi");
 }
 
+/* --- who sent it, across nodes (protocol-local.md 4.4, protocol-node.md 6.6) -- */
+
+/* Node i's id as its own peers row gives it, checked against the key in
+   its state directory: the key's first 16 bytes in hex. */
+static void s_checked_id(fx_t *f, int i, char id[64])
+{
+    char z85[41], kid[33];
+    uint8_t key[32];
+    harness_self_id(s_q(f, i), s_names[i], id);
+    s_node_key(f, i, z85, key, kid);
+    if (strcmp(id, kid) != 0)
+        fail_msg("node %s lists id %s, its key's is %s", s_names[i], id, kid);
+}
+
+/* A client of alpha sends, requests, publishes to clients of beta, which
+   reply and send back: each delivery names its sender's uid (ours, from
+   SO_PEERCRED on its own node, carried in MSG, REPLY and PUB), its user,
+   its node's name and its node's id (the peer's, whose key proved it);
+   and the other way round, and between clients of one node, while the
+   cluster carries traffic. */
+static void test_cluster_sender_identity(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start_mesh(f, 2);
+    char user[64], ida[64], idb[64];
+    harness_user_of(getuid(), user);
+    s_checked_id(f, 0, ida);
+    s_checked_id(f, 1, idb);
+    assert_string_not_equal(ida, idb);
+    uint32_t uid = (uint32_t) getuid();
+
+    ipcnet_t *sa = s_conn(f, 0, "sender-a");
+    ipcnet_t *ha = s_listed_holder(f, 0, "holder-a", "svc.who.a", 1);
+    ipcnet_t *sb = s_conn(f, 1, "sender-b");
+    ipcnet_t *hb = s_listed_holder(f, 1, "holder-b", "svc.who.b", 0);
+    ipcnet_t *suba = s_conn(f, 0, "subscriber-a");
+    ipcnet_t *subb = s_conn(f, 1, "subscriber-b");
+    assert_int_equal(ipcnet_subscribe(suba, "who.a.*"), 0);
+    assert_int_equal(ipcnet_subscribe(subb, "who.b.*"), 0);
+    s_fence(f, 0, 2);
+    s_fence(f, 1, 2);
+    harness_sender_t wsa = { ipcnet_address(sa), uid, user, "alpha", ida };
+    harness_sender_t wha = { ipcnet_address(ha), uid, user, "alpha", ida };
+    harness_sender_t wsb = { ipcnet_address(sb), uid, user, "beta", idb };
+    harness_sender_t whb = { ipcnet_address(hb), uid, user, "beta", idb };
+
+    /* alpha to beta, beta to alpha: node and node_id the sender's node. */
+    harness_expect_senders(sa, &wsa, hb, &whb, "svc.who.b", subb, "who.b.x");
+    harness_expect_senders(sb, &wsb, ha, &wha, "svc.who.a", suba, "who.a.x");
+    /* Pinned to the node, and to the holder's address on the other node. */
+    harness_expect_senders(sa, &wsa, hb, &whb, "svc.who.b@beta", subb, "who.b.y");
+    /* Within one node, with the cluster up. */
+    harness_expect_senders(sb, &wsb, hb, &whb, "svc.who.b", subb, "who.b.z");
+
+    /* A publication on alpha reaches a subscriber on either node from
+       alpha's client. */
+    assert_int_equal(ipcnet_subscribe(subb, "who.a.*"), 0);
+    s_fence(f, 1, 2);
+    assert_int_equal(ipcnet_publish(sa, "who.a.both", "both", 4, 0), 0);
+    ipcnet_t *subs[] = { suba, subb };
+    for (int i = 0; i < 2; i++) {
+        ipcnet_msg_t m;
+        harness_expect(subs[i], IPCNET_MSG_PUBLISH, &m);
+        harness_expect_sender(&m, &wsa, i ? "PUBLISH on alpha, to beta" : "PUBLISH on alpha");
+    }
+}
+
+/* A MSG of the stranger of test_cluster_sender_claims: SEND, seq, cseq,
+   from ":7@stranger" with uid and user (userlen bytes), to svc.claims. */
+static void s_claim(void *dealer, proto_buf_t *b, uint32_t seq, uint32_t cseq, uint32_t uid,
+                    const char *user, size_t userlen, const char *text)
+{
+    proto_begin(b, P_MSG, 0, seq);
+    proto_u8(b, P_KIND_SEND);
+    proto_u32(b, cseq);
+    proto_u32(b, 0);
+    proto_str(b, ":7@stranger", 11);
+    proto_u32(b, uid);
+    proto_str(b, user, userlen);
+    proto_str(b, "svc.claims", 10);
+    proto_bytes(b, text, strlen(text));
+    assert_false(b->failed);
+    assert_int_equal(zmq_send(dealer, b->data, b->len, 0), (int) b->len);
+}
+
+/* The stranger says HELLO (a new session): answered HELLO_ACK. */
+static void s_stranger_hello(void *dealer, proto_buf_t *b, const char *id)
+{
+    char cluster[32];
+    snprintf(cluster, sizeof cluster, "test-%d", (int) getpid());    /* the harness's */
+    uint8_t answer[512];
+    s_hello(b, id, "stranger", cluster);
+    int n = s_zmq_ask(dealer, b, answer, sizeof answer);
+    proto_msg_t m;
+    assert_true(n > 0);
+    assert_int_equal(proto_decode(answer, (size_t) n, &m), 0);
+    assert_int_equal(m.type, P_HELLO_ACK);
+}
+
+/* A peer's uid and user are its word (protocol-node.md 6.6): a node that
+   says a MSG comes from uid 4242, user "mallory" (or uid 0, "root") is
+   passed on as it says, with its own name and the id its key proves. A
+   user the codec refuses (a blank in it; 33 bytes) makes a malformed
+   message: nothing of it is delivered, and the peer is dropped (section
+   11.2), so that a MSG with the seq the bad one had is not heard either,
+   until the peer starts a new session. */
+static void test_cluster_sender_claims(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, 0, -1);
+    ipcnet_t *h = s_holder(f, 0, "holder", "svc.claims");
+    void *ctx = zmq_ctx_new();
+    char id[33];
+    void *dealer = s_zmq_dealer(f, 0, ctx, NULL, id);
+    proto_buf_t b = { 0 };
+    s_stranger_hello(dealer, &b, id);
+
+    static const struct {
+        uint32_t uid;
+        const char *user;
+        const char *text;
+    } claims[] = {
+        { 4242, "mallory", "claim 1" }, { 0, "root", "claim 2" }, { 1000, "", "claim 3" },
+        { 0xffffffffu, "abcdefghijklmnopqrstuvwxyz012345", "claim 4" },
+    };
+    uint32_t seq = 1;
+    for (size_t i = 0; i < sizeof claims / sizeof claims[0]; i++) {
+        s_claim(dealer, &b, ++seq, (uint32_t) i + 1, claims[i].uid, claims[i].user,
+                strlen(claims[i].user), claims[i].text);
+        ipcnet_msg_t got;
+        harness_expect(h, IPCNET_MSG_SEND, &got);
+        assert_int_equal(got.size, strlen(claims[i].text));
+        assert_memory_equal(got.data, claims[i].text, got.size);
+        harness_sender_t want = { ":7@stranger", claims[i].uid, claims[i].user, "stranger", id };
+        harness_expect_sender(&got, &want, claims[i].text);
+        assert_int_equal(got.id, i + 1);
+    }
+
+    static const struct {
+        const char *user;
+        size_t len;
+        const char *log;
+    } bad[] = {
+        { "eve il", 6, "a blank" },
+        { "abcdefghijklmnopqrstuvwxyz0123456", 33, "33 bytes" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (i > 0) {
+            /* A new session: heard again. */
+            s_stranger_hello(dealer, &b, id);
+            seq = 1;
+            s_claim(dealer, &b, ++seq, 20, 1000, "eve", 3, "back again");
+            harness_expect_text(h, IPCNET_MSG_SEND, "svc.claims", "back again");
+        }
+        ++seq;
+        s_claim(dealer, &b, seq, 21, 1000, bad[i].user, bad[i].len, "bad user");
+        s_claim(dealer, &b, seq, 22, 1000, "eve", 3, "in its place");
+        s_claim(dealer, &b, seq + 1, 23, 1000, "eve", 3, "after it");
+        harness_expect_nothing(h);
+        /* The log says so, once for each (a count: the log has them all). */
+        char *log = harness_read_file(f->n[0].log);
+        size_t dropped = 0;
+        for (const char *p = log; (p = strstr(p, "malformed message from stranger")); p++)
+            dropped++;
+        free(log);
+        if (dropped != i + 1)
+            fail_msg("a MSG whose user has %s: the node's log says nothing of a malformed "
+                     "message from stranger", bad[i].log);
+    }
+    proto_free(&b);
+    zmq_close(dealer);
+    zmq_ctx_term(ctx);
+    assert_true(harness_alive(&f->n[0]));
+    assert_false(s_peer_up(f, 0, "stranger"));
+}
+
 /* --- a link dropped before its peer is lost ------------------------------ */
 
 /* beta is killed: its TCP connections close at once, and alpha's DEALER,
@@ -2048,6 +2226,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_cluster_flow_control, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_garbage_tcp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_peer_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_sender_identity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_sender_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_five_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_dropped_link_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_dropped_link_batch, setup, teardown),
