@@ -47,6 +47,16 @@ ssize_t wire_peek(const uint8_t *buf, size_t len, size_t max_frame)
     return (ssize_t) size + 4;
 }
 
+int wire_user_ok(const char *s, size_t len)
+{
+    if (len > WIRE_USER_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if ((uint8_t) s[i] <= 0x20 || (uint8_t) s[i] >= 0x7f)
+            return 0;
+    return 1;
+}
+
 int wire_decode(const uint8_t *buf, size_t len, wire_frame_t *ret)
 {
     if (len < WIRE_MIN || buf[4] != WIRE_SIG || (uint64_t) wire_get32(buf) + 4 != len)
@@ -77,9 +87,8 @@ int wire_decode(const uint8_t *buf, size_t len, wire_frame_t *ret)
         if (from.userlen > WIRE_USER_MAX || len - at < from.userlen + WIRE_NODE_ID)
             return -EBADMSG;
         from.user = (const char *) buf + at;
-        for (size_t i = 0; i < from.userlen; i++)
-            if ((uint8_t) from.user[i] <= 0x20 || (uint8_t) from.user[i] >= 0x7f)
-                return -EBADMSG;
+        if (!wire_user_ok(from.user, from.userlen))
+            return -EBADMSG;
         at += from.userlen;
         from.node_id = buf + at;
         at += WIRE_NODE_ID;

@@ -31,6 +31,7 @@
 #define WIRE_NODE_ID    16          /* a node's id: its key's first 16 bytes */
 #define WIRE_FROM_MAX   (4 + 1 + WIRE_USER_MAX + WIRE_NODE_ID)
 #define WIRE_HEAD_MAX   (WIRE_MIN + 2 * WIRE_NAME_MAX + WIRE_FROM_MAX)  /* all but the payload */
+#define WIRE_CLIENT_HEAD_MAX (WIRE_MIN + 2 * WIRE_NAME_MAX)  /* a client's frames: no sender */
 
 /* Frame types. Client to node below 0x80; node to client from 0x80. */
 enum {
@@ -98,6 +99,10 @@ typedef struct {
    there yet, -EBADMSG if the signature or size is wrong, or -EMSGSIZE if
    the frame would be longer than max_frame bytes. */
 ssize_t wire_peek(const uint8_t *buf, size_t len, size_t max_frame);
+
+/* Is s a user name a frame may carry: at most WIRE_USER_MAX bytes, each
+   0x21..0x7E (printable, no blank)? 1 or 0. */
+int wire_user_ok(const char *s, size_t len);
 
 /* Decodes one complete frame of exactly len bytes into *ret. Checks the
    signature, the size, the string lengths, the type and which fields that

@@ -178,7 +178,7 @@ int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbu
     }
     target_t t;
     size_t alen = strlen(c->address);
-    size_t len = WIRE_MIN + alen + f->s1len + f->size;
+    size_t len = WIRE_MIN + WIRE_FROM_MAX + alen + f->s1len + f->size;
     if (!c->route)
         c->route = route_new();     /* without one, routed every time */
     int rc = route_find(self->dir, c->route, f->s1, f->s1len, len, ROUTE_ANY, &t);
@@ -291,7 +291,7 @@ int deliver_reply(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pb
         return CLIENT_DONE;
     }
     client_t *to = r->requester;
-    size_t len = WIRE_MIN + alen + f->size;
+    size_t len = WIRE_MIN + WIRE_FROM_MAX + alen + f->size;
     if (!client_has_room(to, len))
         return client_block_on(c, to);
     uint8_t head[WIRE_HEAD_MAX];
@@ -311,7 +311,7 @@ static int s_publish_local(deliver_t *self, const char *topic, size_t tlen, cons
                            const void *data, size_t size, const client_origin_t *origin,
                            client_t **ret_blocked)
 {
-    size_t len = WIRE_MIN + fromlen + tlen + size;
+    size_t len = WIRE_MIN + WIRE_FROM_MAX + fromlen + tlen + size;
     sub_t *exact = directory_exact_sub(self->dir, topic, tlen);
     const vec_t *prefix = directory_prefix_subs(self->dir);
     for (int pass = 0; pass < 2; pass++) {
@@ -415,7 +415,7 @@ static int s_remote_msg(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq
     /* Only for us: a name or address pinned to another node is not
        forwarded again. */
     target_t t;
-    size_t len = WIRE_MIN + m->fromlen + m->tolen + m->size;
+    size_t len = WIRE_MIN + WIRE_FROM_MAX + m->fromlen + m->tolen + m->size;
     int rc = route_find(self->dir, &self->peer_route, m->to, m->tolen, len, ROUTE_HERE, &t);
     if (rc < 0) {
         self->stats->errors++;
@@ -484,7 +484,7 @@ static int s_remote_reply(deliver_t *self, peer_t *peer, const proto_msg_t *m, z
         return CLIENT_DONE;
     }
     client_t *to = r->requester;
-    size_t len = WIRE_MIN + m->fromlen + m->size;
+    size_t len = WIRE_MIN + WIRE_FROM_MAX + m->fromlen + m->size;
     if (!client_has_room(to, len)) {
         *ret_blocked = to;
         return CLIENT_BLOCKED;

@@ -149,9 +149,10 @@ static void s_accept(loop_t *loop, int fd, int revents, void *arg)
         c->since = loop_now(loop);
         struct passwd pw, *found = NULL;
         char pwbuf[1024];
-        int named = getpwuid_r(cred.uid, &pw, pwbuf, sizeof pwbuf, &found) == 0 && found &&
-                    strlen(found->pw_name) <= WIRE_USER_MAX && !strpbrk(found->pw_name, " \t\n");
-        if (named)
+        /* A name frames cannot carry (too long, a byte outside 0x21..0x7E)
+           goes as the uid in decimal, as a uid without a name does. */
+        int named = getpwuid_r(cred.uid, &pw, pwbuf, sizeof pwbuf, &found) == 0 && found;
+        if (named && found->pw_name[0] && wire_user_ok(found->pw_name, strlen(found->pw_name)))
             snprintf(c->user, sizeof c->user, "%s", found->pw_name);
         else
             snprintf(c->user, sizeof c->user, "%u", (unsigned) cred.uid);

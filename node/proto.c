@@ -288,12 +288,7 @@ static int s_read_fields(cur_t *c, proto_msg_t *m)
 /* A user name as a node tells it: up to 32 bytes, printable, no blank. */
 static int s_check_user(const char *s, size_t len)
 {
-    if (len > WIRE_USER_MAX)
-        return -EINVAL;
-    for (size_t i = 0; i < len; i++)
-        if ((uint8_t) s[i] <= 0x20 || (uint8_t) s[i] >= 0x7f)
-            return -EINVAL;
-    return 0;
+    return wire_user_ok(s, len) ? 0 : -EINVAL;
 }
 
 /* The rules of each type beyond its framing. */

@@ -221,7 +221,7 @@ static int s_handle(sessions_t *self, client_t *c, const wire_frame_t *f, buf_t 
 static void s_process(sessions_t *self, client_t *c)
 {
     const node_config_t *cfg = c->clients->cfg;
-    size_t max_frame = cfg->max_message + WIRE_HEAD_MAX;
+    size_t max_frame = cfg->max_message + WIRE_CLIENT_HEAD_MAX;
     while (!c->doomed && !c->blocked_on && !c->blocked_peer && c->rx && c->rx_head < c->rx_tail) {
         /* Our own queue full of answers we have not read: wait for us. */
         if (c->queued > cfg->queue_limit) {
@@ -268,7 +268,7 @@ static ssize_t s_read(client_t *c)
     if (!c->rx && !(c->rx = buf_new(RX_SIZE)))
         return 0;
     size_t avail = c->rx_tail - c->rx_head;
-    ssize_t frame = wire_peek(c->rx->data + c->rx_head, avail, cfg->max_message + WIRE_HEAD_MAX);
+    ssize_t frame = wire_peek(c->rx->data + c->rx_head, avail, cfg->max_message + WIRE_CLIENT_HEAD_MAX);
     size_t want = c->rx->cap - c->rx_tail;
     if (frame > RX_SIZE && c->rx->cap < (size_t) frame) {
         if (s_large_reserve(c, (size_t) frame) < 0)

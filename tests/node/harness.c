@@ -7,11 +7,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -1607,4 +1609,42 @@ void harness_expect_senders(ipcnet_t *s, const harness_sender_t *s_who, ipcnet_t
 
     harness_send(h, s_who->source, "back", IPCNET_CONFIRM);
     s_expect_from_sender(s, IPCNET_MSG_SEND, "back", h_who, "SEND back", NULL);
+}
+
+void harness_fake_users(const harness_user_t *users, size_t n, char *dir)
+{
+    if (getuid() != 0 || unshare(CLONE_NEWNS) < 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+        print_message("note: needs root and a mount namespace: skipped\n");
+        skip();
+    }
+    snprintf(dir, 64, "/tmp/ipcnet-passwd-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/passwd", dir);
+    char *orig = harness_read_file("/etc/passwd");
+    FILE *out = fopen(path, "w");
+    assert_non_null(out);
+    fputs(orig, out);
+    free(orig);
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "%s:x:%u:65534::/nonexistent:/usr/sbin/nologin\n", users[i].name,
+                (unsigned) users[i].uid);
+    assert_int_equal(fclose(out), 0);
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(chmod(dir, 0755), 0);
+    if (mount(path, "/etc/passwd", NULL, MS_BIND, NULL) < 0)
+        fail_msg("bind-mount %s on /etc/passwd: %s", path, strerror(errno));
+    struct passwd *pw = n ? getpwuid(users[0].uid) : NULL;
+    if (n && (!pw || strcmp(pw->pw_name, users[0].name) != 0))
+        fail_msg("the copy of /etc/passwd is not read");
+}
+
+void harness_fake_users_undo(const char *dir)
+{
+    char path[128];
+    umount2("/etc/passwd", MNT_DETACH);
+    snprintf(path, sizeof path, "%s/passwd", dir);
+    unlink(path);
+    rmdir(dir);
 }

@@ -430,4 +430,20 @@ void harness_expect_senders(ipcnet_t *s, const harness_sender_t *s_who, ipcnet_t
                             const harness_sender_t *h_who, const char *dest, ipcnet_t *sub,
                             const char *topic);
 
+/* A user of harness_fake_users(). */
+typedef struct {
+    uid_t uid;
+    const char *name;
+} harness_user_t;
+
+/* Moves this process into a mount namespace of its own and there
+   bind-mounts over /etc/passwd a copy of it with the n users added (group
+   65534), for itself and the nodes it starts after this. Skips the
+   running test when that cannot be done (not root, no mount namespace).
+   dir (64 bytes) gets the copy's directory, for harness_fake_users_undo. */
+void harness_fake_users(const harness_user_t *users, size_t n, char *dir);
+
+/* Unmounts the copy and removes it. */
+void harness_fake_users_undo(const char *dir);
+
 #endif

@@ -26,8 +26,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -1916,6 +1918,81 @@ static void test_cluster_sender_claims(void **state)
     assert_false(s_peer_up(f, 0, "stranger"));
 }
 
+/* A user on alpha whose name has a byte the wire does not allow in a user
+   name (UTF-8 here) sends to a holder on beta. By protocol-local.md 4.4
+   the name the node sends is printable ASCII (else the uid in decimal):
+   the message must arrive, and the link stay up. A MSG with such a user
+   is malformed to beta (protocol-node.md 6.6), which drops alpha. */
+static void test_cluster_sender_unprintable_user_name(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    static const harness_user_t odd[] = { { 4243, "caf\xc3\xa9" } };
+    char dir[64];
+    harness_fake_users(odd, 1, dir);
+    char *extra[] = { "--group", "nogroup", "--port", "0", NULL };
+    int rc = harness_start_named(&f->n[0], "alpha", extra);
+    if (rc < 0) {
+        harness_fake_users_undo(dir);
+        fail_msg("cannot start alpha: %s", strerror(-rc));
+    }
+    f->port[0] = harness_node_port(&f->n[0]);
+    assert_true(f->port[0] > 0);
+    assert_int_equal(chmod(f->n[0].dir, 0711), 0);
+    s_start(f, 1, 0);
+    s_wait_mesh(f, 2);
+    ipcnet_t *h = s_listed_holder(f, 1, "holder", "svc.odd", 0);
+
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = harness_fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(odd[0].uid) < 0)
+            _exit(10);
+        ipcnet_t *c = harness_connect(&f->n[0], "odd");
+        if (!c)
+            _exit(11);
+        int r = ipcnet_send(c, "svc.odd", "hi", 2, IPCNET_CONFIRM);
+        if (write(pfd[1], &r, sizeof r) != sizeof r)
+            _exit(12);
+        ipcnet_close(&c);
+        _exit(0);
+    }
+    close(pfd[1]);
+    int sent = 0;
+    struct pollfd pf = { pfd[0], POLLIN, 0 };
+    if (poll(&pf, 1, WAIT_MS * harness_scale()) <= 0 || read(pfd[0], &sent, sizeof sent) !=
+        sizeof sent)
+        sent = 1;
+    close(pfd[0]);
+    int st = harness_reap(pid, 5000);
+
+    char report[1024] = "", want[64];
+    harness_user_of(odd[0].uid, want);
+    ipcnet_msg_t m;
+    int got = harness_recv(h, &m, QUIET_MS * 3);
+    size_t n = 0;
+    if (st != 0 || sent != 0)
+        n += (size_t) snprintf(report + n, sizeof report - n, "the sender's send: %s (exit %d)\n",
+                               sent == 1 ? "no answer" : ipcnet_strerror(sent), st);
+    if (got < 0)
+        n += (size_t) snprintf(report + n, sizeof report - n, "beta's holder got nothing: %s\n",
+                               ipcnet_strerror(got));
+    else if (m.uid != odd[0].uid || strcmp(m.user, want) != 0)
+        n += (size_t) snprintf(report + n, sizeof report - n, "beta's holder got uid %u "
+                               "user '%s', want '%s'\n", (unsigned) m.uid, m.user, want);
+    char *log = harness_read_file(f->n[1].log);
+    if (strstr(log, "malformed message from alpha"))
+        n += (size_t) snprintf(report + n, sizeof report - n, "beta's log: malformed message "
+                               "from alpha; dropping the peer\n");
+    free(log);
+    harness_fake_users_undo(dir);
+    if (n)
+        fail_msg("a user named 'caf\\xc3\\xa9' on alpha sending to beta:\n%s", report);
+}
+
 /* --- a link dropped before its peer is lost ------------------------------ */
 
 /* beta is killed: its TCP connections close at once, and alpha's DEALER,
@@ -2228,6 +2305,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_cluster_peer_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_sender_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_sender_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_sender_unprintable_user_name, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_cluster_five_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_dropped_link_request, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster_dropped_link_batch, setup, teardown),

@@ -1468,6 +1468,93 @@ static void test_node_sender_other_user(void **state)
     ipcnet_close(&q);
 }
 
+/* Users whose names the wire cannot carry as they are (protocol-local.md
+   4.4: printable ASCII, no blank, at most 32 bytes), and two it can. */
+static const harness_user_t s_odd_users[] = {
+    { 4243, "caf\xc3\xa9" },                            /* UTF-8 */
+    { 4244, "del\x7f" },                                /* DEL */
+    { 4245, "ctl\x01x" },                               /* a control byte */
+    { 4246, "cr\r" },                                   /* CR */
+    { 4247, "abcdefghijklmnopqrstuvwxyz0123456" },      /* 33 bytes */
+    { 4248, "abcdefghijklmnopqrstuvwxyz012345" },       /* 32 bytes: fine */
+};
+
+/* Forked: becomes uid (group nogroup) and sends "hi" to svc.odd with
+   IPCNET_CONFIRM; exits 0, or what failed. */
+static int s_odd_sender(const node_t *node, uid_t uid)
+{
+    if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(uid) < 0)
+        return 10;
+    ipcnet_t *c = harness_connect(node, "odd");
+    if (!c)
+        return 12;
+    int rc = ipcnet_send(c, "svc.odd", "hi", 2, IPCNET_CONFIRM);
+    ipcnet_close(&c);
+    return rc < 0 ? 13 : 0;
+}
+
+/* A user whose name has a byte the wire does not allow in a user name
+   (UTF-8, DEL, a control byte, CR; ipc-node lets only a blank, a tab and
+   a newline disqualify a name) sends to a holder: the node must send a
+   user the receiver can decode (by protocol-local.md 4.4 the uid in
+   decimal, as for a name of 33 bytes). Whatever user the node sends, the
+   receiver must get the message and keep its connection. */
+static void test_node_sender_unprintable_user_name(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    char dir[64];
+    harness_fake_users(s_odd_users, sizeof s_odd_users / sizeof s_odd_users[0], dir);
+    int rc = harness_start(&f->node, "--group", "nogroup", NULL);
+    if (rc < 0) {
+        harness_fake_users_undo(dir);
+        fail_msg("cannot start the node: %s", strerror(-rc));
+    }
+    assert_int_equal(chmod(f->node.dir, 0711), 0);
+    char id[64];
+    ipcnet_t *q = s_conn(f, "query");
+    harness_self_id(q, HARNESS_NODE_NAME, id);
+
+    char report[2048] = "";
+    size_t bad = 0;
+    for (size_t i = 0; i < (sizeof s_odd_users / sizeof s_odd_users[0]); i++) {
+        ipcnet_t *h = s_holder(f, "holder", "svc.odd");
+        pid_t pid = harness_fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            _exit(s_odd_sender(&f->node, s_odd_users[i].uid));
+        ipcnet_msg_t m;
+        int got = harness_recv(h, &m, WAIT_MS);
+        char want[64], what[256];
+        harness_user_of(s_odd_users[i].uid, want);
+        if (got < 0)
+            snprintf(what, sizeof what, "uid %u: the holder's ipcnet_recv: %s\n",
+                     (unsigned) s_odd_users[i].uid, ipcnet_strerror(got));
+        else if (m.kind != IPCNET_MSG_SEND || m.uid != s_odd_users[i].uid ||
+                 strcmp(m.user, want) != 0)
+            snprintf(what, sizeof what, "uid %u: kind %d uid %u user '%s', want SEND, user "
+                     "'%s'\n", (unsigned) s_odd_users[i].uid, m.kind, (unsigned) m.uid, m.user,
+                     want);
+        else
+            what[0] = 0;
+        int st = harness_reap(pid, 5000);
+        if (!what[0] && st != 0)
+            snprintf(what, sizeof what, "uid %u: its client failed (exit %d)\n",
+                     (unsigned) s_odd_users[i].uid, st);
+        if (what[0]) {
+            bad++;
+            strncat(report, what, sizeof report - strlen(report) - 1);
+        }
+        harness_sync(q);
+        ipcnet_close(&h);
+    }
+    assert_true(harness_alive(&f->node));
+    ipcnet_close(&q);
+    harness_fake_users_undo(dir);
+    if (bad)
+        fail_msg("%zu of %zu senders with odd user names:\n%s", bad, (sizeof s_odd_users / sizeof s_odd_users[0]), report);
+}
+
 /* --- limits -------------------------------------------------------------- */
 
 /* 1000 clients at once, each with its own name, talking to each other. */
@@ -1675,6 +1762,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_node_garbage_random, setup_node, teardown),
         cmocka_unit_test_setup_teardown(test_node_sender_identity, setup_node, teardown),
         cmocka_unit_test_setup_teardown(test_node_sender_other_user, setup_bare, teardown),
+        cmocka_unit_test_setup_teardown(test_node_sender_unprintable_user_name, setup_bare,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_node_many_clients, setup_node, teardown),
         cmocka_unit_test_setup_teardown(test_node_raises_nofile, setup_bare, teardown),
         cmocka_unit_test_setup_teardown(test_node_max_clients_option, setup_bare, teardown),

@@ -1557,15 +1557,6 @@ static void test_proto_spec_examples_match_doc(void **state)
         hexdump_expect_block(&blocks[i], s_examples[i].bytes, s_examples[i].len);
 }
 
-/* Rows of the table of section 6 that the spec has not brought to
-   version 3: MSG, REPLY and PUB gained a uid (4 bytes) and a user (a str8,
-   1 byte at least), but the table still gives their version 2 minimum
-   (and their version 2 body). The table is normative text, not ours to
-   change: until it is fixed, the old figure passes with a note. */
-static const struct {
-    unsigned code, stale;
-} s_stale_rows[] = { { P_MSG, 24 }, { P_REPLY, 22 }, { P_PUB, 19 } };
-
 /* The table of section 6 gives each type's code and the length of its
    shortest valid message; the codec must agree with both. */
 static void test_proto_spec_type_table_matches(void **state)
@@ -1593,16 +1584,7 @@ static void test_proto_spec_type_table_matches(void **state)
         assert_false(seen[code]);
         seen[code] = true;
         rows++;
-        bool stale = false;
-        for (size_t i = 0; i < N_OF(s_stale_rows); i++)
-            if (s_stale_rows[i].code == code && s_stale_rows[i].stale == min &&
-                mins[code - 1].len == min + 5)
-                stale = true;
-        if (stale)
-            print_message("note: protocol-node.md section 6 gives type 0x%02x a minimum of "
-                          "%u bytes, version 2's; in version 3 it is %zu\n",
-                          code, min, mins[code - 1].len);
-        else if (mins[code - 1].len != min)
+        if (mins[code - 1].len != min)
             fail_msg("type 0x%02x: the spec says %u bytes, the shortest is %zu",
                      code, min, mins[code - 1].len);
         assert_int_equal(mins[code - 1].bytes[2], code);
