@@ -43,6 +43,8 @@ static char s_node_sock[108];
 static char s_node_log[128];
 static volatile pid_t s_helpers[MAX_HELPERS];
 static char s_test[128];
+/* RLIMIT_NOFILE for the nodes spawned from now on (harness_node_nofile). */
+static long s_child_nofile;
 /* Nodes of multi-node tests (harness_start_named), for the watchdog. */
 static volatile pid_t s_nodes_pid[HARNESS_MAX_NODES];
 static char s_nodes_dir[HARNESS_MAX_NODES][64];
@@ -156,6 +158,12 @@ static pid_t s_spawn(char *const argv[], const char *errfile, const char *env_ex
             dup2(out, 1);
             dup2(out, 2);
             close(out);
+        }
+        if (s_child_nofile > 0) {
+            struct rlimit rl = { (rlim_t) s_child_nofile, (rlim_t) s_child_nofile };
+            if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                fprintf(stderr, "harness: setrlimit(NOFILE, %ld): %s\n", s_child_nofile,
+                        strerror(errno));
         }
         if (env_extra) {
             char kv[512];
@@ -612,6 +620,49 @@ long harness_raise_nofile(long want)
         getrlimit(RLIMIT_NOFILE, &rl);
     }
     return (long) rl.rlim_cur;
+}
+
+void harness_node_nofile(long limit)
+{
+    s_child_nofile = limit;
+}
+
+long long harness_cpu_ms(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    /* After "pid (comm) ": the comm may hold spaces, so from its last ')'. */
+    const char *p = strrchr(buf, ')');
+    if (!p)
+        return -1;
+    unsigned long long utime, stime;
+    /* state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+               &utime, &stime) != 2)
+        return -1;
+    long hz = sysconf(_SC_CLK_TCK);
+    return (long long) ((utime + stime) * 1000ull / (unsigned long long) (hz > 0 ? hz : 100));
+}
+
+int harness_count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int count = 0;
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) >= 0)
+        count += strstr(line, needle) != NULL;
+    free(line);
+    fclose(f);
+    return count;
 }
 
 /* --- raw protocol ----------------------------------------------------- */
@@ -1230,6 +1281,25 @@ char *harness_query(ipcnet_t *q, int what)
         fail_msg("query %d: %s", what, ipcnet_strerror(rc));
     assert_non_null(text);
     return text;
+}
+
+long long harness_stat(ipcnet_t *q, const char *key)
+{
+    char *t = harness_query(q, IPCNET_Q_STATS);
+    size_t klen = strlen(key);
+    long long v = -1;
+    for (char *line = t; line && *line;) {
+        if (strncmp(line, key, klen) == 0 && line[klen] == '\t') {
+            v = strtoll(line + klen + 1, NULL, 10);
+            break;
+        }
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    free(t);
+    if (v < 0)
+        fail_msg("the stats listing has no '%s'", key);
+    return v;
 }
 
 ipcnet_t *harness_query_conn(const node_t *node, const char *name, ipcnet_t **q)

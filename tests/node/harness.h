@@ -114,6 +114,19 @@ int harness_instrumented(pid_t pid);
    the new soft limit. */
 long harness_raise_nofile(long want);
 
+/* The soft and hard RLIMIT_NOFILE of every node spawned from now on (set
+   in the child before exec, so that the node cannot raise it); 0, the
+   default: they inherit the test's. */
+void harness_node_nofile(long limit);
+
+/* CPU time (user and system) pid has used, in ms, from /proc/<pid>/stat;
+   -1 if it cannot be read. */
+long long harness_cpu_ms(pid_t pid);
+
+/* How many lines of the file at path contain needle (the whole file, lines
+   of any length). 0 when it cannot be read. */
+int harness_count_lines(const char *path, const char *needle);
+
 /* Milliseconds of a monotonic clock. */
 int64_t harness_now_ms(void);
 
@@ -288,6 +301,10 @@ int harness_teardown_nodes(node_t *n, ipcnet_t **q, const char *const *names, in
 /* The text of query what (IPCNET_Q_*) on q, given to the caller; fails
    the test if the query fails. */
 char *harness_query(ipcnet_t *q, int what);
+
+/* The value of key in the stats listing of q's node (IPCNET_Q_STATS, one
+   "key<TAB>value" a line); fails the test if it has no such key. */
+long long harness_stat(ipcnet_t *q, const char *key);
 
 /* Connects *q to node (called name) unless it is connected already, and
    returns it; fails the test if it cannot. */
