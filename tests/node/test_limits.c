@@ -701,6 +701,566 @@ static void test_limits_peer_names(void **state)
     s_rss_check(f, "peer names", rss0, rss1, 16 * 1024);
 }
 
+/* --- 4: requests nobody answers -------------------------------------------------------- */
+
+#define REQ_CAP         100
+#define REQ_NODE_CAP    250
+
+/* c makes n requests of dest (nobody answers them): returns how many were
+   refused with ERROR ENOBUFS (each with the id of its request), checking
+   that nothing else comes back. */
+static int s_unanswered(ipcnet_t *c, const char *dest, int n)
+{
+    uint32_t first = 0, last = 0;
+    for (int i = 0; i < n; i++) {
+        uint32_t id;
+        int rc = ipcnet_request_async(c, dest, "q", 1, 60000, &id);
+        if (rc < 0)
+            fail_msg("request %d: %s", i, ipcnet_strerror(rc));
+        first = i == 0 ? id : first;
+        last = id;
+    }
+    harness_sync(c);
+    int refused = 0;
+    ipcnet_msg_t m;
+    while (ipcnet_recv(c, &m, QUIET_MS) == 0) {
+        if (m.kind != IPCNET_MSG_ERROR || m.error != -ENOBUFS)
+            fail_msg("a %s message (error %d) for a request nobody answers",
+                     harness_kind_name(m.kind), m.error);
+        assert_true(m.id >= first && m.id <= last);
+        refused++;
+    }
+    return refused;
+}
+
+/* Requests to a holder that never replies: past --max-requests for one
+   client, and past --max-node-requests for the node, the next ones get
+   ERROR ENOBUFS at once, with their ids; the pending count never passes
+   the limits; other clients' requests still work while there is room, and
+   again once a client's requests go with it. (Before: no limit.) */
+static void test_limits_requests(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, "--max-requests", "100", "--max-node-requests", "250", NULL);
+    node_t *n = &f->n[0];
+    ipcnet_t *sink = harness_holder(n, NODE, "sink", "sink");
+    ipcnet_t *echo = harness_holder(n, NODE, "echo", "echo");
+    ipcnet_t *a = harness_client(n, NODE, "a");
+    ipcnet_t *bc = harness_client(n, NODE, "b");
+    ipcnet_t *c = harness_client(n, NODE, "c");
+    ipcnet_t *dc = harness_client(n, NODE, "d");
+
+    /* One client: its first 100 are pending, the rest refused. */
+    int refused = s_unanswered(a, "sink", 150);
+    long long pending = harness_stat(s_q(f), "pending_requests");
+    print_message("figure: requests: a client made 150, %d refused with ENOBUFS, %lld pending\n",
+                  refused, pending);
+    assert_int_equal(refused, 150 - REQ_CAP);
+    assert_int_equal(pending, REQ_CAP);
+    /* Another client's requests still work. */
+    harness_ping_pong(dc, echo, "echo", 5000);
+
+    /* The node: 100 more from b, then c gets 50 of its 100 in. */
+    assert_int_equal(s_unanswered(bc, "sink", 100), 0);
+    refused = s_unanswered(c, "sink", 100);
+    pending = harness_stat(s_q(f), "pending_requests");
+    print_message("figure: requests: two more clients made 100 each, %d refused, %lld pending "
+                  "(--max-node-requests %d)\n", refused, pending, REQ_NODE_CAP);
+    assert_int_equal(refused, 3 * REQ_CAP - REQ_NODE_CAP);
+    assert_int_equal(pending, REQ_NODE_CAP);
+    /* Full: anyone's next request is refused, at once. */
+    uint32_t id;
+    assert_int_equal(ipcnet_request_async(dc, "echo", "ping", 4, 5000, &id), 0);
+    ipcnet_msg_t m;
+    harness_expect(dc, IPCNET_MSG_ERROR, &m);
+    assert_int_equal(m.error, -ENOBUFS);
+    assert_int_equal(m.id, id);
+    harness_expect_nothing(echo);
+
+    /* a goes, and its requests with it: there is room again. */
+    harness_client_close(&a);
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    while ((pending = harness_stat(s_q(f), "pending_requests")) > REQ_NODE_CAP - REQ_CAP &&
+           harness_now_ms() < deadline)
+        usleep(20 * 1000);
+    assert_int_equal(pending, REQ_NODE_CAP - REQ_CAP);
+    harness_ping_pong(dc, echo, "echo", 5000);
+    (void) sink;
+    assert_true(harness_alive(n));
+}
+
+/* --- 5: connections that never say HELLO ------------------------------------------ */
+
+#define SILENT          8
+#define HELLO_TIMEOUT   500
+
+/* Connections that never say HELLO are told ETIMEDOUT and closed after
+   --hello-timeout (not before), while a late but timely HELLO and a
+   normal client are unaffected. (Before: kept for ever.) */
+static void test_limits_hello_timeout(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, "--hello-timeout", "500", NULL);
+    int scale = harness_scale();
+    ipcnet_t *c = harness_holder(&f->n[0], NODE, "normal", "svc.normal");
+    int fd[SILENT];
+    int64_t since[SILENT], closed[SILENT];
+    uint8_t rx[SILENT][256];
+    size_t have[SILENT];
+    for (int i = 0; i < SILENT; i++) {
+        since[i] = harness_now_ms();
+        fd[i] = harness_raw_connect(&f->n[0]);
+        assert_true(fd[i] >= 0);
+        closed[i] = 0;
+        have[i] = 0;
+    }
+    /* One more says HELLO late, but within the timeout: it stays. */
+    usleep(300 * 1000);
+    int late = harness_raw_connect(&f->n[0]);
+    assert_true(late >= 0);
+    int64_t late_since = harness_now_ms() - 300;
+    (void) late_since;
+    assert_int_equal(harness_raw_hello(late, "late"), 0);
+
+    int open = SILENT;
+    int64_t deadline = harness_now_ms() + 3000 * scale;
+    while (open > 0 && harness_now_ms() < deadline) {
+        struct pollfd p[SILENT];
+        for (int i = 0; i < SILENT; i++)
+            p[i] = (struct pollfd) { closed[i] ? -1 : fd[i], POLLIN, 0 };
+        if (poll(p, SILENT, 20) <= 0)
+            continue;
+        for (int i = 0; i < SILENT; i++) {
+            if (closed[i] || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            uint8_t junk[256];
+            uint8_t *to = have[i] < sizeof rx[i] ? rx[i] + have[i] : junk;
+            size_t room = have[i] < sizeof rx[i] ? sizeof rx[i] - have[i] : sizeof junk;
+            ssize_t r = recv(fd[i], to, room, MSG_DONTWAIT);
+            if (r > 0 && to != junk)
+                have[i] += (size_t) r;
+            else if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+                closed[i] = harness_now_ms();
+                open--;
+            }
+        }
+    }
+    int64_t least = INT64_MAX, most = 0;
+    for (int i = 0; i < SILENT; i++) {
+        if (!closed[i])
+            fail_msg("a connection that never said HELLO is still open after %d ms",
+                     3000 * scale);
+        int64_t after = closed[i] - since[i];
+        least = after < least ? after : least;
+        most = after > most ? after : most;
+        /* It was told why first. */
+        wire_frame_t fr;
+        ssize_t len = wire_peek(rx[i], have[i], sizeof rx[i]);
+        if (len <= 0 || (size_t) len > have[i] || wire_decode(rx[i], (size_t) len, &fr) < 0)
+            fail_msg("connection %d closed without a whole ERROR frame (%zu bytes)", i, have[i]);
+        assert_int_equal(fr.type, WIRE_ERROR);
+        assert_int_equal(fr.aux, ETIMEDOUT);
+        close(fd[i]);
+    }
+    print_message("figure: hello timeout 500 ms: %d silent connections closed %lld to %lld ms "
+                  "after they connected\n", SILENT, (long long) least, (long long) most);
+    if (least < HELLO_TIMEOUT - 100)
+        fail_msg("a connection was closed %lld ms after it connected, before --hello-timeout",
+                 (long long) least);
+    if (most > 1500 * scale)
+        fail_msg("a connection was closed only %lld ms after it connected (--hello-timeout "
+                 "500)", (long long) most);
+    /* The one that said HELLO, and the normal client, are unaffected. */
+    struct pollfd lp = { late, POLLIN, 0 };
+    assert_int_equal(poll(&lp, 1, 2 * HELLO_TIMEOUT), 0);
+    close(late);
+    harness_send(c, "svc.normal", "fine", IPCNET_CONFIRM);
+    harness_expect_text(c, IPCNET_MSG_SEND, "svc.normal", "fine");
+}
+
+/* --- 6: frames begun and never finished ------------------------------------------- */
+
+#define STALLED         4
+#define STALL_SIZE      (8u << 20)      /* each stalled frame's payload */
+#define LEGIT_SIZE      (12u << 20)     /* does not fit beside one of them in 16M */
+#define FRAME_TIMEOUT   2000
+#define LEGIT_AFTER_MS  1500            /* see below */
+
+static long s_check_pattern(const uint8_t *data, size_t size)
+{
+    for (size_t i = 0; i < size; i++)
+        if (data[i] != (uint8_t) (i * 7 + i / 4096))
+            return (long) i;
+    return -1;
+}
+
+/* The legitimate sender, in a helper: one large message, confirmed; then
+   it writes to fd when it was done (harness_now_ms: one clock for all). */
+static int s_big_sender(const node_t *n, int fd)
+{
+    uint8_t *data = malloc(LEGIT_SIZE);
+    if (!data)
+        return 2;
+    for (size_t i = 0; i < LEGIT_SIZE; i++)
+        data[i] = (uint8_t) (i * 7 + i / 4096);
+    ipcnet_t *c = harness_connect(n, "legit");
+    if (!c)
+        return 3;
+    int rc = ipcnet_send(c, "big.sink", data, LEGIT_SIZE, IPCNET_CONFIRM);
+    if (rc < 0) {
+        fprintf(stderr, "legit sender: %s\n", ipcnet_strerror(rc));
+        return 4;
+    }
+    int64_t done = harness_now_ms();
+    if (write(fd, &done, sizeof done) != sizeof done)
+        return 5;
+    ipcnet_close(&c);
+    free(data);
+    return 0;
+}
+
+/* Clients that begin a large frame and stop are cut after --frame-timeout;
+   --max-unfinished holds one of their buffers at a time, the others wait
+   unread; a legitimate large send that does not fit beside them waits too,
+   and goes through once they are cut. (It comes 1.5 s after them, so that
+   its own wait stays well within --frame-timeout: the time a client waits
+   for memory counts against that timeout, see
+   test_limits_unfinished_waiter.) */
+static void test_limits_unfinished_frame(void **state)
+{
+    fx_t *f = *state;
+    WATCH(90);
+    s_start(f, "--frame-timeout", "2000", "--max-unfinished", "16M", NULL);
+    node_t *n = &f->n[0];
+    int scale = harness_scale();
+    ipcnet_t *h = harness_holder(n, NODE, "holder", "big.sink");
+    long rss0 = s_rss(f);
+
+    int fd[STALLED];
+    size_t sent[STALLED];
+    int64_t since[STALLED], closed[STALLED];
+    uint8_t rx[STALLED][256];
+    size_t have[STALLED];
+    uint8_t head[WIRE_HEAD_MAX];
+    size_t hlen = wire_encode(head, WIRE_SEND, 0, 2, 0, "big.sink", 8, NULL, 0, STALL_SIZE);
+    for (int i = 0; i < STALLED; i++) {
+        fd[i] = harness_raw_connect(n);
+        assert_true(fd[i] >= 0);
+        assert_int_equal(harness_raw_hello(fd[i], "stalled"), 0);
+        assert_int_equal(harness_raw_write(fd[i], head, hlen), 0);
+        since[i] = harness_now_ms();
+        sent[i] = 0;
+        closed[i] = 0;
+        have[i] = 0;
+    }
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t legit = -1;
+
+    /* Each stalled client sends all but the last byte of its payload, as
+       fast as the node reads, then stops. */
+    static uint8_t zeros[64 * 1024];
+    int open = STALLED;
+    long rss_most = rss0;
+    int64_t t0 = harness_now_ms(), deadline = t0 + 10000 * scale, next_rss = 0;
+    while (open > 0 && harness_now_ms() < deadline) {
+        if (legit < 0 && harness_now_ms() >= t0 + LEGIT_AFTER_MS) {
+            legit = harness_fork();
+            assert_true(legit >= 0);
+            if (legit == 0) {
+                close(pfd[0]);
+                _exit(s_big_sender(n, pfd[1]));
+            }
+        }
+        struct pollfd p[STALLED];
+        for (int i = 0; i < STALLED; i++)
+            p[i] = (struct pollfd) { closed[i] ? -1 : fd[i],
+                                     (short) (POLLIN | (sent[i] + 1 < STALL_SIZE ? POLLOUT : 0)),
+                                     0 };
+        int r = poll(p, STALLED, 20);
+        for (int i = 0; r > 0 && i < STALLED; i++) {
+            if (closed[i])
+                continue;
+            if (p[i].revents & POLLOUT) {
+                size_t want = STALL_SIZE - 1 - sent[i];
+                ssize_t w = send(fd[i], zeros, want < sizeof zeros ? want : sizeof zeros,
+                                 MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (w > 0)
+                    sent[i] += (size_t) w;
+            }
+            if (p[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+                uint8_t junk[256];
+                uint8_t *to = have[i] < sizeof rx[i] ? rx[i] + have[i] : junk;
+                size_t room = have[i] < sizeof rx[i] ? sizeof rx[i] - have[i] : sizeof junk;
+                ssize_t got = recv(fd[i], to, room, MSG_DONTWAIT);
+                if (got > 0 && to != junk)
+                    have[i] += (size_t) got;
+                else if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
+                    closed[i] = harness_now_ms();
+                    open--;
+                }
+            }
+        }
+        if (harness_now_ms() >= next_rss) {
+            long rss = s_rss(f);
+            rss_most = rss > rss_most ? rss : rss_most;
+            next_rss = harness_now_ms() + 50;
+        }
+    }
+    close(pfd[1]);
+    int64_t least = INT64_MAX, most = 0, first_cut = INT64_MAX;
+    size_t most_sent = 0;
+    for (int i = 0; i < STALLED; i++) {
+        if (!closed[i])
+            fail_msg("stalled client %d (%zu of %u bytes sent) still connected after %lld ms",
+                     i, sent[i], STALL_SIZE, (long long) (harness_now_ms() - since[i]));
+        int64_t after = closed[i] - since[i];
+        least = after < least ? after : least;
+        most = after > most ? after : most;
+        first_cut = closed[i] < first_cut ? closed[i] : first_cut;
+        most_sent = sent[i] > most_sent ? sent[i] : most_sent;
+        wire_frame_t fr;
+        ssize_t len = wire_peek(rx[i], have[i], sizeof rx[i]);
+        if (len <= 0 || (size_t) len > have[i] || wire_decode(rx[i], (size_t) len, &fr) < 0)
+            fail_msg("stalled client %d cut without a whole ERROR frame (%zu bytes)", i, have[i]);
+        assert_int_equal(fr.type, WIRE_ERROR);
+        assert_int_equal(fr.aux, ETIMEDOUT);
+        close(fd[i]);
+    }
+    print_message("figure: unfinished frames: %d clients stalled in frames of %u MiB (the most "
+                  "sent: %zu bytes) cut %lld to %lld ms after they began (--frame-timeout %d)\n",
+                  STALLED, STALL_SIZE >> 20, most_sent, (long long) least, (long long) most,
+                  FRAME_TIMEOUT);
+    if (least < FRAME_TIMEOUT - 100)
+        fail_msg("a stalled client was cut %lld ms after its frame began, before "
+                 "--frame-timeout", (long long) least);
+    if (most > FRAME_TIMEOUT + 2000 * scale)
+        fail_msg("a stalled client was cut only %lld ms after its frame began", (long long) most);
+
+    /* The legitimate message went through, whole, once memory was free. */
+    assert_true(legit > 0);
+    int code = harness_reap(legit, 15000);
+    int64_t done = 0;
+    struct pollfd lp = { pfd[0], POLLIN, 0 };
+    if (poll(&lp, 1, 0) == 1 && read(pfd[0], &done, sizeof done) != sizeof done)
+        done = 0;
+    close(pfd[0]);
+    if (code != 0)
+        fail_msg("the legitimate sender exited %d (4: its send failed)", code);
+    ipcnet_msg_t m;
+    int rc = ipcnet_recv(h, &m, 15000 * scale);
+    if (rc < 0)
+        fail_msg("the legitimate %u MiB message did not arrive: %s", LEGIT_SIZE >> 20,
+                 ipcnet_strerror(rc));
+    assert_int_equal(m.kind, IPCNET_MSG_SEND);
+    assert_int_equal(m.size, LEGIT_SIZE);
+    long bad = s_check_pattern(m.data, m.size);
+    if (bad >= 0)
+        fail_msg("the legitimate message is corrupted at byte %ld", bad);
+    print_message("figure: unfinished frames: the legitimate %u MiB send, begun at %d ms, done "
+                  "at %lld ms, %lld ms after the first stalled client was cut\n",
+                  LEGIT_SIZE >> 20, LEGIT_AFTER_MS, (long long) (done - t0),
+                  (long long) (done - first_cut));
+    /* It did wait for them: it does not fit beside a stalled one. */
+    assert_true(done >= first_cut);
+    assert_true(harness_alive(n));
+    s_rss_check(f, "unfinished frames (the most while they stalled)", rss0, rss_most, 28 * 1024);
+}
+
+/* --- 7: the clients of one user ---------------------------------------------------- */
+
+#define PER_UID         5
+#define NOBODY          65534
+
+/* A user (nobody) may hold --max-clients-per-uid connections: the next
+   ipcnet_connect returns -EUSERS, and the node's ERROR says "too many
+   clients of this user"; root is not counted per user. (Before: no such
+   limit.) */
+static void test_limits_per_uid(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    if (geteuid() != 0)
+        skip();
+    s_start(f, "--max-clients-per-uid", "5", NULL);
+    node_t *n = &f->n[0];
+    /* The socket is mode 0666; its directory (ours, mkdtemp's 0700) must
+       let nobody through. */
+    assert_int_equal(chmod(n->dir, 0711), 0);
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = harness_fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+            _exit(2);
+        ipcnet_t *c[PER_UID + 4];
+        int got = 0, rc = 0;
+        while (got < PER_UID + 4 && (rc = ipcnet_connect(&c[got], n->sock, "nobody", 0)) == 0)
+            got++;
+        /* And what a refused client reads (its HELLO may not get out: the
+           node answers at accept and closes). */
+        char why[300] = "";
+        int fd = harness_raw_connect(n);
+        if (fd >= 0) {
+            harness_raw_frame(fd, WIRE_HELLO, 0, 1, WIRE_VERSION, "nobody", NULL, NULL, 0);
+            uint8_t buf[WIRE_HEAD_MAX];
+            wire_frame_t fr;
+            if (harness_raw_read_frame(fd, buf, sizeof buf, 5000, &fr) > 0 &&
+                fr.type == WIRE_ERROR)
+                snprintf(why, sizeof why, "%u %.*s", fr.aux, (int) fr.s2len, fr.s2);
+        }
+        char out[400];
+        int len = snprintf(out, sizeof out, "%d %d %s", got, rc, why);
+        if (write(pfd[1], out, (size_t) len) != len)
+            _exit(3);
+        _exit(0);
+    }
+    close(pfd[1]);
+    char in[400] = "";
+    struct pollfd p = { pfd[0], POLLIN, 0 };
+    assert_int_equal(poll(&p, 1, 20000), 1);
+    ssize_t r = read(pfd[0], in, sizeof in - 1);
+    close(pfd[0]);
+    assert_true(r > 0);
+    in[r] = 0;
+    assert_int_equal(harness_reap(pid, 5000), 0);
+    int got = -1, rc = 0, err = 0;
+    char text[300] = "";
+    sscanf(in, "%d %d %d %299[^\n]", &got, &rc, &err, text);
+    print_message("figure: per uid: nobody connected %d clients, then %s; a raw HELLO read "
+                  "ERROR %d '%s'\n", got, ipcnet_strerror(rc), err, text);
+    assert_int_equal(got, PER_UID);
+    assert_int_equal(rc, -EUSERS);
+    assert_int_equal(err, EUSERS);
+    assert_string_equal(text, "too many clients of this user");
+    /* Root is not counted per user. */
+    ipcnet_t *c[PER_UID + 2];
+    for (int i = 0; i < PER_UID + 2; i++)
+        c[i] = harness_client(n, NODE, "root");
+    for (int i = 0; i < PER_UID + 2; i++)
+        harness_client_close(&c[i]);
+    assert_true(harness_alive(n));
+}
+
+/* --- 8: out of file descriptors ----------------------------------------------------- */
+
+#define NOFILE          64
+#define CPU_WINDOW_MS   3000
+
+/* ipcnet_connect that fails the test unless it is refused with EMFILE in
+   time; returns how long it took. */
+static int64_t s_refused_emfile(const node_t *n)
+{
+    ipcnet_t *c = NULL;
+    int64_t t0 = harness_now_ms();
+    int rc = ipcnet_connect(&c, n->sock, "one-too-many", 0);
+    int64_t took = harness_now_ms() - t0;
+    if (rc == 0) {
+        ipcnet_close(&c);
+        fail_msg("a client was taken by a node out of descriptors");
+    }
+    if (rc != -EMFILE)
+        fail_msg("a client refused for want of descriptors got %s after %lld ms, not EMFILE",
+                 ipcnet_strerror(rc), (long long) took);
+    if (took > 3000)
+        fail_msg("a client waited %lld ms to be refused", (long long) took);
+    return took;
+}
+
+/* The node at RLIMIT_NOFILE 64 (soft and hard, so it cannot raise it) and
+   --max-clients 1000: past its descriptors, ipcnet_connect fails with
+   -EMFILE at once (the spare descriptor), the node does not spin on its
+   listening socket while clients keep knocking (CPU < 20% over 3 s), logs
+   the refusals at most every 10 s, and takes clients again once some
+   close. (Before: ipcnet_connect hung for its 30 s and the node spun.) */
+static void test_limits_fd_shortage(void **state)
+{
+    fx_t *f = *state;
+    WATCH(90);
+    harness_node_nofile(NOFILE);
+    s_start(f, "--max-clients", "1000", NULL);
+    harness_node_nofile(0);
+    node_t *n = &f->n[0];
+
+    ipcnet_t *c[NOFILE];
+    int open = 0;
+    int64_t refused_ms = -1;
+    while (open < NOFILE) {
+        int64_t t0 = harness_now_ms();
+        int rc = ipcnet_connect(&c[open], n->sock, "filler", 0);
+        if (rc == 0) {
+            open++;
+            continue;
+        }
+        refused_ms = harness_now_ms() - t0;
+        if (rc != -EMFILE)
+            fail_msg("client %d refused with %s after %lld ms, not EMFILE", open,
+                     ipcnet_strerror(rc), (long long) refused_ms);
+        break;
+    }
+    assert_true(open > 0 && open < NOFILE);
+    int64_t again1 = s_refused_emfile(n), again2 = s_refused_emfile(n);
+
+    /* Clients keep knocking (connected, waiting to be accepted): the node
+       refuses them one at a time and does not spin. */
+    int raw[8];
+    for (int i = 0; i < 8; i++) {
+        raw[i] = harness_raw_connect(n);
+        assert_true(raw[i] >= 0);
+    }
+    long long cpu0 = harness_cpu_ms(n->pid);
+    int64_t w0 = harness_now_ms();
+    usleep(CPU_WINDOW_MS * 1000);
+    long long cpu1 = harness_cpu_ms(n->pid);
+    int64_t wall = harness_now_ms() - w0;
+    double share = (double) (cpu1 - cpu0) / (double) wall;
+    int refused_raw = 0;
+    for (int i = 0; i < 8; i++) {
+        uint8_t buf[WIRE_HEAD_MAX];
+        wire_frame_t fr;
+        struct pollfd p = { raw[i], POLLIN, 0 };
+        if (poll(&p, 1, 0) == 1 && harness_raw_read_frame(raw[i], buf, sizeof buf, 100, &fr) > 0 &&
+            fr.type == WIRE_ERROR && fr.aux == EMFILE)
+            refused_raw++;
+        close(raw[i]);
+    }
+    int lines = harness_count_lines(n->log, "refused");
+    print_message("figure: fd shortage (RLIMIT_NOFILE %d): %d clients taken; refused with "
+                  "EMFILE in %lld, %lld, %lld ms; with 8 more knocking, the node used %lld ms "
+                  "of CPU in %lld ms (%.1f%%) and refused %d of them; %d 'refused' lines "
+                  "logged\n", NOFILE, open, (long long) refused_ms, (long long) again1,
+                  (long long) again2, cpu1 - cpu0, (long long) wall, 100 * share, refused_raw,
+                  lines);
+    assert_true(cpu0 >= 0 && cpu1 >= 0);
+    if (share >= 0.2)
+        fail_msg("the node used %.0f%% of a CPU while out of descriptors", 100 * share);
+    assert_true(refused_raw >= 1);
+    assert_true(lines >= 1 && lines <= 2);
+
+    /* Descriptors free again: clients are taken again. */
+    for (int i = 0; i < 4; i++)
+        ipcnet_close(&c[--open]);
+    ipcnet_t *back = NULL;
+    int rc = -1;
+    int64_t deadline = harness_now_ms() + 5000;
+    while (rc < 0 && harness_now_ms() < deadline) {
+        rc = ipcnet_connect(&back, n->sock, "back", 0);
+        if (rc < 0)
+            usleep(50 * 1000);
+    }
+    if (rc < 0)
+        fail_msg("no client taken after descriptors were freed: %s", ipcnet_strerror(rc));
+    harness_sync(back);
+    ipcnet_close(&back);
+    while (open > 0)
+        ipcnet_close(&c[--open]);
+    s_still_serves(f, "svc.after.fds");
+}
+
 int main(int argc, char **argv)
 {
     harness_main(argc, argv, WAIT_MS, QUIET_MS);
@@ -709,6 +1269,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_limits_hello_flood, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits_gossip_flood, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits_peer_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_hello_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_unfinished_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_per_uid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_fd_shortage, setup, teardown),
     };
     return cmocka_run_group_tests_name("limits", tests, NULL, NULL);
 }
