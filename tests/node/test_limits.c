@@ -1261,6 +1261,133 @@ static void test_limits_fd_shortage(void **state)
     s_still_serves(f, "svc.after.fds");
 }
 
+/* --- 9: a listing of 65,536 names --------------------------------------------------- */
+
+#define LIST_CLIENTS    16
+#define LIST_NAMES      4096        /* each: --max-names */
+#define LIST_TOTAL      (LIST_CLIENTS * LIST_NAMES)
+
+/* The name of client k's i-th name: 255 bytes. */
+static void s_list_name(char out[256], int k, int i)
+{
+    int n = snprintf(out, 256, "big.%02d.%04d.", k, i);
+    memset(out + n, 'n', 255 - (size_t) n);
+    out[255] = 0;
+}
+
+/* Checks a services listing: every name once, on this node. Returns the
+   number of rows. */
+static int s_check_listing(char *t, uint8_t *seen)
+{
+    memset(seen, 0, LIST_TOTAL);
+    int rows = 0;
+    for (char *line = t; line && *line; rows++) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = 0;
+        int k = -1, i = -1;
+        char *tab = strchr(line, '\t');
+        if (!tab || tab - line != 255 || sscanf(line, "big.%2d.%4d.", &k, &i) != 2 ||
+            k < 0 || k >= LIST_CLIENTS || i < 0 || i >= LIST_NAMES ||
+            strncmp(tab + 1, NODE "\t", strlen(NODE) + 1) != 0)
+            fail_msg("listing row %d is not one of ours: '%.80s'", rows, line);
+        if (seen[k * LIST_NAMES + i]++)
+            fail_msg("name %d of client %d listed twice", i, k);
+        line = nl ? nl + 1 : NULL;
+    }
+    return rows;
+}
+
+/* 16 clients hold 4,096 names of 255 bytes each: IPCNET_Q_SERVICES
+   returns all 65,536 rows (18 MB, in OK parts), each name once. A client
+   that asks and does not read: the node makes the listing only as it is
+   read (its RSS does not take the listing), serves others meanwhile, and
+   the reader gets it all later. (Before: one frame over the client's
+   largest, refused.) */
+static void test_limits_big_listing(void **state)
+{
+    fx_t *f = *state;
+    WATCH(120);
+    s_start(f, "--max-names", "4096", NULL);
+    node_t *n = &f->n[0];
+    int64_t t0 = harness_now_ms();
+    for (int k = 0; k < LIST_CLIENTS; k++) {
+        ipcnet_t *c = harness_client(n, NODE, "namer");
+        for (int i = 0; i < LIST_NAMES; i++) {
+            char name[256];
+            s_list_name(name, k, i);
+            harness_bind(c, name);
+        }
+    }
+    int64_t bound_ms = harness_now_ms() - t0;
+    uint8_t *seen = malloc(LIST_TOTAL);
+    assert_non_null(seen);
+    long rss0 = s_rss(f);
+
+    t0 = harness_now_ms();
+    char *t = harness_query(s_q(f), IPCNET_Q_SERVICES);
+    int64_t list_ms = harness_now_ms() - t0;
+    size_t bytes = strlen(t);
+    int rows = s_check_listing(t, seen);
+    free(t);
+    print_message("figure: big listing: %d names of 255 bytes bound in %lld ms; listed "
+                  "(%zu bytes) in %lld ms\n", LIST_TOTAL, (long long) bound_ms, bytes,
+                  (long long) list_ms);
+    assert_int_equal(rows, LIST_TOTAL);
+
+    /* A client that asks and does not read: the node makes the listing only
+       as it is read, and serves the others meanwhile. */
+    int raw = harness_raw_connect(n);
+    assert_true(raw >= 0);
+    assert_int_equal(harness_raw_hello(raw, "slow-reader"), 0);
+    assert_int_equal(harness_raw_frame(raw, WIRE_QUERY, 0, 2, WIRE_Q_SERVICES, NULL, NULL,
+                                       NULL, 0), 0);
+    usleep(1000 * 1000);
+    long rss_stalled = s_rss(f);
+    ipcnet_t *other = harness_client(n, NODE, "other");
+    int64_t s0 = harness_now_ms();
+    harness_send(other, ipcnet_address(other), "hi", IPCNET_CONFIRM);
+    harness_expect_text(other, IPCNET_MSG_SEND, NULL, "hi");
+    long long clients = harness_stat(s_q(f), "clients");
+    int64_t served_ms = harness_now_ms() - s0;
+    /* Then it reads it all, part by part. */
+    size_t cap = (1u << 20) + WIRE_HEAD_MAX;
+    uint8_t *buf = malloc(cap);
+    char *text = malloc(bytes + (1u << 20));
+    assert_true(buf && text);
+    size_t len = 0;
+    int parts = 0;
+    for (;;) {
+        wire_frame_t fr;
+        ssize_t r = harness_raw_read_frame(raw, buf, cap, 10000, &fr);
+        if (r <= 0)
+            fail_msg("the slow reader's listing stopped after %d parts: %zd", parts, r);
+        assert_int_equal(fr.type, WIRE_OK);
+        assert_int_equal(fr.seq, 2);
+        if (len + fr.size >= bytes + (1u << 20))
+            fail_msg("part %d of %zu bytes after %zu: more than the listing (%zu)", parts,
+                     fr.size, len, bytes);
+        memcpy(text + len, fr.data, fr.size);
+        len += fr.size;
+        parts++;
+        if (!(fr.flags & WIRE_F_MORE))
+            break;
+    }
+    text[len] = 0;
+    close(raw);
+    rows = s_check_listing(text, seen);
+    free(text);
+    free(buf);
+    free(seen);
+    print_message("figure: big listing: with a reader stalled, node RSS %ld KiB (%+ld KiB); "
+                  "another client served in %lld ms; then %d parts, %d rows\n", rss_stalled,
+                  rss_stalled - rss0, (long long) served_ms, parts, rows);
+    assert_int_equal(rows, LIST_TOTAL);
+    assert_true(clients >= LIST_CLIENTS + 2);
+    assert_true(parts > 1);
+    s_rss_check(f, "a listing not read", rss0, rss_stalled, 16 * 1024);
+}
+
 int main(int argc, char **argv)
 {
     harness_main(argc, argv, WAIT_MS, QUIET_MS);
@@ -1274,6 +1401,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_limits_unfinished_frame, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits_per_uid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits_fd_shortage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_big_listing, setup, teardown),
     };
     return cmocka_run_group_tests_name("limits", tests, NULL, NULL);
 }
