@@ -405,4 +405,83 @@ raw --socket "$DIR/cfg/s2" --config "$DIR/cfg/bad.conf"
 [ "$RC" -eq 2 ] && grep -q 'bad.conf:2' "$DIR/err" && grep -q bogus-option "$DIR/err"
 check "--config with an unknown option: exit 2, naming the file, line and option" $?
 
+# --- config files of any kind, and a refusal's reason --------------------------------
+
+# start_cfg TAG ARGS...: a node with ARGS (its socket $DIR/TAG.sock, log
+# $DIR/TAG.log, bounded to 30 s) that answers --peers within 5 s; its pid in
+# CFG_PID. Returns non-zero if it never answered.
+start_cfg() {
+    local tag=$1 i
+    shift
+    timeout -k 5 30 "$NODE" --socket "$DIR/$tag.sock" "$@" 2>"$DIR/$tag.log" &
+    CFG_PID=$!
+    BG_PIDS+=("$CFG_PID")
+    for ((i = 0; i < 50; i++)); do
+        timeout -k 2 "$T" "$NODE" --socket "$DIR/$tag.sock" --peers >"$DIR/out" 2>"$DIR/err" &&
+            return 0
+        kill -0 "$CFG_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    return 1
+}
+
+# A comment line of more than 1,023 bytes: a reader of 1,024-byte lines
+# would take its tail, 'name injected', for an option.
+{
+    printf 'name from-long-line\nport 0\nno-mdns\ncluster cli-%s\nstate-dir %s\n' "$$" "$DIR/cfg"
+    printf '#%s' "$(head -c 1022 /dev/zero | tr '\0' x)"
+    printf 'name injected\n'
+} >"$DIR/cfg/long.conf"
+start_cfg long --config "$DIR/cfg/long.conf"
+grep -q '^from-long-line[[:space:]].*[[:space:]]self[[:space:]]' "$DIR/out"
+check "--config: a comment of 1,036 bytes ending in 'name injected' is a comment" $? \
+    "$(head -c 300 "$DIR/out")" "$(tail -n 3 "$DIR/long.log")"
+bg_kill "$CFG_PID"
+
+# (The other options keep a node that would take these files anyway to
+# this test's own directory and ports.)
+SAFE=(--port 0 --no-mdns --cluster "cli-$$" --state-dir "$DIR/cfg")
+raw --socket "$DIR/cfg/s3" "${SAFE[@]}" --config "$DIR/cfg"
+[ "$RC" -eq 2 ] && grep -q -- "$DIR/cfg" "$DIR/err" && grep -qi directory "$DIR/err"
+check "--config DIR: exit 2, saying it is a directory" $?
+
+start=$(date +%s%N)
+timeout -k 1 5 "$NODE" --socket "$DIR/cfg/s4" "${SAFE[@]}" --config /dev/zero >"$DIR/out" \
+    2>"$DIR/err"
+RC=$?
+took=$((($(date +%s%N) - start) / 1000000))
+[ "$RC" -eq 2 ] && grep -q /dev/zero "$DIR/err"
+check "--config /dev/zero: exit 2 at once, naming it (${took} ms)" $?
+
+printf 'port 0\nno-mdns\ncluster cli-%s\nstate-dir %s\nverbose\n' "$$" "$DIR/cfg" \
+    >"$DIR/cfg/verbose.conf"
+start_cfg verbose --config "$DIR/cfg/verbose.conf"
+check "--config: 'verbose' is taken in a config file" $? "$(tail -n 3 "$DIR/verbose.log")"
+bg_kill "$CFG_PID"
+
+# One client is the limit and one is connected: the next is told why.
+start_cfg one --name one --port 0 --state-dir "$DIR/cfg" --no-mdns --cluster "cli-$$" \
+    --max-clients 1
+st=$?
+if [ "$st" -eq 0 ]; then
+    # The probe of start_cfg has gone; the listener takes the one place.
+    timeout -k 2 30 "$NODE" --socket "$DIR/one.sock" --listen one.svc >/dev/null 2>&1 &
+    ONE_LISTEN=$!
+    BG_PIDS+=("$ONE_LISTEN")
+    sleep 0.5
+    # Five times: the refusal may come before the verb's HELLO is written.
+    for ((i = 0; i < 5 && st == 0; i++)); do
+        timeout -k 2 "$T" "$NODE" --socket "$DIR/one.sock" --stats >"$DIR/out" 2>"$DIR/err"
+        RC=$?
+        # EUSERS: the node's "too many clients", or libc's words for it.
+        [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] &&
+            grep -qiE "too many (clients|users)" "$DIR/err" &&
+            ! grep -qi "connection lost" "$DIR/err"
+        st=$?
+    done
+    bg_kill "$ONE_LISTEN"
+fi
+check "--max-clients 1, one connected: --stats fails with EUSERS, not 'connection lost'" $st
+bg_kill "$CFG_PID"
+
 summary
