@@ -1012,6 +1012,7 @@ const char *ipcnet_strerror(int err)
     case -ENOBUFS:      return "limit reached (too many names, patterns or requests, or unread messages)";
     case -ENAMETOOLONG: return "path or name too long";
     case -ENOTCONN:     return "not connected: the node went away (reconnecting)";
+    case -EUSERS:       return "too many clients: the node has no room for another one (of this user)";
     default:            return err < 0 ? strerror(-err) : "unknown error";
     }
 }
