@@ -217,6 +217,9 @@ void client_update_events(client_t *c)
 void client_wake(client_t *c)
 {
     c->blocked_peer = NULL;
+    /* --frame-timeout counts the time it may read, not the wait. */
+    if (c->frame_since)
+        c->frame_since = loop_now(c->clients->loop);
     if (!c->runnable && vec_push(&c->clients->runnable, c) == 0)
         c->runnable = 1;
 }

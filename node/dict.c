@@ -138,12 +138,23 @@ void dict_each(const dict_t *self,
             fn(e->key, e->len, e->value, arg);
 }
 
+static size_t s_reverse(size_t v)
+{
+    size_t r = 0;
+    for (size_t i = 0; i < sizeof v * 8; i++, v >>= 1)
+        r = (r << 1) | (v & 1);
+    return r;
+}
+
+/* Buckets in the order of their index's bits reversed (as Redis's SCAN):
+   when the table doubles between two calls, the buckets already visited
+   are exactly those that split into buckets the cursor has passed, so no
+   entry is visited twice or missed. The table never shrinks. */
 size_t dict_scan(const dict_t *self, size_t cursor,
                  void (*fn) (const void *key, size_t len, void *value, void *arg), void *arg)
 {
-    if (cursor > self->mask)
-        return 0;
-    for (entry_t *e = self->slots[cursor]; e; e = e->next)
+    for (entry_t *e = self->slots[cursor & self->mask]; e; e = e->next)
         fn(e->key, e->len, e->value, arg);
-    return cursor == self->mask ? 0 : cursor + 1;
+    cursor |= ~self->mask;
+    return s_reverse(s_reverse(cursor) + 1);
 }

@@ -35,10 +35,10 @@ void dict_each(const dict_t *self,
 
 /* Calls fn for each entry of one slot of the table and returns the next
    cursor (0 when done), starting from 0: a walk that may stop between
-   calls while the table changes. The table only grows, and a slot's
-   entries move to it or to it plus the old size, so an entry present
-   from the start to the end of a walk is visited at least once (and may
-   be twice, if the table grew). */
+   calls while the table changes. The table only grows, and the slots are
+   walked in the order of their index's bits reversed, so an entry present
+   from the start to the end of a walk is visited exactly once, even if
+   the table grew meanwhile. */
 size_t dict_scan(const dict_t *self, size_t cursor,
                  void (*fn) (const void *key, size_t len, void *value, void *arg), void *arg);
 

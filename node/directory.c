@@ -14,7 +14,7 @@ typedef struct {
     peer_t *peer;
     dict_t *names;
     dict_t *subs;
-    int64_t last_full_log;      /* when we last said it holds too many */
+    int64_t last_full_log[2];   /* when we last said it holds too many patterns, names */
 } remote_t;
 
 struct directory {
@@ -689,7 +689,7 @@ static remote_t *s_remote_get(directory_t *self, peer_t *peer)
     if (!r)
         return NULL;
     r->peer = peer;
-    r->last_full_log = INT64_MIN / 2;
+    r->last_full_log[0] = r->last_full_log[1] = INT64_MIN / 2;
     if (!(r->names = dict_new()) || !(r->subs = dict_new()) || vec_push(&self->remotes, r) < 0) {
         s_remote_free(r);
         return NULL;
@@ -771,11 +771,11 @@ void directory_peer_list(directory_t *self, peer_t *peer, const proto_msg_t *m)
             /* Past our limit: the rest is not taken, and we say so now
                and then. The link stays for what was taken. */
             int64_t now = loop_clock_ms();
-            if (now - r->last_full_log > 60000) {
+            if (now - r->last_full_log[names != 0] > 60000) {
                 zsys_warning("peer %s holds more than %zu %s (--max-peer-%s): ignoring the rest",
                              peer_name(peer), limit, names ? "names" : "patterns",
                              names ? "names" : "subscriptions");
-                r->last_full_log = now;
+                r->last_full_log[names != 0] = now;
             }
             continue;
         }

@@ -93,6 +93,9 @@ static void s_large_release(client_t *c)
     while (clients->starved.size > 0) {
         client_t *w = clients->starved.items[--clients->starved.size];
         w->starved = 0;
+        /* --frame-timeout counts the time it may read, not this wait. */
+        if (w->frame_since)
+            w->frame_since = loop_now(clients->loop);
         client_update_events(w);
     }
 }

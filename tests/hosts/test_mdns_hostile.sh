@@ -21,8 +21,12 @@
 #          20 s (listed no longer); candidates past its queue are dropped and
 #          said to be; "mDNS: found" is said at most once per fake
 #   4      its RSS stays bounded (printed before and after)
-#   and    when (if) the real node on h3 and h1 meshed despite the flood, as
-#          a figure
+#   5      the real node on h3 is found and meshes with h1 despite the flood
+#          (it does not, today: h1 drops h3's record, its queue full of
+#          fakes; h3's Avahi refuses to resolve h1, past 1,024 resolvers;
+#          and a HELLO of either would be refused EUSERS, the places of
+#          nodes not met taken again from the queue of fakes in the tick
+#          they free: see test_limits_gossip_lockout)
 #
 # An ipc-node without the limit options (older than the limits, 9eb0aaf)
 # is run on its defaults; the old node died at ~1,021 peers (czmq assert).
@@ -61,7 +65,7 @@ MAX_PEERS=32
 MAX_UNMET=8
 WATCH_S=35              # after the flood begins
 FAKE_LIFE_MS=20000      # three dials 5 s apart, then forgotten
-MESH_MS=30000           # for h3 and h1 to mesh, from h3's start
+MESH_MS=${MESH_MS:-30000}  # for h3 and h1 to mesh, from h3's start
 
 figure() {
     echo "# figure: $*"
@@ -276,9 +280,14 @@ figure "h1's RSS: ${RSS0:-?} KiB before the flood, at most $rss_most KiB during 
 [ -n "${RSS0:-}" ] && ((rss_most - RSS0 <= 32 * 1024))
 check "4: h1's RSS grows by at most 32 MiB during the flood" $?
 
-# --- real nodes, meanwhile -------------------------------------------------------------
+# --- 5: real nodes still meet -----------------------------------------------------------
 
-figure "h1 and h3 meshed (each lists the other up) $mesh_ms ms after h3 started" \
-    "(watched for $((MESH_MS / 1000)) s)"
+figure "h1 and h3 meshed (each lists the other up) $mesh_ms ms after h3 started"
+[ "$mesh_ms" != - ]
+check "5: the real node on h3 is found and meshes with h1 within $((MESH_MS / 1000)) s despite the flood" \
+    $? "h1: $(peers h1 | awk '$1 == "h3" || $4 == "self"')" \
+    "h3: $(peers h3 | awk '$1 == "h1" || $4 == "self"')" \
+    "h1's log: $(grep -e 'h3' -e 'busy' "$log1" | tail -n 5)" \
+    "h3's log: $(grep -e 'h1' -e 'busy' "${NODE_LOG[h3/main]}" | tail -n 5)"
 
 summary

@@ -16,6 +16,9 @@
     list 65,536 names. RSS is not asserted when the node runs under
     valgrind or a sanitizer (harness_instrumented).
 
+    The last tests (after the first nine) show what the limits still let
+    through: they fail on the node of 9eb0aaf.
+
     LIMITS_OLD_NODE=1 leaves out of the node's command line every option
     that a node from before the limits (9eb0aaf) does not know, so that
     these tests can be run against such a binary (IPC_NODE=...) to see
@@ -55,11 +58,11 @@
 #define QUIET_MS        300     /* how long to wait for something that must not */
 #define NODE            "limits"
 
-static const char *s_names[1] = { NODE };
+static const char *s_names[2] = { NODE, "real" };
 
 typedef struct {
-    node_t n[1];
-    ipcnet_t *q[1];
+    node_t n[2];                /* the node attacked; a real peer of it */
+    ipcnet_t *q[2];
 } fx_t;
 
 /* --- fixtures ------------------------------------------------------------ */
@@ -73,7 +76,7 @@ static int teardown(void **state)
 {
     fx_t *f = *state;
     harness_node_nofile(0);
-    int rc = harness_teardown_nodes(f->n, f->q, s_names, 1);
+    int rc = harness_teardown_nodes(f->n, f->q, s_names, 2);
     harness_watchdog(NULL, 0);
     free(f);
     return rc;
@@ -1405,6 +1408,353 @@ static void test_limits_big_listing(void **state)
     s_rss_check(f, "a listing not read", rss0, rss_stalled, 16 * 1024);
 }
 
+/* --- what the node does not yet do: these fail on the node of 9eb0aaf --------------- */
+
+/* Refused peers keep their connections. Each HELLO past the limits is
+   answered FAIL EUSERS, but the CURVE connection it came on stays open, a
+   descriptor (and ~40 KiB) each, and nothing bounds how many: with
+   RLIMIT_NOFILE 256 (more than the node asks for with --max-clients 100
+   and --max-peers 8), some 230 refused peers leave no descriptor for a
+   local client, and it is not even told why: the spare descriptor the
+   listener frees to answer EMFILE is taken in that moment by ZeroMQ's I/O
+   thread accepting another connection, and is never opened again. Local
+   clients must still get in. */
+#define REFUSED_PEERS   300
+
+static void test_limits_refused_peers_descriptors(void **state)
+{
+    fx_t *f = *state;
+    WATCH(90);
+    harness_raise_nofile(4 * REFUSED_PEERS + 256);
+    harness_node_nofile(256);
+    s_start(f, "--max-peers", "8", "--max-unverified", "4", "--max-clients", "100", NULL);
+    harness_node_nofile(0);
+    char z85[41];
+    s_node_key(&f->n[0], z85);
+    int port = harness_node_port(&f->n[0]);
+    assert_true(port > 0);
+    void *ctx = zmq_ctx_new();
+    assert_int_equal(zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, REFUSED_PEERS + 64), 0);
+    void **d = calloc(REFUSED_PEERS, sizeof *d);
+    assert_non_null(d);
+    proto_buf_t b = { 0 };
+    int refused = 0, acked = 0;
+    for (int i = 0; i < REFUSED_PEERS; i++) {
+        char id[33], name[32];
+        d[i] = s_dealer(ctx, port, z85, id);
+        snprintf(name, sizeof name, "knocker-%d", i);
+        s_hello(&b, id, name);
+        s_zsend(d[i], &b);
+        uint8_t buf[512];
+        proto_msg_t m;
+        if (s_zrecv(d[i], buf, sizeof buf, 2000, &m) < 0)
+            break;      /* no answer: the node has no descriptor for us either */
+        refused += m.type == P_FAIL && m.error == EUSERS;
+        acked += m.type == P_HELLO_ACK;
+    }
+    proto_free(&b);
+    int fds = s_fds(f);
+    /* Local clients at once (the node frees descriptors only when it gives
+       up on the peers it took, seconds later): each must be welcome. */
+    int taken = 0;
+    char why[128] = "";
+    for (int i = 0; i < 3; i++) {
+        int fd = harness_raw_connect(&f->n[0]);
+        assert_true(fd >= 0);
+        harness_raw_frame(fd, WIRE_HELLO, 0, 1, WIRE_VERSION, "local", NULL, NULL, 0);
+        uint8_t buf[WIRE_HEAD_MAX];
+        wire_frame_t fr;
+        ssize_t r = harness_raw_read_frame(fd, buf, sizeof buf, 2000, &fr);
+        if (r > 0 && fr.type == WIRE_WELCOME)
+            taken++;
+        else if (r > 0 && fr.type == WIRE_ERROR)
+            snprintf(why, sizeof why, "ERROR %s (%.*s)", strerror((int) fr.aux), (int) fr.s2len,
+                     fr.s2);
+        else
+            snprintf(why, sizeof why, "%s", r == -ETIMEDOUT ? "no answer in 2 s" : "closed");
+        print_message("local client %d: %s\n", i,
+                      r > 0 && fr.type == WIRE_WELCOME ? "welcome" : why);
+        close(fd);
+    }
+    print_message("figure: refused peers: %d HELLOs refused (EUSERS), %d taken, their "
+                  "connections open; the node holds %d descriptors of 256; local clients: %d "
+                  "of 3 welcome%s%s\n", refused, acked, fds, taken, why[0] ? ", else: " : "",
+                  why);
+    for (int i = 0; i < REFUSED_PEERS; i++)
+        if (d[i])
+            zmq_close(d[i]);
+    zmq_ctx_term(ctx);
+    free(d);
+    assert_true(harness_alive(&f->n[0]));
+    if (taken < 3)
+        fail_msg("%d of 3 local clients not taken (%s): peers the node had refused hold its "
+                 "descriptors", 3 - taken, why);
+}
+
+/* A client that waited for large-frame memory (--max-unfinished) is
+   charged the wait against --frame-timeout: its frame began when its head
+   came, it then waited unread, and once it may read it has only until the
+   next sweep. Here one client stalls holding 12 of 16 MiB for a second
+   (--frame-timeout 1000); another sends an 8 MiB frame in about 400 ms of
+   its own, but after a wait of about a second: it must not be cut. */
+#define WAIT_STALL      (12u << 20)
+#define WAIT_FRAME      (8u << 20)
+#define WAIT_PACE       (256 * 1024)    /* bytes every 12 ms: 8 MiB in ~400 ms */
+
+static void test_limits_unfinished_waiter(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, "--frame-timeout", "1000", "--max-unfinished", "16M", NULL);
+    node_t *n = &f->n[0];
+    ipcnet_t *h = harness_holder(n, NODE, "holder", "big.sink");
+    uint8_t head[WIRE_HEAD_MAX];
+    static uint8_t zeros[WAIT_PACE];
+    /* The one that stalls, holding 12 MiB. */
+    int s = harness_raw_connect(n);
+    assert_true(s >= 0);
+    assert_int_equal(harness_raw_hello(s, "stalled"), 0);
+    size_t hlen = wire_encode(head, WIRE_SEND, 0, 2, 0, "big.sink", 8, NULL, 0, WAIT_STALL);
+    assert_int_equal(harness_raw_write(s, head, hlen), 0);
+    for (size_t sent = 0; sent < WAIT_STALL - 1;) {
+        size_t k = WAIT_STALL - 1 - sent < sizeof zeros ? WAIT_STALL - 1 - sent : sizeof zeros;
+        assert_int_equal(harness_raw_write(s, zeros, k), 0);
+        sent += k;
+    }
+    int64_t stalled_at = harness_now_ms();
+    /* The legitimate one: its head now, its payload at its own pace. */
+    int l = harness_raw_connect(n);
+    assert_true(l >= 0);
+    assert_int_equal(harness_raw_hello(l, "waiter"), 0);
+    hlen = wire_encode(head, WIRE_SEND, WIRE_F_CONFIRM, 2, 0, "big.sink", 8, NULL, 0,
+                       WAIT_FRAME);
+    assert_int_equal(harness_raw_write(l, head, hlen), 0);
+    int64_t begun = harness_now_ms();
+    size_t sent = 0;
+    int64_t own_ms = 0, last = begun, cut = 0;
+    while (sent < WAIT_FRAME && harness_now_ms() < begun + 10000) {
+        struct pollfd p = { l, POLLOUT | POLLIN, 0 };
+        poll(&p, 1, 12);
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+            cut = harness_now_ms();
+            break;
+        }
+        int64_t now = harness_now_ms();
+        if (!(p.revents & POLLOUT) || now - last < 12)
+            continue;
+        size_t k = WAIT_FRAME - sent < WAIT_PACE ? WAIT_FRAME - sent : WAIT_PACE;
+        ssize_t w = send(l, zeros, k, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0) {
+            sent += (size_t) w;
+            own_ms += now - last < 50 ? now - last : 12;    /* not the time it waited */
+        }
+        last = now;
+    }
+    int closed = harness_raw_wait_closed(s, 5000) == 0;
+    uint8_t buf[WIRE_HEAD_MAX];
+    wire_frame_t fr;
+    ssize_t r = cut ? harness_raw_read_frame(l, buf, sizeof buf, 1000, &fr) : 0;
+    print_message("figure: a waiter for frame memory: stalled client %s; the waiter sent "
+                  "%zu of %u bytes (about %lld ms of its own) and was %s %lld ms after its "
+                  "frame began (%lld ms after the stalled one)\n",
+                  closed ? "cut" : "still there", sent, WAIT_FRAME, (long long) own_ms,
+                  cut ? "cut" : "not cut", (long long) ((cut ? cut : harness_now_ms()) - begun),
+                  (long long) (begun - stalled_at));
+    close(s);
+    if (cut)
+        fail_msg("a client that waited for large-frame memory was cut %lld ms after its frame "
+                 "began (%s %u), having sent %zu of %u bytes: the wait was counted against "
+                 "--frame-timeout", (long long) (cut - begun),
+                 r > 0 && fr.type == WIRE_ERROR ? "ERROR" : "frame", r > 0 ? fr.aux : 0,
+                 sent, WAIT_FRAME);
+    /* Whole, and confirmed. */
+    r = harness_raw_read_frame(l, buf, sizeof buf, 10000, &fr);
+    assert_true(r > 0);
+    assert_int_equal(fr.type, WIRE_OK);
+    close(l);
+    ipcnet_msg_t m;
+    assert_int_equal(ipcnet_recv(h, &m, 10000), 0);
+    assert_int_equal(m.size, WAIT_FRAME);
+}
+
+/* A listing made as it is read walks the directory's hash table by
+   bucket: if the table grows meanwhile (a name bound while a reader is
+   slow), names already listed are listed again. 65,536 names, a reader
+   that stops after its first parts, one name bound: each name once. */
+static void test_limits_listing_while_binding(void **state)
+{
+    fx_t *f = *state;
+    WATCH(120);
+    s_start(f, "--max-names", "4096", NULL);
+    node_t *n = &f->n[0];
+    for (int k = 0; k < LIST_CLIENTS; k++) {
+        ipcnet_t *c = harness_client(n, NODE, "namer");
+        for (int i = 0; i < LIST_NAMES; i++) {
+            char name[256];
+            s_list_name(name, k, i);
+            harness_bind(c, name);
+        }
+    }
+    int raw = harness_raw_connect(n);
+    assert_true(raw >= 0);
+    assert_int_equal(harness_raw_hello(raw, "slow-reader"), 0);
+    assert_int_equal(harness_raw_frame(raw, WIRE_QUERY, 0, 2, WIRE_Q_SERVICES, NULL, NULL,
+                                       NULL, 0), 0);
+    usleep(500 * 1000);
+    /* The 65,537th name: the table doubles. */
+    ipcnet_t *other = harness_holder(n, NODE, "other", "svc.while.listing");
+    (void) other;
+    size_t cap = (1u << 20) + WIRE_HEAD_MAX;
+    uint8_t *buf = malloc(cap);
+    size_t tcap = 64u << 20, len = 0;
+    char *text = malloc(tcap);
+    assert_true(buf && text);
+    for (;;) {
+        wire_frame_t fr;
+        ssize_t r = harness_raw_read_frame(raw, buf, cap, 10000, &fr);
+        assert_true(r > 0);
+        assert_int_equal(fr.type, WIRE_OK);
+        assert_true(len + fr.size < tcap);
+        memcpy(text + len, fr.data, fr.size);
+        len += fr.size;
+        if (!(fr.flags & WIRE_F_MORE))
+            break;
+    }
+    text[len] = 0;
+    close(raw);
+    free(buf);
+    /* Count what came twice before failing on it. */
+    int rows = 0, ours = 0, twice = 0;
+    uint8_t *seen = calloc(LIST_TOTAL, 1);
+    assert_non_null(seen);
+    for (char *line = text; line && *line; rows++) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = 0;
+        int k, i;
+        if (sscanf(line, "big.%2d.%4d.", &k, &i) == 2 && k >= 0 && k < LIST_CLIENTS &&
+            i >= 0 && i < LIST_NAMES) {
+            ours++;
+            twice += seen[k * LIST_NAMES + i]++ > 0;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    int missing = 0;
+    for (int i = 0; i < LIST_TOTAL; i++)
+        missing += !seen[i];
+    free(seen);
+    free(text);
+    print_message("figure: a listing read while the directory grew: %d rows, %d of our %d "
+                  "names, %d of them twice, %d missing\n", rows, ours, LIST_TOTAL, twice,
+                  missing);
+    if (twice || missing)
+        fail_msg("a listing read while a name was bound: %d names listed twice, %d missing",
+                 twice, missing);
+}
+
+/* One peer past both --max-peer-names and --max-peer-subscriptions: each
+   is said (once a minute). The node keeps one time of the last warning
+   per peer for both, so the second is not said for a minute. */
+static void test_limits_peer_overflow_said(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    s_start(f, "--max-peer-names", "1000", "--max-peer-subscriptions", "100", NULL);
+    void *ctx = zmq_ctx_new();
+    char id[33];
+    void *d = s_greeted_peer(f, ctx, "overflower", id);
+    proto_buf_t b = { 0 };
+    uint32_t seq = 2;
+    char name[64];
+    for (int i = 0; i < 2 * PEER_NAMES_CAP; i += PROTO_LIST_MAX) {
+        proto_list_begin(&b, P_NAMES_ADD);
+        for (int k = i; k < i + PROTO_LIST_MAX && k < 2 * PEER_NAMES_CAP; k++) {
+            int n = snprintf(name, sizeof name, "peer.name.%06d", k);
+            proto_list_add(&b, name, (size_t) n);
+        }
+        proto_set_seq(&b, seq++);
+        s_zsend(d, &b);
+    }
+    proto_list_begin(&b, P_SUBS_ADD);
+    for (int k = 0; k < 2 * PEER_SUBS_CAP; k++) {
+        int n = snprintf(name, sizeof name, "peer.topic.%06d.*", k);
+        proto_list_add(&b, name, (size_t) n);
+    }
+    proto_set_seq(&b, seq++);
+    s_zsend(d, &b);
+    proto_free(&b);
+    int n0 = snprintf(name, sizeof name, "peer.name.%06d", 0);
+    s_names_synced(f, d, seq++, name, (size_t) n0);
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    int names = harness_count_lines(f->n[0].log, "holds more than 1000 names");
+    int subs = harness_count_lines(f->n[0].log, "holds more than 100 patterns");
+    print_message("figure: one peer past both limits: %d warning(s) of names, %d of patterns\n",
+                  names, subs);
+    assert_true(harness_alive(&f->n[0]));
+    assert_int_equal(names, 1);
+    if (subs != 1)
+        fail_msg("a peer past --max-peer-subscriptions too: %d warnings of it (the names' "
+                 "warning took the minute of both)", subs);
+}
+
+/* A real node that dials a node whose room for nodes not yet met is
+   taken by gossiped fakes: the fakes are dialled three times each and
+   forgotten, but each place is taken again from the queue of fakes in the
+   tick it frees, so the real node's HELLO (repeated every second) is
+   refused EUSERS until the queue of 256 is gone, about 256 / 8 x 15 s = 8
+   minutes. It must get in well before: within 20 s here. */
+static void test_limits_gossip_lockout(void **state)
+{
+    fx_t *f = *state;
+    WATCH(90);
+    s_start(f, "--max-peers", "32", "--max-unverified", "8", NULL);
+    /* Fakes at ports nothing listens on (a listener each is not needed). */
+    proto_buf_t b = { 0 };
+    proto_list_begin(&b, P_PEERS);
+    for (int i = 0; i < FAKES; i++) {
+        uint8_t key[32];
+        assert_int_equal(getrandom(key, 32, 0), 32);
+        char id[33], name[32], ep[64];
+        proto_key_id(key, id);
+        snprintf(name, sizeof name, "fake-%d", i);
+        snprintf(ep, sizeof ep, "tcp://127.0.0.2:%d", 10000 + i);
+        proto_list_add_peer(&b, id, name, ep, key);
+    }
+    proto_set_seq(&b, 2);
+    void *ctx = zmq_ctx_new();
+    char gid[33];
+    void *d = s_greeted_peer(f, ctx, "gossiper", gid);
+    s_zsend(d, &b);
+    proto_free(&b);
+    s_logged(f, "heard of more nodes than can wait");     /* the PEERS is handled */
+    zmq_close(d);
+    zmq_ctx_term(ctx);
+    /* A real node of the cluster, told of ours. */
+    node_t *real = &f->n[1];
+    char peer[64];
+    snprintf(peer, sizeof peer, "tcp://127.0.0.1:%d", harness_node_port(&f->n[0]));
+    char *extra[] = { "--peer", peer, NULL };
+    int rc = harness_start_named(real, "real", extra);
+    if (rc < 0)
+        fail_msg("cannot start the real node: %s", strerror(-rc));
+    int64_t t0 = harness_now_ms();
+    harness_peer_t row;
+    int up = 0;
+    while (!up && harness_now_ms() < t0 + 20000) {
+        up = harness_peer(s_q(f), NODE, "real", &row) && strcmp(row.state, "up") == 0;
+        if (!up)
+            usleep(200 * 1000);
+    }
+    int64_t took = harness_now_ms() - t0;
+    int busy = harness_count_lines(real->log, "is busy: too many peers");
+    print_message("figure: gossip lockout: a real node %s %lld ms after it started dialling "
+                  "(told 'busy': %d line(s), said once a minute)\n", up ? "up" : "still not up",
+                  (long long) took, busy);
+    if (!up)
+        fail_msg("a real node dialling a node full of gossiped fakes was not taken in 20 s");
+}
+
 int main(int argc, char **argv)
 {
     harness_main(argc, argv, WAIT_MS, QUIET_MS);
@@ -1419,6 +1769,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_limits_per_uid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits_fd_shortage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits_big_listing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_refused_peers_descriptors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_unfinished_waiter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_listing_while_binding, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_peer_overflow_said, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_gossip_lockout, setup, teardown),
     };
     return cmocka_run_group_tests_name("limits", tests, NULL, NULL);
 }
