@@ -5,7 +5,13 @@
     (CONNECTING) rather than an error; when the daemon goes away the client
     is made anew and waits for it again. A service seen through several
     interfaces or protocols counts once: it is reported lost only when its
-    last instance is removed. */
+    last instance is removed.
+
+    Anyone on the LAN can announce services, so what is kept is bounded:
+    at most SEEN_MAX names (a newcomer past that takes the place of one at
+    random that is not being resolved), resolved RESOLVING_MAX at a time
+    (avahi-daemon refuses a client more than 1,024 objects), the others
+    waiting their turn. */
 
 #include "mdns.h"
 #include "avahi_poll.h"
@@ -21,8 +27,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ID_LEN 32
+#define SEEN_MAX        1024
+#define RESOLVING_MAX   16
 
 /* A service name seen on the network, and how many instances of it. */
 typedef struct seen {
@@ -30,6 +39,11 @@ typedef struct seen {
     char *name;
     int instances;
     char id[ID_LEN + 1];        /* once resolved */
+    AvahiServiceResolver *resolver;     /* while resolving */
+    int waiting;                /* to be resolved: on iface, proto, in domain */
+    AvahiIfIndex iface;
+    AvahiProtocol proto;
+    char *domain;
 } seen_t;
 
 struct mdns {
@@ -47,12 +61,50 @@ struct mdns {
     mdns_fn *fn;
     void *arg;
     seen_t *seen;
+    size_t nseen, resolving;
+    unsigned evicted;
+    int64_t last_evict_log;
+    uint32_t rng;
     int said_absent;            /* logged that the daemon is not there */
     loop_timer_t *retry;
     loop_timer_t *settle;       /* our record must be established by then */
 };
 
 static void s_client_new(mdns_t *self);
+
+static void s_seen_free(seen_t *s)
+{
+    if (s->resolver)
+        avahi_service_resolver_free(s->resolver);
+    free(s->name);
+    free(s->domain);
+    free(s);
+}
+
+/* Full: one name not being resolved, at random, gives way. */
+static void s_evict(mdns_t *self)
+{
+    self->rng = self->rng * 1103515245u + 12345u;
+    size_t skip = (self->rng >> 8) % self->nseen;
+    seen_t **at = &self->seen, **victim = NULL;
+    for (size_t i = 0; *at; at = &(*at)->next, i++)
+        if (!(*at)->resolver && (!victim || i <= skip))
+            victim = at;
+    if (!victim)
+        return;
+    seen_t *s = *victim;
+    *victim = s->next;
+    s_seen_free(s);
+    self->nseen--;
+    int64_t now = zclock_mono();
+    self->evicted++;
+    if (now - self->last_evict_log > 60000) {
+        zsys_warning("mDNS: more than %d nodes announced: %u forgotten at random", SEEN_MAX,
+                     self->evicted);
+        self->evicted = 0;
+        self->last_evict_log = now;
+    }
+}
 
 static seen_t *s_seen(mdns_t *self, const char *name, int create)
 {
@@ -61,6 +113,10 @@ static seen_t *s_seen(mdns_t *self, const char *name, int create)
             return s;
     if (!create)
         return NULL;
+    if (self->nseen >= SEEN_MAX)
+        s_evict(self);
+    if (self->nseen >= SEEN_MAX)
+        return NULL;
     seen_t *s = calloc(1, sizeof *s);
     if (!s || !(s->name = strdup(name))) {
         free(s);
@@ -68,17 +124,21 @@ static seen_t *s_seen(mdns_t *self, const char *name, int create)
     }
     s->next = self->seen;
     self->seen = s;
+    self->nseen++;
     return s;
 }
 
-static void s_forget_seen(mdns_t *self)
+/* The resolvers themselves are freed with the client, or here. */
+static void s_forget_seen(mdns_t *self, int free_resolvers)
 {
     while (self->seen) {
         seen_t *s = self->seen;
         self->seen = s->next;
-        free(s->name);
-        free(s);
+        if (!free_resolvers)
+            s->resolver = NULL;
+        s_seen_free(s);
     }
+    self->nseen = self->resolving = 0;
 }
 
 /* --- publishing ---------------------------------------------------------------- */
@@ -184,6 +244,32 @@ static void s_resolved(AvahiServiceResolver *r, AvahiIfIndex iface, AvahiProtoco
                        AvahiResolverEvent event, const char *name, const char *type,
                        const char *domain, const char *host, const AvahiAddress *a,
                        uint16_t port, AvahiStringList *txt, AvahiLookupResultFlags flags,
+                       void *arg);
+
+/* Starts resolving names that wait, newest first, as far as the bound on
+   resolvers at once allows. */
+static void s_resolve_next(mdns_t *self)
+{
+    for (seen_t *s = self->seen; s && self->resolving < RESOLVING_MAX; s = s->next) {
+        if (!s->waiting)
+            continue;
+        s->waiting = 0;
+        /* IPv4 addresses: they need no interface scope to be dialled. */
+        s->resolver = avahi_service_resolver_new(self->client, s->iface, s->proto, s->name,
+                                                 MDNS_TYPE, s->domain, AVAHI_PROTO_INET, 0,
+                                                 s_resolved, self);
+        if (s->resolver)
+            self->resolving++;
+        else
+            zsys_warning("mDNS: cannot resolve '%s': %s", s->name,
+                         avahi_strerror(avahi_client_errno(self->client)));
+    }
+}
+
+static void s_resolved(AvahiServiceResolver *r, AvahiIfIndex iface, AvahiProtocol proto,
+                       AvahiResolverEvent event, const char *name, const char *type,
+                       const char *domain, const char *host, const AvahiAddress *a,
+                       uint16_t port, AvahiStringList *txt, AvahiLookupResultFlags flags,
                        void *arg)
 {
     (void) iface;
@@ -223,13 +309,21 @@ static void s_resolved(AvahiServiceResolver *r, AvahiIfIndex iface, AvahiProtoco
             self->fn(self->arg, id, nodename, endpoint, key, 1);
         }
     }
+    for (seen_t *s = self->seen; s; s = s->next)
+        if (s->resolver == r) {
+            s->resolver = NULL;
+            self->resolving--;
+            break;
+        }
     avahi_service_resolver_free(r);
+    s_resolve_next(self);
 }
 
 static void s_browsed(AvahiServiceBrowser *b, AvahiIfIndex iface, AvahiProtocol proto,
                       AvahiBrowserEvent event, const char *name, const char *type,
                       const char *domain, AvahiLookupResultFlags flags, void *arg)
 {
+    (void) type;        /* ours, browsed for */
     mdns_t *self = arg;
     if (event == AVAHI_BROWSER_FAILURE) {
         zsys_warning("mDNS: browsing failed: %s",
@@ -240,20 +334,34 @@ static void s_browsed(AvahiServiceBrowser *b, AvahiIfIndex iface, AvahiProtocol 
         if (flags & AVAHI_LOOKUP_RESULT_OUR_OWN)
             return;
         seen_t *s = s_seen(self, name, 1);
-        if (s)
-            s->instances++;
-        /* IPv4 addresses: they need no interface scope to be dialled. */
-        if (!avahi_service_resolver_new(self->client, iface, proto, name, type, domain,
-                                        AVAHI_PROTO_INET, 0, s_resolved, self))
-            zsys_warning("mDNS: cannot resolve '%s': %s", name,
-                         avahi_strerror(avahi_client_errno(self->client)));
+        if (!s)
+            return;
+        /* One resolution a name, through the interface it came first on. */
+        if (s->instances++ > 0 || s->id[0] || s->resolver || s->waiting)
+            return;
+        char *d = strdup(domain);
+        if (!d)
+            return;
+        free(s->domain);
+        s->domain = d;
+        s->iface = iface;
+        s->proto = proto;
+        s->waiting = 1;
+        s_resolve_next(self);
     } else if (event == AVAHI_BROWSER_REMOVE) {
-        seen_t *s = s_seen(self, name, 0);
+        seen_t **at = &self->seen;
+        while (*at && strcmp((*at)->name, name) != 0)
+            at = &(*at)->next;
+        seen_t *s = *at;
         if (s && --s->instances <= 0) {
             if (s->id[0])
                 self->fn(self->arg, s->id, name, NULL, NULL, 0);
-            s->instances = 0;
-            s->id[0] = 0;
+            if (s->resolver)
+                self->resolving--;
+            *at = s->next;
+            s_seen_free(s);
+            self->nseen--;
+            s_resolve_next(self);
         }
     }
 }
@@ -270,7 +378,7 @@ static void s_drop(mdns_t *self)
     self->client = NULL;
     self->group = NULL;
     self->browser = NULL;
-    s_forget_seen(self);
+    s_forget_seen(self, 0);
 }
 
 static void s_retry(loop_t *loop, void *arg)
@@ -349,6 +457,8 @@ mdns_t *mdns_new(loop_t *loop, const char *name, const char *id, const char *key
         return NULL;
     self->loop = loop;
     self->port = port;
+    self->rng = (uint32_t) zclock_mono() ^ (uint32_t) getpid();
+    self->last_evict_log = INT64_MIN / 2;
     self->fn = fn;
     self->arg = arg;
     snprintf(self->id, sizeof self->id, "%s", id);

@@ -20,6 +20,7 @@
     clients waiting for room on it go on, and it is dialled again. */
 
 #include "cluster.h"
+#include "candidates.h"
 #include "keys.h"
 #include "mdns.h"
 #include "peer.h"
@@ -36,24 +37,24 @@
 #define ENDPOINT_MAX    128
 #define SUSPECT_MS      400         /* a peer whose record went must answer by then */
 #define KEY_ASK_MS      500         /* a KEY question unanswered is asked again */
+#define UNMET_REDIAL_MS 2000        /* a node heard of and never met: the same, sooner */
 #define REDIAL_MS       5000        /* a dial not answered by then is made anew (a
                                        key learned on first use asked again) */
 #define CURVE_OVERHEAD  64          /* a CURVE MESSAGE command around a frame */
 #define ROUTER_HWM      100000
 #define SELF_MAX        4
 #define HANDSHAKE_MS    10000       /* ZeroMQ drops a connection not secured by then */
-#define CANDIDATES_MAX  256         /* nodes heard of, waiting to be dialled */
 #define ATTEMPTS_MAX    3           /* dials of a node never met before it is forgotten */
-#define FAILED_MAX      256         /* nodes forgotten so, not dialled again ... */
-#define FAILED_MS       300000      /* ... for this long */
 #define FORGET_MS       600000      /* a node met before, down this long, is forgotten */
 #define LOG_EVERY_MS    60000
+#define FDS_KEPT        32          /* descriptors a connection of a peer never takes */
 
 /* A peer as the cluster knows it: its link, and how it was found. */
 typedef struct {
     struct cluster *cluster;
     peer_t *peer;
     int is_static;
+    int dialled_us;             /* met through its HELLO, not heard of: proved its key */
     int by_mdns;                /* found (also) through mDNS */
     int key_tofu;               /* key learned from a KEY answer, not configured */
     keyask_t ask;               /* asking its endpoint for its key */
@@ -90,20 +91,9 @@ struct cluster {
     int64_t last_spoof_log, last_foreign_log, last_twin_log;
     /* nodes heard of (gossip, mDNS) but not met: dialled a bounded number
        at a time, at a bounded rate, and forgotten if they never answer */
-    ring_t candidates;          /* candidate_t, waiting for room */
-    struct { char id[PROTO_ID_LEN + 1]; int64_t until; } failed[FAILED_MAX];
-    size_t failed_next;
-    double tokens;              /* dials of nodes not met that may start now */
-    int64_t refilled;
-    int64_t last_full_log, last_busy_log;
-    unsigned dropped;           /* candidates dropped since last said */
+    candidates_t *candidates;
+    int64_t last_full_log, last_gate_log;
 };
-
-typedef struct {
-    char endpoint[ENDPOINT_MAX];
-    uint8_t key[PROTO_KEY_LEN];
-    int by_mdns;
-} candidate_t;
 
 static void s_dealer_ready(loop_t *loop, int fd, int revents, void *arg);
 static void s_key_answer(loop_t *loop, int fd, int revents, void *arg);
@@ -176,64 +166,86 @@ static void s_member_free(member_t *m)
     free(m);
 }
 
-/* Peers being dialled that we have not met, static ones aside. */
-static size_t s_unverified(const cluster_t *self)
+/* Peers being dialled that we have not met, static ones aside; and of
+   them (hearsay) those only heard of, which did not dial us first. */
+static size_t s_unverified(const cluster_t *self, size_t *hearsay)
 {
-    size_t n = 0;
+    size_t n = 0, h = 0;
     for (size_t i = 0; i < self->members.size; i++) {
         const member_t *m = s_member(self, i);
         n += !m->verified && !m->is_static;
+        h += !m->verified && !m->is_static && !m->dialled_us;
     }
+    if (hearsay)
+        *hearsay = h;
     return n;
 }
 
-/* Is there room for one more peer not met yet? Says once a minute why
-   not (a node flooding us with peers, or a limit set too low). */
-static int s_room(cluster_t *self, const char *what)
+/* Is there room for one more peer not met yet? Nodes only heard of may
+   take half the places of --max-unverified: the other half is kept for
+   nodes that dial us, so that a flood of names cannot lock real nodes
+   out. Says once a minute why not (a flood, or a limit set too low). */
+static int s_room(cluster_t *self, const char *what, int hearsay)
 {
     const node_config_t *cfg = self->cfg;
+    size_t heard, unmet = s_unverified(self, &heard);
+    size_t half = cfg->max_unverified / 2 ? cfg->max_unverified / 2 : 1;
     const char *full = self->members.size >= cfg->max_peers ? "--max-peers"
-                     : s_unverified(self) >= cfg->max_unverified ? "--max-unverified" : NULL;
+                     : unmet >= cfg->max_unverified ? "--max-unverified"
+                     : hearsay && heard >= half ? "half of --max-unverified" : NULL;
     if (!full)
         return 1;
     int64_t now = loop_now(self->loop);
     if (now - self->last_full_log > LOG_EVERY_MS) {
         zsys_warning("%s: %zu peers known, %zu not yet met: at %s, waiting", what,
-                     self->members.size, s_unverified(self), full);
+                     self->members.size, unmet, full);
         self->last_full_log = now;
     }
     return 0;
 }
 
-/* Was this node dialled and forgotten for never answering, lately? */
-static int s_failed(cluster_t *self, const char *id)
+/* Asked by ZAP about each connection to our ROUTER: it takes a
+   descriptor. One of a node we know may use all but FDS_KEPT; one of a
+   node we do not must also leave room for every local client that may
+   still come (--max-clients), so that peers, refused or not, cannot
+   starve the local side of descriptors. */
+static int s_gate(void *arg, const uint8_t *key)
 {
+    cluster_t *self = arg;
+    char id[PROTO_ID_LEN + 1];
+    proto_key_id(key, id);
+    long left = loop_fds_free();
+    if (left < 0)
+        return 1;
+    long keep = FDS_KEPT;
+    size_t clients = directory_nclients(self->dir);
+    if (!s_by_id(self, id, PROTO_ID_LEN) && self->cfg->max_clients > clients)
+        keep += (long) (self->cfg->max_clients - clients);
+    if (left > keep)
+        return 1;
     int64_t now = loop_now(self->loop);
-    for (size_t i = 0; i < FAILED_MAX; i++)
-        if (self->failed[i].until > now && strcmp(self->failed[i].id, id) == 0)
-            return 1;
+    if (now - self->last_gate_log > LOG_EVERY_MS) {
+        zsys_warning("a node dialling us (%.8s) turned away: %ld descriptors left, %ld kept for "
+                     "local clients and known peers (raise LimitNOFILE= or lower --max-clients)",
+                     id, left, keep);
+        self->last_gate_log = now;
+    }
     return 0;
 }
 
-static void s_remember_failed(cluster_t *self, const char *id)
+/* Dials under way to nodes not met at this host: the next candidate is
+   one of the least busy hosts. */
+static size_t s_host_busy(void *arg, const char *host, size_t len)
 {
-    if (!id[0])
-        return;
-    size_t i = self->failed_next++ % FAILED_MAX;
-    snprintf(self->failed[i].id, sizeof self->failed[i].id, "%s", id);
-    self->failed[i].until = loop_now(self->loop) + FAILED_MS;
-}
-
-/* Dials of nodes not met: a bucket of max_unverified, refilled at a
-   quarter of that a second. */
-static void s_refill(cluster_t *self)
-{
-    int64_t now = loop_now(self->loop);
-    double cap = self->cfg->max_unverified, rate = cap / 4 < 1 ? 1 : cap / 4;
-    self->tokens += rate * (double) (now - self->refilled) / 1000.0;
-    if (self->tokens > cap)
-        self->tokens = cap;
-    self->refilled = now;
+    cluster_t *self = arg;
+    size_t n = 0;
+    for (size_t i = 0; i < self->members.size; i++) {
+        const member_t *m = s_member(self, i);
+        size_t hl;
+        const char *h = candidates_host(peer_endpoint(m->peer), &hl);
+        n += !m->verified && hl == len && memcmp(h, host, len) == 0;
+    }
+    return n;
 }
 
 /* A new peer to dial at endpoint, with its key; a static peer may come
@@ -270,59 +282,31 @@ static member_t *s_member_new(cluster_t *self, const char *endpoint, int is_stat
     return m;
 }
 
-/* A node heard of (gossip, mDNS), with the key its id is of: dialled now
-   if there is room and the rate allows, else kept to be dialled later
-   (a bounded number; the rest are dropped and said to be). */
+/* A node heard of (gossip, mDNS), with the key its id is of: kept to be
+   dialled as room and rate allow (candidates.c), at the next tick. */
 static void s_candidate(cluster_t *self, const char *endpoint, const uint8_t *key, int by_mdns)
 {
     char id[PROTO_ID_LEN + 1];
     proto_key_id(key, id);
-    if (s_failed(self, id))
-        return;
-    s_refill(self);
-    if (self->candidates.count == 0 && self->tokens >= 1 && s_room(self, "a node heard of")) {
-        member_t *m = s_member_new(self, endpoint, 0, key);
-        self->tokens -= 1;
-        if (m)
-            m->by_mdns = by_mdns;
-        return;
-    }
-    for (size_t i = 0; i < self->candidates.count; i++)
-        if (memcmp(RING_AT(&self->candidates, candidate_t, i).key, key, PROTO_KEY_LEN) == 0)
-            return;
-    candidate_t *k = self->candidates.count < CANDIDATES_MAX
-                   ? ring_push(&self->candidates, sizeof *k, 16) : NULL;
-    if (!k) {
-        self->dropped++;
-        int64_t now = loop_now(self->loop);
-        if (now - self->last_busy_log > LOG_EVERY_MS) {
-            zsys_warning("heard of more nodes than can wait to be dialled (%d): %u dropped",
-                         CANDIDATES_MAX, self->dropped);
-            self->last_busy_log = now;
-            self->dropped = 0;
-        }
-        return;
-    }
-    snprintf(k->endpoint, sizeof k->endpoint, "%s", endpoint);
-    memcpy(k->key, key, PROTO_KEY_LEN);
-    k->by_mdns = by_mdns;
+    if (!candidates_failed(self->candidates, id, loop_now(self->loop)))
+        candidates_add(self->candidates, endpoint, key, by_mdns);
 }
-
-static member_t *s_by_id(cluster_t *self, const char *id, size_t len);
 
 /* The tick: candidates waiting are dialled as room and rate allow. */
 static void s_dial_candidates(cluster_t *self)
 {
-    s_refill(self);
-    while (self->candidates.count > 0 && self->tokens >= 1 && s_room(self, "a node heard of")) {
-        candidate_t k = RING_AT(&self->candidates, candidate_t, 0);
-        ring_pop(&self->candidates);
+    int64_t now = loop_now(self->loop);
+    candidates_tell(self->candidates, now);
+    while (candidates_waiting(self->candidates) > 0 && s_room(self, "a node heard of", 1) &&
+           candidates_token(self->candidates, now)) {
+        candidate_t k;
+        if (!candidates_next(self->candidates, s_host_busy, self, &k))
+            break;
         char id[PROTO_ID_LEN + 1];
         proto_key_id(k.key, id);
         if (s_by_id(self, id, PROTO_ID_LEN) || s_by_endpoint(self, k.endpoint) ||
-            s_is_self_endpoint(self, k.endpoint) || s_failed(self, id))
+            s_is_self_endpoint(self, k.endpoint) || candidates_failed(self->candidates, id, now))
             continue;
-        self->tokens -= 1;
         member_t *m = s_member_new(self, k.endpoint, 0, k.key);
         if (m)
             m->by_mdns = k.by_mdns;
@@ -596,13 +580,14 @@ static void s_on_hello(cluster_t *self, const proto_msg_t *h, const char *addr,
             m = NULL;
         if (m && (s_key_learned(self, m, key) < 0 || !peer_key(m->peer)))
             return;     /* ourselves, or a key known-peers refuses */
-        if (!m && !s_room(self, "a node dialling us")) {
+        if (!m && !s_room(self, "a node dialling us", 0)) {
             /* Busy: it says HELLO again in a second, and may get in then. */
             s_refuse(self, h->id, h->idlen, EUSERS, "too many peers: try again later");
             return;
         }
         if (!m && !(m = s_member_new(self, endpoint, 0, key)))
             return;
+        m->dialled_us = 1;
     }
     peer_t *p = m->peer;
     int was_up = peer_is_up(p);
@@ -1087,18 +1072,20 @@ static int s_tick_member(cluster_t *self, member_t *mb, int64_t now)
         s_redial(mb);       /* could not be dialled again when reaped */
         return 0;
     }
+    /* A node never met answers in milliseconds if it is there at all. */
+    int64_t redial = !mb->verified && !mb->is_static ? UNMET_REDIAL_MS : REDIAL_MS;
     if ((st == PEER_CONNECTING || st == PEER_GREETED || st == PEER_ACKED) && !mb->verified &&
-        !mb->is_static && now - mb->dialled > REDIAL_MS && ++mb->attempts >= ATTEMPTS_MAX) {
+        !mb->is_static && now - mb->dialled > redial && ++mb->attempts >= ATTEMPTS_MAX) {
         /* Never met, and it does not answer: whoever named it is not
            believed again for a while. */
         zsys_info("peer at %s never answered (%u dials): forgetting it", peer_endpoint(p),
                   mb->attempts);
-        s_remember_failed(self, peer_id(p));
+        candidates_failed_add(self->candidates, peer_id(p), now);
         s_forget(self, mb, "it never answered");
         return -1;
     }
     if ((st == PEER_CONNECTING || st == PEER_GREETED) && mb->ask.fd < 0 &&
-        now - mb->dialled > REDIAL_MS) {
+        now - mb->dialled > redial) {
         /* No handshake: ZeroMQ does not dial again after a refusal (our
            key not authorized there, which may change), and a key learned
            on first use may be stale. Dialled anew, after asking for the
@@ -1237,9 +1224,11 @@ cluster_t *cluster_new(loop_t *loop, const node_config_t *config, clients_t *cli
     self->requests = requests;
     self->router_fd = -1;
     self->last_foreign_log = self->last_twin_log = self->last_spoof_log = INT64_MIN / 2;
-    self->last_full_log = self->last_busy_log = INT64_MIN / 2;
-    self->tokens = config->max_unverified;
-    self->refilled = loop_now(loop);
+    self->last_full_log = self->last_gate_log = INT64_MIN / 2;
+    if (!(self->candidates = candidates_new(config->max_unverified, loop_now(loop)))) {
+        cluster_destroy(&self);
+        return NULL;
+    }
     /* Every peer is a socket: room for them all, set before the first. */
     zsys_set_max_sockets(config->max_peers + 64);
     if (getrandom(&self->incarnation, sizeof self->incarnation, 0) != sizeof self->incarnation)
@@ -1248,6 +1237,7 @@ cluster_t *cluster_new(loop_t *loop, const node_config_t *config, clients_t *cli
         cluster_destroy(&self);
         return NULL;
     }
+    keys_set_gate(self->keys, s_gate, self);
     self->router = zsys_socket(ZMQ_ROUTER, __FILE__, __LINE__);
     if (!self->router) {
         zsys_error("cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
@@ -1348,7 +1338,7 @@ void cluster_destroy(cluster_t **self_p)
     while (self->members.size > 0)
         s_member_free(s_member(self, self->members.size - 1));
     vec_free(&self->members);
-    ring_free(&self->candidates);
+    candidates_destroy(&self->candidates);
     loop_timer_cancel(self->loop, self->tick);
     if (self->router_fd >= 0)
         loop_fd_del(self->loop, self->router_fd);

@@ -35,6 +35,8 @@ struct keys {
     int udp_fd;                 /* answers KEY questions */
     proto_buf_t out;            /* the answers */
     int64_t last_unauth_log;
+    keys_gate_fn *gate;
+    void *gate_arg;
 };
 
 #define KEYFILE_MAX (64 * 1024)
@@ -364,6 +366,12 @@ int keys_known(keys_t *self, const char *endpoint, const uint8_t key[PROTO_KEY_L
     return 0;
 }
 
+void keys_set_gate(keys_t *self, keys_gate_fn *fn, void *arg)
+{
+    self->gate = fn;
+    self->gate_arg = arg;
+}
+
 /* --- ZAP (ZeroMQ RFC 27) ------------------------------------------------------- */
 
 /* Every connection to our ROUTER is asked about here. We take the keys
@@ -397,7 +405,10 @@ static void s_zap_drain(keys_t *self)
             zmq_msg_size(&part[5]) == 5 && memcmp(zmq_msg_data(&part[5]), "CURVE", 5) == 0 &&
             zmq_msg_size(&part[6]) == PROTO_KEY_LEN) {
             const uint8_t *key = zmq_msg_data(&part[6]);
-            if (keys_allowed(self, key)) {
+            if (keys_allowed(self, key) && self->gate && !self->gate(self->gate_arg, key)) {
+                status = "300";     /* the handshake fails; it may try later */
+                text = "busy: no room for another connection";
+            } else if (keys_allowed(self, key)) {
                 proto_hex(key, PROTO_KEY_LEN, uid);
                 status = "200";
                 text = "OK";

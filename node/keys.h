@@ -47,6 +47,11 @@ int keys_closed(const keys_t *self);
    always taken. */
 int keys_allowed(keys_t *self, const uint8_t key[PROTO_KEY_LEN]);
 
+/* Asked by the ZAP handler about each connection to our ROUTER whose key
+   is authorized: is there room for it? 0 turns it away (ZAP 300). */
+typedef int (keys_gate_fn) (void *arg, const uint8_t key[PROTO_KEY_LEN]);
+void keys_set_gate(keys_t *self, keys_gate_fn *fn, void *arg);
+
 /* Says (once in a while) that key, met at where, is not authorized. */
 void keys_refused_log(keys_t *self, const uint8_t key[PROTO_KEY_LEN], const char *where);
 

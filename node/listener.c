@@ -72,6 +72,10 @@ static void s_resume(loop_t *loop, void *arg)
 {
     listener_t *self = arg;
     self->resume = NULL;
+    /* Another thread (ZeroMQ's) may have taken the spare's number the
+       moment it was closed: it is opened again once one is free. */
+    if (self->spare_fd < 0)
+        self->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     loop_fd_mod(loop, self->fd, LOOP_IN);
 }
 

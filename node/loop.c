@@ -2,10 +2,13 @@
 
 #include "loop.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -284,4 +287,22 @@ int loop_run(loop_t *self)
         s_run_timers(self);
     }
     return 0;
+}
+
+long loop_fds_free(void)
+{
+    struct rlimit rl;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d || getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        if (d)
+            closedir(d);
+        return -1;
+    }
+    long open = -1;     /* the directory's own descriptor */
+    for (struct dirent *e; (e = readdir(d));)
+        open += e->d_name[0] != '.';
+    closedir(d);
+    long limit = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > LONG_MAX ? LONG_MAX
+                                                                         : (long) rl.rlim_cur;
+    return limit - open;
 }

@@ -48,6 +48,10 @@ void loop_set_idle(loop_t *self, loop_idle_fn *fn, void *arg);
 int64_t loop_now(const loop_t *self);
 int64_t loop_clock_ms(void);
 
+/* Descriptors this process may still open (RLIMIT_NOFILE less those
+   open, counted in /proc/self/fd), or -1 if it cannot tell. */
+long loop_fds_free(void);
+
 /* Runs until loop_stop(). Returns 0 or -errno if epoll failed. */
 int loop_run(loop_t *self);
 void loop_stop(loop_t *self);

@@ -6,7 +6,7 @@ multicast group 224.0.0.251:5353 of the interface that has ADDR, and
 answers the queries that ask for them. Each fake has a random 32-byte
 "key" and the TXT record a real node publishes (discovery/mdns.c):
 
-    v=2  cluster=CLUSTER  port=P  name=fakeN  key=<Z85 of the key>
+    v=3  cluster=CLUSTER  port=P  name=fakeN  key=<Z85 of the key>
     id=<the key's first 16 bytes in hex>
 
 so that a node believes it and dials it: SRV fakeN._ipcnode._tcp.local ->
@@ -118,7 +118,7 @@ class Flood:
             key = secrets.token_bytes(32)
             port = args.base_port + n
             name = "fake%d" % n
-            txt = [b"v=2", ("cluster=" + args.cluster).encode(), ("port=%d" % port).encode(),
+            txt = [b"v=3", ("cluster=" + args.cluster).encode(), ("port=%d" % port).encode(),
                    ("name=" + name).encode(), ("key=" + z85_encode(key)).encode(),
                    ("id=" + key[:16].hex()).encode()]
             self.fakes.append({"instance": "%s.%s" % (name, SERVICE), "port": port,

@@ -152,7 +152,7 @@ line=$(host_exec h1 timeout -k 1 20 avahi-browse -rtp _ipcnode._tcp 2>/dev/null 
 n=$(cut -d';' -f4 <<<"$line")
 n=${n#fake}
 st=1
-if [ -n "$n" ] && [[ $line == *'"v=2"'* && $line == *'"cluster=ipcnet"'* &&
+if [ -n "$n" ] && [[ $line == *'"v=3"'* && $line == *'"cluster=ipcnet"'* &&
     $line == *"\"name=fake$n\""* && $line == *"\"port=$((BASE_PORT + n))\""* &&
     $line == *'"key='* && $line == *'"id='* ]] &&
     [ "$(cut -d';' -f8 <<<"$line")" = "$(host_ip h2)" ] &&
