@@ -32,8 +32,10 @@ typedef struct ipcnet ipcnet_t;
 /* Flags of ipcnet_send() and ipcnet_publish(). */
 #define IPCNET_DONTWAIT  0x01   /* return -EAGAIN rather than wait for room */
 #define IPCNET_MORE      0x02   /* more follow: queue, write later in one batch */
-#define IPCNET_CONFIRM   0x04   /* wait until the node has queued it for its
-                                   receiver; errors come back from this call */
+#define IPCNET_CONFIRM   0x04   /* wait until the receiver's node has written
+                                   it to the receiver's socket (a publication:
+                                   until queued and forwarded); errors come
+                                   back from this call */
 
 /* What ipcnet_recv() returns. */
 typedef enum {

@@ -59,7 +59,7 @@ enum {
 };
 
 /* Flags of SEND and PUBLISH. */
-#define WIRE_F_CONFIRM  0x0001  /* answer OK once delivered to a queue */
+#define WIRE_F_CONFIRM  0x0001  /* answer OK once written to the receiver's socket */
 
 /* Flag of OK: a part of the answer; more OKs with the same seq follow. */
 #define WIRE_F_MORE     0x0002

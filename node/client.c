@@ -19,9 +19,11 @@ typedef struct {
     size_t off, len;
 } chunk_t;
 
-/* A peer's message queued here, acknowledged once written up to end. */
+/* A peer's message queued here, acknowledged once written up to end;
+   or (confirm) a sender to answer then. */
 typedef struct {
     client_origin_t from;
+    confirm_t *confirm;
     uint64_t end;               /* bytes_in once it was queued */
 } delivery_t;
 
@@ -143,7 +145,7 @@ int client_queue_frame(client_t *c, const uint8_t *head, size_t hlen, buf_t *pbu
         /* A peer's message: acknowledged once written to c's socket. */
         delivery_t *d = ring_push(&c->deliveries, sizeof *d, 16);
         if (d) {
-            *d = (delivery_t) { *from, c->bytes_in };
+            *d = (delivery_t) { *from, NULL, c->bytes_in };
             peer_ref(from->peer);
             peer_hold(from->peer, from->epoch, from->seq);
         }
@@ -153,18 +155,46 @@ int client_queue_frame(client_t *c, const uint8_t *head, size_t hlen, buf_t *pbu
     return rc;
 }
 
+int client_confirm(client_t *c, uint64_t client, peer_t *peer, uint32_t seq,
+                   const char *from, size_t fromlen, const char *name, size_t namelen)
+{
+    confirm_t *k = malloc(sizeof *k + fromlen + namelen);
+    delivery_t *d = k ? ring_push(&c->deliveries, sizeof *d, 16) : NULL;
+    if (!d) {
+        free(k);
+        return -ENOMEM;
+    }
+    *k = (confirm_t) { .client = client, .peer = peer, .seq = seq, .what = WIRE_SEND,
+                       .fromlen = (uint8_t) fromlen, .namelen = (uint8_t) namelen };
+    memcpy(k->strings, from, fromlen);
+    memcpy(k->strings + fromlen, name, namelen);
+    if (peer)
+        peer_ref(peer);
+    *d = (delivery_t) { .confirm = k, .end = c->bytes_in };
+    return 0;
+}
+
 /* Peers' messages whose last byte has left (or, with all, everything: c
-   is going) are delivered as far as this node can tell. */
+   is going) are delivered as far as this node can tell; senders who
+   asked hear it, or that c went before. */
 static void s_delivered(client_t *c, int all)
 {
     while (c->deliveries.count > 0) {
         delivery_t *d = &RING_AT(&c->deliveries, delivery_t, 0);
         if (!all && d->end > c->bytes_out)
             break;
-        client_origin_t from = d->from;
+        delivery_t done = *d;
         ring_pop(&c->deliveries);
-        peer_release(from.peer, from.epoch, from.seq);
-        peer_unref(&from.peer);
+        if (done.confirm) {
+            struct confirm_hook *hook = &c->clients->confirmed;
+            if (hook->fn)
+                hook->fn(hook->arg, done.confirm, done.end <= c->bytes_out ? 0 : ECONNRESET);
+            peer_unref(&done.confirm->peer);
+            free(done.confirm);
+            continue;
+        }
+        peer_release(done.from.peer, done.from.epoch, done.from.seq);
+        peer_unref(&done.from.peer);
     }
 }
 

@@ -34,6 +34,7 @@
 typedef struct client client_t;
 typedef struct request request_t;
 struct route;
+struct confirm;
 
 #define CLIENT_GROUPS   32      /* groups of a client the policy knows */
 
@@ -50,6 +51,10 @@ typedef struct {
     vec_t runnable_peers;       /* peers whose parked messages may go on (references) */
     vec_t starved;              /* clients not read until large-frame memory frees */
     size_t large;               /* bytes of large-frame buffers held by readers */
+    struct confirm_hook {       /* answers IPCNET_CONFIRM once written (deliver.c) */
+        void (*fn) (void *arg, const struct confirm *k, int err);
+        void *arg;
+    } confirmed;
 } clients_t;
 
 struct client {
@@ -114,6 +119,25 @@ typedef struct {
     peer_t *peer;
     uint32_t epoch, seq;
 } client_origin_t;
+
+/* A sender waiting to hear that its message was written to the socket
+   of its receiver (CONFIRM): a local client, by id, or a peer's client,
+   answered ACK (or FAIL) on that peer. */
+typedef struct confirm {
+    uint64_t client;            /* the local sender, or 0 */
+    peer_t *peer;               /* or the peer (a reference while queued) */
+    uint32_t seq;               /* the local SEND's seq, or the MSG's cseq */
+    uint8_t what;               /* WIRE_SEND */
+    uint8_t fromlen, namelen;
+    char strings[];             /* a peer's sender's address, then the name */
+} confirm_t;
+
+/* Answers k once the frame queued last on c has been written to c's
+   socket (err 0), or if c goes before that (err ECONNRESET), through
+   clients->confirmed. from: a peer's sender's address; name: the name it
+   was sent to. Returns 0, or -ENOMEM (the caller answers at once). */
+int client_confirm(client_t *c, uint64_t client, peer_t *peer, uint32_t seq,
+                   const char *from, size_t fromlen, const char *name, size_t namelen);
 
 /* Payloads this large in a shared buffer are queued by reference. */
 #define CLIENT_BY_REF   (16 * 1024)

@@ -33,6 +33,34 @@ struct deliver {
     vec_t peers;                /* the peers a publication goes to */
 };
 
+/* A message sent with CONFIRM was written to its receiver's socket (err
+   0), or the receiver went before (ECONNRESET): its sender hears it, here
+   or on the node it came from. */
+static void s_confirmed(void *arg, const confirm_t *k, int err)
+{
+    deliver_t *self = arg;
+    const char *name = k->strings + k->fromlen;
+    static const char gone[] = "the receiver went away before the message was written to it";
+    if (k->peer) {
+        if (!peer_is_up(k->peer))
+            return;     /* lost meanwhile: it fails its flights itself */
+        if (err == 0)
+            peer_send_ack(k->peer, k->seq, k->strings, k->fromlen);
+        else
+            peer_send_fail(k->peer, err, k->seq, k->what, k->strings, k->fromlen, name,
+                           k->namelen, gone);
+        return;
+    }
+    client_t *c = directory_client(self->dir, k->client);
+    if (!c || c->doomed)
+        return;
+    if (err == 0)
+        client_send_control(c, WIRE_OK, 0, k->seq, 0, NULL, 0, NULL, 0, NULL, 0);
+    else
+        client_send_control(c, WIRE_ERROR, k->what, k->seq, (uint32_t) err, name, k->namelen,
+                            gone, sizeof gone - 1, NULL, 0);
+}
+
 deliver_t *deliver_new(clients_t *clients, directory_t *dir, requests_t *requests,
                        policy_t *policy, const node_config_t *config, node_stats_t *stats)
 {
@@ -45,6 +73,8 @@ deliver_t *deliver_new(clients_t *clients, directory_t *dir, requests_t *request
     self->policy = policy;
     self->cfg = config;
     self->stats = stats;
+    clients->confirmed.fn = s_confirmed;
+    clients->confirmed.arg = self;
     return self;
 }
 
@@ -251,8 +281,10 @@ int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbu
     }
     client_queue_frame(to, head, hlen, pbuf, f->data, f->size, NULL);
     self->stats->delivered++;
-    if (f->flags & WIRE_F_CONFIRM)
-        client_send_ok(c, f, NULL, 0);
+    /* CONFIRM: answered once written to the receiver's socket. */
+    if ((f->flags & WIRE_F_CONFIRM) &&
+        client_confirm(to, c->id, NULL, f->seq, NULL, 0, f->s1, f->s1len) < 0)
+        client_send_ok(c, f, NULL, 0);      /* no memory to wait: queued, as before */
     return CLIENT_DONE;
 }
 
@@ -461,7 +493,9 @@ static int s_remote_msg(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq
     client_queue_frame(t.to, head, hlen, pbuf, m->data, m->size, origin);
     buf_unref(&pbuf);
     self->stats->delivered++;
-    if (m->flags & P_F_CONFIRM)
+    /* CONFIRM: acknowledged once written to the receiver's socket. */
+    if ((m->flags & P_F_CONFIRM) &&
+        client_confirm(t.to, 0, peer, m->cseq, m->from, m->fromlen, m->to, m->tolen) < 0)
         peer_send_ack(peer, m->cseq, m->from, m->fromlen);
     return CLIENT_DONE;
 }

@@ -49,7 +49,7 @@ enum {
 enum { P_KIND_SEND = 1, P_KIND_REQUEST = 2 };
 
 /* Flags */
-#define P_F_CONFIRM 0x01    /* MSG: answer ACK once queued for a holder */
+#define P_F_CONFIRM 0x01    /* MSG: answer ACK once written to the holder's socket */
 
 /* A decoded message; strings and payload are views into the frame. The
    list of NAMES/SUBS/PEERS stays encoded: walk it with proto_list_next. */
