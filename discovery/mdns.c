@@ -15,6 +15,7 @@
 
 #include "mdns.h"
 #include "avahi_poll.h"
+#include "log.h"
 #include "proto.h"
 
 #include <avahi-client/client.h>
@@ -99,8 +100,8 @@ static void s_evict(mdns_t *self)
     int64_t now = zclock_mono();
     self->evicted++;
     if (now - self->last_evict_log > 60000) {
-        zsys_warning("mDNS: more than %d nodes announced: %u forgotten at random", SEEN_MAX,
-                     self->evicted);
+        log_warning("mDNS: more than %d nodes announced: %u forgotten at random", SEEN_MAX,
+                    self->evicted);
         self->evicted = 0;
         self->last_evict_log = now;
     }
@@ -157,8 +158,8 @@ static void s_settle(loop_t *loop, void *arg)
     if (!self->client || !self->group ||
         avahi_entry_group_get_state(self->group) == AVAHI_ENTRY_GROUP_ESTABLISHED)
         return;
-    zsys_notice("mDNS: '%s' not established after %d ms; publishing it again",
-                self->service, SETTLE_MS);
+    log_notice("mDNS: '%s' not established after %d ms; publishing it again",
+               self->service, SETTLE_MS);
     avahi_entry_group_free(self->group);
     self->group = NULL;
     s_register(self);
@@ -171,27 +172,27 @@ static void s_group_cb(AvahiEntryGroup *g, AvahiEntryGroupState state, void *arg
     if (state == AVAHI_ENTRY_GROUP_ESTABLISHED) {
         loop_timer_cancel(self->loop, self->settle);
         self->settle = NULL;
-        zsys_info("mDNS: published '%s' (%s, port %d)", self->service, MDNS_TYPE, self->port);
+        log_info("mDNS: published '%s' (%s, port %d)", self->service, MDNS_TYPE, self->port);
     }
     else if (state == AVAHI_ENTRY_GROUP_COLLISION) {
         /* Another node has our name: take the next one, the Avahi way. */
         char *alt = avahi_alternative_service_name(self->service);
-        zsys_notice("mDNS: service name '%s' is taken, trying '%s'", self->service, alt);
+        log_notice("mDNS: service name '%s' is taken, trying '%s'", self->service, alt);
         avahi_free(self->service);
         self->service = alt;
         avahi_entry_group_reset(g);
         s_register(self);
     } else if (state == AVAHI_ENTRY_GROUP_FAILURE)
-        zsys_warning("mDNS: publishing failed: %s",
-                     avahi_strerror(avahi_client_errno(avahi_entry_group_get_client(g))));
+        log_warning("mDNS: publishing failed: %s",
+                    avahi_strerror(avahi_client_errno(avahi_entry_group_get_client(g))));
 }
 
 static void s_register(mdns_t *self)
 {
     if (!self->group &&
         !(self->group = avahi_entry_group_new(self->client, s_group_cb, self))) {
-        zsys_warning("mDNS: cannot make an entry group: %s",
-                     avahi_strerror(avahi_client_errno(self->client)));
+        log_warning("mDNS: cannot make an entry group: %s",
+                    avahi_strerror(avahi_client_errno(self->client)));
         return;
     }
     if (!avahi_entry_group_is_empty(self->group))
@@ -215,7 +216,7 @@ static void s_register(mdns_t *self)
             continue;
         }
         if (rc < 0 || (rc = avahi_entry_group_commit(self->group)) < 0)
-            zsys_warning("mDNS: cannot publish '%s': %s", self->service, avahi_strerror(rc));
+            log_warning("mDNS: cannot publish '%s': %s", self->service, avahi_strerror(rc));
         else if (!self->settle)
             self->settle = loop_timer_add(self->loop, SETTLE_MS, s_settle, self);
         return;
@@ -261,8 +262,8 @@ static void s_resolve_next(mdns_t *self)
         if (s->resolver)
             self->resolving++;
         else
-            zsys_warning("mDNS: cannot resolve '%s': %s", s->name,
-                         avahi_strerror(avahi_client_errno(self->client)));
+            log_warning("mDNS: cannot resolve '%s': %s", s->name,
+                        avahi_strerror(avahi_client_errno(self->client)));
     }
 }
 
@@ -289,14 +290,14 @@ static void s_resolved(AvahiServiceResolver *r, AvahiIfIndex iface, AvahiProtoco
         strcmp(s_txt(txt, "cluster", cluster, sizeof cluster) ? cluster : "ipcnet",
                self->cluster) == 0) {
         if (!s_txt(txt, "v", version, sizeof version) || strcmp(version, want) != 0)
-            zsys_warning("mDNS: node '%s' speaks protocol version %s, we speak %s: ignoring it",
-                         name, s_txt(txt, "v", version, sizeof version) ? version : "?", want);
+            log_warning("mDNS: node '%s' speaks protocol version %s, we speak %s: ignoring it",
+                        name, s_txt(txt, "v", version, sizeof version) ? version : "?", want);
         else if (!s_txt(txt, "key", ztxt, sizeof ztxt) || strlen(ztxt) != 40 ||
                  !zmq_z85_decode(key, ztxt) ||
                  (proto_key_id(key, kid), strcmp(kid, id) != 0))
             /* Its id must be its key's: a record that says otherwise is
                not one to dial. */
-            zsys_warning("mDNS: node '%s' has no valid key for its id: ignoring it", name);
+            log_warning("mDNS: node '%s' has no valid key for its id: ignoring it", name);
         else {
             if (!s_txt(txt, "name", nodename, sizeof nodename))
                 snprintf(nodename, sizeof nodename, "%s", name);
@@ -326,8 +327,8 @@ static void s_browsed(AvahiServiceBrowser *b, AvahiIfIndex iface, AvahiProtocol 
     (void) type;        /* ours, browsed for */
     mdns_t *self = arg;
     if (event == AVAHI_BROWSER_FAILURE) {
-        zsys_warning("mDNS: browsing failed: %s",
-                     avahi_strerror(avahi_client_errno(avahi_service_browser_get_client(b))));
+        log_warning("mDNS: browsing failed: %s",
+                    avahi_strerror(avahi_client_errno(avahi_service_browser_get_client(b))));
         return;
     }
     if (event == AVAHI_BROWSER_NEW) {
@@ -396,14 +397,14 @@ static void s_client_cb(AvahiClient *c, AvahiClientState state, void *arg)
     switch (state) {
     case AVAHI_CLIENT_S_RUNNING:
         if (self->said_absent)
-            zsys_notice("mDNS: avahi-daemon is here; publishing and browsing");
+            log_notice("mDNS: avahi-daemon is here; publishing and browsing");
         self->said_absent = 0;
         /* Browse first: nodes already there answer within ~100 ms, while
            our own record takes Avahi's probing (~750 ms) to appear. */
         if (!self->browser &&
             !(self->browser = avahi_service_browser_new(c, AVAHI_IF_UNSPEC, AVAHI_PROTO_UNSPEC,
                                                         MDNS_TYPE, NULL, 0, s_browsed, self)))
-            zsys_warning("mDNS: cannot browse: %s", avahi_strerror(avahi_client_errno(c)));
+            log_warning("mDNS: cannot browse: %s", avahi_strerror(avahi_client_errno(c)));
         s_register(self);
         break;
     case AVAHI_CLIENT_S_COLLISION:
@@ -414,19 +415,19 @@ static void s_client_cb(AvahiClient *c, AvahiClientState state, void *arg)
         break;
     case AVAHI_CLIENT_CONNECTING:
         if (!self->said_absent)
-            zsys_notice("mDNS off: avahi-daemon is not running; local clients and static peers "
-                        "work, and the node registers as soon as it starts");
+            log_notice("mDNS off: avahi-daemon is not running; local clients and static peers "
+                       "work, and the node registers as soon as it starts");
         self->said_absent = 1;
         break;
     case AVAHI_CLIENT_FAILURE:
         if (avahi_client_errno(c) == AVAHI_ERR_DISCONNECTED) {
-            zsys_notice("mDNS: avahi-daemon went away; waiting for it to come back");
+            log_notice("mDNS: avahi-daemon went away; waiting for it to come back");
             self->said_absent = 1;
             /* Not from inside its own callback: on the next turn. */
             if (!self->retry)
                 self->retry = loop_timer_add(self->loop, 0, s_retry, self);
         } else
-            zsys_warning("mDNS: %s", avahi_strerror(avahi_client_errno(c)));
+            log_warning("mDNS: %s", avahi_strerror(avahi_client_errno(c)));
         break;
     }
 }
@@ -440,8 +441,8 @@ static void s_client_new(mdns_t *self)
     if (!c) {
         /* No system bus at all: try again later, quietly after once. */
         if (!self->said_absent)
-            zsys_notice("mDNS off: %s; local clients and static peers work, retrying every 5 s",
-                        avahi_strerror(err));
+            log_notice("mDNS off: %s; local clients and static peers work, retrying every 5 s",
+                       avahi_strerror(err));
         self->said_absent = 1;
         self->retry = loop_timer_add(self->loop, 5000, s_retry, self);
         return;

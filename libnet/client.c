@@ -479,6 +479,7 @@ static int s_take(ipcnet_t *c, ipcnet_msg_t *msg)
    (the node's error for seq, or -ETIMEDOUT). */
 static int s_await(ipcnet_t *c, uint32_t seq, int64_t deadline, wire_frame_t *ret)
 {
+    c->why[0] = 0;      /* the words of this failure, or none */
     int rc = s_drain(c, deadline);
     size_t at = c->rx_head;
     while (rc == 0) {
@@ -998,7 +999,8 @@ const char *ipcnet_strerror(int err)
 {
     switch (err) {
     case 0:             return "success";
-    case -ENOENT:       return "no such name: nobody holds it";
+    case -ENOENT:       return "no such name: nobody holds it (from ipcnet_connect: no socket "
+                               "at that path: is the node running?)";
     case -EHOSTUNREACH: return "peer lost or unreachable";
     case -ECONNRESET:   return "connection lost (the node or the holder went away)";
     case -ETIMEDOUT:    return "timed out";

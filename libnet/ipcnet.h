@@ -123,8 +123,9 @@ void ipcnet_close(ipcnet_t **c);
 
 /* The node's words for why the last call that waited for its answer
    failed ("denied by /etc/ipc-node/policy:3: deny bind printer", "held by
-   another user", ...; "" when it said none). Borrowed, valid until the
-   next failure. */
+   another user", "no such node", ...; "" when it said none, and after a
+   call that waited and succeeded). Borrowed, valid until the next call
+   that waits for an answer. */
 const char *ipcnet_last_error(const ipcnet_t *c);
 
 /* This client's unique address, ":N@node", and its node's name; borrowed. */
@@ -210,7 +211,8 @@ int ipcnet_unwatch(ipcnet_t *c, const char *pattern);
    by tabs. *ret_text is given to the caller (free()). */
 int ipcnet_query(ipcnet_t *c, int what, char **ret_text);
 
-/* Words for a negative errno returned by any call. */
+/* Words for a negative errno returned by any call (-ENOENT covers both
+   its meanings: no holder of a name, and, from ipcnet_connect, no socket). */
 const char *ipcnet_strerror(int err);
 
 #ifdef __cplusplus

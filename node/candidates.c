@@ -1,6 +1,7 @@
 /*  candidates.c: nodes heard of and not met; see candidates.h. */
 
 #include "candidates.h"
+#include "log.h"
 
 #include <czmq.h>
 #include <stdlib.h>
@@ -66,8 +67,8 @@ void candidates_add(candidates_t *self, const char *endpoint, const uint8_t *key
         /* Full: a newcomer is as likely to be real as any that waits. */
         k = &self->pool[s_random(self, CANDIDATES_MAX)];
         if (self->dropped++ == 0 && self->refilled - self->told >= TELL_EVERY_MS) {
-            zsys_warning("heard of more nodes than can wait to be dialled (%d): dropping some "
-                         "at random", CANDIDATES_MAX);
+            log_warning("heard of more nodes than can wait to be dialled (%d): dropping some "
+                        "at random", CANDIDATES_MAX);
             self->dropped = 0;
             self->told = self->refilled;
         }
@@ -145,8 +146,8 @@ void candidates_tell(candidates_t *self, int64_t now)
 {
     if (self->dropped == 0 || now - self->told < TELL_EVERY_MS)
         return;
-    zsys_warning("heard of more nodes than can wait to be dialled (%d): %u more dropped at "
-                 "random", CANDIDATES_MAX, self->dropped);
+    log_warning("heard of more nodes than can wait to be dialled (%d): %u more dropped at "
+                "random", CANDIDATES_MAX, self->dropped);
     self->dropped = 0;
     self->told = now;
 }

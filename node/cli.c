@@ -41,8 +41,11 @@ static void s_json_str(const char *s, size_t len)
    refusal or a limit the node's own for why (the rule that denied it). */
 static void s_failed(ipcnet_t *c, const char *what, const char *target, int rc)
 {
-    const char *why = rc == -EACCES || rc == -ENOBUFS ? ipcnet_last_error(c) : "";
-    fprintf(stderr, "ipc-node: cannot %s '%s': %s%s%s%s\n", what, target, ipcnet_strerror(rc),
+    /* The node's words, when it gave any ("no such node", the rule that
+       denied it, ...). */
+    const char *why = ipcnet_last_error(c);
+    fprintf(stderr, "ipc-node: cannot %s '%s': %s%s%s%s\n", what, target,
+            rc == -ENOENT ? "no such name: nobody holds it" : ipcnet_strerror(rc),
             *why ? " (" : "", why, *why ? ")" : "");
 }
 

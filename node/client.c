@@ -2,6 +2,7 @@
     pausing its senders, and doom. */
 
 #include "client.h"
+#include "log.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -137,7 +138,7 @@ int client_queue_frame(client_t *c, const uint8_t *head, size_t hlen, buf_t *pbu
             rc = -ENOMEM;
     }
     if (rc < 0) {
-        zsys_error("client %s: out of memory queueing a frame; disconnecting", c->address);
+        log_error("client %s: out of memory queueing a frame; disconnecting", c->address);
         c->doomed = 1;
     }
     c->bytes_in += hlen + size;
@@ -324,14 +325,14 @@ void client_doom(client_t *c, const char *why)
     if (c->doomed)
         return;
     if (why)
-        zsys_notice("client %s (%s, pid %d): %s; disconnecting", c->address, c->label,
-                    (int) c->cred.pid, why);
+        log_notice("client %s (%s, pid %d): %s; disconnecting", c->address, c->label,
+                   (int) c->cred.pid, why);
     c->doomed = 1;
     clients_t *clients = c->clients;
     clients->gen++;         /* routes to it are stale */
     clients->stats->dropped_clients += why != NULL;
     if (vec_push(&clients->doomed, c) < 0)
-        zsys_error("out of memory tearing down client %s", c->address);
+        log_error("out of memory tearing down client %s", c->address);
     client_update_events(c);
 }
 

@@ -22,6 +22,7 @@
 #include "cluster.h"
 #include "candidates.h"
 #include "keys.h"
+#include "log.h"
 #include "mdns.h"
 #include "peer.h"
 
@@ -150,7 +151,7 @@ static int s_dial(member_t *m)
     m->dialled = loop_now(m->cluster->loop);
     int rc = peer_dial(m->peer, m->is_static || m->verified, s_dealer_ready, m);
     if (rc < 0)
-        zsys_warning("cannot connect to %s: %s", peer_endpoint(m->peer), zmq_strerror(-rc));
+        log_warning("cannot connect to %s: %s", peer_endpoint(m->peer), zmq_strerror(-rc));
     return rc;
 }
 
@@ -197,8 +198,8 @@ static int s_room(cluster_t *self, const char *what, int hearsay)
         return 1;
     int64_t now = loop_now(self->loop);
     if (now - self->last_full_log > LOG_EVERY_MS) {
-        zsys_warning("%s: %zu peers known, %zu not yet met: at %s, waiting", what,
-                     self->members.size, unmet, full);
+        log_warning("%s: %zu peers known, %zu not yet met: at %s, waiting", what,
+                    self->members.size, unmet, full);
         self->last_full_log = now;
     }
     return 0;
@@ -225,9 +226,9 @@ static int s_gate(void *arg, const uint8_t *key)
         return 1;
     int64_t now = loop_now(self->loop);
     if (now - self->last_gate_log > LOG_EVERY_MS) {
-        zsys_warning("a node dialling us (%.8s) turned away: %ld descriptors left, %ld kept for "
-                     "local clients and known peers (raise LimitNOFILE= or lower --max-clients)",
-                     id, left, keep);
+        log_warning("a node dialling us (%.8s) turned away: %ld descriptors left, %ld kept for "
+                    "local clients and known peers (raise LimitNOFILE= or lower --max-clients)",
+                    id, left, keep);
         self->last_gate_log = now;
     }
     return 0;
@@ -336,8 +337,8 @@ static void s_came_up(cluster_t *self, member_t *m)
     peer_t *p = m->peer;
     m->verified = 1;
     m->attempts = 0;
-    zsys_notice("peer %s (%.8s) up at %s (%s)", peer_name(p), peer_id(p), peer_endpoint(p),
-                s_source(m));
+    log_notice("peer %s (%.8s) up at %s (%s)", peer_name(p), peer_id(p), peer_endpoint(p),
+               s_source(m));
     directory_peer_state(self->dir, p, 1);
     s_gossip(self, m, NULL);
     for (size_t i = 0; i < self->members.size; i++)
@@ -360,8 +361,8 @@ static void s_reap_one(cluster_t *self, member_t *m)
     peer_t *p = m->peer;
     int was_up = peer_lost_from(p) == PEER_UP;
     if (was_up) {
-        zsys_notice("peer %s (%.8s) at %s lost: %s", peer_name(p), peer_id(p), peer_endpoint(p),
-                    peer_lost_why(p));
+        log_notice("peer %s (%.8s) at %s lost: %s", peer_name(p), peer_id(p), peer_endpoint(p),
+                   peer_lost_why(p));
         m->down_since = loop_now(self->loop);
     }
     directory_peer_forget(self->dir, p);
@@ -535,8 +536,8 @@ static void s_on_hello(cluster_t *self, const proto_msg_t *h, const char *addr,
         if (h->incarnation == self->incarnation)
             s_hello_ack(self, h);
         else if (loop_now(self->loop) - self->last_twin_log > 60000) {
-            zsys_warning("a node at %s says HELLO with our own id %.8s (copied state directory?), "
-                         "ignoring", addr, keys_id(self->keys));
+            log_warning("a node at %s says HELLO with our own id %.8s (copied state directory?), "
+                        "ignoring", addr, keys_id(self->keys));
             self->last_twin_log = loop_now(self->loop);
         }
         return;
@@ -546,9 +547,9 @@ static void s_on_hello(cluster_t *self, const proto_msg_t *h, const char *addr,
         /* Another cluster's node: say so, once in a while. */
         int64_t now = loop_now(self->loop);
         if (now - self->last_foreign_log > 60000) {
-            zsys_notice("node %.*s at %s belongs to cluster '%.*s', not '%s': ignoring it",
-                        (int) h->namelen, h->name, addr, (int) h->clusterlen, h->cluster,
-                        self->cfg->cluster);
+            log_notice("node %.*s at %s belongs to cluster '%.*s', not '%s': ignoring it",
+                       (int) h->namelen, h->name, addr, (int) h->clusterlen, h->cluster,
+                       self->cfg->cluster);
             self->last_foreign_log = now;
         }
         s_refuse(self, h->id, h->idlen, EACCES, "another cluster");
@@ -689,8 +690,8 @@ static void s_on_list(cluster_t *self, member_t *mb, const proto_msg_t *m)
         ep[eplen] = 0;
         if (!s_by_endpoint(self, ep) && !s_is_self_endpoint(self, ep)) {
             if (self->cfg->verbose)
-                zsys_info("peer %s heard of %.*s at %s", peer_name(mb->peer),
-                          (int) namelen, name, ep);
+                log_info("peer %s heard of %.*s at %s", peer_name(mb->peer),
+                         (int) namelen, name, ep);
             s_candidate(self, ep, (const uint8_t *) key, 0);
         }
     }
@@ -706,8 +707,8 @@ static int s_from_owner(cluster_t *self, const char *uid, const char *addr, cons
         return 1;
     int64_t now = loop_now(self->loop);
     if (now - self->last_spoof_log > 10000) {
-        zsys_warning("a node at %s with key %.16s... speaks as %.*s, not its own id: ignoring it",
-                     addr ? addr : "?", uid ? uid : "?", (int) (ridlen > 64 ? 64 : ridlen), rid);
+        log_warning("a node at %s with key %.16s... speaks as %.*s, not its own id: ignoring it",
+                    addr ? addr : "?", uid ? uid : "?", (int) (ridlen > 64 ? 64 : ridlen), rid);
         self->last_spoof_log = now;
     }
     return 0;
@@ -736,21 +737,21 @@ void cluster_input(cluster_t *self, const char *uid, const char *peer_address,
             addr += 7;      /* IPv4 on a dual-stack socket: dialled as IPv4 */
     }
     if (rc == -EPROTO) {
-        zsys_error("node at %s speaks protocol version %u, we speak %u: refusing it",
-                   addr, m.version, PROTO_VERSION);
+        log_error("node at %s speaks protocol version %u, we speak %u: refusing it",
+                  addr, m.version, PROTO_VERSION);
         s_refuse(self, rid, ridlen, EPROTO, "protocol version not supported");
         return;
     }
     if (rc < 0) {
-        zsys_warning("malformed message from %s (%s)%s", p ? peer_name(p) : "an unknown node",
-                     addr, p ? "; dropping the peer" : ", ignoring");
+        log_warning("malformed message from %s (%s)%s", p ? peer_name(p) : "an unknown node",
+                    addr, p ? "; dropping the peer" : ", ignoring");
         if (p)
             s_restart(self, mb, "it sent a malformed message");
         return;
     }
     if (m.type == P_HELLO) {
         if (m.idlen != ridlen || memcmp(m.id, rid, m.idlen) != 0) {
-            zsys_warning("HELLO from %s claims an id its connection does not carry, ignoring", addr);
+            log_warning("HELLO from %s claims an id its connection does not carry, ignoring", addr);
             return;
         }
         uint8_t key[PROTO_KEY_LEN];
@@ -874,14 +875,14 @@ static int s_dealer_message(cluster_t *self, member_t *mb, const uint8_t *data, 
     proto_msg_t m;
     int rc = proto_decode(data, size, &m);
     if (rc < 0) {
-        zsys_warning("malformed answer from %s, ignoring", peer_endpoint(p));
+        log_warning("malformed answer from %s, ignoring", peer_endpoint(p));
         return 0;
     }
     if (m.type == P_FAIL && m.tolen == 0 && m.error == EUSERS) {
         /* Busy with other peers: our HELLO is said again each second. */
         int64_t now = loop_now(self->loop);
         if (now - mb->last_refused_log > LOG_EVERY_MS) {
-            zsys_notice("node at %s is busy: %.*s", peer_endpoint(p), (int) m.textlen, m.text);
+            log_notice("node at %s is busy: %.*s", peer_endpoint(p), (int) m.textlen, m.text);
             mb->last_refused_log = now;
         }
         return 0;
@@ -892,7 +893,7 @@ static int s_dealer_message(cluster_t *self, member_t *mb, const uint8_t *data, 
            forgotten. */
         int64_t now = loop_now(self->loop);
         if (!mb->is_static || now - mb->last_refused_log > 60000) {
-            zsys_notice("node at %s refused us: %.*s", peer_endpoint(p), (int) m.textlen, m.text);
+            log_notice("node at %s refused us: %.*s", peer_endpoint(p), (int) m.textlen, m.text);
             mb->last_refused_log = now;
         }
         if (!mb->is_static) {
@@ -923,8 +924,8 @@ static int s_dealer_message(cluster_t *self, member_t *mb, const uint8_t *data, 
     if (!peer_key(p) || memcmp(m.id, peer_id(p), PROTO_ID_LEN) != 0) {
         /* It holds the key we dialled (CURVE proved it): its id is that
            key's, whatever it says. */
-        zsys_warning("node at %s answers with id %.8s, not its key's %.8s: ignoring it",
-                     peer_endpoint(p), m.id, peer_id(p));
+        log_warning("node at %s answers with id %.8s, not its key's %.8s: ignoring it",
+                    peer_endpoint(p), m.id, peer_id(p));
         return 0;
     }
     if (memcmp(m.id, keys_id(self->keys), PROTO_ID_LEN) == 0) {
@@ -1078,8 +1079,8 @@ static int s_tick_member(cluster_t *self, member_t *mb, int64_t now)
         !mb->is_static && now - mb->dialled > redial && ++mb->attempts >= ATTEMPTS_MAX) {
         /* Never met, and it does not answer: whoever named it is not
            believed again for a while. */
-        zsys_info("peer at %s never answered (%u dials): forgetting it", peer_endpoint(p),
-                  mb->attempts);
+        log_info("peer at %s never answered (%u dials): forgetting it", peer_endpoint(p),
+                 mb->attempts);
         candidates_failed_add(self->candidates, peer_id(p), now);
         s_forget(self, mb, "it never answered");
         return -1;
@@ -1093,8 +1094,8 @@ static int s_tick_member(cluster_t *self, member_t *mb, int64_t now)
         if (now - mb->last_redial_log > 60000) {
             char key[41];
             zmq_z85_encode(key, peer_key(p), PROTO_KEY_LEN);
-            zsys_notice("no handshake with %s yet: it is down, or its key is not %s, "
-                        "or ours is not authorized there; dialling again", peer_endpoint(p), key);
+            log_notice("no handshake with %s yet: it is down, or its key is not %s, "
+                       "or ours is not authorized there; dialling again", peer_endpoint(p), key);
             mb->last_redial_log = now;
         }
         if (s_dial(mb) < 0) {
@@ -1204,7 +1205,7 @@ static void s_mdns(void *arg, const char *id, const char *name, const char *endp
         return;
     }
     /* Its id is its key's; the handshake proves it holds that key. */
-    zsys_info("mDNS: found %s (%.8s) at %s", name, id, endpoint);
+    log_info("mDNS: found %s (%.8s) at %s", name, id, endpoint);
     s_candidate(self, endpoint, key, 1);
 }
 
@@ -1240,7 +1241,7 @@ cluster_t *cluster_new(loop_t *loop, const node_config_t *config, clients_t *cli
     keys_set_gate(self->keys, s_gate, self);
     self->router = zsys_socket(ZMQ_ROUTER, __FILE__, __LINE__);
     if (!self->router) {
-        zsys_error("cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
+        log_error("cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
         cluster_destroy(&self);
         return NULL;
     }
@@ -1274,8 +1275,8 @@ cluster_t *cluster_new(loop_t *loop, const node_config_t *config, clients_t *cli
     if (zmq_bind(self->router, ours) < 0 ||
         zmq_getsockopt(self->router, ZMQ_LAST_ENDPOINT, bound, &boundlen) < 0 ||
         zmq_getsockopt(self->router, ZMQ_FD, &self->router_fd, &fdlen) < 0) {
-        zsys_error("cannot listen on tcp://%s:%s: %s", config->bind, port,
-                   zmq_strerror(zmq_errno()));
+        log_error("cannot listen on tcp://%s:%s: %s", config->bind, port,
+                  zmq_strerror(zmq_errno()));
         self->router_fd = -1;
         cluster_destroy(&self);
         return NULL;
@@ -1296,30 +1297,30 @@ cluster_t *cluster_new(loop_t *loop, const node_config_t *config, clients_t *cli
             .heartbeat = config->heartbeat,
         },
     };
-    zsys_notice("node id %s listening on tcp://%s:%d, key %s", keys_id(self->keys), config->bind,
-                self->port, keys_public_txt(self->keys));
+    log_notice("node id %s listening on tcp://%s:%d, key %s", keys_id(self->keys), config->bind,
+               self->port, keys_public_txt(self->keys));
     if (keys_closed(self->keys))
-        zsys_notice("taking only the nodes whose keys are in %s", config->authorized_keys);
+        log_notice("taking only the nodes whose keys are in %s", config->authorized_keys);
     else
-        zsys_notice("open: any node that reaches port %d may join (see --authorized-keys)",
-                    self->port);
+        log_notice("open: any node that reaches port %d may join (see --authorized-keys)",
+                   self->port);
     for (size_t i = 0; i < config->npeers; i++) {
         char endpoint[ENDPOINT_MAX];
         uint8_t key[PROTO_KEY_LEN];
         int has_key;
         if (keys_parse_peer(config->peers[i], endpoint, sizeof endpoint, key, &has_key) < 0)
-            zsys_warning("peer %s is not tcp://HOST:PORT[#KEY], ignoring", config->peers[i]);
+            log_warning("peer %s is not tcp://HOST:PORT[#KEY], ignoring", config->peers[i]);
         else if (!s_by_endpoint(self, endpoint) &&
                  !s_member_new(self, endpoint, 1, has_key ? key : NULL) &&
                  !s_is_self_endpoint(self, endpoint))
-            zsys_warning("cannot add peer %s, ignoring", config->peers[i]);
+            log_warning("cannot add peer %s, ignoring", config->peers[i]);
     }
     self->tick = loop_timer_add(loop, TICK_MS, s_tick, self);
     if (!config->no_mdns &&
         !(self->mdns = mdns_new(loop, config->name, keys_id(self->keys),
                                 keys_public_txt(self->keys), config->cluster, self->port,
                                 s_mdns, self)))
-        zsys_warning("mDNS off: out of memory");
+        log_warning("mDNS off: out of memory");
     return self;
 }
 

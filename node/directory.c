@@ -3,6 +3,7 @@
 
 #include "directory.h"
 #include "dict.h"
+#include "log.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -772,9 +773,9 @@ void directory_peer_list(directory_t *self, peer_t *peer, const proto_msg_t *m)
                and then. The link stays for what was taken. */
             int64_t now = loop_clock_ms();
             if (now - r->last_full_log[names != 0] > 60000) {
-                zsys_warning("peer %s holds more than %zu %s (--max-peer-%s): ignoring the rest",
-                             peer_name(peer), limit, names ? "names" : "patterns",
-                             names ? "names" : "subscriptions");
+                log_warning("peer %s holds more than %zu %s (--max-peer-%s): ignoring the rest",
+                            peer_name(peer), limit, names ? "names" : "patterns",
+                            names ? "names" : "subscriptions");
                 r->last_full_log[names != 0] = now;
             }
             continue;
@@ -801,9 +802,9 @@ static void s_claim(directory_t *self, peer_t *peer)
         if (copy && dict_put(self->claims, name, strlen(name), copy) < 0)
             free(copy);
     } else if (strcmp(owner, id) != 0)
-        zsys_warning("node %.8s says it is '%s', a name node %.8s claimed first: '%s' means "
-                     "%.8s; address this one by its id, NAME@%s", id, name, owner, name, owner,
-                     id);
+        log_warning("node %.8s says it is '%s', a name node %.8s claimed first: '%s' means "
+                    "%.8s; address this one by its id, NAME@%s", id, name, owner, name, owner,
+                    id);
 }
 
 void directory_peer_release(directory_t *self, peer_t *peer)

@@ -3,6 +3,7 @@
 
 #include "keys.h"
 #include "buf.h"
+#include "log.h"
 #include "path.h"
 
 #include <dirent.h>
@@ -116,8 +117,8 @@ static int s_read_key(const char *path, const char *field, int secret, uid_t als
     if (fd < 0 && errno == ENOENT)
         return -ENOENT;
     if (fd < 0) {
-        zsys_error("cannot read %s: %s", path,
-                   errno == ELOOP ? "it is a symbolic link (not following it)" : strerror(errno));
+        log_error("cannot read %s: %s", path,
+                  errno == ELOOP ? "it is a symbolic link (not following it)" : strerror(errno));
         return -1;
     }
     struct stat st;
@@ -157,7 +158,7 @@ static int s_read_key(const char *path, const char *field, int secret, uid_t als
         free(text);
     }
     if (bad) {
-        zsys_error("not using %s: %s", path, bad);
+        log_error("not using %s: %s", path, bad);
         return -1;
     }
     return 0;
@@ -170,7 +171,7 @@ static zcert_t *s_cert_load(const char *state_dir, uid_t also_uid)
 {
     char path[600], secret[620], why[512];
     if (path_own_dir(state_dir, 0700, also_uid, why, sizeof why) < 0) {
-        zsys_error("state directory: %s", why);
+        log_error("state directory: %s", why);
         return NULL;
     }
     snprintf(path, sizeof path, "%s/node.key", state_dir);
@@ -190,19 +191,19 @@ static zcert_t *s_cert_load(const char *state_dir, uid_t also_uid)
         zcert_t *cert = ok ? zcert_new_from(pub, sec) : NULL;
         memset(sec, 0, sizeof sec);
         if (!cert)
-            zsys_error("%s and %s do not hold a key pair; move them away to make a new one",
-                       path, secret);
+            log_error("%s and %s do not hold a key pair; move them away to make a new one",
+                      path, secret);
         return cert;
     }
     if (rp != -ENOENT || rs != -ENOENT) {
         if (rp == -ENOENT || rs == -ENOENT)
-            zsys_error("%s or %s is missing; move the other away to make a new key pair",
-                       path, secret);
+            log_error("%s or %s is missing; move the other away to make a new key pair",
+                      path, secret);
         return NULL;
     }
     zcert_t *cert = zcert_new();
     if (!cert) {
-        zsys_error("cannot make a key pair: %s", zmq_strerror(zmq_errno()));
+        log_error("cannot make a key pair: %s", zmq_strerror(zmq_errno()));
         return NULL;
     }
     zcert_set_meta(cert, "made-by", "ipc-node");
@@ -210,11 +211,11 @@ static zcert_t *s_cert_load(const char *state_dir, uid_t also_uid)
     int rc = zcert_save(cert, path);
     umask(old);
     if (rc < 0 || chmod(path, 0644) < 0) {
-        zsys_error("cannot write %s: %s", path, strerror(errno));
+        log_error("cannot write %s: %s", path, strerror(errno));
         zcert_destroy(&cert);
         return NULL;
     }
-    zsys_notice("made a new key pair in %s", path);
+    log_notice("made a new key pair in %s", path);
     return cert;
 }
 
@@ -254,7 +255,7 @@ static int s_read_authorized(keys_t *self)
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     if (!d) {
-        zsys_error("cannot read --authorized-keys %s: %s", dir, strerror(errno));
+        log_error("cannot read --authorized-keys %s: %s", dir, strerror(errno));
         if (dfd >= 0)
             close(dfd);
         return -1;
@@ -324,7 +325,7 @@ void keys_refused_log(keys_t *self, const uint8_t key[PROTO_KEY_LEN], const char
     self->last_unauth_log = now;
     char txt[41];
     zmq_z85_encode(txt, key, PROTO_KEY_LEN);
-    zsys_notice("key %s (%s) is not in %s: refusing it", txt, where, self->cfg->authorized_keys);
+    log_notice("key %s (%s) is not in %s: refusing it", txt, where, self->cfg->authorized_keys);
 }
 
 int keys_known(keys_t *self, const char *endpoint, const uint8_t key[PROTO_KEY_LEN],
@@ -351,18 +352,18 @@ int keys_known(keys_t *self, const char *endpoint, const uint8_t key[PROTO_KEY_L
     if (rc < 0) {
         int64_t now = loop_now(self->loop);
         if (now - *last_log > 60000) {
-            zsys_error("%s now answers with key %s, not the one %s:%d keeps: refusing it "
-                       "(if the change is expected, delete that line or pin the key)",
-                       endpoint, txt, path, lineno);
+            log_error("%s now answers with key %s, not the one %s:%d keeps: refusing it "
+                      "(if the change is expected, delete that line or pin the key)",
+                      endpoint, txt, path, lineno);
             *last_log = now;
         }
         return -1;
     }
     f = fopen(path, "a");
     if (!f || fprintf(f, "%s %s\n", endpoint, txt) < 0 || fclose(f) != 0)
-        zsys_warning("cannot keep the key of %s in %s: %s", endpoint, path, strerror(errno));
-    zsys_notice("learned the key of %s on first use: %s, kept in %s (pin it: --peer '%s#%s')",
-                endpoint, txt, path, endpoint, txt);
+        log_warning("cannot keep the key of %s in %s: %s", endpoint, path, strerror(errno));
+    log_notice("learned the key of %s on first use: %s, kept in %s (pin it: --peer '%s#%s')",
+               endpoint, txt, path, endpoint, txt);
     return 0;
 }
 
@@ -458,7 +459,7 @@ keys_t *keys_new(loop_t *loop, const node_config_t *config)
     if (config->authorized_keys[0]) {
         struct stat st;
         if (stat(config->authorized_keys, &st) < 0 || !S_ISDIR(st.st_mode)) {
-            zsys_error("--authorized-keys %s: not a directory", config->authorized_keys);
+            log_error("--authorized-keys %s: not a directory", config->authorized_keys);
             keys_destroy(&self);
             return NULL;
         }
@@ -474,7 +475,7 @@ keys_t *keys_new(loop_t *loop, const node_config_t *config)
     size_t fdlen = sizeof self->zap_fd;
     if (!self->zap || zmq_bind(self->zap, ZAP_ENDPOINT) < 0 ||
         zmq_getsockopt(self->zap, ZMQ_FD, &self->zap_fd, &fdlen) < 0) {
-        zsys_error("cannot start the ZAP handler: %s", zmq_strerror(zmq_errno()));
+        log_error("cannot start the ZAP handler: %s", zmq_strerror(zmq_errno()));
         self->zap_fd = -1;
         keys_destroy(&self);
         return NULL;
@@ -495,8 +496,8 @@ void keys_hand_over(keys_t *self)
         char path[600];
         snprintf(path, sizeof path, "%s%s", cfg->state_dir, files[i]);
         if (lchown(path, cfg->run_uid, cfg->run_gid) < 0 && errno != ENOENT)
-            zsys_warning("cannot hand %s over to uid %u: %s, ignoring", path,
-                         (unsigned) cfg->run_uid, strerror(errno));
+            log_warning("cannot hand %s over to uid %u: %s, ignoring", path,
+                        (unsigned) cfg->run_uid, strerror(errno));
     }
 }
 
@@ -581,13 +582,13 @@ void keys_answer(keys_t *self, int port_number)
     }, *ai;
     int rc = getaddrinfo(any ? NULL : host, port, &hints, &ai);
     if (rc != 0) {
-        zsys_warning("not answering KEY questions: cannot use %s: %s", host, gai_strerror(rc));
+        log_warning("not answering KEY questions: cannot use %s: %s", host, gai_strerror(rc));
         return;
     }
     int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-        zsys_warning("not answering KEY questions: cannot bind UDP port %s: %s "
-                     "(peers must then be given our key)", port, strerror(errno));
+        log_warning("not answering KEY questions: cannot bind UDP port %s: %s "
+                    "(peers must then be given our key)", port, strerror(errno));
         if (fd >= 0)
             close(fd);
         freeaddrinfo(ai);
@@ -673,7 +674,7 @@ int keyask_start(keyask_t *self, loop_t *loop, const char *endpoint, int quiet,
     int rc = getaddrinfo(host, port, &hints, &ai);
     if (rc != 0) {
         if (self->tries++ % 30 == 0)
-            zsys_warning("cannot resolve %s: %s; trying again", endpoint, gai_strerror(rc));
+            log_warning("cannot resolve %s: %s; trying again", endpoint, gai_strerror(rc));
         return 0;       /* asked again later */
     }
     if (ai->ai_addrlen <= sizeof self->addr) {
@@ -683,14 +684,14 @@ int keyask_start(keyask_t *self, loop_t *loop, const char *endpoint, int quiet,
     }
     freeaddrinfo(ai);
     if (self->fd < 0) {
-        zsys_warning("cannot ask %s for its key: %s", endpoint, strerror(errno));
+        log_warning("cannot ask %s for its key: %s", endpoint, strerror(errno));
         return 0;
     }
     if (getrandom(&self->nonce, sizeof self->nonce, 0) != sizeof self->nonce)
         self->nonce = (uint64_t) loop_clock_ms() ^ (uint64_t) (uintptr_t) self;
     loop_fd_add(loop, self->fd, LOOP_IN, fn, arg);
     if (self->tries == 0 && !quiet)
-        zsys_info("asking %s for its key (no key given for it)", endpoint);
+        log_info("asking %s for its key (no key given for it)", endpoint);
     keyask_again(self, loop);
     return 0;
 }

@@ -2,6 +2,7 @@
     client limit. */
 
 #include "listener.h"
+#include "log.h"
 #include "path.h"
 
 #include <czmq.h>
@@ -46,9 +47,9 @@ static void s_log_refusal(listener_t *self, const char *why)
     int64_t now = loop_now(self->clients->loop);
     if (now - self->last_log < LOG_EVERY)
         return;
-    zsys_warning("refused %u client%s in %lld s: %s", self->refused,
-                 self->refused == 1 ? "" : "s",
-                 (long long) (self->last_log > INT64_MIN / 2 ? (now - self->last_log) / 1000 : 0), why);
+    log_warning("refused %u client%s in %lld s: %s", self->refused,
+                self->refused == 1 ? "" : "s",
+                (long long) (self->last_log > INT64_MIN / 2 ? (now - self->last_log) / 1000 : 0), why);
     self->refused = 0;
     self->last_log = now;
 }
@@ -128,7 +129,7 @@ static void s_accept(loop_t *loop, int fd, int revents, void *arg)
                               "or LimitNOFILE=, or lower --max-clients)");
                 s_fd_shortage(self, errno);
             } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                zsys_warning("accept failed: %s, ignoring", strerror(errno));
+                log_warning("accept failed: %s, ignoring", strerror(errno));
             return;
         }
         self->backoff = 0;
@@ -172,8 +173,8 @@ static void s_accept(loop_t *loop, int fd, int revents, void *arg)
             continue;
         }
         if (self->cfg->verbose)
-            zsys_info("client %s connected (pid %d, uid %u)", c->address,
-                      (int) c->cred.pid, (unsigned) c->cred.uid);
+            log_info("client %s connected (pid %d, uid %u)", c->address,
+                     (int) c->cred.pid, (unsigned) c->cred.uid);
     }
 }
 
@@ -196,13 +197,18 @@ static int s_make_dir(listener_t *self)
     int made = path_own_dir(dir, has_group ? 0750 : 0700, cfg->drop ? cfg->run_uid : (uid_t) -1,
                             why, sizeof why);
     if (made < 0) {
-        zsys_error("socket directory: %s", why);
+        log_error("socket directory: %s", why);
         return -1;
     }
     self->made_dir = made;
-    if (made && has_group && chown(dir, (uid_t) -1, cfg->access_gid) < 0)
-        zsys_warning("cannot give %s to group %u: %s, ignoring", dir,
-                     (unsigned) cfg->access_gid, strerror(errno));
+    /* One of ours made by someone else for us (systemd's RuntimeDirectory=,
+       root's 0750) is given to the group as one we made would be. */
+    struct stat st;
+    if (has_group && stat(dir, &st) == 0 && st.st_uid == geteuid() &&
+        (made || st.st_gid != cfg->access_gid || (st.st_mode & 07777) != 0750) &&
+        (chown(dir, (uid_t) -1, cfg->access_gid) < 0 || chmod(dir, 0750) < 0))
+        log_warning("cannot give %s to group %u: %s, ignoring", dir,
+                    (unsigned) cfg->access_gid, strerror(errno));
     return 0;
 }
 
@@ -216,11 +222,11 @@ static int s_listen(listener_t *self)
     snprintf(self->lock_path, sizeof self->lock_path, "%s.lock", path);
     self->lock_fd = open(self->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (self->lock_fd < 0) {
-        zsys_error("cannot open %s: %s", self->lock_path, strerror(errno));
+        log_error("cannot open %s: %s", self->lock_path, strerror(errno));
         return -1;
     }
     if (flock(self->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        zsys_error("another ipc-node already serves %s", path);
+        log_error("another ipc-node already serves %s", path);
         close(self->lock_fd);
         self->lock_fd = -1;
         return -1;
@@ -228,7 +234,7 @@ static int s_listen(listener_t *self)
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
     if (unlink(path) == 0)
-        zsys_notice("removed a stale socket %s left by an earlier node", path);
+        log_notice("removed a stale socket %s left by an earlier node", path);
     /* Made with no one's access, then opened to those who may connect. */
     mode_t old = umask(0177);
     self->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -237,7 +243,7 @@ static int s_listen(listener_t *self)
     const node_config_t *cfg = self->cfg;
     if (rc < 0 || (cfg->access_gid != (gid_t) -1 && chown(path, (uid_t) -1, cfg->access_gid) < 0) ||
         chmod(path, s_socket_mode(cfg)) < 0 || listen(self->fd, SOMAXCONN) < 0) {
-        zsys_error("cannot listen on %s: %s", path, strerror(errno));
+        log_error("cannot listen on %s: %s", path, strerror(errno));
         return -1;
     }
     return 0;
@@ -255,8 +261,8 @@ void listener_hand_over(listener_t *self)
     if ((self->made_dir && chown(dir, cfg->run_uid, (gid_t) -1) < 0) ||
         chown(cfg->socket_path, cfg->run_uid, (gid_t) -1) < 0 ||
         fchown(self->lock_fd, cfg->run_uid, (gid_t) -1) < 0)
-        zsys_warning("cannot hand %s over to uid %u: %s; it may stay behind when the node stops",
-                     cfg->socket_path, (unsigned) cfg->run_uid, strerror(errno));
+        log_warning("cannot hand %s over to uid %u: %s; it may stay behind when the node stops",
+                    cfg->socket_path, (unsigned) cfg->run_uid, strerror(errno));
 }
 
 int listener_serve(listener_t *self, sessions_t *sessions)
@@ -277,8 +283,8 @@ static void s_raise_nofile(unsigned clients, unsigned peers)
         return;
     rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
-        zsys_warning("open files limited to %llu: fewer than %u clients will fit",
-                     (unsigned long long) rl.rlim_cur, clients);
+        log_warning("open files limited to %llu: fewer than %u clients will fit",
+                    (unsigned long long) rl.rlim_cur, clients);
 }
 
 listener_t *listener_new(clients_t *clients, directory_t *dir)

@@ -7,6 +7,8 @@
 
 #include "cli.h"
 #include "keys.h"
+#include "log.h"
+#include "notify.h"
 #include "loop.h"
 #include "options.h"
 #include "policy.h"
@@ -17,6 +19,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -35,7 +38,7 @@ static void s_on_signal(loop_t *loop, int fd, int revents, void *arg)
             server_reload(s_server);
         return;
     }
-    zsys_notice("caught signal %u, stopping", si.ssi_signo);
+    log_notice("caught signal %u, stopping", si.ssi_signo);
     loop_stop(loop);
 }
 
@@ -55,7 +58,7 @@ static int s_serve(const node_config_t *config)
 
     loop_t *loop = loop_new();
     if (!loop || sfd < 0 || loop_fd_add(loop, sfd, LOOP_IN, s_on_signal, NULL) < 0) {
-        zsys_error("cannot set up the event loop: %s", strerror(errno));
+        log_error("cannot set up the event loop: %s", strerror(errno));
         return 1;
     }
     server_t *server = s_server = server_new(loop, config);
@@ -64,16 +67,24 @@ static int s_serve(const node_config_t *config)
         close(sfd);
         return 1;
     }
-    zsys_notice("node '%s' serving %s (max message %zu bytes, queue limit %zu bytes)",
-                config->name, config->socket_path, config->max_message, config->queue_limit);
+    log_notice("node '%s' serving %s (max message %zu bytes, queue limit %zu bytes)",
+               config->name, config->socket_path, config->max_message, config->queue_limit);
+    /* Its socket and its ROUTER are up, its privileges dropped: ready. */
+    char status[512];
+    snprintf(status, sizeof status, "READY=1\nSTATUS=node %s serving %s", config->name,
+             config->socket_path);
+    if (notify(status) < 0)
+        log_warning("cannot tell systemd we are ready (NOTIFY_SOCKET=%s)",
+                    getenv("NOTIFY_SOCKET"));
     int rc = loop_run(loop);
+    notify("STOPPING=1");
     if (rc < 0)
-        zsys_error("event loop failed: %s", strerror(-rc));
+        log_error("event loop failed: %s", strerror(-rc));
     s_server = NULL;
     server_destroy(&server);
     loop_destroy(&loop);
     close(sfd);
-    zsys_notice("node '%s' stopped", config->name);
+    log_notice("node '%s' stopped", config->name);
     return rc < 0 ? 1 : 0;
 }
 
@@ -91,7 +102,10 @@ static int s_print_key(options_t *o)
     }
     if (keys_public(config->state_dir, key) < 0)
         return 1;
-    printf("%s\n", key);
+    if (o->cli.json)
+        printf("{\"key\": \"%s\"}\n", key);   /* Z85 has no " or \\: nothing to escape */
+    else
+        printf("%s\n", key);
     return 0;
 }
 
@@ -120,12 +134,12 @@ int main(int argc, char **argv)
         rc = s_check_policy(o.policy_check);
     else if (rc < 0 && (rc = options_daemon(&o)) == 0) {
         /* The daemon. czmq must not install its own signal handlers, and
-           logs go to stderr, not stdout. */
+           logs go to stderr (and syslog), not stdout: ours through log.c,
+           czmq's own few lines as czmq writes them. */
         zsys_handler_set(NULL);
         zsys_set_logident("ipc-node");
         zsys_set_logstream(stderr);
-        if (o.use_syslog)
-            zsys_set_logsystem(true);
+        log_open(o.use_syslog);
         rc = privs_plan(&o.config) < 0 ? 1 : s_serve(&o.config);
     }
     options_free(&o);

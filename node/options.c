@@ -48,6 +48,9 @@ static const char s_usage[] =
     "  --no-mdns             do not use mDNS discovery\n"
     "  --cluster NAME        meet only nodes of this cluster (default ipcnet)\n"
     "  --config FILE         read options from FILE: one 'option value' a line\n"
+    "                        (as root, " DEFAULT_CONFIG " is read\n"
+    "                        first when it exists)\n"
+    "  --no-config           do not read " DEFAULT_CONFIG "\n"
     "  --group NAME          who may connect: the socket's group (as root: default\n"
     "                        ipc-node if it exists, else root; otherwise none)\n"
     "  --user NAME           as root, become NAME once the sockets are open\n"
@@ -99,6 +102,7 @@ static const char s_usage[] =
 enum {
     O_SOCKET = 256, O_NAME, O_SYSLOG, O_PORT, O_BIND, O_PEER, O_STATE_DIR, O_NO_MDNS,
     O_CONFIG, O_CLUSTER, O_AUTHORIZED_KEYS, O_ECHO, O_JSON, O_GROUP, O_USER, O_NO_DROP,
+    O_NO_CONFIG,
     /* verbs */
     O_SERVICES, O_PEERS, O_CLIENTS, O_STATS, O_SEND, O_REQUEST, O_LISTEN, O_PUBLISH,
     O_SUBSCRIBE, O_WATCH, O_KEY, O_POLICY_CHECK, O_POLICY,
@@ -169,6 +173,7 @@ static const struct option s_named[] = {
     { "state-dir", required_argument, NULL, O_STATE_DIR },
     { "no-mdns", no_argument, NULL, O_NO_MDNS },
     { "config", required_argument, NULL, O_CONFIG },
+    { "no-config", no_argument, NULL, O_NO_CONFIG },
     { "cluster", required_argument, NULL, O_CLUSTER },
     { "authorized-keys", required_argument, NULL, O_AUTHORIZED_KEYS },
     { "key", no_argument, NULL, O_KEY },
@@ -281,11 +286,42 @@ static const char *s_keep(options_t *o, const char *arg)
     return copy;
 }
 
+/* The name of option opt, for messages. */
+static const char *s_opt_name(int opt)
+{
+    for (size_t i = 0; s_options[i].name; i++)
+        if (s_options[i].val == opt)
+            return s_options[i].name;
+    return "?";
+}
+
+/* Options that only the node itself uses, and those only verbs use: on
+   the command line, one given where it can do nothing is an error. */
+static int s_node_only(int opt)
+{
+    if (opt >= O_NUMBER)
+        return strcmp(s_opt_name(opt), "timeout") != 0 && strcmp(s_opt_name(opt), "count") != 0;
+    return opt == O_NAME || opt == O_PORT || opt == O_BIND || opt == O_PEER ||
+           opt == O_STATE_DIR || opt == O_NO_MDNS || opt == O_AUTHORIZED_KEYS ||
+           opt == O_CLUSTER || opt == O_GROUP || opt == O_USER || opt == O_NO_DROP ||
+           opt == O_POLICY || opt == O_SYSLOG;
+}
+
+static int s_verb_only(int opt)
+{
+    return opt == O_ECHO || opt == O_JSON ||
+           (opt >= O_NUMBER && !s_node_only(opt));
+}
+
 /* Applies one option. Returns 0, or an exit status (2: bad usage). */
 static int s_option(options_t *o, int opt, const char *arg)
 {
     node_config_t *config = &o->config;
     cli_t *cli = &o->cli;
+    if (!o->in_file && !o->node_opt && s_node_only(opt))
+        o->node_opt = s_opt_name(opt);
+    if (!o->in_file && !o->verb_opt && s_verb_only(opt))
+        o->verb_opt = s_opt_name(opt);
     if (opt >= O_NUMBER && opt < O_NUMBER + (int) N_NUMBERS)
         return s_number(o, &s_numbers[opt - O_NUMBER], arg);
     if (opt == O_POLICY_CHECK) {
@@ -366,6 +402,7 @@ static int s_option(options_t *o, int opt, const char *arg)
         break;
     }
     case O_CONFIG: return s_config_file(o, arg);
+    case O_NO_CONFIG: break;
     case O_SYSLOG: o->use_syslog = 1; break;
     case 'v': config->verbose = cli->verbose = 1; break;
     case O_ECHO: cli->echo = 1; break;
@@ -530,6 +567,17 @@ int options_parse(options_t *o, int argc, char **argv)
     };
     s_build_table();
     cli_t *cli = &o->cli;
+    /* The default config file, before the command line, which overrides
+       it; not when the command line names one or says --no-config. */
+    int named = 0;
+    for (int i = 1; i < argc; i++)
+        named |= strncmp(argv[i], "--config", 8) == 0 || strcmp(argv[i], "--no-config") == 0;
+    struct stat st;
+    if (!named && geteuid() == 0 && stat(DEFAULT_CONFIG, &st) == 0) {
+        int rc = s_config_file(o, DEFAULT_CONFIG);
+        if (rc)
+            return rc;
+    }
     opterr = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, "vhV", s_options, NULL)) != -1) {
@@ -557,6 +605,17 @@ int options_parse(options_t *o, int argc, char **argv)
     }
     if (o->verbs > 1) {
         fprintf(stderr, "ipc-node: give one verb at a time\n");
+        return 2;
+    }
+    int verb = cli->verb != VERB_NONE || o->key_verb || o->policy_check;
+    if (!verb && o->verb_opt) {
+        fprintf(stderr, "ipc-node: --%s goes with a verb (--services, --send, --listen, ...); "
+                "it does nothing to the node\nTry 'ipc-node --help'.\n", o->verb_opt);
+        return 2;
+    }
+    if (verb && o->node_opt && !(o->key_verb && strcmp(o->node_opt, "state-dir") == 0)) {
+        fprintf(stderr, "ipc-node: --%s is an option of the node itself: it does nothing to "
+                "a verb (give it to the node, or in its config file)\n", o->node_opt);
         return 2;
     }
     int want_data = cli->verb == VERB_SEND || cli->verb == VERB_REQUEST || cli->verb == VERB_PUBLISH;

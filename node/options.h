@@ -21,7 +21,11 @@ typedef struct {
     size_t nkept;
     int depth;          /* --config nesting */
     int in_file;        /* reading a config file */
+    const char *node_opt, *verb_opt;    /* the first of each given on argv */
 } options_t;
+
+/* Read first by the node run as root, when it exists (--no-config: not). */
+#define DEFAULT_CONFIG SYSCONFDIR "/ipc-node/ipc-node.conf"
 
 /* Reads argv into o (starting from the defaults). Returns -1 to go on,
    or the exit status to end with at once (0 after --help or --version, 2

@@ -1,6 +1,7 @@
 /*  policy.c: the rules of a policy file, read and checked. */
 
 #include "policy.h"
+#include "log.h"
 #include "wire.h"
 
 #include <czmq.h>
@@ -90,7 +91,7 @@ static void s_error(int log, const char *path, int lineno, const char *fmt, ...)
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     if (log)
-        zsys_error("%s:%d: %s", path, lineno, what);
+        log_error("%s:%d: %s", path, lineno, what);
     else
         fprintf(stderr, "ipc-node: %s:%d: %s\n", path, lineno, what);
 }
@@ -416,7 +417,7 @@ void policy_log_denial(const policy_who_t *who, const char *what, const char *na
     clock_gettime(CLOCK_MONOTONIC, &ts);
     if (ts.tv_sec != second) {
         if (unsaid)
-            zsys_notice("policy: %u more denials not logged", unsaid);
+            log_notice("policy: %u more denials not logged", unsaid);
         second = ts.tv_sec;
         said = unsaid = 0;
     }
@@ -425,9 +426,9 @@ void policy_log_denial(const policy_who_t *who, const char *what, const char *na
         return;
     }
     if (who->local)
-        zsys_notice("policy: %s '%.*s' by uid %u (%s) denied by %s", what, (int) len, name,
-                    (unsigned) who->uid, who->user ? who->user : "?", rule);
+        log_notice("policy: %s '%.*s' by uid %u (%s) denied by %s", what, (int) len, name,
+                   (unsigned) who->uid, who->user ? who->user : "?", rule);
     else
-        zsys_notice("policy: %s '%.*s' by %s@%s denied by %s", what, (int) len, name,
-                    who->user ? who->user : "?", who->node ? who->node : "?", rule);
+        log_notice("policy: %s '%.*s' by %s@%s denied by %s", what, (int) len, name,
+                   who->user ? who->user : "?", who->node ? who->node : "?", rule);
 }

@@ -14,6 +14,8 @@
 #include "deliver.h"
 #include "directory.h"
 #include "listener.h"
+#include "log.h"
+#include "notify.h"
 #include "policy.h"
 #include "privs.h"
 #include "query.h"
@@ -108,14 +110,16 @@ server_t *server_new(loop_t *loop, const node_config_t *config)
 void server_reload(server_t *s)
 {
     if (!s->config.policy[0]) {
-        zsys_notice("reload: no --policy to read again");
+        log_notice("reload: no --policy to read again");
         return;
     }
+    notify("RELOADING=1");
     if (policy_load(s->policy, s->config.policy, 1) == 0)
-        zsys_notice("reload: the rules of %s are in force", s->config.policy);
+        log_notice("reload: the rules of %s are in force", s->config.policy);
     else
-        zsys_error("reload: %s has errors (above): the rules before it stay in force",
-                   s->config.policy);
+        log_error("reload: %s has errors (above): the rules before it stay in force",
+                  s->config.policy);
+    notify("READY=1");
 }
 
 void server_destroy(server_t **self_p)

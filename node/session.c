@@ -2,6 +2,7 @@
     teardown. */
 
 #include "session.h"
+#include "log.h"
 #include "route.h"
 
 #include <czmq.h>
@@ -320,7 +321,7 @@ static ssize_t s_read(client_t *c)
         if (n < 0 && errno == EAGAIN)
             return 0;
         if (c->rx_head < c->rx_tail)
-            zsys_warning("client %s (%s): closed in the middle of a frame", c->address, c->label);
+            log_warning("client %s (%s): closed in the middle of a frame", c->address, c->label);
         client_doom(c, NULL);
         return -1;
     }
@@ -399,7 +400,7 @@ static void s_teardown(sessions_t *self, client_t *c)
     route_destroy(&c->route);
     query_forget(c);
     if (vec_push(&clients->graveyard, c) < 0)
-        zsys_error("out of memory: leaking client %s", c->address);
+        log_error("out of memory: leaking client %s", c->address);
 }
 
 void sessions_teardown(sessions_t *self)

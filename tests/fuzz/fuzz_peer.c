@@ -30,6 +30,7 @@
 #include "cluster.h"
 #include "deliver.h"
 #include "directory.h"
+#include "log.h"
 #include "query.h"
 #include "request.h"
 #include "session.h"
@@ -66,6 +67,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     zsys_handler_set(NULL);
     zsys_set_logstream(NULL);
     zsys_set_logsystem(false);
+    log_quiet();
     snprintf(s_state_dir, sizeof s_state_dir, "/tmp/fuzz_peer.XXXXXX");
     if (!mkdtemp(s_state_dir))
         abort();
