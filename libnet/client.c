@@ -337,8 +337,9 @@ static void s_release(ipcnet_t *c)
 }
 
 /* The next complete frame at or after offset *at, decoded; advances *at
-   past it. Returns 1, 0 if none is complete yet, or -EBADMSG. */
-static int s_next(ipcnet_t *c, size_t *at, wire_frame_t *ret)
+   past it. Returns 1, 0 if none is complete yet (or, with notes, if one
+   of the library's notes is due before the next), or -EBADMSG. */
+static int s_next(ipcnet_t *c, size_t *at, wire_frame_t *ret, int notes)
 {
     while (*at < c->rx_tail) {
         ssize_t len = wire_peek(c->rx + *at, c->rx_tail - *at,
@@ -357,6 +358,9 @@ static int s_next(ipcnet_t *c, size_t *at, wire_frame_t *ret)
         }
         if ((c->link == LINK_HELLO || c->restoring) && reconnect_frame(c, ret, *at)) {
             c->rx[here + 5] = 0;
+            /* A note it made (NODE_UP) comes before the frames after it. */
+            if (notes && c->note_head < c->note_tail && c->notes[c->note_head].pos <= *at)
+                return 0;
             continue;       /* the library's own */
         }
         return 1;
@@ -424,6 +428,26 @@ static int s_to_msg(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg)
         msg->source = s_copy(c->s2, f->s2, f->s2len);
         s_sender(c, f, msg);
         return 1;
+    case WIRE_MONITORED:
+        msg->kind = IPCNET_MSG_MONITOR;
+        msg->event = f->aux == WIRE_MON_SEND ? IPCNET_MSG_SEND
+                   : f->aux == WIRE_MON_REQUEST ? IPCNET_MSG_REQUEST
+                   : f->aux == WIRE_MON_REPLY ? IPCNET_MSG_REPLY
+                   : f->aux == WIRE_MON_PUBLISH ? IPCNET_MSG_PUBLISH : 0;
+        msg->name = s_copy(c->s1, f->s1, f->s1len);
+        msg->source = s_copy(c->s2, f->s2, f->s2len);
+        s_sender(c, f, msg);
+        msg->id = 0;
+        if (f->size < 4)
+            return 0;           /* not from a node that speaks this protocol */
+        msg->total = wire_get32(f->data);
+        msg->data = f->data + 4;
+        msg->size = f->size - 4;
+        if (msg->event == 0) {
+            msg->id = (uint32_t) msg->total;    /* notes lost */
+            msg->total = msg->size = 0;
+        }
+        return 1;
     case WIRE_EVENT:
         msg->kind = IPCNET_MSG_EVENT;
         msg->event = (int) f->aux;
@@ -457,7 +481,7 @@ static int s_take(ipcnet_t *c, ipcnet_msg_t *msg)
             return 1;
         }
         wire_frame_t f;
-        int rc = s_next(c, &at, &f);
+        int rc = s_next(c, &at, &f, 1);
         if (rc == -ECONNRESET && (c->flags & IPCNET_RECONNECT))
             continue;       /* the loss is a note now */
         if (rc == 0 && c->note_head < c->note_tail && c->notes[c->note_head].pos <= at)
@@ -485,7 +509,7 @@ static int s_await(ipcnet_t *c, uint32_t seq, int64_t deadline, wire_frame_t *re
     while (rc == 0) {
         wire_frame_t f;
         size_t here = at;
-        while ((rc = s_next(c, &at, &f)) == 1) {
+        while ((rc = s_next(c, &at, &f, 0)) == 1) {
             if (f.seq == seq && (f.type == WIRE_OK || f.type == WIRE_ERROR ||
                                  f.type == WIRE_DELIVER_REP || f.type == WIRE_WELCOME)) {
                 c->rx[here + 5] = 0;        /* taken; the bytes stay valid */
@@ -540,7 +564,7 @@ static int s_ready(ipcnet_t *c, int dontwait, int wait_ms)
            library's, handled as they are looked at. */
         size_t at = c->rx_head;
         wire_frame_t f;
-        while (c->link == LINK_HELLO && s_next(c, &at, &f) == 1)
+        while (c->link == LINK_HELLO && s_next(c, &at, &f, 0) == 1)
             ;
     }
     return 0;
@@ -704,6 +728,25 @@ size_t ipcnet_max_message(const ipcnet_t *c)
 int ipcnet_fd(const ipcnet_t *c)
 {
     return !c ? -EINVAL : c->flags & IPCNET_RECONNECT ? c->efd : c->fd;
+}
+
+int ipcnet_pending(const ipcnet_t *c)
+{
+    if (!c)
+        return 0;
+    if (c->note_head < c->note_tail)
+        return 1;
+    /* A complete frame not taken yet (a frame of the library's own, or
+       an answer taken by a call that waited, counts too: harmless). */
+    for (size_t at = c->rx_head; at + WIRE_MIN <= c->rx_tail;) {
+        ssize_t len = wire_peek(c->rx + at, c->rx_tail - at, c->max_message + WIRE_HEAD_MAX);
+        if (len <= 0 || (size_t) len > c->rx_tail - at)
+            return 0;
+        if (c->rx[at + 5] != 0)
+            return 1;
+        at += (size_t) len;
+    }
+    return 0;
 }
 
 int ipcnet_want_write(const ipcnet_t *c)
@@ -957,15 +1000,21 @@ int ipcnet_reply(ipcnet_t *c, const ipcnet_msg_t *req, const void *data, size_t 
     return ipcnet_reply_to(c, req->source, req->id, data, size);
 }
 
-int ipcnet_query(ipcnet_t *c, int what, char **ret_text)
+int ipcnet_monitor(ipcnet_t *c, const char *pattern)
 {
-    if (!c || !ret_text || what < IPCNET_Q_SERVICES || what > IPCNET_Q_CLIENTS)
+    if (!c || (pattern && s_check_string(pattern) < 0))
         return -EINVAL;
+    return s_command(c, WIRE_MONITOR, 0, pattern, NULL);
+}
+
+/* QUERY what, about (NULL or a subject's argument): the listing. */
+static int s_query(ipcnet_t *c, int what, const char *about, char **ret_text)
+{
     int rc = s_ready(c, 0, CONTROL_WAIT);
     if (rc < 0)
         return rc;
     uint32_t seq = ++c->seq;
-    rc = s_send_frame(c, WIRE_QUERY, 0, seq, (uint32_t) what, NULL, NULL, NULL, 0, 0);
+    rc = s_send_frame(c, WIRE_QUERY, 0, seq, (uint32_t) what, about, NULL, NULL, 0, 0);
     s_release(c);
     /* A long listing comes in parts, each OK but the last flagged MORE. */
     char *text = NULL;
@@ -993,6 +1042,20 @@ int ipcnet_query(ipcnet_t *c, int what, char **ret_text)
     text[len] = 0;
     *ret_text = text;
     return 0;
+}
+
+int ipcnet_query(ipcnet_t *c, int what, char **ret_text)
+{
+    if (!c || !ret_text || what < IPCNET_Q_SERVICES || what > IPCNET_Q_CLIENTS)
+        return -EINVAL;
+    return s_query(c, what, NULL, ret_text);
+}
+
+int ipcnet_diagnose(ipcnet_t *c, const char *peer, char **ret_text)
+{
+    if (!c || !ret_text || s_check_string(peer) < 0)
+        return -EINVAL;
+    return s_query(c, WIRE_Q_DIAGNOSE, peer, ret_text);
 }
 
 const char *ipcnet_strerror(int err)

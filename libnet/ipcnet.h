@@ -46,6 +46,7 @@ typedef enum {
     IPCNET_MSG_EVENT = 5,       /* a watched name or peer came or went */
     IPCNET_MSG_ERROR = 6,       /* an earlier send, publish or request failed:
                                    data and size hold the node's words for why */
+    IPCNET_MSG_MONITOR = 7,     /* ipcnet_monitor(): a message the node routed */
 } ipcnet_kind_t;
 
 /* Events (msg.event of IPCNET_MSG_EVENT). */
@@ -80,6 +81,12 @@ typedef struct {
     const char *user;
     const char *node_id;
     uint32_t gap_ms;        /* EVENT NODE_UP: how long the node was away */
+    /* MONITOR: event is the kind of what was routed (IPCNET_MSG_SEND,
+       _REQUEST, _REPLY, _PUBLISH), name where to, source and the sender's
+       fields who from, data its first bytes and total its whole size; an
+       event of 0 says that id notes were lost (the monitor read too
+       slowly). */
+    size_t total;
 } ipcnet_msg_t;
 
 /* Called by ipcnet_dispatch() for each message; msg is borrowed. */
@@ -144,6 +151,13 @@ size_t ipcnet_max_message(const ipcnet_t *c);
 int ipcnet_fd(const ipcnet_t *c);
 int ipcnet_want_write(const ipcnet_t *c);
 
+/* Are messages read already, waiting in the library? A call that waits
+   for its answer (a bind, a request, a confirmed send) reads what comes
+   meanwhile, and the descriptor does not tell of those: an event loop
+   that also makes such calls checks this (or calls ipcnet_dispatch())
+   before it waits on the descriptor again. */
+int ipcnet_pending(const ipcnet_t *c);
+
 /* Reads what is ready without waiting, writes what is queued, and calls fn
    for each complete message. Returns the number of messages handled, or a
    negative errno (-ECONNRESET when the node went away). */
@@ -199,6 +213,19 @@ int ipcnet_publish(ipcnet_t *c, const char *topic, const void *data, size_t size
    or loses its last (IPCNET_EV_NAME_DOWN). */
 int ipcnet_watch(ipcnet_t *c, const char *pattern);
 int ipcnet_unwatch(ipcnet_t *c, const char *pattern);
+
+/* Shows every message the node routes to a name or topic matching
+   pattern (NULL: all), as IPCNET_MSG_MONITOR messages: root sees all;
+   another user what its own clients send and receive, and what the node's
+   policy lets it monitor. Calling it again replaces the pattern; closing
+   the handle stops it. Notes never slow the traffic: when the monitor
+   reads too slowly they are dropped and counted. */
+int ipcnet_monitor(ipcnet_t *c, const char *pattern);
+
+/* What the node knows of a peer (its name, id or address) and why it is
+   not up, step by step, as lines of text; *ret_text is given to the
+   caller (free()). */
+int ipcnet_diagnose(ipcnet_t *c, const char *peer, char **ret_text);
 
 /* What ipcnet_query() asks for. */
 #define IPCNET_Q_SERVICES 1     /* name, node, holder address, holder label, holder user */

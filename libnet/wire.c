@@ -22,7 +22,8 @@ static const uint8_t s_rules[256] = {
     [WIRE_REQUEST]     = KNOWN | R1 | P,
     [WIRE_REPLY]       = KNOWN | R1 | P,
     [WIRE_PUBLISH]     = KNOWN | R1 | P,
-    [WIRE_QUERY]       = KNOWN,
+    [WIRE_QUERY]       = KNOWN | A1,
+    [WIRE_MONITOR]     = KNOWN | A1,
     [WIRE_WELCOME]     = KNOWN | R1 | R2,
     [WIRE_OK]          = KNOWN | P,
     [WIRE_ERROR]       = KNOWN | A1 | A2,
@@ -31,6 +32,7 @@ static const uint8_t s_rules[256] = {
     [WIRE_DELIVER_REP] = KNOWN | R1 | F | P,
     [WIRE_PUBLICATION] = KNOWN | R1 | R2 | F | P,
     [WIRE_EVENT]       = KNOWN | R1 | R2,
+    [WIRE_MONITORED]   = KNOWN | A1 | A2 | F | P,
 };
 
 ssize_t wire_peek(const uint8_t *buf, size_t len, size_t max_frame)

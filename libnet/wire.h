@@ -46,7 +46,8 @@ enum {
     WIRE_REQUEST     = 0x09,    /* s1 destination, aux timeout ms, payload */
     WIRE_REPLY       = 0x0A,    /* s1 requester address, aux request seq, payload */
     WIRE_PUBLISH     = 0x0B,    /* s1 topic, payload                    */
-    WIRE_QUERY       = 0x0C,    /* aux what (WIRE_Q_*)                  */
+    WIRE_QUERY       = 0x0C,    /* aux what (WIRE_Q_*), s1 its argument? */
+    WIRE_MONITOR     = 0x0D,    /* s1 name pattern? (absent: all)       */
 
     WIRE_WELCOME     = 0x81,    /* s1 our address, s2 node name, aux max message */
     WIRE_OK          = 0x82,    /* seq of the command, payload (QUERY)  */
@@ -56,7 +57,14 @@ enum {
     WIRE_DELIVER_REP = 0x8A,    /* seq request id, s1 replier address, payload */
     WIRE_PUBLICATION = 0x8B,    /* s1 topic, s2 publisher address, payload */
     WIRE_EVENT       = 0x8C,    /* aux WIRE_EV_*, s1 name, s2 node */
+    WIRE_MONITORED   = 0x8D,    /* aux kind (0: notes lost), s1 to, s2 from, sender,
+                                   payload: BE u32 size, then its first bytes */
 };
+
+/* MONITORED: the kinds, and the most of a message's bytes shown. */
+enum { WIRE_MON_LOST = 0, WIRE_MON_SEND = 1, WIRE_MON_REQUEST = 2, WIRE_MON_REPLY = 3,
+       WIRE_MON_PUBLISH = 4 };
+#define WIRE_MON_BYTES 64
 
 /* Flags of SEND and PUBLISH. */
 #define WIRE_F_CONFIRM  0x0001  /* answer OK once written to the receiver's socket */
@@ -65,7 +73,8 @@ enum {
 #define WIRE_F_MORE     0x0002
 
 /* QUERY subjects; the OK payload is text, one record a line, fields by tab. */
-enum { WIRE_Q_SERVICES = 1, WIRE_Q_PEERS = 2, WIRE_Q_STATS = 3, WIRE_Q_CLIENTS = 4 };
+enum { WIRE_Q_SERVICES = 1, WIRE_Q_PEERS = 2, WIRE_Q_STATS = 3, WIRE_Q_CLIENTS = 4,
+       WIRE_Q_DIAGNOSE = 5 };    /* DIAGNOSE: s1 names the peer */
 
 /* EVENT kinds. */
 enum { WIRE_EV_NAME_UP = 1, WIRE_EV_NAME_DOWN = 2, WIRE_EV_PEER_UP = 3, WIRE_EV_PEER_DOWN = 4 };

@@ -125,6 +125,22 @@ int candidates_next(candidates_t *self, candidates_busy_fn *busy, void *arg, can
     return 1;
 }
 
+int candidates_lookup(const candidates_t *self, const char *about, candidate_t *ret)
+{
+    size_t len = strlen(about);
+    for (size_t i = 0; i < self->count; i++) {
+        const candidate_t *k = &self->pool[i];
+        char id[PROTO_ID_LEN + 1];
+        proto_key_id(k->key, id);
+        if (strcmp(k->endpoint, about) == 0 || strcmp(k->endpoint + 6, about) == 0 ||
+            (len >= 8 && len <= PROTO_ID_LEN && strncmp(id, about, len) == 0)) {
+            *ret = *k;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void candidates_failed_add(candidates_t *self, const char *id, int64_t now)
 {
     if (!id[0])

@@ -46,6 +46,10 @@ int candidates_token(candidates_t *self, int64_t now);
 typedef size_t (candidates_busy_fn) (void *arg, const char *host, size_t len);
 int candidates_next(candidates_t *self, candidates_busy_fn *busy, void *arg, candidate_t *ret);
 
+/* The one waiting that about names (its address, with or without
+   tcp://, or its id, or 8 digits or more of it): 1 with *ret, or 0. */
+int candidates_lookup(const candidates_t *self, const char *about, candidate_t *ret);
+
 /* The host of an endpoint "tcp://HOST:PORT" (or "tcp://[V6]:PORT"): its
    start and length. */
 const char *candidates_host(const char *endpoint, size_t *len);

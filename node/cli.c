@@ -2,81 +2,47 @@
 
     Plain output is for people: aligned columns, one line a message. With
     --json every listing is one JSON array and every message one JSON
-    object a line, for scripts. Failures print one line on stderr and exit
-    with status 1. */
+    object a line, valid whatever the bytes (json.c). Failures print one
+    line on stderr and exit with status 1. The verbs that measure or
+    check (--ping, --bench, --check, --listen --exec) are in cli_tools.c. */
 
 #include "cli.h"
 #include "ipcnet.h"
+#include "json.h"
 #include "paths.h"
 
-#include <grp.h>
-#include <sys/stat.h>
-
 #include <errno.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-static void s_json_str(const char *s, size_t len)
-{
-    putchar('"');
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char) s[i];
-        if (ch == '"' || ch == '\\')
-            printf("\\%c", ch);
-        else if (ch == '\n')
-            fputs("\\n", stdout);
-        else if (ch == '\t')
-            fputs("\\t", stdout);
-        else if (ch < 0x20 || ch == 0x7f)
-            printf("\\u%04x", ch);
-        else
-            putchar(ch);
-    }
-    putchar('"');
-}
+#define FIELDS_MAX 10
 
-/* A call the node answered with an error: its errno's words, and for a
-   refusal or a limit the node's own for why (the rule that denied it). */
-static void s_failed(ipcnet_t *c, const char *what, const char *target, int rc)
+void cli_failed(ipcnet_t *c, const char *what, const char *target, int rc)
 {
     /* The node's words, when it gave any ("no such node", the rule that
        denied it, ...). */
-    const char *why = ipcnet_last_error(c);
+    const char *why = c ? ipcnet_last_error(c) : "";
     fprintf(stderr, "ipc-node: cannot %s '%s': %s%s%s%s\n", what, target,
             rc == -ENOENT ? "no such name: nobody holds it" : ipcnet_strerror(rc),
             *why ? " (" : "", why, *why ? ")" : "");
 }
 
-static int s_is_number(const char *s)
-{
-    if (!*s)
-        return 0;
-    for (; *s; s++)
-        if (*s < '0' || *s > '9')
-            return 0;
-    return 1;
-}
+/* --- listings ---------------------------------------------------------------- */
 
-/* A field as JSON: digits as a number, anything else as a string. */
-static void s_json_value(const char *s)
-{
-    if (s_is_number(s))
-        fputs(s, stdout);
-    else
-        s_json_str(s, strlen(s));
-}
-
-/* Splits text into lines of up to 8 tab-separated fields (in place; ""
-   past a line's last field). Returns the rows, in *ret_fields (freed by
-   the caller; NULL and 0 when out of memory). */
-static size_t s_split(char *text, char *(**ret_fields)[8])
+/* Splits text into lines of up to FIELDS_MAX tab-separated fields (in
+   place; "" past a line's last field). Returns the rows, in *ret_fields
+   (freed by the caller; NULL and 0 when out of memory). */
+static size_t s_split(char *text, char *(**ret_fields)[FIELDS_MAX])
 {
     size_t rows = 0, maxrows = 1;
     for (const char *p = text; *p; p++)
         maxrows += *p == '\n';
-    char *(*fields)[8] = *ret_fields = calloc(maxrows, sizeof *fields);
+    char *(*fields)[FIELDS_MAX] = *ret_fields = calloc(maxrows, sizeof *fields);
     if (!fields)
         return 0;
     for (char *line = text, *next; line && *line && rows < maxrows; line = next) {
@@ -84,49 +50,68 @@ static size_t s_split(char *text, char *(**ret_fields)[8])
         if (next)
             *next++ = 0;
         size_t col = 0;
-        for (char *f = line, *tab; f && col < 8; f = tab) {
+        for (char *f = line, *tab; f && col < FIELDS_MAX; f = tab) {
             tab = strchr(f, '\t');
             if (tab)
                 *tab++ = 0;
             fields[rows][col++] = f;
         }
-        for (size_t i = col; i < 8; i++)
+        for (size_t i = col; i < FIELDS_MAX; i++)
             fields[rows][i] = "";
         rows++;
     }
     return rows;
 }
 
+/* A column of a listing: its name, and whether its values are numbers. */
+typedef struct {
+    const char *name;
+    int numeric;
+} column_t;
+
+static const column_t s_cols_services[] = {
+    { "name", 0 }, { "node", 0 }, { "holder", 0 }, { "label", 0 }, { "user", 0 },
+};
+static const column_t s_cols_peers[] = {
+    { "name", 0 }, { "id", 0 }, { "address", 0 }, { "source", 0 }, { "state", 0 },
+    { "rtt_us", 1 }, { "last_seen_ms", 1 }, { "key", 0 }, { "reason", 0 },
+};
+static const column_t s_cols_clients[] = {
+    { "address", 0 }, { "label", 0 }, { "pid", 1 }, { "uid", 1 }, { "queued", 1 },
+    { "user", 0 },
+};
+
 /* Prints a listing as a table or as a JSON array of objects. */
-static void s_print_table(char *text, const char *const *cols, size_t ncols, int json)
+static void s_print_table(char *text, const column_t *cols, size_t ncols, int json)
 {
-    char *(*fields)[8];
+    char *(*fields)[FIELDS_MAX];
     size_t rows = s_split(text, &fields);
     if (!fields)
         return;
     if (json) {
-        putchar('[');
+        json_open('[');
         for (size_t r = 0; r < rows; r++) {
-            printf(r ? ",\n {" : "{");
+            json_open('{');
             for (size_t c = 0; c < ncols; c++) {
-                printf(c ? ", \"%s\": " : "\"%s\": ", cols[c]);
-                s_json_value(fields[r][c]);
+                json_key(cols[c].name);
+                json_field(fields[r][c], cols[c].numeric);
             }
-            putchar('}');
+            json_close();
         }
-        puts("]");
+        json_close();
+        json_end();
     } else {
-        size_t width[8] = { 0 };
+        size_t width[FIELDS_MAX] = { 0 };
         for (size_t c = 0; c < ncols; c++) {
-            width[c] = strlen(cols[c]);
+            width[c] = strlen(cols[c].name);
             for (size_t r = 0; r < rows; r++)
                 if (strlen(fields[r][c]) > width[c])
                     width[c] = strlen(fields[r][c]);
         }
         for (size_t c = 0; c < ncols; c++) {
-            for (const char *h = cols[c]; *h; h++)
+            for (const char *h = cols[c].name; *h; h++)
                 putchar(*h >= 'a' && *h <= 'z' ? *h - 32 : *h);
-            printf("%*s", c + 1 < ncols ? (int) (width[c] - strlen(cols[c]) + 2) : 0, "");
+            printf("%*s", c + 1 < ncols ? (int) (width[c] - strlen(cols[c].name) + 2) : 0, "");
         }
         putchar('\n');
         for (size_t r = 0; r < rows; r++)
@@ -140,30 +125,25 @@ static void s_print_table(char *text, const char *const *cols, size_t ncols, int
 /* Prints key/value lines as aligned text or as one JSON object. */
 static void s_print_stats(char *text, int json)
 {
-    char *(*fields)[8];
+    char *(*fields)[FIELDS_MAX];
     size_t rows = s_split(text, &fields);
     if (!fields)
         return;
     if (json)
-        putchar('{');
+        json_open('{');
     for (size_t r = 0; r < rows; r++) {
         if (json) {
-            printf(r ? ", " : "");
-            s_json_str(fields[r][0], strlen(fields[r][0]));
-            printf(": ");
-            s_json_value(fields[r][1]);
+            json_key(fields[r][0]);
+            json_field(fields[r][1], 1);
         } else
             printf("%-18s %s\n", fields[r][0], fields[r][1]);
     }
-    if (json)
-        puts("}");
+    if (json) {
+        json_close();
+        json_end();
+    }
     free(fields);
 }
-
-static const char *const s_cols_services[] = { "name", "node", "holder", "label", "user" };
-static const char *const s_cols_peers[] = { "name", "id", "address", "source", "state",
-                                            "rtt_us", "last_seen_ms", "key" };
-static const char *const s_cols_clients[] = { "address", "label", "pid", "uid", "queued", "user" };
 
 static int s_listing(ipcnet_t *c, const cli_t *cli)
 {
@@ -179,7 +159,7 @@ static int s_listing(ipcnet_t *c, const cli_t *cli)
     if (what == IPCNET_Q_SERVICES)
         s_print_table(text, s_cols_services, 5, cli->json);
     else if (what == IPCNET_Q_PEERS)
-        s_print_table(text, s_cols_peers, 8, cli->json);
+        s_print_table(text, s_cols_peers, 9, cli->json);
     else if (what == IPCNET_Q_CLIENTS)
         s_print_table(text, s_cols_clients, 6, cli->json);
     else
@@ -187,6 +167,162 @@ static int s_listing(ipcnet_t *c, const cli_t *cli)
     free(text);
     return 0;
 }
+
+/* --- messages ------------------------------------------------------------------ */
+
+static const char *const s_kinds[] = {
+    "", "send", "request", "reply", "publish", "event", "error", "monitor",
+};
+
+/* What an event is about and what happened: name up/down, peer up/down,
+   this node down/up (a reconnecting handle). */
+static void s_event_words(const ipcnet_msg_t *m, const char **what, const char **how)
+{
+    *what = m->event == IPCNET_EV_NAME_UP || m->event == IPCNET_EV_NAME_DOWN ? "name"
+          : m->event == IPCNET_EV_PEER_UP || m->event == IPCNET_EV_PEER_DOWN ? "peer" : "node";
+    *how = m->event == IPCNET_EV_NAME_UP || m->event == IPCNET_EV_PEER_UP ||
+           m->event == IPCNET_EV_NODE_UP ? "up" : "down";
+}
+
+static void s_json_sender(const ipcnet_msg_t *m)
+{
+    json_key("from");
+    json_cstring(m->source[0] ? m->source : NULL);
+    json_key("uid");
+    json_number(m->uid);
+    json_key("user");
+    json_cstring(m->user[0] ? m->user : NULL);
+    json_key("node");
+    json_cstring(m->node[0] ? m->node : NULL);
+    json_key("node_id");
+    json_cstring(m->node_id[0] ? m->node_id : NULL);
+}
+
+static void s_json_data(const void *data, size_t size)
+{
+    json_key("data");
+    if (json_payload(data, size)) {
+        json_key("encoding");
+        json_cstring("base64");
+    }
+}
+
+static void s_json_msg(const ipcnet_msg_t *m)
+{
+    json_open('{');
+    json_key("kind");
+    json_cstring(s_kinds[m->kind]);
+    if (m->kind == IPCNET_MSG_EVENT) {
+        const char *what, *how;
+        s_event_words(m, &what, &how);
+        json_key("event");
+        json_cstring(how);
+        json_key("about");
+        json_cstring(what);
+        json_key("name");
+        json_cstring(m->name[0] ? m->name : NULL);
+        json_key("node");
+        json_cstring(m->node[0] ? m->node : NULL);
+        if (m->event == IPCNET_EV_NODE_UP) {
+            json_key("gap_ms");
+            json_number(m->gap_ms);
+        }
+    } else if (m->kind == IPCNET_MSG_MONITOR) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        char when[32];
+        snprintf(when, sizeof when, "%lld.%06ld", (long long) ts.tv_sec, ts.tv_nsec / 1000);
+        json_key("time");
+        json_raw(when);
+        json_key("what");
+        json_cstring(m->event ? s_kinds[m->event] : "lost");
+        if (m->event) {
+            json_key("to");
+            json_cstring(m->name);
+            s_json_sender(m);
+            json_key("size");
+            json_number((long long) m->total);
+            s_json_data(m->data, m->size);
+        } else {
+            json_key("lost");
+            json_number(m->id);
+        }
+    } else {
+        json_key("name");
+        json_cstring(m->name[0] ? m->name : NULL);
+        if (m->kind == IPCNET_MSG_REQUEST || m->kind == IPCNET_MSG_REPLY) {
+            json_key("id");
+            json_number(m->id);
+        }
+        if (m->kind == IPCNET_MSG_REQUEST) {
+            json_key("timeout_ms");
+            json_number(m->timeout_ms);
+        }
+        s_json_sender(m);
+        s_json_data(m->data, m->size);
+    }
+    json_close();
+    json_end();
+}
+
+/* Bytes as text for a terminal: printable ASCII as it is, the rest as
+   \xHH, at most max of them. */
+static void s_print_bytes(const void *data, size_t size, size_t max)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < size && i < max; i++)
+        if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\')
+            putchar(p[i]);
+        else
+            printf("\\x%02x", p[i]);
+    if (size > max)
+        fputs("...", stdout);
+}
+
+void cli_print_msg(const cli_t *cli, const ipcnet_msg_t *m)
+{
+    if (cli->json) {
+        s_json_msg(m);
+        return;
+    }
+    if (m->kind == IPCNET_MSG_EVENT) {
+        const char *what, *how;
+        s_event_words(m, &what, &how);
+        if (m->event == IPCNET_EV_NAME_UP || m->event == IPCNET_EV_NAME_DOWN)
+            printf("%s %s %s\n", how, m->name, m->node);
+        else
+            printf("%s %s %s\n", what, how, m->node);
+    } else if (m->kind == IPCNET_MSG_MONITOR) {
+        struct timespec ts;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        localtime_r(&ts.tv_sec, &tm);
+        char when[16];
+        strftime(when, sizeof when, "%H:%M:%S", &tm);
+        if (m->event == 0)
+            printf("%s.%06ld  (%u notes lost: the monitor read too slowly)\n", when,
+                   ts.tv_nsec / 1000, m->id);
+        else {
+            printf("%s.%06ld  %-7s %s -> %s  uid %u (%s)  %zu bytes  ", when, ts.tv_nsec / 1000,
+                   s_kinds[m->event], m->source, m->name, (unsigned) m->uid, m->user, m->total);
+            s_print_bytes(m->data, m->size, 32);
+            putchar('\n');
+        }
+    } else {
+        if (cli->verbose)
+            printf("%s from %s uid %u (%s) node %s (%s): ", s_kinds[m->kind], m->source,
+                   (unsigned) m->uid, m->user, m->node, m->node_id);
+        else if (m->kind == IPCNET_MSG_REQUEST)
+            printf("request from %s: ", m->source);
+        if (m->kind == IPCNET_MSG_PUBLISH)
+            printf("%s ", m->name);
+        fwrite(m->data, 1, m->size, stdout);
+        putchar('\n');
+    }
+    fflush(stdout);
+}
+
+/* --- sending ------------------------------------------------------------------------ */
 
 /* The payload to send: the argument, or all of standard input for "-". */
 static char *s_payload(const char *data, size_t max, size_t *ret_size)
@@ -220,65 +356,64 @@ static char *s_payload(const char *data, size_t max, size_t *ret_size)
     return buf;
 }
 
-/* Prints one received message. */
-static void s_print_msg(const cli_t *cli, const ipcnet_msg_t *m)
+static int s_post(ipcnet_t *c, const cli_t *cli)
 {
-    static const char *const kinds[] = { "", "send", "request", "reply", "publish", "event", "error" };
-    if (cli->json) {
-        printf("{\"kind\": \"%s\", \"from\": ", kinds[m->kind]);
-        s_json_str(m->source, strlen(m->source));
-        printf(", \"name\": ");
-        s_json_str(m->name, strlen(m->name));
-        if (m->kind == IPCNET_MSG_EVENT) {
-            printf(", \"event\": \"%s\", \"node\": ",
-                   m->event == IPCNET_EV_NAME_UP || m->event == IPCNET_EV_PEER_UP ? "up" : "down");
-            s_json_str(m->node, strlen(m->node));
-        } else {
-            /* Who sent it, as its node says: uid, user, node and its id. */
-            printf(", \"uid\": %u, \"user\": ", (unsigned) m->uid);
-            s_json_str(m->user, strlen(m->user));
-            printf(", \"node\": ");
-            s_json_str(m->node, strlen(m->node));
-            printf(", \"node_id\": ");
-            s_json_str(m->node_id, strlen(m->node_id));
-            printf(", \"data\": ");
-            s_json_str(m->data, m->size);
-        }
-        puts("}");
-    } else if (m->kind == IPCNET_MSG_EVENT)
-        printf("%s %s %s\n", m->event == IPCNET_EV_NAME_UP || m->event == IPCNET_EV_PEER_UP
-               ? "up" : "down", m->name, m->node);
-    else {
-        if (cli->verbose)
-            printf("%s from %s uid %u (%s) node %s (%s): ", kinds[m->kind], m->source,
-                   (unsigned) m->uid, m->user, m->node, m->node_id);
-        if (m->kind == IPCNET_MSG_PUBLISH)
-            printf("%s ", m->name);
-        fwrite(m->data, 1, m->size, stdout);
-        putchar('\n');
+    size_t size;
+    char *data = s_payload(cli->data, ipcnet_max_message(c), &size);
+    if (!data) {
+        fprintf(stderr, "ipc-node: cannot read the payload: %s\n", strerror(errno));
+        return 1;
     }
-    fflush(stdout);
+    ipcnet_msg_t reply;
+    const char *what = cli->verb == VERB_PUBLISH ? "publish to" : "send to";
+    int rc;
+    if (cli->verb == VERB_SEND)
+        rc = ipcnet_send(c, cli->target, data, size, IPCNET_CONFIRM);
+    else if (cli->verb == VERB_PUBLISH)
+        rc = ipcnet_publish(c, cli->target, data, size, IPCNET_CONFIRM);
+    else {
+        rc = ipcnet_request(c, cli->target, data, size, cli->timeout_ms, &reply);
+        what = "request";
+    }
+    free(data);
+    if (rc < 0) {
+        cli_failed(c, what, cli->target, rc);
+        return 1;
+    }
+    if (cli->verb == VERB_REQUEST)
+        cli_print_msg(cli, &reply);
+    return 0;
 }
 
-/* --listen, --subscribe, --watch: print messages until count is reached. */
+/* --- receiving ------------------------------------------------------------------------ */
+
+/* --listen, --subscribe, --watch, --monitor: print messages until count. */
 static int s_receive(ipcnet_t *c, const cli_t *cli)
 {
     int rc;
-    const char *what;
+    const char *what, *target = cli->target ? cli->target : "*";
     if (cli->verb == VERB_LISTEN) {
-        rc = ipcnet_bind(c, cli->target);
+        rc = ipcnet_bind(c, target);
         what = "bind";
     } else if (cli->verb == VERB_SUBSCRIBE) {
-        rc = ipcnet_subscribe(c, cli->target);
+        rc = ipcnet_subscribe(c, target);
         what = "subscribe to";
-    } else {
-        rc = ipcnet_watch(c, cli->target);
+    } else if (cli->verb == VERB_WATCH) {
+        rc = ipcnet_watch(c, target);
         what = "watch";
+    } else {
+        rc = ipcnet_monitor(c, cli->target);
+        what = "monitor";
     }
     if (rc < 0) {
-        s_failed(c, what, cli->target, rc);
+        cli_failed(c, what, target, rc);
         return 1;
     }
+    /* Ready: a script may go on once this line is out. */
+    fprintf(stderr, "ipc-node: %s %s on node %s (as %s)\n",
+            cli->verb == VERB_LISTEN ? "listening to" : cli->verb == VERB_SUBSCRIBE
+            ? "subscribed to" : cli->verb == VERB_WATCH ? "watching" : "monitoring",
+            target, ipcnet_node(c), ipcnet_address(c));
     for (long n = 0; cli->count == 0 || n < cli->count;) {
         ipcnet_msg_t m;
         rc = ipcnet_recv(c, &m, -1);
@@ -300,16 +435,49 @@ static int s_receive(ipcnet_t *c, const cli_t *cli)
                     m.size ? " (" : "", (int) m.size, (const char *) m.data, m.size ? ")" : "");
             continue;
         }
-        s_print_msg(cli, &m);
+        cli_print_msg(cli, &m);
         n++;
-        if (m.kind == IPCNET_MSG_REQUEST && cli->echo) {
-            rc = ipcnet_reply(c, &m, m.data, m.size);
+        if (m.kind == IPCNET_MSG_REQUEST && (cli->echo || cli->exec)) {
+            rc = cli->exec ? cli_exec_reply(c, cli, &m) : ipcnet_reply(c, &m, m.data, m.size);
             if (rc < 0)
                 fprintf(stderr, "ipc-node: cannot reply to %s: %s\n", m.source, ipcnet_strerror(rc));
         }
     }
     return 0;
 }
+
+/* --diagnose PEER: the node's words, as they are. */
+static int s_diagnose(ipcnet_t *c, const cli_t *cli)
+{
+    char *text;
+    int rc = ipcnet_diagnose(c, cli->target, &text);
+    if (rc < 0) {
+        cli_failed(c, "diagnose", cli->target, rc);
+        return 1;
+    }
+    if (cli->json) {
+        /* One string a line of the answer. */
+        json_open('{');
+        json_key("peer");
+        json_cstring(cli->target);
+        json_key("lines");
+        json_open('[');
+        for (char *line = text, *next; *line; line = next) {
+            next = strchr(line, '\n');
+            size_t len = next ? (size_t) (next - line) : strlen(line);
+            json_string(line, len);
+            next = next ? next + 1 : line + len;
+        }
+        json_close();
+        json_close();
+        json_end();
+    } else
+        fputs(text, stdout);
+    free(text);
+    return 0;
+}
+
+/* --- the run ------------------------------------------------------------------------ */
 
 /* Why we may not connect to path, when connect said EACCES. */
 static void s_why_refused(const char *path)
@@ -342,17 +510,14 @@ static void s_why_refused(const char *path)
                 (unsigned) (st.st_mode & 07777));
 }
 
-int cli_run(const cli_t *cli)
+ipcnet_t *cli_connect(const cli_t *cli, const char *label, int flags)
 {
     ipcnet_t *c;
     char path[108];
     const char *where = cli->socket;
     if (!where && ipcnet_default_socket(path, sizeof path) == 0)
         where = path;
-    /* Receivers outlive a restart of their node; one-shot verbs fail. */
-    int receiver = cli->verb == VERB_LISTEN || cli->verb == VERB_SUBSCRIBE ||
-                   cli->verb == VERB_WATCH;
-    int rc = ipcnet_connect(&c, cli->socket, "ipc-node-cli", receiver ? IPCNET_RECONNECT : 0);
+    int rc = ipcnet_connect(&c, cli->socket, label, flags);
     if (rc < 0) {
         /* Here ENOENT is a missing socket file, not a missing name. */
         fprintf(stderr, "ipc-node: cannot connect to %s: %s%s\n", where ? where : "the node",
@@ -361,8 +526,22 @@ int cli_run(const cli_t *cli)
                 rc == -ENOENT || rc == -ECONNREFUSED ? " (is ipc-node running?)" : "");
         if (rc == -EACCES)
             s_why_refused(where ? where : PATHS_SYSTEM_SOCKET);
-        return 1;
+        return NULL;
     }
+    return c;
+}
+
+int cli_run(const cli_t *cli)
+{
+    json_pretty(cli->json == 2);
+    if (cli->verb == VERB_CHECK)
+        return cli_check(cli);      /* its own exit codes, its own connection */
+    /* Receivers outlive a restart of their node; one-shot verbs fail. */
+    int receiver = cli->verb == VERB_LISTEN || cli->verb == VERB_SUBSCRIBE ||
+                   cli->verb == VERB_WATCH || cli->verb == VERB_MONITOR;
+    ipcnet_t *c = cli_connect(cli, "ipc-node-cli", receiver ? IPCNET_RECONNECT : 0);
+    if (!c)
+        return 1;
     int status = 0;
     switch (cli->verb) {
     case VERB_SERVICES:
@@ -373,37 +552,25 @@ int cli_run(const cli_t *cli)
         break;
     case VERB_SEND:
     case VERB_PUBLISH:
-    case VERB_REQUEST: {
-        size_t size;
-        char *data = s_payload(cli->data, ipcnet_max_message(c), &size);
-        if (!data) {
-            fprintf(stderr, "ipc-node: cannot read the payload: %s\n", strerror(errno));
-            status = 1;
-            break;
-        }
-        ipcnet_msg_t reply;
-        const char *what = cli->verb == VERB_PUBLISH ? "publish to" : "send to";
-        if (cli->verb == VERB_SEND)
-            rc = ipcnet_send(c, cli->target, data, size, IPCNET_CONFIRM);
-        else if (cli->verb == VERB_PUBLISH)
-            rc = ipcnet_publish(c, cli->target, data, size, IPCNET_CONFIRM);
-        else {
-            rc = ipcnet_request(c, cli->target, data, size, cli->timeout_ms, &reply);
-            what = "request";
-        }
-        free(data);
-        if (rc < 0) {
-            s_failed(c, what, cli->target, rc);
-            status = 1;
-        } else if (cli->verb == VERB_REQUEST)
-            s_print_msg(cli, &reply);
+    case VERB_REQUEST:
+        status = s_post(c, cli);
         break;
-    }
     case VERB_LISTEN:
     case VERB_SUBSCRIBE:
     case VERB_WATCH:
+    case VERB_MONITOR:
         status = s_receive(c, cli);
         break;
+    case VERB_DIAGNOSE:
+        status = s_diagnose(c, cli);
+        break;
+    case VERB_PING:
+        status = cli_ping(c, cli);
+        break;
+    case VERB_BENCH:
+        status = cli_bench(c, cli);
+        break;
+    case VERB_CHECK:
     case VERB_NONE:
         break;
     }

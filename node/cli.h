@@ -5,6 +5,7 @@
 typedef enum {
     VERB_NONE = 0, VERB_SERVICES, VERB_PEERS, VERB_STATS, VERB_CLIENTS,
     VERB_SEND, VERB_REQUEST, VERB_LISTEN, VERB_PUBLISH, VERB_SUBSCRIBE, VERB_WATCH,
+    VERB_CHECK, VERB_PING, VERB_BENCH, VERB_MONITOR, VERB_DIAGNOSE,
 } verb_t;
 
 typedef struct {
@@ -15,11 +16,24 @@ typedef struct {
     int timeout_ms;         /* requests; 0: the node's default */
     long count;             /* listen, subscribe, watch: stop after; 0: never */
     int echo;               /* listen: answer requests with their payload */
-    int json;
+    const char *exec;       /* listen: answer requests with this command's output */
+    int json;               /* 1; 2: pretty */
     int verbose;            /* listen, subscribe: who sent each message */
 } cli_t;
 
 /* Runs one verb. Returns the process exit status: 0, 1 on failure. */
 int cli_run(const cli_t *cli);
+
+/* Inside the CLI (cli.c, cli_tools.c). */
+#include "ipcnet.h"
+ipcnet_t *cli_connect(const cli_t *cli, const char *label, int flags);   /* says why not */
+void cli_failed(ipcnet_t *c, const char *what, const char *target, int rc);
+void cli_print_msg(const cli_t *cli, const ipcnet_msg_t *m);
+int cli_check(const cli_t *cli);
+int cli_ping(ipcnet_t *c, const cli_t *cli);
+int cli_bench(ipcnet_t *c, const cli_t *cli);
+/* --exec: runs the command on the request's payload and replies with its
+   output; 0 or a negative errno. */
+int cli_exec_reply(ipcnet_t *c, const cli_t *cli, const ipcnet_msg_t *req);
 
 #endif

@@ -167,8 +167,10 @@ int client_confirm(client_t *c, uint64_t client, peer_t *peer, uint32_t seq,
     }
     *k = (confirm_t) { .client = client, .peer = peer, .seq = seq, .what = WIRE_SEND,
                        .fromlen = (uint8_t) fromlen, .namelen = (uint8_t) namelen };
-    memcpy(k->strings, from, fromlen);
-    memcpy(k->strings + fromlen, name, namelen);
+    if (fromlen)
+        memcpy(k->strings, from, fromlen);
+    if (namelen)
+        memcpy(k->strings + fromlen, name, namelen);
     if (peer)
         peer_ref(peer);
     *d = (delivery_t) { .confirm = k, .end = c->bytes_in };

@@ -105,6 +105,8 @@ struct client {
     vec_t names;                /* name_t * we hold */
     vec_t subs;                 /* sub_t * we are in */
     vec_t watches;              /* char * patterns */
+    char *monitor;              /* MONITOR: the pattern of what it sees, or NULL */
+    unsigned monitor_lost;      /* notes not queued for it (its queue was full) */
     uint32_t pub_epoch;         /* the last publish delivered to us */
 
     /* requests (request.c) */

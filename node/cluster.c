@@ -24,6 +24,7 @@
 #include "keys.h"
 #include "log.h"
 #include "mdns.h"
+#include "member.h"
 #include "peer.h"
 
 #include <czmq.h>
@@ -33,87 +34,19 @@
 #include <string.h>
 #include <sys/random.h>
 
-#define TICK_MS         50
-#define HELLO_EVERY_MS  1000
-#define ENDPOINT_MAX    128
-#define SUSPECT_MS      400         /* a peer whose record went must answer by then */
-#define KEY_ASK_MS      500         /* a KEY question unanswered is asked again */
-#define UNMET_REDIAL_MS 2000        /* a node heard of and never met: the same, sooner */
-#define REDIAL_MS       5000        /* a dial not answered by then is made anew (a
-                                       key learned on first use asked again) */
-#define CURVE_OVERHEAD  64          /* a CURVE MESSAGE command around a frame */
-#define ROUTER_HWM      100000
-#define SELF_MAX        4
-#define HANDSHAKE_MS    10000       /* ZeroMQ drops a connection not secured by then */
-#define ATTEMPTS_MAX    3           /* dials of a node never met before it is forgotten */
-#define FORGET_MS       600000      /* a node met before, down this long, is forgotten */
-#define LOG_EVERY_MS    60000
-#define FDS_KEPT        32          /* descriptors a connection of a peer never takes */
-
-/* A peer as the cluster knows it: its link, and how it was found. */
-typedef struct {
-    struct cluster *cluster;
-    peer_t *peer;
-    int is_static;
-    int dialled_us;             /* met through its HELLO, not heard of: proved its key */
-    int by_mdns;                /* found (also) through mDNS */
-    int key_tofu;               /* key learned from a KEY answer, not configured */
-    keyask_t ask;               /* asking its endpoint for its key */
-    int64_t dialled;
-    int reaped;                 /* lost, and its incarnation forgotten */
-    int verified;               /* has been up: we have met it */
-    unsigned attempts;          /* dials without a handshake, while never met */
-    int64_t down_since;         /* when it was last lost */
-    int64_t suspect_since;      /* its mDNS record went away: is it alive? */
-    int64_t last_refused_log, last_redial_log, last_key_log;
-} member_t;
-
-struct cluster {
-    loop_t *loop;
-    const node_config_t *cfg;
-    clients_t *clients;
-    directory_t *dir;
-    deliver_t *deliver;
-    requests_t *requests;
-    keys_t *keys;
-    peer_env_t env;             /* what every link shares */
-    uint64_t incarnation;
-    void *router;               /* a libzmq socket (czmq's zsock_new asserts on failure) */
-    int router_fd;
-    int router_touched;
-    int port;
-    vec_t members;              /* member_t */
-    loop_timer_t *tick;
-    proto_buf_t out;            /* answers on the ROUTER */
-    char self_endpoints[SELF_MAX][ENDPOINT_MAX];    /* dialled and found to be us */
-    size_t nself;
-    mdns_t *mdns;
-    member_t *last_member;      /* who sent the last ROUTER message */
-    int64_t last_spoof_log, last_foreign_log, last_twin_log;
-    /* nodes heard of (gossip, mDNS) but not met: dialled a bounded number
-       at a time, at a bounded rate, and forgotten if they never answer */
-    candidates_t *candidates;
-    int64_t last_full_log, last_gate_log;
-};
-
 static void s_dealer_ready(loop_t *loop, int fd, int revents, void *arg);
 static void s_key_answer(loop_t *loop, int fd, int revents, void *arg);
 
 /* --- members ------------------------------------------------------------------------ */
-
-static member_t *s_member(const cluster_t *self, size_t i)
-{
-    return self->members.items[i];
-}
 
 static member_t *s_by_id(cluster_t *self, const char *id, size_t len)
 {
     if (len != PROTO_ID_LEN)
         return NULL;
     for (size_t i = 0; i < self->members.size; i++) {
-        const char *pid = peer_id(s_member(self, i)->peer);
+        const char *pid = peer_id(cluster_member(self, i)->peer);
         if (pid[0] && memcmp(pid, id, len) == 0)
-            return s_member(self, i);
+            return cluster_member(self, i);
     }
     return NULL;
 }
@@ -121,8 +54,8 @@ static member_t *s_by_id(cluster_t *self, const char *id, size_t len)
 static member_t *s_by_endpoint(cluster_t *self, const char *endpoint)
 {
     for (size_t i = 0; i < self->members.size; i++)
-        if (strcmp(peer_endpoint(s_member(self, i)->peer), endpoint) == 0)
-            return s_member(self, i);
+        if (strcmp(peer_endpoint(cluster_member(self, i)->peer), endpoint) == 0)
+            return cluster_member(self, i);
     return NULL;
 }
 
@@ -138,11 +71,6 @@ static void s_self_endpoint(cluster_t *self, const char *endpoint)
 {
     if (!s_is_self_endpoint(self, endpoint) && self->nself < SELF_MAX)
         snprintf(self->self_endpoints[self->nself++], ENDPOINT_MAX, "%s", endpoint);
-}
-
-static const char *s_source(const member_t *m)
-{
-    return m->is_static ? "static" : m->by_mdns ? "mdns" : "gossip";
 }
 
 /* A new DEALER to the member, and our HELLO. Returns 0 or -errno. */
@@ -173,7 +101,7 @@ static size_t s_unverified(const cluster_t *self, size_t *hearsay)
 {
     size_t n = 0, h = 0;
     for (size_t i = 0; i < self->members.size; i++) {
-        const member_t *m = s_member(self, i);
+        const member_t *m = cluster_member(self, i);
         n += !m->verified && !m->is_static;
         h += !m->verified && !m->is_static && !m->dialled_us;
     }
@@ -241,7 +169,7 @@ static size_t s_host_busy(void *arg, const char *host, size_t len)
     cluster_t *self = arg;
     size_t n = 0;
     for (size_t i = 0; i < self->members.size; i++) {
-        const member_t *m = s_member(self, i);
+        const member_t *m = cluster_member(self, i);
         size_t hl;
         const char *h = candidates_host(peer_endpoint(m->peer), &hl);
         n += !m->verified && hl == len && memcmp(h, host, len) == 0;
@@ -272,6 +200,8 @@ static member_t *s_member_new(cluster_t *self, const char *endpoint, int is_stat
     }
     m->cluster = self;
     m->is_static = is_static;
+    m->known_at = loop_now(self->loop);
+    m->key_from = !key ? NULL : is_static ? "given with --peer" : "from where we heard of it";
     keyask_init(&m->ask);
     m->last_refused_log = m->last_redial_log = m->last_key_log = INT64_MIN / 2;
     if (key)
@@ -309,8 +239,11 @@ static void s_dial_candidates(cluster_t *self)
             s_is_self_endpoint(self, k.endpoint) || candidates_failed(self->candidates, id, now))
             continue;
         member_t *m = s_member_new(self, k.endpoint, 0, k.key);
-        if (m)
+        if (m) {
             m->by_mdns = k.by_mdns;
+            m->found |= k.by_mdns ? 0 : FOUND_GOSSIP;
+            m->key_from = k.by_mdns ? "its mDNS record" : "a peer's gossip";
+        }
     }
 }
 
@@ -321,7 +254,7 @@ static void s_gossip(cluster_t *self, member_t *to, member_t *only)
 {
     proto_list_begin(&self->out, P_PEERS);
     for (size_t i = 0; i < self->members.size && proto_list_count(&self->out) < PROTO_LIST_MAX; i++) {
-        peer_t *p = s_member(self, i)->peer;
+        peer_t *p = cluster_member(self, i)->peer;
         if (p == to->peer || !peer_is_up(p) || !peer_key(p) || (only && p != only->peer))
             continue;
         proto_list_add_peer(&self->out, peer_id(p), peer_name(p), peer_endpoint(p), peer_key(p));
@@ -337,13 +270,16 @@ static void s_came_up(cluster_t *self, member_t *m)
     peer_t *p = m->peer;
     m->verified = 1;
     m->attempts = 0;
+    m->why[0] = 0;
+    m->up_at = loop_now(self->loop);
+    char how[64];
     log_notice("peer %s (%.8s) up at %s (%s)", peer_name(p), peer_id(p), peer_endpoint(p),
-               s_source(m));
+               member_source(m, how, sizeof how));
     directory_peer_state(self->dir, p, 1);
     s_gossip(self, m, NULL);
     for (size_t i = 0; i < self->members.size; i++)
-        if (s_member(self, i) != m && peer_is_up(s_member(self, i)->peer))
-            s_gossip(self, s_member(self, i), m);
+        if (cluster_member(self, i) != m && peer_is_up(cluster_member(self, i)->peer))
+            s_gossip(self, cluster_member(self, i), m);
 }
 
 /* A handshake event's outcome: up, or not yet. */
@@ -399,6 +335,8 @@ static void s_lost(cluster_t *self, member_t *m, const char *why)
 {
     if (peer_state(m->peer) == PEER_ASKING_KEY)
         return;
+    if (peer_is_up(m->peer))
+        member_why(m, "lost: %s", why);
     peer_lose(m->peer, why);
     if (!m->reaped)
         s_reap_one(self, m);
@@ -416,13 +354,14 @@ static void s_restart(cluster_t *self, member_t *m, const char *why)
 static void s_forget(cluster_t *self, member_t *m, const char *why)
 {
     s_lost(self, m, why);
+    member_forgotten(self, m, why);
     s_member_free(m);
 }
 
 void cluster_reap(cluster_t *self)
 {
     for (size_t i = 0; i < self->members.size; i++) {
-        member_t *m = s_member(self, i);
+        member_t *m = cluster_member(self, i);
         if (peer_state(m->peer) == PEER_LOST && !m->reaped) {
             s_reap_one(self, m);
             s_redial(m);
@@ -462,12 +401,16 @@ static int s_key_learned(cluster_t *self, member_t *m, const uint8_t *key)
         return -1;
     }
     int same = peer_key(p) && memcmp(peer_key(p), key, PROTO_KEY_LEN) == 0;
-    if (!same && keys_known(self->keys, peer_endpoint(p), key, &m->last_key_log) < 0) {
+    char why[sizeof m->why];
+    if (!same && keys_known(self->keys, peer_endpoint(p), key, &m->last_key_log, why,
+                            sizeof why) < 0) {
+        member_why(m, "%s", why);
         m->ask.asked = loop_now(self->loop) + REDIAL_MS;      /* asked again later */
         return 0;
     }
     peer_set_key(p, key);
     m->key_tofu = 1;
+    m->key_from = "its answer to a KEY question, kept in known-peers";
     if (s_dial(m) < 0) {
         s_forget(self, m, "cannot connect");
         return -1;
@@ -589,6 +532,7 @@ static void s_on_hello(cluster_t *self, const proto_msg_t *h, const char *addr,
         if (!m && !(m = s_member_new(self, endpoint, 0, key)))
             return;
         m->dialled_us = 1;
+        m->key_from = "its own HELLO, on the connection it authenticated";
     }
     peer_t *p = m->peer;
     int was_up = peer_is_up(p);
@@ -683,8 +627,10 @@ static void s_on_list(cluster_t *self, member_t *mb, const proto_msg_t *m)
         proto_list_next(&at, &endpoint, &eplen);
         proto_list_next(&at, &key, &keylen);   /* its id's: checked */
         char ep[ENDPOINT_MAX];
-        if (eplen >= sizeof ep || memcmp(id, keys_id(self->keys), PROTO_ID_LEN) == 0 ||
-            s_by_id(self, id, idlen))
+        member_t *known = s_by_id(self, id, idlen);
+        if (known)
+            known->found |= FOUND_GOSSIP;
+        if (eplen >= sizeof ep || memcmp(id, keys_id(self->keys), PROTO_ID_LEN) == 0 || known)
             continue;
         memcpy(ep, endpoint, eplen);
         ep[eplen] = 0;
@@ -885,6 +831,7 @@ static int s_dealer_message(cluster_t *self, member_t *mb, const uint8_t *data, 
             log_notice("node at %s is busy: %.*s", peer_endpoint(p), (int) m.textlen, m.text);
             mb->last_refused_log = now;
         }
+        member_why(mb, "refused: it is busy (%.*s)", (int) m.textlen, m.text);
         return 0;
     }
     if (m.type == P_FAIL && (m.error == EPROTO || m.error == EACCES)) {
@@ -896,6 +843,8 @@ static int s_dealer_message(cluster_t *self, member_t *mb, const uint8_t *data, 
             log_notice("node at %s refused us: %.*s", peer_endpoint(p), (int) m.textlen, m.text);
             mb->last_refused_log = now;
         }
+        member_why(mb, "refused: %.*s%s", (int) m.textlen, m.text,
+                   m.error == EPROTO ? " (another protocol version)" : "");
         if (!mb->is_static) {
             s_forget(self, mb, "it refused us");
             return -1;
@@ -1019,10 +968,10 @@ int cluster_idle(cluster_t *self)
        the send consumed the edge. Read those before sleeping. */
     int more = self->router_touched && s_router_drain(self);
     for (size_t i = 0; i < self->members.size; i++)
-        peer_flush(s_member(self, i)->peer);
+        peer_flush(cluster_member(self, i)->peer);
     cluster_reap(self);
     for (size_t i = 0; i < self->members.size; i++) {
-        member_t *mb = s_member(self, i);
+        member_t *mb = cluster_member(self, i);
         peer_t *p = mb->peer;
         if (peer_touched(p) && s_dealer_drain(mb))
             return 1;
@@ -1079,6 +1028,7 @@ static int s_tick_member(cluster_t *self, member_t *mb, int64_t now)
         !mb->is_static && now - mb->dialled > redial && ++mb->attempts >= ATTEMPTS_MAX) {
         /* Never met, and it does not answer: whoever named it is not
            believed again for a while. */
+        member_why(mb, "never answered %u dials: forgotten for five minutes", mb->attempts);
         log_info("peer at %s never answered (%u dials): forgetting it", peer_endpoint(p),
                  mb->attempts);
         candidates_failed_add(self->candidates, peer_id(p), now);
@@ -1091,6 +1041,9 @@ static int s_tick_member(cluster_t *self, member_t *mb, int64_t now)
            key not authorized there, which may change), and a key learned
            on first use may be stale. Dialled anew, after asking for the
            key again if it was learned so. */
+        member_why(mb, "no handshake with %s since it was dialled: it is down or firewalled, "
+                   "or its key is not the one we have, or ours is not authorized there",
+                   peer_endpoint(p));
         if (now - mb->last_redial_log > 60000) {
             char key[41];
             zmq_z85_encode(key, peer_key(p), PROTO_KEY_LEN);
@@ -1130,7 +1083,7 @@ static void s_tick(loop_t *loop, void *arg)
     cluster_t *self = arg;
     int64_t now = loop_now(loop);
     for (size_t i = 0; i < self->members.size; i++)
-        if (s_tick_member(self, s_member(self, i), now) < 0)
+        if (s_tick_member(self, cluster_member(self, i), now) < 0)
             i--;
     s_dial_candidates(self);
     self->tick = loop_timer_add(loop, TICK_MS, s_tick, self);
@@ -1151,26 +1104,6 @@ const char *cluster_id(const cluster_t *self)
 int cluster_port(const cluster_t *self)
 {
     return self->port;
-}
-
-void cluster_list(cluster_t *self, text_t *out)
-{
-    int64_t now = loop_now(self->loop);
-    int v6 = strchr(self->cfg->bind, ':') && self->cfg->bind[0] != '[';
-    text_printf(out, v6 ? "%s\t%s\ttcp://[%s]:%d\tself\tup\t0\t0\t%s\n"
-                        : "%s\t%s\ttcp://%s:%d\tself\tup\t0\t0\t%s\n", self->cfg->name,
-                keys_id(self->keys), self->cfg->bind, self->port, keys_public_txt(self->keys));
-    for (size_t i = 0; i < self->members.size; i++) {
-        member_t *mb = s_member(self, i);
-        peer_t *p = mb->peer;
-        char key[41] = "-";
-        if (peer_key(p))
-            zmq_z85_encode(key, peer_key(p), PROTO_KEY_LEN);
-        text_printf(out, "%s\t%s\t%s\t%s\t%s\t%lld\t%lld\t%s\n", peer_name(p),
-                    peer_id(p)[0] ? peer_id(p) : "-", peer_endpoint(p), s_source(mb),
-                    peer_state_name(peer_state(p)), (long long) peer_rtt_us(p),
-                    (long long) (now - peer_last_seen(p)), key);
-    }
 }
 
 /* mDNS found a node, or its record went away. */
@@ -1332,12 +1265,12 @@ void cluster_destroy(cluster_t **self_p)
     mdns_destroy(&self->mdns);
     /* Goodbye to every peer, given a moment to leave. */
     for (size_t i = 0; i < self->members.size; i++) {
-        peer_t *p = s_member(self, i)->peer;
+        peer_t *p = cluster_member(self, i)->peer;
         if (peer_is_up(p))
             peer_bye(p);
     }
     while (self->members.size > 0)
-        s_member_free(s_member(self, self->members.size - 1));
+        s_member_free(cluster_member(self, self->members.size - 1));
     vec_free(&self->members);
     candidates_destroy(&self->candidates);
     loop_timer_cancel(self->loop, self->tick);

@@ -57,4 +57,8 @@ void cluster_input(cluster_t *self, const char *uid, const char *peer_address,
 /* Appends the peers listing (IPCNET_Q_PEERS lines, ourselves first). */
 void cluster_list(cluster_t *self, text_t *out);
 
+/* What the node knows of the peer about names (its name, id or address)
+   and why it is not up, step by step, as lines of text. */
+void cluster_diagnose(cluster_t *self, const char *about, text_t *out);
+
 #endif

@@ -191,6 +191,64 @@ static void s_request_refused(client_t *c, const wire_frame_t *f, int err)
     client_send_error(c, f, -err, f->s1, f->s1len, request_strerror(err));
 }
 
+/* --- monitors ----------------------------------------------------------------------- */
+
+/* May monitor m see a message to `to`, sent by a local client of uid
+   (-1: a client of another node, whose uid is that node's claim) and
+   queued for receiver (or NULL)? Root sees all; another user what its
+   own clients send or receive, and what a rule lets it monitor. */
+static int s_may_monitor(deliver_t *self, const client_t *m, const char *to, size_t tolen,
+                         int64_t uid, const client_t *receiver)
+{
+    if (m->cred.uid == 0 || (uid >= 0 && (uint32_t) uid == m->cred.uid) ||
+        (receiver && receiver->cred.uid == m->cred.uid))
+        return 1;
+    if (!policy_has(self->policy, POLICY_MONITOR))
+        return 0;
+    policy_who_t who = client_who(m);
+    return policy_check(self->policy, &who, POLICY_MONITOR, to, tolen, NULL) == 1;
+}
+
+/* A note of one routed message for each monitor that may see it. A
+   monitor never slows what it watches: past half its queue limit its
+   notes are counted, and the count comes before its next note. */
+static void s_monitor(deliver_t *self, int kind, const char *to, size_t tolen, const char *from,
+                      size_t fromlen, const wire_from_t *sender, int64_t uid,
+                      const client_t *receiver, const void *data, size_t size)
+{
+    const vec_t *mons = directory_monitors(self->dir);
+    for (size_t i = 0; i < mons->size; i++) {
+        client_t *m = mons->items[i];
+        if (m->doomed || !wire_match(m->monitor, strlen(m->monitor), to, tolen) ||
+            !s_may_monitor(self, m, to, tolen, uid, receiver))
+            continue;
+        if (m->queued > self->cfg->queue_limit / 2) {
+            m->monitor_lost++;
+            continue;
+        }
+        uint8_t head[WIRE_HEAD_MAX], body[4 + WIRE_MON_BYTES];
+        size_t hlen;
+        if (m->monitor_lost) {
+            wire_from_t node = { .uid = 0, .user = "", .userlen = 0,
+                                 .node_id = directory_id(self->dir) };
+            wire_put32(body, m->monitor_lost);
+            hlen = wire_encode_from(head, WIRE_MONITORED, 0, 0, WIRE_MON_LOST, NULL, 0, NULL, 0,
+                                    &node, 4);
+            client_queue_frame(m, head, hlen, NULL, body, 4, NULL);
+            m->monitor_lost = 0;
+        }
+        size_t shown = size < WIRE_MON_BYTES ? size : WIRE_MON_BYTES;
+        wire_put32(body, size > UINT32_MAX ? UINT32_MAX : (uint32_t) size);
+        if (shown)
+            memcpy(body + 4, data, shown);
+        hlen = wire_encode_from(head, WIRE_MONITORED, 0, 0, (uint32_t) kind, to, tolen, from,
+                                fromlen, sender, 4 + shown);
+        client_queue_frame(m, head, hlen, NULL, body, 4 + shown, NULL);
+    }
+}
+
+#define MONITORED(self) (directory_monitors((self)->dir)->size > 0)
+
 /* --- from local clients ------------------------------------------------------------ */
 
 int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbuf)
@@ -243,6 +301,10 @@ int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbu
             if (r)
                 request_free(r);
             client_send_error(c, f, -rc, f->s1, f->s1len, "cannot reach the node");
+        } else if (MONITORED(self)) {
+            wire_from_t from = s_from_client(self, c);
+            s_monitor(self, request ? WIRE_MON_REQUEST : WIRE_MON_SEND, f->s1, f->s1len,
+                      c->address, alen, &from, c->cred.uid, NULL, f->data, f->size);
         }
         return CLIENT_DONE;     /* the peer's ACK or FAIL answers a CONFIRM */
     }
@@ -281,6 +343,9 @@ int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbu
     }
     client_queue_frame(to, head, hlen, pbuf, f->data, f->size, NULL);
     self->stats->delivered++;
+    if (MONITORED(self))
+        s_monitor(self, request ? WIRE_MON_REQUEST : WIRE_MON_SEND, f->s1, f->s1len, c->address,
+                  alen, &from, c->cred.uid, to, f->data, f->size);
     /* CONFIRM: answered once written to the receiver's socket. */
     if ((f->flags & WIRE_F_CONFIRM) &&
         client_confirm(to, c->id, NULL, f->seq, NULL, 0, f->s1, f->s1len) < 0)
@@ -319,6 +384,11 @@ int deliver_reply(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pb
         };
         if (peer_send_data(r->peer, &m, c->id, 0, WIRE_REPLY) < 0)
             client_send_error(c, f, EHOSTUNREACH, f->s1, f->s1len, "the requester's node is gone");
+        else if (MONITORED(self)) {
+            wire_from_t from = s_from_client(self, c);
+            s_monitor(self, WIRE_MON_REPLY, r->from, strlen(r->from), c->address, alen, &from,
+                      c->cred.uid, NULL, f->data, f->size);
+        }
         request_free(r);
         return CLIENT_DONE;
     }
@@ -332,6 +402,9 @@ int deliver_reply(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pb
                                    NULL, 0, &from, f->size);
     client_queue_frame(to, head, hlen, pbuf, f->data, f->size, NULL);
     self->stats->delivered++;
+    if (MONITORED(self))
+        s_monitor(self, WIRE_MON_REPLY, to->address, strlen(to->address), c->address, alen,
+                  &from, c->cred.uid, to, f->data, f->size);
     request_free(r);
     return CLIENT_DONE;
 }
@@ -414,6 +487,9 @@ int deliver_publish(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *
         if (rc < 0)     /* not sent, so not in flight: said here */
             deliver_fail_origin(self, c->id, f->seq, WIRE_PUBLISH, -rc);
     }
+    if (MONITORED(self))
+        s_monitor(self, WIRE_MON_PUBLISH, f->s1, f->s1len, c->address, alen, &from, c->cred.uid,
+                  NULL, f->data, f->size);
     if (f->flags & WIRE_F_CONFIRM)
         client_send_ok(c, f, NULL, 0);
     return CLIENT_DONE;
@@ -493,6 +569,9 @@ static int s_remote_msg(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq
     client_queue_frame(t.to, head, hlen, pbuf, m->data, m->size, origin);
     buf_unref(&pbuf);
     self->stats->delivered++;
+    if (MONITORED(self))
+        s_monitor(self, m->kind == P_KIND_REQUEST ? WIRE_MON_REQUEST : WIRE_MON_SEND, m->to,
+                  m->tolen, m->from, m->fromlen, &from, -1, t.to, m->data, m->size);
     /* CONFIRM: acknowledged once written to the receiver's socket. */
     if ((m->flags & P_F_CONFIRM) &&
         client_confirm(t.to, 0, peer, m->cseq, m->from, m->fromlen, m->to, m->tolen) < 0)
@@ -531,6 +610,9 @@ static int s_remote_reply(deliver_t *self, peer_t *peer, const proto_msg_t *m, z
     client_queue_frame(to, head, hlen, pbuf, m->data, m->size, origin);
     buf_unref(&pbuf);
     self->stats->delivered++;
+    if (MONITORED(self))
+        s_monitor(self, WIRE_MON_REPLY, to->address, strlen(to->address), m->from, m->fromlen,
+                  &from, -1, to, m->data, m->size);
     request_free(r);
     return CLIENT_DONE;
 }
@@ -557,6 +639,9 @@ int deliver_from_peer(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq_m
         rc = s_publish_local(self, m->to, m->tolen, m->from, m->fromlen, &from, m->cseq, pbuf,
                              m->data, m->size, &origin, &blocked);
         buf_unref(&pbuf);
+        if (rc != CLIENT_BLOCKED && MONITORED(self))
+            s_monitor(self, WIRE_MON_PUBLISH, m->to, m->tolen, m->from, m->fromlen, &from, -1,
+                      NULL, m->data, m->size);
     }
     if (rc == CLIENT_BLOCKED) {
         self->stats->paused++;

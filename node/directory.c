@@ -28,6 +28,7 @@ struct directory {
     dict_t *exact_subs;         /* topic -> sub_t, patterns without '*' */
     vec_t prefix_subs;          /* sub_t with a '*' */
     vec_t watchers;             /* client_t watching something */
+    vec_t monitors;             /* client_t monitoring what is routed */
     vec_t remotes;              /* remote_t of the peers up */
     proto_buf_t out;            /* lists for peers */
     uint8_t id[WIRE_NODE_ID];   /* our node id, as bytes */
@@ -103,6 +104,7 @@ void directory_destroy(directory_t **self_p)
     dict_destroy(&self->claims);
     vec_free(&self->prefix_subs);
     vec_free(&self->watchers);
+    vec_free(&self->monitors);
     for (size_t i = 0; i < self->remotes.size; i++)
         s_remote_free(self->remotes.items[i]);
     vec_free(&self->remotes);
@@ -660,6 +662,30 @@ void directory_client_gone(directory_t *self, client_t *c)
     for (size_t i = 0; i < c->watches.size; i++)
         free(c->watches.items[i]);
     c->watches.size = 0;
+    if (c->monitor) {
+        vec_remove(&self->monitors, c);
+        free(c->monitor);
+        c->monitor = NULL;
+    }
+}
+
+int directory_monitor(directory_t *self, client_t *c, const char *pattern, size_t len)
+{
+    char *p = len ? strndup(pattern, len) : strdup("*");
+    if (!p)
+        return -ENOMEM;
+    if (!c->monitor && vec_push(&self->monitors, c) < 0) {
+        free(p);
+        return -ENOMEM;
+    }
+    free(c->monitor);
+    c->monitor = p;
+    return 0;
+}
+
+const vec_t *directory_monitors(const directory_t *self)
+{
+    return &self->monitors;
 }
 
 /* --- other nodes -------------------------------------------------------------------- */

@@ -149,4 +149,10 @@ peer_t *directory_node(const directory_t *self, const char *name, size_t len);
 /* The cluster forgets peer: a name it claimed is free again. */
 void directory_peer_release(directory_t *self, peer_t *peer);
 
+/* MONITOR: c sees what the node routes to names matching pattern (len 0:
+   everything), as far as it may (deliver.c); a second call replaces the
+   pattern. Undone when c goes. Returns 0 or -ENOMEM. */
+int directory_monitor(directory_t *self, client_t *c, const char *pattern, size_t len);
+const vec_t *directory_monitors(const directory_t *self);
+
 #endif

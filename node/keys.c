@@ -329,7 +329,7 @@ void keys_refused_log(keys_t *self, const uint8_t key[PROTO_KEY_LEN], const char
 }
 
 int keys_known(keys_t *self, const char *endpoint, const uint8_t key[PROTO_KEY_LEN],
-               int64_t *last_log)
+               int64_t *last_log, char *why, size_t size)
 {
     char path[600], line[300], txt[41];
     zmq_z85_encode(txt, key, PROTO_KEY_LEN);
@@ -350,6 +350,8 @@ int keys_known(keys_t *self, const char *endpoint, const uint8_t key[PROTO_KEY_L
     if (rc == 0)
         return 0;
     if (rc < 0) {
+        snprintf(why, size, "key mismatch: it answers with %s, not the key %s:%d keeps",
+                 txt, path, lineno);
         int64_t now = loop_now(self->loop);
         if (now - *last_log > 60000) {
             log_error("%s now answers with key %s, not the one %s:%d keeps: refusing it "

@@ -57,9 +57,10 @@ void keys_refused_log(keys_t *self, const uint8_t key[PROTO_KEY_LEN], const char
 
 /* Trust on first use: is key the one known-peers keeps for endpoint? If
    it keeps none, key is kept now. Returns 0, or -1 if another key is
-   kept (said at most once a minute per *last_log). */
+   kept (said at most once a minute per *last_log; why says which line,
+   in size bytes). */
 int keys_known(keys_t *self, const char *endpoint, const uint8_t key[PROTO_KEY_LEN],
-               int64_t *last_log);
+               int64_t *last_log, char *why, size_t size);
 
 /* Our public key as 40 characters of Z85, made in state_dir if it has
    none (for --key). Logs why and returns -1 on failure. */

@@ -91,11 +91,22 @@ static const char s_usage[] =
     "  --publish TOPIC DATA  publish DATA on TOPIC\n"
     "  --subscribe PATTERN   print each publication matching PATTERN\n"
     "  --watch PATTERN       print names matching PATTERN as they come and go\n"
+    "  --monitor [PATTERN]   print every message the node routes (to names\n"
+    "                        matching PATTERN): time, kind, from, to, size, bytes\n"
+    "  --check [NAME]        exit 0 if the node answers (and someone holds NAME)\n"
+    "  --ping [NODE|NAME]    round trips: to this node, a peer's (heartbeats), or\n"
+    "                        requests to NAME; --count N of them (default 5)\n"
+    "  --bench [NAME]        a quick figure: messages a second and request round\n"
+    "                        trips, on this node or to the echo service NAME\n"
+    "  --diagnose PEER       what the node knows of a peer (name, id or address)\n"
+    "                        and why it is not up\n"
     "Verb options:\n"
     "  --timeout MS          request timeout (default: the node's)\n"
     "  --count N             stop after N messages\n"
     "  --echo                with --listen: answer requests with their payload\n"
-    "  --json                machine-readable output\n"
+    "  --exec CMD            with --listen: answer requests with CMD's output\n"
+    "                        (sh -c CMD, the payload on its standard input)\n"
+    "  --json[=pretty]       machine-readable output\n"
     "  -h, --help            this text\n"
     "  -V, --version         the version\n";
 
@@ -105,7 +116,8 @@ enum {
     O_NO_CONFIG,
     /* verbs */
     O_SERVICES, O_PEERS, O_CLIENTS, O_STATS, O_SEND, O_REQUEST, O_LISTEN, O_PUBLISH,
-    O_SUBSCRIBE, O_WATCH, O_KEY, O_POLICY_CHECK, O_POLICY,
+    O_SUBSCRIBE, O_WATCH, O_CHECK, O_PING, O_BENCH, O_MONITOR, O_DIAGNOSE,
+    O_KEY, O_POLICY_CHECK, O_POLICY, O_EXEC,
     /* numbers: see s_numbers */
     O_NUMBER = 512,
 };
@@ -165,8 +177,14 @@ static const struct option s_named[] = {
     { "publish", required_argument, NULL, O_PUBLISH },
     { "subscribe", required_argument, NULL, O_SUBSCRIBE },
     { "watch", required_argument, NULL, O_WATCH },
+    { "check", optional_argument, NULL, O_CHECK },
+    { "ping", optional_argument, NULL, O_PING },
+    { "bench", optional_argument, NULL, O_BENCH },
+    { "monitor", optional_argument, NULL, O_MONITOR },
+    { "diagnose", required_argument, NULL, O_DIAGNOSE },
     { "echo", no_argument, NULL, O_ECHO },
-    { "json", no_argument, NULL, O_JSON },
+    { "exec", required_argument, NULL, O_EXEC },
+    { "json", optional_argument, NULL, O_JSON },
     { "port", required_argument, NULL, O_PORT },
     { "bind", required_argument, NULL, O_BIND },
     { "peer", required_argument, NULL, O_PEER },
@@ -309,7 +327,7 @@ static int s_node_only(int opt)
 
 static int s_verb_only(int opt)
 {
-    return opt == O_ECHO || opt == O_JSON ||
+    return opt == O_ECHO || opt == O_JSON || opt == O_EXEC ||
            (opt >= O_NUMBER && !s_node_only(opt));
 }
 
@@ -336,6 +354,9 @@ static int s_option(options_t *o, int opt, const char *arg)
             [O_SEND - O_SERVICES] = VERB_SEND, [O_REQUEST - O_SERVICES] = VERB_REQUEST,
             [O_LISTEN - O_SERVICES] = VERB_LISTEN, [O_PUBLISH - O_SERVICES] = VERB_PUBLISH,
             [O_SUBSCRIBE - O_SERVICES] = VERB_SUBSCRIBE, [O_WATCH - O_SERVICES] = VERB_WATCH,
+            [O_CHECK - O_SERVICES] = VERB_CHECK, [O_PING - O_SERVICES] = VERB_PING,
+            [O_BENCH - O_SERVICES] = VERB_BENCH, [O_MONITOR - O_SERVICES] = VERB_MONITOR,
+            [O_DIAGNOSE - O_SERVICES] = VERB_DIAGNOSE,
         };
         o->verbs++;
         if (opt == O_KEY)
@@ -406,7 +427,12 @@ static int s_option(options_t *o, int opt, const char *arg)
     case O_SYSLOG: o->use_syslog = 1; break;
     case 'v': config->verbose = cli->verbose = 1; break;
     case O_ECHO: cli->echo = 1; break;
-    case O_JSON: cli->json = 1; break;
+    case O_EXEC: cli->exec = arg; break;
+    case O_JSON:
+        if (arg && strcmp(arg, "pretty") != 0)
+            return s_bad("json", arg, "nothing, or =pretty");
+        cli->json = arg ? 2 : 1;
+        break;
     default: return 2;
     }
     return 0;
@@ -616,6 +642,19 @@ int options_parse(options_t *o, int argc, char **argv)
     if (verb && o->node_opt && !(o->key_verb && strcmp(o->node_opt, "state-dir") == 0)) {
         fprintf(stderr, "ipc-node: --%s is an option of the node itself: it does nothing to "
                 "a verb (give it to the node, or in its config file)\n", o->node_opt);
+        return 2;
+    }
+    /* The verbs whose argument may be left out take the next word. */
+    int optional = cli->verb == VERB_CHECK || cli->verb == VERB_PING ||
+                   cli->verb == VERB_BENCH || cli->verb == VERB_MONITOR;
+    if (optional && !cli->target && optind < argc && argv[optind][0] != '-')
+        cli->target = argv[optind++];
+    if (cli->exec && cli->verb != VERB_LISTEN) {
+        fprintf(stderr, "ipc-node: --exec goes with --listen\n");
+        return 2;
+    }
+    if (cli->exec && cli->echo) {
+        fprintf(stderr, "ipc-node: --exec or --echo, not both\n");
         return 2;
     }
     int want_data = cli->verb == VERB_SEND || cli->verb == VERB_REQUEST || cli->verb == VERB_PUBLISH;

@@ -49,7 +49,7 @@ static const struct {
 } s_actions[] = {
     { "bind", POLICY_BIND }, { "send", POLICY_SEND }, { "request", POLICY_REQUEST },
     { "reply", POLICY_REPLY }, { "publish", POLICY_PUBLISH }, { "subscribe", POLICY_SUBSCRIBE },
-    { "watch", POLICY_WATCH },
+    { "watch", POLICY_WATCH }, { "monitor", POLICY_MONITOR },
 };
 #define N_ACTIONS (sizeof s_actions / sizeof s_actions[0])
 #define ALL_ACTIONS ((1 << N_ACTIONS) - 1)

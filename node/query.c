@@ -114,14 +114,22 @@ static void s_stats(query_t *self, text_t *t)
 
 /* Adds to the text at least a page more of the listing, or the rest of
    it; the walk's cursor says where it goes on. */
-static void s_make(query_t *self, const client_t *c, struct listing *l, uint32_t what,
+static void s_make(query_t *self, const client_t *c, struct listing *l, const wire_frame_t *f,
                    size_t page)
 {
+    uint32_t what = f->aux;
     lines_t lines = { &l->text, self->cfg->name, c };
     if (!l->begun) {
         l->begun = 1;
         if (what == WIRE_Q_PEERS) {
             cluster_list(self->cluster, &l->text);
+            return;
+        }
+        if (what == WIRE_Q_DIAGNOSE) {
+            char about[WIRE_NAME_MAX + 1];
+            wire_copy(about, f->s1, f->s1len);
+            about[f->s1len] = 0;
+            cluster_diagnose(self->cluster, about, &l->text);
             return;
         }
         if (what == WIRE_Q_STATS) {
@@ -140,8 +148,13 @@ static void s_make(query_t *self, const client_t *c, struct listing *l, uint32_t
 
 int query_answer(query_t *self, client_t *c, const wire_frame_t *f)
 {
-    if (f->aux < WIRE_Q_SERVICES || f->aux > WIRE_Q_CLIENTS) {
+    if (f->aux < WIRE_Q_SERVICES || f->aux > WIRE_Q_DIAGNOSE) {
         client_send_error(c, f, EINVAL, NULL, 0, "unknown query");
+        return CLIENT_DONE;
+    }
+    if ((f->aux == WIRE_Q_DIAGNOSE) != (f->s1len > 0)) {
+        client_send_error(c, f, EINVAL, NULL, 0, f->s1len ? "this query takes no argument"
+                                                           : "diagnose what? (a peer)");
         return CLIENT_DONE;
     }
     struct listing *l = c->listing;
@@ -157,7 +170,7 @@ int query_answer(query_t *self, client_t *c, const wire_frame_t *f)
     const node_config_t *cfg = self->cfg;
     size_t page = cfg->max_message < PAGE ? (cfg->max_message ? cfg->max_message : 1) : PAGE;
     for (;;) {
-        s_make(self, c, l, f->aux, page);
+        s_make(self, c, l, f, page);
         int last = !l->cursor && l->text.len <= page;
         size_t n = l->text.len < page ? l->text.len : page;
         client_send_control(c, WIRE_OK, last ? 0 : WIRE_F_MORE, f->seq, 0, NULL, 0, NULL, 0,

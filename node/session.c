@@ -205,6 +205,11 @@ static int s_handle(sessions_t *self, client_t *c, const wire_frame_t *f, buf_t 
     case WIRE_UNWATCH:
         rc = directory_unwatch(dir, c, f->s1, f->s1len);
         break;
+    case WIRE_MONITOR:
+        rc = f->s1len ? wire_check_pattern(f->s1, f->s1len) : 0;
+        if (rc == 0)
+            rc = directory_monitor(dir, c, f->s1, f->s1len);
+        break;
     default:
         /* Node-to-client types, a second HELLO: the client is confused. */
         client_send_error(c, f, EBADMSG, NULL, 0, "unexpected frame type");

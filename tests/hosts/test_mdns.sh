@@ -84,12 +84,13 @@ peer_state() {
     peers "$1" "$2" | awk -v n="$3" '$1 == n && $4 != "self" { print $4, $5; exit }'
 }
 
-# peer_up H TAG NAME [SOURCE]: NAME is up in H's table (with that source).
+# peer_up H TAG NAME [SOURCE]: NAME is up in H's table (known, among
+# other ways, by that source: the column lists them all, "mdns,incoming").
 peer_up() {
     local s
     s=$(peer_state "$1" "$2" "$3")
     [ "${s#* }" = up ] || return 1
-    [ -z "${4:-}" ] || [ "${s% *}" = "$4" ]
+    [ -z "${4:-}" ] || [[ ",${s% *}," == *",$4,"* ]]
 }
 
 # peer_not_up H TAG NAME: NAME is absent from H's table, or not up.
@@ -105,7 +106,7 @@ peers_mdns_up() {
     shift 2
     t=$(peers "$h" "$tag")
     for n in "$@"; do
-        awk -v n="$n" '$1 == n && $4 == "mdns" && $5 == "up" { f = 1 } END { exit !f }' \
+        awk -v n="$n" '$1 == n && ("," $4 ",") ~ /,mdns,/ && $5 == "up" { f = 1 } END { exit !f }' \
             <<<"$t" || return 1
     done
 }
@@ -117,7 +118,7 @@ self_id() {
 
 # self_key H [TAG]: the public key (Z85) of the node TAG on host H.
 self_key() {
-    peers "$1" "${2:-main}" | awk '$4 == "self" { print $NF; exit }'
+    peers "$1" "${2:-main}" | awk '$4 == "self" { print $8; exit }'
 }
 
 # lists_itself H TAG: a row other than the self row has our name or our id.

@@ -136,7 +136,8 @@ static const rule_t s_spec_rules[] = {
     { WIRE_REQUEST,     REQ,  NONE, true,  false },
     { WIRE_REPLY,       REQ,  NONE, true,  false },
     { WIRE_PUBLISH,     REQ,  NONE, true,  false },
-    { WIRE_QUERY,       NONE, NONE, false, false },
+    { WIRE_QUERY,       OPT,  NONE, false, false },
+    { WIRE_MONITOR,     OPT,  NONE, false, false },
     { WIRE_WELCOME,     REQ,  REQ,  false, false },
     { WIRE_OK,          NONE, NONE, true,  false },
     { WIRE_ERROR,       OPT,  OPT,  false, false },
@@ -145,6 +146,7 @@ static const rule_t s_spec_rules[] = {
     { WIRE_DELIVER_REP, REQ,  NONE, true,  true  },
     { WIRE_PUBLICATION, REQ,  REQ,  true,  true  },
     { WIRE_EVENT,       REQ,  REQ,  false, false },
+    { WIRE_MONITORED,   OPT,  OPT,  true,  true  },
 };
 #define N_TYPES (sizeof s_spec_rules / sizeof s_spec_rules[0])
 
@@ -386,7 +388,7 @@ static wire_from_t s_sender(size_t i)
    one full frame of each type, and the frames that deliver a message with
    each of the extreme senders, written into out (room for MAX_SAMPLES).
    Returns their count. */
-#define MAX_SAMPLES (N_EXAMPLES + N_TYPES + 4 * N_SENDERS)
+#define MAX_SAMPLES (N_EXAMPLES + N_TYPES + 5 * N_SENDERS)    /* 5 types carry a sender */
 static size_t s_samples(sample_t *out)
 {
     size_t n = 0;
@@ -785,7 +787,7 @@ static void test_wire_decode_rules_every_type(void **state)
 static void test_wire_decode_unknown_types(void **state)
 {
     (void) state;
-    static const uint8_t unknown[] = { 0x00, 0x0d, 0x7f, 0x80, 0x84, 0x87, 0x8d, 0xff };
+    static const uint8_t unknown[] = { 0x00, 0x0e, 0x7f, 0x80, 0x84, 0x87, 0x8e, 0xff };
     uint8_t buf[WIRE_MIN];
     for (size_t i = 0; i < sizeof unknown; i++) {
         size_t len = s_build(buf, unknown[i], 0, 1, 0, NULL, 0, NULL, 0, NULL, 0);
@@ -862,8 +864,8 @@ static void test_wire_decode_flip_every_byte(void **state)
 
 /* --- the sender (section 4.4) --------------------------------------------- */
 
-/* Only MESSAGE, DELIVER_REQ, DELIVER_REP and PUBLICATION carry a sender,
-   and wire_has_from() says so of every type code. */
+/* Only MESSAGE, DELIVER_REQ, DELIVER_REP, PUBLICATION and MONITORED carry
+   a sender, and wire_has_from() says so of every type code. */
 static void test_wire_sender_only_where_spec_says(void **state)
 {
     (void) state;
@@ -1056,7 +1058,7 @@ typedef struct {
     size_t from_at, data_at;
 } delivery_t;
 
-#define MAX_DELIVERIES (4 * (N_SENDERS + 2) + 1)
+#define MAX_DELIVERIES (5 * (N_SENDERS + 2) + 1)
 static size_t s_deliveries(delivery_t *out)
 {
     static sample_t samples[MAX_SAMPLES];
@@ -1072,7 +1074,7 @@ static size_t s_deliveries(delivery_t *out)
         out[k].data_at = l.data_at;
         k++;
     }
-    assert_int_equal(k, 1 + 4 + 4 * N_SENDERS);
+    assert_int_equal(k, 1 + 5 + 5 * N_SENDERS);     /* the example, 5 types, each sender */
     return k;
 }
 
@@ -1250,7 +1252,7 @@ static void test_wire_sender_user_bytes(void **state)
             }
         }
     }
-    assert_int_equal(accepted, 4 * N_OF(lens) * 3 * (0x7e - 0x21 + 1));
+    assert_int_equal(accepted, 5 * N_OF(lens) * 3 * (0x7e - 0x21 + 1));   /* 5 types */
 }
 
 /* --- names, patterns, destinations --------------------------------------- */

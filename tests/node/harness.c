@@ -1012,6 +1012,7 @@ const char *harness_kind_name(ipcnet_kind_t kind)
     case IPCNET_MSG_PUBLISH: return "PUBLISH";
     case IPCNET_MSG_EVENT:   return "EVENT";
     case IPCNET_MSG_ERROR:   return "ERROR";
+    case IPCNET_MSG_MONITOR: return "MONITOR";
     }
     return "?";
 }
@@ -1125,8 +1126,8 @@ typedef struct {
 static int s_peer_row(char **fl, int n, int row, void *arg)
 {
     peer_find_t *p = arg;
-    if (n != 8)
-        fail_msg("peers row %d has %d fields, not 8", row, n);
+    if (n != 9)
+        fail_msg("peers row %d has %d fields, not 9", row, n);
     if (row == 0 && p->self && (strcmp(fl[0], p->self) || strcmp(fl[3], "self")))
         fail_msg("the first peers row is '%s' from '%s', not %s itself", fl[0], fl[3], p->self);
     if (row > 0 && strcmp(fl[4], "up") == 0)
@@ -1142,6 +1143,7 @@ static int s_peer_row(char **fl, int n, int row, void *arg)
             p->ret->rtt_us = strtoll(fl[5], NULL, 10);
             p->ret->seen_ms = strtoll(fl[6], NULL, 10);
             snprintf(p->ret->key, sizeof p->ret->key, "%s", fl[7]);
+            snprintf(p->ret->reason, sizeof p->ret->reason, "%s", fl[8]);
         }
     }
     return 0;

@@ -244,11 +244,12 @@ typedef struct {
     long long rtt_us;           /* round trip of its last PONG, 0 before one */
     long long seen_ms;          /* since the node last heard from it */
     char key[64];
+    char reason[200];           /* why it is not up, "-" when nothing is wrong */
 } harness_peer_t;
 
 /* The row of peer name in the peers listing of q's node, whose own name
    is self. Returns 1 if found, else 0; fails the test if a row does not
-   have 8 fields or the first row is not the node itself. */
+   have 9 fields or the first row is not the node itself. */
 int harness_peer(ipcnet_t *q, const char *self, const char *name, harness_peer_t *ret);
 
 /* How many peers (not itself) q's node lists as up. */

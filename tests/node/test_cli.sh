@@ -239,8 +239,10 @@ bg_wait "$EPID" 5
 RC=$BGRC
 cp "$DIR/echo.out" "$DIR/out"
 cp "$DIR/echo.err" "$DIR/err"
-[ "$BGRC" -eq 0 ] && grep -qx ping "$DIR/echo.out"
-check "--listen --echo prints the request and exits after --count" $?
+[ "$BGRC" -eq 0 ] && grep -qxE "request from :[0-9]+@$NODE_NAME: ping" "$DIR/echo.out" &&
+    grep -q "^ipc-node: listening to echo.svc on node $NODE_NAME (as :[0-9]*@$NODE_NAME)$" \
+        "$DIR/echo.err"
+check "--listen --echo says it is ready, prints the request with its sender, exits after --count" $?
 
 bg slow --listen slow.svc --count 5
 SPID=$BG
@@ -305,6 +307,133 @@ RC=$BGRC
 cp "$DIR/watch.out" "$DIR/out"
 [ "$BGRC" -eq 0 ] && [ "$(cat "$DIR/watch.out")" = "$(printf 'up w.one %s\ndown w.one %s' "$NODE_NAME" "$NODE_NAME")" ]
 check "--watch prints 'down NAME NODE' when the holder goes, exits after --count" $?
+
+# --- JSON, always valid ----------------------------------------------------------------
+
+# json_lines FILE [PYTHON-ASSERTION...]: every line of FILE is JSON, and
+# each assertion about them (lines) holds.
+json_lines() {
+    python3 - "$@" <<'EOF'
+import json, sys
+path, checks = sys.argv[1], sys.argv[2:]
+lines = [json.loads(l) for l in open(path, encoding="utf-8") if l.strip()]
+for c in checks:
+    assert eval(c, {"lines": lines}), c
+EOF
+}
+
+bg jl --listen 007 --json --count 2
+JLPID=$BG
+wait_service 007
+printf '\377\376\000binary' >"$DIR/bin"
+cli --send 007 - <"$DIR/bin"
+cli --send 007 'caf'$'\xc3\xa9'
+bg_wait "$JLPID" 5
+json_lines "$DIR/jl.out" 'len(lines) == 2' \
+    'lines[0]["name"] == "007" and lines[0]["encoding"] == "base64"' \
+    '__import__("base64").b64decode(lines[0]["data"]) == b"\xff\xfe\x00binary"' \
+    'lines[1]["data"] == "caf\u00e9" and "encoding" not in lines[1]' \
+    'isinstance(lines[0]["uid"], int) and lines[0]["kind"] == "send"' 2>"$DIR/err"
+check "--listen --json: a name 007 stays a string, a binary payload is base64, UTF-8 is text" $? \
+    "$(cat "$DIR/jl.out")"
+cli --peers --json=pretty
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d[0]["reason"] is None and isinstance(d[0]["rtt_us"], int)' \
+    "$DIR/out" && [ "$(wc -l <"$DIR/out")" -gt 3 ]
+check "--peers --json=pretty: indented, numbers as numbers, a missing reason null" $?
+raw --key --json --state-dir "$DIR"
+python3 -c 'import json,sys; assert len(json.load(open(sys.argv[1]))["key"]) == 40' "$DIR/out"
+check "--key --json prints {\"key\": ...}" $?
+
+# --- options where they do nothing --------------------------------------------------------
+
+raw --json
+[ "$RC" -eq 2 ] && grep -q -- "--json goes with a verb" "$DIR/err"
+check "--json without a verb: a usage error (2), not a daemon" $?
+raw --echo --count 3
+[ "$RC" -eq 2 ]
+check "--echo --count 3 without a verb: a usage error" $?
+cli --max-message 1K --send q.one x
+[ "$RC" -eq 2 ] && grep -q -- "--max-message is an option of the node" "$DIR/err"
+check "--max-message with --send: a usage error, not silently ignored" $?
+
+# --- check, ping, bench, exec, monitor ------------------------------------------------------
+
+cli --check
+[ "$RC" -eq 0 ] && grep -q "^ok: node $NODE_NAME answers" "$DIR/out"
+check "--check: exit 0, 'ok: node ... answers'" $?
+cli --check nobody.holds.this
+[ "$RC" -eq 1 ] && grep -q "nobody holds nobody.holds.this" "$DIR/out"
+check "--check NAME nobody holds: exit 1" $?
+timeout -k 2 "$T" "$NODE" --socket "$DIR/nowhere.sock" --check >"$DIR/out" 2>"$DIR/err"
+RC=$?
+[ "$RC" -eq 1 ] && grep -q "is ipc-node running" "$DIR/err"
+check "--check with no node: exit 1, and why" $?
+
+bg pinged --listen ping.svc --echo
+PGPID=$BG
+wait_service ping.svc
+cli --check ping.svc --json
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["ok"] is True and d["holders"] == 1' "$DIR/out"
+check "--check NAME --json: ok, one holder" $?
+cli --ping --count 3
+[ "$RC" -eq 0 ] && [ "$(grep -c "^from $NODE_NAME: seq=[0-9] time=" "$DIR/out")" -eq 3 ] &&
+    grep -q "3 sent, 3 answered" "$DIR/out"
+check "--ping --count 3: three round trips to the node and a summary" $?
+cli --ping ping.svc --count 2
+[ "$RC" -eq 0 ] && grep -q "2 sent, 2 answered" "$DIR/out"
+check "--ping NAME: requests its holder answers" $?
+bg_kill "$PGPID"
+cli --ping nobody.home --count 1
+[ "$RC" -eq 1 ] && grep -q "no such name" "$DIR/out"
+check "--ping a name nobody holds: exit 1" $?
+cli --bench
+[ "$RC" -eq 0 ] && grep -qE "^100000 messages of 64 bytes through node $NODE_NAME: [0-9]+ a second" "$DIR/out" &&
+    grep -qE "^2000 request round trips .*median [0-9.]+ us, p99" "$DIR/out"
+check "--bench: messages a second and request round trips through the node" $? "$(cat "$DIR/out")"
+
+bg upper --listen upper.svc --exec 'tr a-z A-Z; echo done >&2' --count 1
+UPID=$BG
+wait_service upper.svc
+cli --request upper.svc 'make me loud'
+[ "$RC" -eq 0 ] && [ "$OUT" = "MAKE ME LOUD" ]
+check "--listen --exec CMD: the request's payload on CMD's input, its output the reply" $?
+bg_wait "$UPID" 5
+grep -q done "$DIR/upper.err"
+check "... CMD's stderr is the listener's" $?
+bg slowexec --listen slow.exec --exec 'sleep 5' --count 1
+SXPID=$BG
+wait_service slow.exec
+cli --request slow.exec x --timeout 500
+[ "$RC" -ne 0 ] && [ "$RC" -ne 124 ]
+check "--exec past the request's timeout: the requester times out" $?
+bg_wait "$SXPID" 5
+grep -q "ran past the request's timeout" "$DIR/slowexec.err"
+check "... and the listener says it killed CMD" $? "$(cat "$DIR/slowexec.err")"
+
+bg mon --monitor 'mon.*' --count 2
+MPID=$BG
+for ((i = 0; i < 50; i++)); do grep -q "monitoring" "$DIR/mon.err" 2>/dev/null && break; sleep 0.1; done
+bg monl --listen mon.svc --count 1
+MLPID=$BG
+wait_service mon.svc
+cli --send other.name 'not shown'
+cli --send mon.svc 'seen by the monitor'
+cli --publish mon.topic 'and this'
+bg_wait "$MPID" 5
+bg_wait "$MLPID" 5
+[ "$(wc -l <"$DIR/mon.out")" -eq 2 ] &&
+    grep -qE " send +:[0-9]+@$NODE_NAME -> mon.svc  uid [0-9]+ \(.*\)  19 bytes  seen by the monitor$" "$DIR/mon.out" &&
+    grep -qE " publish :[0-9]+@$NODE_NAME -> mon.topic " "$DIR/mon.out" && ! grep -q other.name "$DIR/mon.out"
+check "--monitor PATTERN: time, kind, from, to, who, size and bytes of each message routed" $? \
+    "$(cat "$DIR/mon.out")"
+bg monj --monitor 'mon.*' --count 1 --json
+MJPID=$BG
+for ((i = 0; i < 50; i++)); do grep -q "monitoring" "$DIR/monj.err" 2>/dev/null && break; sleep 0.1; done
+cli --publish mon.topic "$(printf '%0100d' 0)"
+bg_wait "$MJPID" 5
+json_lines "$DIR/monj.out" 'lines[0]["kind"] == "monitor" and lines[0]["what"] == "publish"' \
+    'lines[0]["size"] == 100 and len(lines[0]["data"]) == 64 and lines[0]["to"] == "mon.topic"'
+check "--monitor --json: the whole size, the first 64 bytes" $? "$(cat "$DIR/monj.out")"
 
 # --- a restart of the node -------------------------------------------------------
 
@@ -396,8 +525,31 @@ done
 grep -q '^from-config .* self ' "$DIR/out"
 check "--config FILE: options from the file (the node is named from-config)" $?
 grep -F 'tcp://127.0.0.1:9 ' "$DIR/out" | grep -qF " static " &&
-    [ "$(grep -F 'tcp://127.0.0.1:9 ' "$DIR/out" | awk '{ print $NF }')" = "$KEY" ]
+    [ "$(grep -F 'tcp://127.0.0.1:9 ' "$DIR/out" | awk '{ print $8 }')" = "$KEY" ]
 check "--config: 'peer tcp://HOST:PORT#KEY' is a static peer with that key" $? "$(cat "$DIR/out")"
+
+# Why a peer is not up: nothing answers at 127.0.0.1:9. Said in REASON
+# once the first dial goes unanswered (5 s for a static peer), and
+# step by step by --diagnose.
+for ((i = 0; i < 100; i++)); do
+    timeout -k 2 "$T" "$NODE" --socket "$DIR/cfg/s" --peers --json >"$DIR/out" 2>"$DIR/err"
+    python3 - "$DIR/out" <<'EOF' && break
+import json, sys
+rows = [r for r in json.load(open(sys.argv[1])) if r["address"] == "tcp://127.0.0.1:9"]
+sys.exit(0 if rows and rows[0]["reason"] and "no handshake" in rows[0]["reason"] else 1)
+EOF
+    sleep 0.1
+done
+RC=$?
+check "--peers: REASON says why a dead static peer is not up (no handshake)" "$RC"
+cli --socket "$DIR/cfg/s" --diagnose 127.0.0.1:9
+[ "$RC" -eq 0 ] && grep -q "^peer .* at tcp://127.0.0.1:9$" "$DIR/out" &&
+    grep -q "known through: static" "$DIR/out" && grep -q "key: .*given with --peer" "$DIR/out" &&
+    grep -q "state: connecting" "$DIR/out" && grep -q "why not up: no handshake" "$DIR/out"
+check "--diagnose ADDRESS: how it is known, its key, its state, why it is not up" $?
+cli --socket "$DIR/cfg/s" --diagnose no-such-peer
+[ "$RC" -eq 0 ] && grep -q "no-such-peer: not known" "$DIR/out" && grep -q "cluster" "$DIR/out"
+check "--diagnose of a peer nobody knows says so, and what to look at" $?
 bg_kill "$CFG_PID"
 
 printf 'port 0\nbogus-option 1\n' >"$DIR/cfg/bad.conf"

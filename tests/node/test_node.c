@@ -1254,7 +1254,7 @@ static void test_node_garbage_unknown_type(void **state)
     fx_t *f = *state;
     WATCH(30);
     ipcnet_t *good = s_conn(f, "good");
-    const uint8_t types[] = { 0x00, 0x7F, 0x0D, 0xFF };
+    const uint8_t types[] = { 0x00, 0x7F, 0x0E, 0xFF };
     for (size_t i = 0; i < sizeof types; i++) {
         int fd = harness_raw_connect(&f->node);
         assert_true(fd >= 0);
