@@ -427,7 +427,7 @@ def main():
         # on their way when the senders stop) reach every subscriber that
         # was there all along.
         whole = [r for r in recs if r["bound"] is not None and r["bound"] < c0 and
-                 (r["t_stop"] or 1 << 62) > c1]
+                 r["t_stop"] is not None and r["t_stop"] > c1]
         calm_pubs = [k for k, p in pubs.items() if c0 <= p["tb"] <= c1 - 1000 and p["rc"] == 0]
         missing = 0
         for r in whole:
@@ -446,9 +446,13 @@ def main():
     # --- names back after their node returned ---------------------------------
     back = []
     not_back = []
+    starts = sorted(x["t0"] for x in chaos)
     for e in chaos:
         if e["kind"] not in AWAY:
             continue
+        # What this event did ends where the next one begins (events do
+        # not overlap: each is followed by a settle).
+        nxt = min([t for t in starts if t > e["t0"]] or [1 << 62])
         h = e["target"]
         prefix = "rx.%s." % h
         for mon in mons:
@@ -459,11 +463,11 @@ def main():
             for n in sorted(names):
                 downs = [ev["t"] for ev in mon["evs"] if ev["what"] == "name" and
                          ev["name"] == n and ev["dir"] == "down" and
-                         e["t0"] - 1000 <= ev["t"] <= e["t1"] + 5000]
+                         e["t0"] <= ev["t"] <= min(e["t1"] + GRACE_MS, nxt)]
                 if not downs:
                     continue
                 ups = [ev["t"] for ev in mon["evs"] if ev["what"] == "name" and
-                       ev["name"] == n and ev["dir"] == "up" and ev["t"] >= max(downs)]
+                       ev["name"] == n and ev["dir"] == "up" and max(downs) <= ev["t"] < nxt]
                 if ups:
                     back.append((max(0, min(ups) - e["t1"]), e["kind"], h, n, mon["host"]))
                 else:
