@@ -1,4 +1,5 @@
 # tests/soak/chaos.sh: the soak's chaos, bounded in time. Source it after
+# shellcheck shell=bash
 # tests/hosts/lib.sh and tests/soak/lib.sh; soak.sh calls chaos_run.
 #
 #   chaos_run SECONDS       one action after another until SECONDS have
@@ -26,9 +27,12 @@
 CHAOS_LOG=
 CHAOS_STOP_S=${CHAOS_STOP_S:-2.5}
 CHAOS_TBF_RATE=${CHAOS_TBF_RATE:-1mbit}
-CHAOS_ORDER=(kill killtx stop termrx avahi block killrx probdrop linkdown killtx tbf)
+# The order of the actions; SOAK_CHAOS="tbf stop" for others (to chase one).
+read -r -a CHAOS_ORDER <<<"${SOAK_CHAOS:-kill killtx stop termrx avahi block killrx probdrop linkdown killtx tbf}"
 declare -A CHAOS_DONE=()    # KIND -> how many times done
+# shellcheck disable=SC2034  # filled by soak.sh
 CHAOS_SENDERS=()            # ids, set by soak.sh
+# shellcheck disable=SC2034
 CHAOS_RECEIVERS=()          # names, set by soak.sh
 CHAOS_SETTLE=               # a function: waits until the hosts agree again
 

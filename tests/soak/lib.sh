@@ -1,4 +1,5 @@
 # tests/soak/lib.sh: traffic on namespaced hosts, for the soak and the
+# shellcheck shell=bash
 # partition test. Source it after tests/hosts/lib.sh and tests/lib.sh.
 #
 #   traffic_find                          SOAK_TRAFFIC: the soak_traffic binary

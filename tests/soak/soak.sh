@@ -59,8 +59,10 @@
 # link healed).
 #
 # SOAK_SECONDS (60), SOAK_RATE (25 a second a sender), SOAK_SEED (random;
-# printed, to replay the same choice of hosts). HOSTS_KEEP=1 keeps the logs
-# and records. Needs root; skipped (exit 77) otherwise.
+# printed, to replay the same choice of hosts), SOAK_CHAOS (the actions, in
+# turn: "tbf stop" to chase one), CHAOS_TBF_RATE (1mbit), CHAOS_STOP_S
+# (2.5). HOSTS_KEEP=1 keeps the logs and records. Needs root; skipped
+# (exit 77) otherwise.
 
 set -u
 
