@@ -58,8 +58,11 @@ void candidates_destroy(candidates_t **self_p)
 void candidates_add(candidates_t *self, const char *endpoint, const uint8_t *key, int by_mdns)
 {
     for (size_t i = 0; i < self->count; i++)
-        if (memcmp(self->pool[i].key, key, PROTO_KEY_LEN) == 0)
+        if (memcmp(self->pool[i].key, key, PROTO_KEY_LEN) == 0) {
+            self->pool[i].by_mdns |= by_mdns;
+            self->pool[i].by_gossip |= !by_mdns;
             return;
+        }
     candidate_t *k;
     if (self->count < CANDIDATES_MAX)
         k = &self->pool[self->count++];
@@ -76,6 +79,7 @@ void candidates_add(candidates_t *self, const char *endpoint, const uint8_t *key
     snprintf(k->endpoint, sizeof k->endpoint, "%s", endpoint);
     memcpy(k->key, key, PROTO_KEY_LEN);
     k->by_mdns = by_mdns;
+    k->by_gossip = !by_mdns;
 }
 
 size_t candidates_waiting(const candidates_t *self)

@@ -23,7 +23,7 @@ typedef struct candidates candidates_t;
 typedef struct {
     char endpoint[CANDIDATE_ENDPOINT_MAX];
     uint8_t key[PROTO_KEY_LEN];
-    int by_mdns;
+    int by_mdns, by_gossip;     /* how it was heard of (both, if twice) */
 } candidate_t;
 
 /* rate_cap: dials of nodes not met that may start at once; the bucket
@@ -31,7 +31,8 @@ typedef struct {
 candidates_t *candidates_new(unsigned rate_cap, int64_t now);
 void candidates_destroy(candidates_t **self_p);
 
-/* Keeps a node heard of, unless it waits already; when the pool is full
+/* Keeps a node heard of (by mDNS, else by gossip), unless it waits
+   already (then both ways are kept); when the pool is full
    one waiting, chosen at random, gives way (counted, and said now and
    then by candidates_tell). */
 void candidates_add(candidates_t *self, const char *endpoint, const uint8_t *key, int by_mdns);

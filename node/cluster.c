@@ -241,7 +241,7 @@ static void s_dial_candidates(cluster_t *self)
         member_t *m = s_member_new(self, k.endpoint, 0, k.key);
         if (m) {
             m->by_mdns = k.by_mdns;
-            m->found |= k.by_mdns ? 0 : FOUND_GOSSIP;
+            m->found |= k.by_gossip ? FOUND_GOSSIP : 0;
             m->key_from = k.by_mdns ? "its mDNS record" : "a peer's gossip";
         }
     }

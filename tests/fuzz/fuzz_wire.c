@@ -77,7 +77,8 @@ static void s_frame(const uint8_t *bytes, size_t len)
             CHECK(f.from.node_id == after + 5 + f.from.userlen);
             CHECK(f.data == f.from.node_id + WIRE_NODE_ID);
             CHECK(f.type == WIRE_MESSAGE || f.type == WIRE_DELIVER_REQ ||
-                  f.type == WIRE_DELIVER_REP || f.type == WIRE_PUBLICATION);
+                  f.type == WIRE_DELIVER_REP || f.type == WIRE_PUBLICATION ||
+                  f.type == WIRE_MONITORED);
             /* Touch the node id, so ASan checks it too. */
             volatile unsigned sum = 0;
             for (size_t i = 0; i < WIRE_NODE_ID; i++)

@@ -32,6 +32,7 @@ class Kind(enum.IntEnum):
     PUBLISH = 4     #: a publication on a topic we subscribe to
     EVENT = 5       #: a watched name or a peer came or went
     ERROR = 6       #: an earlier send, publish or request failed
+    MONITOR = 7     #: Client.monitor(): a message the node routed
 
 
 class Event(enum.IntEnum):
@@ -76,13 +77,14 @@ class Message:
     node: str = ""              #: EVENT: node of the name or peer; else the sender's node
     data: bytes = b""           #: payload; ERROR: the node's words for why
     id: int = 0                 #: request id (REQUEST, REPLY); ERROR: id of what failed
-    event: Optional[Event] = None
+    event: Optional[Any] = None  #: EVENT: an Event; MONITOR: the Kind routed (0: notes lost)
     error: int = 0
     timeout_ms: int = 0         #: REQUEST: how long the requester still waits
     uid: Optional[int] = None   #: the sender's uid on its node
     user: str = ""              #: the sender's user name on its node
     node_id: str = ""           #: the sender's node's id (32 hex digits)
     gap_ms: int = 0             #: EVENT NODE_UP: how long the node was away
+    total: int = 0              #: MONITOR: the whole size of the message routed
 
     @property
     def text(self) -> str:
@@ -98,7 +100,7 @@ class Message:
     def __repr__(self) -> str:
         parts = [f"kind={self.kind.name}"]
         for f in ("source", "name", "node", "id", "event", "error", "timeout_ms",
-                  "uid", "user", "node_id", "gap_ms"):
+                  "uid", "user", "node_id", "gap_ms", "total"):
             v = getattr(self, f)
             if (f == "uid" and v is not None) or v not in ("", 0, None):
                 parts.append(f"{f}={v.name if isinstance(v, Event) else v!r}")
@@ -112,12 +114,15 @@ class Message:
             kind = Kind(m.kind)
         except ValueError:      # a kind newer than this package
             kind = m.kind  # type: ignore[assignment]
-        event: Optional[Event] = None
+        event: Optional[Any] = None
         if kind == Kind.EVENT:
             try:
                 event = Event(m.event)
             except ValueError:
-                event = m.event  # type: ignore[assignment]
+                event = m.event
+        elif kind == Kind.MONITOR:
+            # The kind of what was routed; 0: id notes were lost.
+            event = Kind(m.event) if m.event in (1, 2, 3, 4) else 0
         return cls(
             kind=kind,
             source=_str(m.source),
@@ -128,10 +133,11 @@ class Message:
             event=event,
             error=-m.error if m.error < 0 else m.error,
             timeout_ms=m.timeout_ms,
-            uid=m.uid if kind in _DELIVERED else None,
+            uid=m.uid if kind in _DELIVERED or (kind == Kind.MONITOR and m.event) else None,
             user=_str(m.user),
             node_id=_str(m.node_id),
             gap_ms=m.gap_ms,
+            total=m.total,
         )
 
 
@@ -601,6 +607,35 @@ class Client:
         finally:
             _native.free(text)
 
+    def diagnose(self, peer: str) -> str:
+        """What the node knows of a peer (its name, id or address) and why
+        it is not up, step by step, as lines of text."""
+        text = ctypes.c_void_p()
+        with self._using() as h:
+            rc = lib.ipcnet_diagnose(h, _name(peer, "peer"), ctypes.byref(text))
+            if rc < 0:
+                raise self._error(rc, peer)
+        try:
+            return ctypes.string_at(text).decode("utf-8", "surrogateescape")
+        finally:
+            _native.free(text)
+
+    def monitor(self, pattern: Optional[str] = None) -> None:
+        """See every message the node routes to names matching pattern
+        (None: all), as MONITOR messages: ``event`` is the Kind routed,
+        ``name`` where to, ``data`` its first bytes, ``total`` its size."""
+        with self._using() as h:
+            rc = lib.ipcnet_monitor(h, _name(pattern, "pattern") if pattern else None)
+            if rc < 0:
+                raise self._error(rc, pattern)
+
+    @property
+    def pending(self) -> bool:
+        """Messages read already, waiting in the library (the descriptor
+        does not tell of them)."""
+        with self._using() as h:
+            return bool(lib.ipcnet_pending(h))
+
     def _rows(self, what: Query, fields: tuple[str, ...]) -> list[dict[str, Any]]:
         rows = []
         for line in self.query(what).splitlines():
@@ -626,12 +661,15 @@ class Client:
 
     def query_peers(self) -> list[dict[str, Any]]:
         """The nodes known, this one first: dicts of name, id, address,
-        source, state, rtt_us (int), last_seen_ms (int), key."""
+        source (every way it is known, comma-separated), state, rtt_us
+        (int), last_seen_ms (int), key, reason (why it is not up; None)."""
         rows = self._rows(Query.PEERS, ("name", "id", "address", "source", "state",
-                                        "rtt_us", "last_seen_ms", "key"))
+                                        "rtt_us", "last_seen_ms", "key", "reason"))
         for r in rows:
             for k in ("rtt_us", "last_seen_ms"):
                 r[k] = _int(r.get(k))
+            if r.get("reason") == "-":
+                r["reason"] = None
         return rows
 
     def query_stats(self) -> dict[str, Union[int, str]]:

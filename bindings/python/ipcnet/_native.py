@@ -39,6 +39,7 @@ class Msg(ctypes.Structure):
         ("user", ctypes.c_char_p),
         ("node_id", ctypes.c_char_p),
         ("gap_ms", ctypes.c_uint32),
+        ("total", ctypes.c_size_t),
     ]
 
 
@@ -81,6 +82,7 @@ def _load() -> ctypes.CDLL:
         "ipcnet_max_message": (sz, [p]),
         "ipcnet_fd": (i, [p]),
         "ipcnet_want_write": (i, [p]),
+        "ipcnet_pending": (i, [p]),
         "ipcnet_dispatch": (i, [p, HANDLER, p]),
         "ipcnet_recv": (i, [p, ctypes.POINTER(Msg), i]),
         "ipcnet_flush": (i, [p, i]),
@@ -96,7 +98,9 @@ def _load() -> ctypes.CDLL:
         "ipcnet_publish": (i, [p, s, p, sz, i]),
         "ipcnet_watch": (i, [p, s]),
         "ipcnet_unwatch": (i, [p, s]),
+        "ipcnet_monitor": (i, [p, s]),
         "ipcnet_query": (i, [p, i, pp]),
+        "ipcnet_diagnose": (i, [p, s, pp]),
         "ipcnet_strerror": (s, [i]),
     }
     for name, (restype, argtypes) in protos.items():

@@ -542,6 +542,33 @@ class TestQueries(NodeTest):
         self.assertIsInstance(me["queued"], int)
         text = c.query(ipcnet.Query.STATS)
         self.assertTrue(re.search(r"^clients\t\d+$", text, re.M))
+        self.assertIsNone(peers[0]["reason"])
+
+    def test_diagnose(self) -> None:
+        c = self.client("doctor")
+        text = c.diagnose("no-such-peer")
+        self.assertIn("no-such-peer: not known", text)
+        self.assertIn("is this node", c.diagnose("pyalpha"))
+        with self.assertRaises(ipcnet.IpcnetError):
+            c.diagnose("")
+
+
+class TestMonitor(NodeTest):
+    def test_monitor_sees_what_is_routed(self) -> None:
+        m = self.client("monitor")
+        m.monitor("py.mon.*")
+        h = self.client("holder")
+        h.bind("py.mon.svc")
+        s = self.client("sender")
+        s.send("py.mon.svc", b"x" * 100, confirm=True)
+        note = m.recv(timeout=5)
+        self.assertIsNotNone(note)
+        self.assertEqual(note.kind, ipcnet.Kind.MONITOR)
+        self.assertEqual(note.event, ipcnet.Kind.SEND)
+        self.assertEqual((note.name, note.source, note.total), ("py.mon.svc", s.address, 100))
+        self.assertEqual(note.data, b"x" * 64)
+        self.assertEqual(note.uid, os.getuid())
+        self.assertIsNone(m.recv(timeout=0.3))
 
 
 if __name__ == "__main__":
