@@ -25,6 +25,15 @@
              tcp 127.0.0.1, one ZeroMQ message per message of the same
              payload (zmq_send, zmq_msg_recv).
       zmq-curve  "plain ZeroMQ, CURVE": zmq with CURVE, keys as raw-curve.
+      nats   "NATS", what people pick instead: nats-server (Debian's, run
+             with -a 127.0.0.1 and a max_payload for the 1 MiB scenario)
+             between two nats.c clients: A does natsConnection_Request()
+             to "bench.echo" (one wildcard inbox), B answers on a
+             synchronous subscription; one-way, A publishes to
+             "bench.sink" and flushes, B counts. SendAsap for round trips
+             (every publish written at once), buffered for one-way. Built
+             when configure finds libnats; tests/bench/setup.sh installs
+             nats-server and libnats-dev.
       node   two `$IPC_NODE --socket DIR/K.sock --name nodeA|nodeB --port P
              --bind 127.0.0.1 --state-dir DIR --no-mdns` (B with --peer
              tcp://127.0.0.1:PA; plus $IPC_NODE_ARGS), fresh per run; the
@@ -60,6 +69,9 @@
 #include "wire.h"
 
 #include <zmq.h>
+#ifdef HAVE_NATS
+#include <nats/nats.h>
+#endif
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -93,7 +105,7 @@
 
 enum { SC_RT, SC_BATCH, SC_MID, SC_BIG, SC_COUNT };
 enum { MODE_PINNED, MODE_UNPINNED, MODE_COUNT };
-enum { V_RAW, V_RAW_CURVE, V_ZMQ, V_ZMQ_CURVE, V_NODE, V_COUNT };
+enum { V_RAW, V_RAW_CURVE, V_ZMQ, V_ZMQ_CURVE, V_NATS, V_NODE, V_COUNT };
 /* Server A and B: relays or nodes (none for plain ZeroMQ); then clients. */
 enum { ROLE_SA, ROLE_SB, ROLE_A, ROLE_B, ROLE_COUNT };
 
@@ -103,10 +115,14 @@ static const char *const s_sc_name[SC_COUNT] = {
 static const char *const s_sc_arg[SC_COUNT] = { "rt", "batch", "64k", "1m" };
 static const char *const s_mode_name[MODE_COUNT] = { "pinned", "unpinned" };
 static const char *const s_v_name[V_COUNT] = {
-    "raw-2hop", "raw-curve", "plain-zmq", "zmq-curve", "nodes",
+    "raw-2hop", "raw-curve", "plain-zmq", "zmq-curve", "nats", "nodes",
 };
-static const char *const s_v_arg[V_COUNT] = { "raw", "raw-curve", "zmq", "zmq-curve", "node" };
-#define V_BASELINES     ((1u << V_RAW) | (1u << V_RAW_CURVE) | (1u << V_ZMQ) | (1u << V_ZMQ_CURVE))
+static const char *const s_v_arg[V_COUNT] = {
+    "raw", "raw-curve", "zmq", "zmq-curve", "nats", "node",
+};
+#define V_BASELINES     ((1u << V_RAW) | (1u << V_RAW_CURVE) | (1u << V_ZMQ) | \
+                         (1u << V_ZMQ_CURVE) | (1u << V_NATS))
+#define NATS_SERVER     "/usr/sbin/nats-server"
 #define V_CURVES        ((1u << V_RAW_CURVE) | (1u << V_ZMQ_CURVE))
 
 /* Relays between the clients (raw, raw-curve)? ZeroMQ alone (zmq,
@@ -171,6 +187,7 @@ static const char *s_role_name(int v, int role)
         { "relay A", "relay B", "client A", "client B" },
         { "-", "-", "DEALER A", "ROUTER B" },
         { "-", "-", "DEALER A", "ROUTER B" },
+        { "nats-server", "-", "client A", "client B" },
         { "node A", "node B", "client A", "client B" },
     };
     return names[v][role];
@@ -458,11 +475,142 @@ static void s_zmq_b(run_t *r)
     _exit(0);
 }
 
+/* --- children: NATS ---------------------------------------------------------------- */
+
+#ifdef HAVE_NATS
+static natsConnection *s_nats_connect(run_t *r, int role, bool asap)
+{
+    natsOptions *o = NULL;
+    natsConnection *nc = NULL;
+    char url[64];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", r->port[1]);
+    if (natsOptions_Create(&o) != NATS_OK || natsOptions_SetURL(o, url) != NATS_OK ||
+        natsOptions_SetSendAsap(o, asap) != NATS_OK ||
+        natsConnection_Connect(&nc, o) != NATS_OK)
+        bench_child_fail(&r->b, role, "NATS: %s", nats_GetLastError(NULL));
+    natsOptions_Destroy(o);
+    return nc;
+}
+
+/* Client A: round trips by request, or `count` publications and the marker. */
+static void s_nats_a(run_t *r)
+{
+    bool rt = r->sc == SC_RT;
+    natsConnection *nc = s_nats_connect(r, ROLE_A, rt);
+    uint8_t *buf = malloc(r->size);
+    if (!buf)
+        bench_child_fail(&r->b, ROLE_A, "out of memory");
+    memset(buf, rt ? 'a' : 'm', r->size);
+    bench_child_say(&r->b, ROLE_A, 'r');
+    bench_child_wait(&r->b, ROLE_A, 'g');
+    r->b.sh->t_start = bench_now();
+    if (rt) {
+        long total = r->b.warm + r->cfg->rt;
+        for (long i = 0; i < total; i++) {
+            double t0 = bench_now();
+            if (t0 > r->b.deadline)
+                bench_child_fail(&r->b, ROLE_A, "timed out after %ld round trips", i);
+            memcpy(buf, &i, sizeof i);
+            natsMsg *reply = NULL;
+            if (natsConnection_Request(&reply, nc, "bench.echo", (const char *) buf, BENCH_SMALL,
+                                       5000) != NATS_OK ||
+                natsMsg_GetDataLength(reply) != BENCH_SMALL ||
+                memcmp(natsMsg_GetData(reply), &i, sizeof i))
+                bench_child_fail(&r->b, ROLE_A, "bad reply %ld: %s", i, nats_GetLastError(NULL));
+            natsMsg_Destroy(reply);
+            bench_child_rt_done(&r->b, i, t0);
+        }
+        r->b.sh->t_end = bench_now();
+        bench_child_say(&r->b, ROLE_A, 'd');
+    } else {
+        for (long i = 0; i <= r->count; i++) {
+            if ((i & 255) == 0 && bench_now() > r->b.deadline)
+                bench_child_fail(&r->b, ROLE_A, "timed out after %ld messages", i);
+            if (natsConnection_Publish(nc, "bench.sink", buf,
+                                       (int) (i < r->count ? r->size : BENCH_MARKER)) != NATS_OK)
+                bench_child_fail(&r->b, ROLE_A, "publish: %s", nats_GetLastError(NULL));
+            r->b.sh->progress_a = i;
+        }
+        natsConnection_Flush(nc);
+    }
+    bench_child_wait(&r->b, ROLE_A, 'q');
+    _exit(0);
+}
+
+/* Client B: answers each request until told to stop, or counts. */
+static void s_nats_b(run_t *r)
+{
+    bool rt = r->sc == SC_RT;
+    natsConnection *nc = s_nats_connect(r, ROLE_B, true);
+    natsSubscription *sub = NULL;
+    if (natsConnection_SubscribeSync(&sub, nc, rt ? "bench.echo" : "bench.sink") != NATS_OK ||
+        natsSubscription_SetPendingLimits(sub, -1, -1) != NATS_OK ||
+        natsConnection_Flush(nc) != NATS_OK)     /* subscribed at the server before A starts */
+        bench_child_fail(&r->b, ROLE_B, "subscribe: %s", nats_GetLastError(NULL));
+    bench_child_say(&r->b, ROLE_B, 'r');
+    long got = 0;
+    bool marker = false;
+    while (rt ? !r->b.sh->stop : (!marker || got < r->count)) {
+        natsMsg *m = NULL;
+        natsStatus s = natsSubscription_NextMsg(&m, sub, 200);
+        if (s == NATS_TIMEOUT) {
+            if (!rt && bench_now() > r->b.deadline)
+                bench_child_fail(&r->b, ROLE_B, "stopped with %ld messages", got);
+            continue;
+        }
+        if (s != NATS_OK)
+            bench_child_fail(&r->b, ROLE_B, "next: %s", nats_GetLastError(NULL));
+        if (rt)
+            natsConnection_Publish(nc, natsMsg_GetReply(m), natsMsg_GetData(m),
+                                   natsMsg_GetDataLength(m));
+        else if ((size_t) natsMsg_GetDataLength(m) == r->size)
+            got++;
+        else if (natsMsg_GetDataLength(m) == BENCH_MARKER)
+            marker = true;
+        natsMsg_Destroy(m);
+        if (!rt && (got & 255) == 0)
+            r->b.sh->progress_b = got;
+    }
+    if (!rt) {
+        r->b.sh->t_end = bench_now();
+        r->b.sh->received = got;
+        r->b.sh->progress_b = got;
+        bench_child_say(&r->b, ROLE_B, 'd');
+        bench_child_wait(&r->b, ROLE_B, 'q');
+    }
+    _exit(0);
+}
+
+/* nats-server on 127.0.0.1:port[1], payloads up to the largest scenario. */
+static int s_nats_start(run_t *r)
+{
+    char conf[PATH_MAX], port[16], sock[32];
+    snprintf(conf, sizeof conf, "%s/nats-%d.conf", bench_tmpdir(), r->seq);
+    FILE *f = fopen(conf, "w");
+    if (!f || fprintf(f, "max_payload: %zu\n", r->size + 65536 > 1048576 ? r->size + 65536
+                                                                        : 1048576) < 0 ||
+        fclose(f) != 0) {
+        fprintf(stderr, "  cannot write %s\n", conf);
+        return -1;
+    }
+    snprintf(port, sizeof port, "%d", r->port[1]);
+    snprintf(sock, sizeof sock, "tcp:%d", r->port[1]);
+    char *argv[] = { (char *) NATS_SERVER, (char *) "-a", (char *) "127.0.0.1", (char *) "-p",
+                     port, (char *) "-c", conf, NULL };
+    return bench_run_node(&r->b, ROLE_SA, argv, r->log[0], sock);
+}
+#endif
+
 /* What client `role` of the run does; never returns. */
 static void s_client(void *arg, int role)
 {
     run_t *r = arg;
     bool batch = r->sc == SC_BATCH;
+#ifdef HAVE_NATS
+    if (r->v == V_NATS) {
+        role == ROLE_A ? s_nats_a(r) : s_nats_b(r);
+    }
+#endif
     if (s_v_zmq(r->v)) {
         role == ROLE_A ? s_zmq_a(r) : s_zmq_b(r);
     } else if (r->v == V_NODE) {
@@ -677,7 +825,7 @@ static int s_run(const config_t *cfg, int sc, bool pinned, int v, bench_result_t
         return -1;
     for (int i = 0; i < ROLE_COUNT; i++) {
         r.b.name[i] = s_role_name(v, i);
-        r.b.daemon[i] = v == V_NODE && i < ROLE_A;
+        r.b.daemon[i] = (v == V_NODE && i < ROLE_A) || (v == V_NATS && i == ROLE_SA);
     }
     r.b.sock_a = r.sock[0];
     r.b.sock_b = r.sock[1];
@@ -709,6 +857,10 @@ static int s_run(const config_t *cfg, int sc, bool pinned, int v, bench_result_t
             goto out;
         servers = 2;
     }
+#ifdef HAVE_NATS
+    else if (v == V_NATS && s_nats_start(&r) < 0)
+        goto out;
+#endif
     for (int role = ROLE_B; role >= ROLE_A; role--)
         if (bench_run_fork(&r.b, role, s_client, &r) < 0)
             goto out;
@@ -755,7 +907,8 @@ static void s_usage(FILE *f)
         "  --big-size BYTES   payload of the 1m scenario (1048576)\n"
         "  --only LIST        scenarios, comma-separated: rt,batch,64k,1m\n"
         "  --mode LIST        pinned,unpinned (both)\n"
-        "  --variants LIST    raw,raw-curve,zmq,zmq-curve,node (all; node needs IPC_NODE)\n"
+        "  --variants LIST    raw,raw-curve,zmq,zmq-curve,nats,node (all; node needs\n"
+        "                     IPC_NODE, nats libnats at build time and nats-server)\n"
         "  --baselines-only   no node, even with IPC_NODE: raw,raw-curve,zmq,zmq-curve\n"
         "                     (or those of them --variants names)\n"
         "  --timeout S        seconds before a run is aborted (60)\n"
@@ -794,15 +947,16 @@ static void s_row(row_t *row, const bench_result_t *res, int rounds, int sc, int
    against plain for each baseline. */
 static void s_print_ratios(const char *label, const char *unit, const double x[V_COUNT])
 {
-    static const int pair[6][2] = {
+    static const int pair[7][2] = {
         { V_RAW, V_NODE }, { V_RAW_CURVE, V_NODE }, { V_ZMQ, V_NODE },
-        { V_ZMQ_CURVE, V_NODE }, { V_RAW, V_RAW_CURVE }, { V_ZMQ, V_ZMQ_CURVE },
+        { V_ZMQ_CURVE, V_NODE }, { V_NATS, V_NODE }, { V_RAW, V_RAW_CURVE },
+        { V_ZMQ, V_ZMQ_CURVE },
     };
-    char q[6][16];
-    for (int i = 0; i < 6; i++)
+    char q[7][16];
+    for (int i = 0; i < 7; i++)
         bench_fmt_ratio(q[i], sizeof q[i], x[pair[i][0]], x[pair[i][1]]);
-    printf("%-24s %-6s %8s %14s %8s %14s %13s %13s\n", label, unit, q[0], q[1], q[2], q[3],
-           q[4], q[5]);
+    printf("%-24s %-6s %8s %14s %8s %14s %9s %13s %13s\n", label, unit, q[0], q[1], q[2],
+           q[3], q[4], q[5], q[6]);
 }
 
 static void s_report(const config_t *cfg, const bench_result_t *res)
@@ -810,27 +964,29 @@ static void s_report(const config_t *cfg, const bench_result_t *res)
     /* Table 1: the figures. */
     printf("\n# figures: medians over %d round(s); -: not run, or every round failed\n",
            cfg->rounds);
-    printf("%-24s %-6s %10s %10s %10s %10s %10s\n", "scenario", "unit", s_v_name[V_RAW],
-           s_v_name[V_RAW_CURVE], s_v_name[V_ZMQ], s_v_name[V_ZMQ_CURVE], s_v_name[V_NODE]);
+    printf("%-24s %-6s %10s %10s %10s %10s %10s %10s\n", "scenario", "unit", s_v_name[V_RAW],
+           s_v_name[V_RAW_CURVE], s_v_name[V_ZMQ], s_v_name[V_ZMQ_CURVE], s_v_name[V_NATS],
+           s_v_name[V_NODE]);
     for (int sc = 0, m = -1;
          bench_next_cell(cfg->scenarios, SC_COUNT, cfg->modes, MODE_COUNT, &sc, &m);) {
         row_t row;
         s_row(&row, res, cfg->rounds, sc, m);
-        printf("%-24s %-6s %10s %10s %10s %10s %10s\n", row.label, row.unit,
+        printf("%-24s %-6s %10s %10s %10s %10s %10s %10s\n", row.label, row.unit,
                row.vs[V_RAW], row.vs[V_RAW_CURVE], row.vs[V_ZMQ], row.vs[V_ZMQ_CURVE],
-               row.vs[V_NODE]);
+               row.vs[V_NATS], row.vs[V_NODE]);
         if (sc == SC_RT)
-            printf("%-24s %-6s %10s %10s %10s %10s %10s\n", row.label, "p99 us",
+            printf("%-24s %-6s %10s %10s %10s %10s %10s %10s\n", row.label, "p99 us",
                    row.ps[V_RAW], row.ps[V_RAW_CURVE], row.ps[V_ZMQ], row.ps[V_ZMQ_CURVE],
-                   row.ps[V_NODE]);
+                   row.ps[V_NATS], row.ps[V_NODE]);
     }
 
     /* Table 2: the ratios. */
     printf("\n# ratios of the medians: the nodes against each baseline (node/raw: the "
            "required baseline; node/raw-curve: like for like, both encrypt), and what CURVE "
            "costs each baseline\n");
-    printf("%-24s %-6s %8s %14s %8s %14s %13s %13s\n", "scenario", "unit", "node/raw",
-           "node/raw-curve", "node/zmq", "node/zmq-curve", "raw-curve/raw", "zmq-curve/zmq");
+    printf("%-24s %-6s %8s %14s %8s %14s %9s %13s %13s\n", "scenario", "unit", "node/raw",
+           "node/raw-curve", "node/zmq", "node/zmq-curve", "node/nats", "raw-curve/raw",
+           "zmq-curve/zmq");
     for (int sc = 0, m = -1;
          bench_next_cell(cfg->scenarios, SC_COUNT, cfg->modes, MODE_COUNT, &sc, &m);) {
         row_t row;
@@ -844,14 +1000,15 @@ static void s_report(const config_t *cfg, const bench_result_t *res)
     printf("\n# CPU us/op, medians: total (relays or nodes + both clients) per round trip "
            "for rt (warm-up included), per message otherwise;\n");
     printf("#   process CPU clocks of every process, all threads, from go to done\n");
-    printf("%-24s %-26s %-26s %-10s %-10s %s\n", "scenario", s_v_name[V_RAW],
-           s_v_name[V_RAW_CURVE], s_v_name[V_ZMQ], s_v_name[V_ZMQ_CURVE], s_v_name[V_NODE]);
+    printf("%-24s %-26s %-26s %-10s %-10s %-26s %s\n", "scenario", s_v_name[V_RAW],
+           s_v_name[V_RAW_CURVE], s_v_name[V_ZMQ], s_v_name[V_ZMQ_CURVE], s_v_name[V_NATS],
+           s_v_name[V_NODE]);
     for (int sc = 0, m = -1;
          bench_next_cell(cfg->scenarios, SC_COUNT, cfg->modes, MODE_COUNT, &sc, &m);) {
         row_t row;
         s_row(&row, res, cfg->rounds, sc, m);
-        printf("%-24s %-26s %-26s %-10s %-10s %s\n", row.label, row.cpu[V_RAW],
-               row.cpu[V_RAW_CURVE], row.cpu[V_ZMQ], row.cpu[V_ZMQ_CURVE],
+        printf("%-24s %-26s %-26s %-10s %-10s %-26s %s\n", row.label, row.cpu[V_RAW],
+               row.cpu[V_RAW_CURVE], row.cpu[V_ZMQ], row.cpu[V_ZMQ_CURVE], row.cpu[V_NATS],
                row.cpu[V_NODE]);
     }
 
@@ -915,6 +1072,15 @@ int main(int argc, char **argv)
         return 2;
     if (!cfg.node)
         cfg.variants &= ~(1u << V_NODE);
+#ifdef HAVE_NATS
+    if ((cfg.variants & (1u << V_NATS)) && access(NATS_SERVER, X_OK) < 0) {
+        fprintf(stderr, "bench_cluster: no %s: the NATS baseline is skipped "
+                "(tests/bench/setup.sh)\n", NATS_SERVER);
+        cfg.variants &= ~(1u << V_NATS);
+    }
+#else
+    cfg.variants &= ~(1u << V_NATS);
+#endif
     bool curve = zmq_has("curve");
     if (!curve && (cfg.variants & V_CURVES)) {
         fprintf(stderr, "bench_cluster: this libzmq has no CURVE: raw-curve and zmq-curve "

@@ -23,6 +23,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 static const char *s_prog = "bench";
@@ -400,7 +402,8 @@ int bench_run_node(bench_run_t *self, int role, char *const argv[], const char *
     for (;;) {
         if (bench_run_check(self, "before accepting") < 0)
             return -1;
-        int fd = bench_unix_connect(sock);
+        int fd = strncmp(sock, "tcp:", 4) == 0 ? bench_tcp_connect(atoi(sock + 4))
+                                               : bench_unix_connect(sock);
         if (fd >= 0) {
             close(fd);
             return 0;
@@ -687,6 +690,21 @@ int bench_writev_all(int fd, struct iovec *v, int cnt)
         }
     }
     return 0;
+}
+
+int bench_tcp_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    if (connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
 }
 
 int bench_unix_connect(const char *path)

@@ -237,7 +237,8 @@ int bench_run_fork(bench_run_t *self, int role, void (*body)(void *arg, int role
 
 /* Starts the node of `role` with argv (argv[0] the binary), pinned like
    the clients, stdout and stderr appended to log, and waits (bounded)
-   until it accepts on sock. Returns 0 or -1 (said on stderr). */
+   until it accepts on sock (a Unix socket's path, or "tcp:PORT" for a
+   server on 127.0.0.1). Returns 0 or -1 (said on stderr). */
 int bench_run_node(bench_run_t *self, int role, char *const argv[], const char *log,
                    const char *sock);
 
@@ -325,6 +326,9 @@ int bench_writev_all(int fd, struct iovec *v, int cnt);
 
 /* A connected Unix stream socket, or -errno. */
 int bench_unix_connect(const char *path);
+
+/* A TCP socket connected to 127.0.0.1:port, or -errno. */
+int bench_tcp_connect(int port);
 
 /* A listening Unix socket for a relay, or -1 (said on stderr). */
 int bench_listen(const char *path);
