@@ -169,11 +169,13 @@ run() {
     [ "$rc" -eq 0 ] || echo "#   $bench $mode $var: exit $rc (see its rows: failed runs are left out)" >&2
     awk -v b="$bench" -v v="$var" -v k="$k" '
         /^#   (rt 64B|send 64B batch) +(pinned|unpinned) +(relay|node|nodes) / {
-            if ($2 == "rt") { mode = $4; who = $5; val = $6; p99 = $7 }
-            else { mode = $5; who = $6; val = $7; p99 = "-" }
+            if ($2 == "rt") { mode = $4; who = $5; val = $6; p99 = $7; cpu = $8 }
+            else { mode = $5; who = $6; val = $7; p99 = "-"; cpu = $8 }
             gsub(/[][]/, "", p99)
+            split(cpu, c, "+")
             if (val == "(failed)") next
-            print b, mode, ($2 == "rt" ? "rt" : "batch"), (who == "relay" ? "relay" : v), k, val, p99
+            print b, mode, ($2 == "rt" ? "rt" : "batch"), (who == "relay" ? "relay" : v), k, val,
+                p99, c[1]
         }' "$out.out" >>"$SAMPLES"
 }
 
@@ -201,7 +203,8 @@ stats() {
         m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
         printf "%d %.10g %.10g %.10g\n", NR, m, v[1], v[NR] }'
 }
-# col BENCH MODE SC VAR FIELD: that column (6: value, 7: p99) of the samples.
+# col BENCH MODE SC VAR FIELD: that column (6: value, 7: p99, 8: the nodes'
+# CPU us/op) of the samples.
 col() {
     awk -v b="$1" -v m="$2" -v s="$3" -v v="$4" -v f="$5" \
         '$1 == b && $2 == m && $3 == s && $4 == v { print $f }' "$SAMPLES"
@@ -239,7 +242,7 @@ verdicts=()
 for bench in local cluster; do
     for mode in pinned unpinned; do
         for sc in rt batch; do
-            for f in 6 7; do
+            for f in 6 7 8; do
                 [ "$sc" = batch ] && [ "$f" = 7 ] && continue
                 read -r nb mb lb hb < <(col "$bench" "$mode" "$sc" base "$f" | stats)
                 read -r np mp lp hp < <(col "$bench" "$mode" "$sc" policy "$f" | stats)
@@ -247,6 +250,7 @@ for bench in local cluster; do
                 label=$sc unit="msg/s"
                 [ "$sc" = rt ] && label="rt med" unit=us
                 [ "$f" = 7 ] && label="rt p99"
+                [ "$f" = 8 ] && label="$sc cpu" unit="us/op"
                 ratio=$(awk -v a="$mb" -v b="$mp" 'BEGIN { if (a == "-" || b == "-" || a == 0) print "-"; else printf "%.3f", b / a }')
                 printf '%-8s %-9s %-10s %-6s %12s %12s %9s %13s %12s %12s\n' "$bench" "$mode" \
                     "$label" "$unit" "$mb" "$mp" "$ratio" \
@@ -278,5 +282,7 @@ for v in "${verdicts[@]}"; do
     echo "#   $v"
 done
 echo "# spread: (max - min) / median over the rounds; paired: policy/baseline of each round's two runs"
-echo "# every sample (bench mode scenario variant round value p99):"
+echo "# cpu: CPU time of the node (bench_local) or both nodes (bench_cluster) per round trip or message,"
+echo "#   from their CPU clocks: what the policy costs them, less disturbed by other processes than time"
+echo "# every sample (bench mode scenario variant round value p99 cpu):"
 sed 's/^/#   /' "$SAMPLES"
