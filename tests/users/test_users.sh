@@ -1010,6 +1010,10 @@ drv rx send inbox.x@beta from-the-other-alpha
 drv rbeta3 recv 3000
 [ "$(field node)" = alpha ] && [ "$(field node_id)" = "$X_ID" ] && [ "$(field uid)" = 0 ]
 check "beta's receiver tells them apart: the other alpha's message has node_id $X_ID" $? "$R"
+wait_for 5 lists "$XSOCK" deploy2 beta
+drv rx send deploy2@beta from-the-other-alpha
+[[ $R == "err -13 EACCES | denied by ${BRULE["deny send deploy2"]}" ]]
+check "'allow send deploy2 user root@<alpha's id>' does not let root of the other alpha in" $? "$R"
 drv_stop rbeta3
 
 # ===================================================================================
@@ -1104,6 +1108,14 @@ check "node.key_secret 0600 again: taken, the same key" $?
 rm -rf "$STATE_A"
 
 # A key file that is a link to /etc/shadow, read by root.
+# redact FILE: drops from FILE every line holding a line of /etc/shadow or
+# a password field of it, so that no failure shows them (the patterns are
+# read from /etc/shadow itself, never copied).
+redact() {
+    local kept
+    kept=$(grep -vF -f <({ grep . /etc/shadow; cut -d: -f2 /etc/shadow | awk 'length >= 4'; }) "$1")
+    printf '%s\n' "$kept" >"$1"
+}
 SH=$DIR/shadow-state
 cli root --key --state-dir "$SH"
 : >"$DIR/shadow.log"
@@ -1111,15 +1123,18 @@ mv "$SH/node.key_secret" "$SH/real_secret"
 ln -s /etc/shadow "$SH/node.key_secret"
 cli root --socket "$DIR/sh.sock" --state-dir "$SH" --no-drop "${SOLO[@]}"
 cat "$DIR/err" >>"$DIR/shadow.log"
+redact "$DIR/err"
 [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && [ ! -e "$DIR/sh.sock" ] &&
     grep -qF "cannot read $SH/node.key_secret: it is a symbolic link (not following it)" "$DIR/err"
 check "node.key_secret -> /etc/shadow: the root node refuses it, 'a symbolic link'" $?
 cli root --socket "$DIR/sh.sock" --state-dir "$SH" --user "$UN" "${SOLO[@]}"
 cat "$DIR/err" >>"$DIR/shadow.log"
+redact "$DIR/err"
 [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && grep -qF "symbolic link" "$DIR/err"
 check "... so does a root node that would drop to $UN" $?
 cli root --key --state-dir "$SH"
 cat "$DIR/err" >>"$DIR/shadow.log"
+redact "$DIR/err"
 [ "$RC" -ne 0 ] && [ -z "$OUT" ]
 check "... and --key" $?
 rm "$SH/node.key_secret"
@@ -1128,18 +1143,25 @@ mv "$SH/node.key" "$SH/real_public"
 ln -s /etc/shadow "$SH/node.key"
 cli root --socket "$DIR/sh.sock" --state-dir "$SH" --no-drop "${SOLO[@]}"
 cat "$DIR/err" >>"$DIR/shadow.log"
+redact "$DIR/err"
 [ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] &&
     grep -qF "cannot read $SH/node.key: it is a symbolic link" "$DIR/err"
 check "node.key -> /etc/shadow: refused as well" $?
-# No line of /etc/shadow, nor any password field of it, in what was logged.
-leak=
-while IFS= read -r line; do
-    [ -n "$line" ] || continue
-    grep -qF -- "$line" "$DIR/shadow.log" && leak="$leak line-of-${line%%:*}"
-    pw=$(cut -d: -f2 <<<"$line")
-    [ "${#pw}" -ge 4 ] && grep -qF -- "$pw" "$DIR/shadow.log" && leak="$leak password-of-${line%%:*}"
-done </etc/shadow
+# shadow_leaks FILE: prints what of /etc/shadow is in FILE: any line whole,
+# or any password field (4 characters or more).
+shadow_leaks() {
+    local line pw leak=
+    while IFS= read -r line; do
+        [ -n "$line" ] || continue
+        grep -qF -- "$line" "$1" && leak="$leak line-of-${line%%:*}"
+        pw=$(cut -d: -f2 <<<"$line")
+        [ "${#pw}" -ge 4 ] && grep -qF -- "$pw" "$1" && leak="$leak password-of-${line%%:*}"
+    done </etc/shadow
+    echo "$leak"
+}
+leak=$(shadow_leaks "$DIR/shadow.log")
 [ -z "$leak" ] && [ -s "$DIR/shadow.log" ] && [ "$(grep -c . /etc/shadow)" -gt 0 ]
 check "nothing of /etc/shadow ($(grep -c . /etc/shadow) lines) in the $(grep -c . "$DIR/shadow.log") lines logged" $? \
     "leaked:$leak"
+rm -f "$DIR/shadow.log"
 summary
