@@ -922,6 +922,25 @@ drv rbeta recv 3000
     [ "$(field node_id)" = "$ALPHA_ID" ] && [ "$(field from)" = "$ALICE_ADDR" ]
 check "beta's root sees the reply from $UA ($UID_A) on alpha" $? "$R"
 
+# Publications from beta are filtered by alpha's rules for alpha's
+# subscribers: bob's '*' does not get secrets.*, alice's secrets.* does.
+drv_start ba "$UB" "$SYS" bob
+drv ba subscribe '*' && drv aa subscribe 'secrets.*'
+got=1
+for ((i = 0; i < 50 && got != 0; i++)); do
+    drv rbeta publish warm.up "w$i"
+    drv ba recv 100 && [ "$(field name)" = warm.up ] && got=0
+done
+for ((i = 0; i < 50; i++)); do drv ba recv 0 || break; done
+drv rbeta publish secrets.remote S1 && drv rbeta publish other.remote O1
+drv aa recv 2000
+[ "$(field name)" = secrets.remote ] && [ "$(field node_id)" = "$BETA_ID" ] && [ "$(field uid)" = 0 ]
+check "$UA on alpha gets secrets.remote published by root on beta (uid 0, beta's id)" $? "$R"
+drv ba recv 2000
+[ "$got" -eq 0 ] && [ "$(field name)" = other.remote ]
+check "$UB's '*' on alpha gets other.remote from beta, not secrets.remote before it" $? "$R"
+drv_stop ba
+
 # Rules on beta about users of alpha: allowed for root there, not for alice.
 # remote_send USER DEST: sends with the CLI as USER on alpha.
 remote_send() {
