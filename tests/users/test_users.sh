@@ -729,10 +729,13 @@ check "40 denials at once: $((after - before)) logged (10 a second at most), the
 
 # A reload by SIGHUP changes an outcome; the node and its clients stay.
 reloads() { grep -c "reload: the rules of $POL are in force" "$DIR/alpha.log"; }
+refusals() { grep -c "reload: $POL has errors" "$DIR/alpha.log"; }
+# more_than N FN: FN prints more than N (for wait_for: FN is run each time).
+more_than() { [ "$("$2")" -gt "$1" ]; }
 r0=$(reloads)
 write_policy "allow publish news.* user $UB" "deny subscribe news.* uid $UID_B"
 kill -HUP "$NPID"
-wait_for 5 test "$(reloads)" -gt "$r0"
+wait_for 5 more_than "$r0" reloads
 check "SIGHUP: the node reads the policy again ('rules ... are in force')" $?
 drv ba publish news.today from-bob-now
 check "SIGHUP: $UB may now publish news.today (a rule added first)" $? "$R"
@@ -743,9 +746,9 @@ drv ba recv 300
 [[ $R == "err -110 "* ]]
 check "SIGHUP: $UB's '*' subscription no longer sees news.* (rules apply to old subscriptions)" $? "$R"
 printf 'allow frobnicate printer\n' >>"$POL"
-e0=$(grep -c "reload: $POL has errors" "$DIR/alpha.log")
+e0=$(refusals)
 kill -HUP "$NPID"
-wait_for 5 test "$(grep -c "reload: $POL has errors" "$DIR/alpha.log")" -gt "$e0" &&
+wait_for 5 more_than "$e0" refusals &&
     has_line "$DIR/alpha.log" "$POL:$(wc -l <"$POL"): 'frobnicate' is not an action"
 check "SIGHUP with an error: the log names the line, and says the rules before stay" $?
 drv ba publish news.today still-allowed
@@ -753,7 +756,7 @@ check "... and they do: $UB still may publish" $? "$R"
 r0=$(reloads)
 write_policy
 kill -HUP "$NPID"
-wait_for 5 test "$(reloads)" -gt "$r0"
+wait_for 5 more_than "$r0" reloads
 drv ba publish news.today denied-again
 denied_by "deny publish news.*"
 check "SIGHUP: the rule taken out again, $UB is denied again" $? "$R"
@@ -1183,4 +1186,14 @@ leak=$(shadow_leaks "$DIR/shadow.log")
 check "nothing of /etc/shadow ($(grep -c . /etc/shadow) lines) in the $(grep -c . "$DIR/shadow.log") lines logged" $? \
     "leaked:$leak"
 rm -f "$DIR/shadow.log"
+# A policy file that is a link to /etc/shadow: refused, nothing of it logged.
+ln -s /etc/shadow "$DIR/policy-link"
+cli root --socket "$DIR/pl.sock" --state-dir "$DIR/state-pl" --no-drop "${SOLO[@]}" \
+    --policy "$DIR/policy-link"
+leak=$(shadow_leaks "$DIR/err")
+redact "$DIR/err"
+[ "$RC" -ne 0 ] && [ "$RC" -ne 124 ] && [ ! -e "$DIR/pl.sock" ] && [ -z "$leak" ]
+check "--policy linking to /etc/shadow: the node refuses it, and nothing of it in the log" $? \
+    "leaked (lines of /etc/shadow dropped from what is shown):$leak"
+
 summary
