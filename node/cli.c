@@ -515,7 +515,10 @@ ipcnet_t *cli_connect(const cli_t *cli, const char *label, int flags)
     ipcnet_t *c;
     char path[108];
     const char *where = cli->socket;
-    if (!where && ipcnet_default_socket(path, sizeof path) == 0)
+    /* The default: the one it would use, or, when the user's own
+       directory is not safe, that directory's socket, to say why. */
+    if (!where && (ipcnet_default_socket(path, sizeof path) == 0 ||
+                   paths_own_socket(path, sizeof path) == 0))
         where = path;
     int rc = ipcnet_connect(&c, cli->socket, label, flags);
     if (rc < 0) {

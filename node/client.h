@@ -57,6 +57,17 @@ typedef struct {
     } confirmed;
 } clients_t;
 
+/* The verdict on a client's last send, kept while the policy and the
+   names held stay the same (deliver.c). */
+typedef struct {
+    uint64_t gen, dgen;         /* the policy's and the directory's; 0: empty */
+    int action;
+    size_t len;
+    char name[WIRE_NAME_MAX];
+    int allowed;
+    const char *rule;
+} policy_cache_t;
+
 struct client {
     clients_t *clients;
     uint64_t id;
@@ -106,6 +117,7 @@ struct client {
     vec_t subs;                 /* sub_t * we are in */
     vec_t watches;              /* char * patterns */
     char *monitor;              /* MONITOR: the pattern of what it sees, or NULL */
+    policy_cache_t policy_cache;    /* its last send judged (deliver.c) */
     unsigned monitor_lost;      /* notes not queued for it (its queue was full) */
     uint32_t pub_epoch;         /* the last publish delivered to us */
 

@@ -833,6 +833,13 @@ static void s_claim(directory_t *self, peer_t *peer)
                     id);
 }
 
+int directory_owns_name(const directory_t *self, const peer_t *peer)
+{
+    const char *name = peer_name(peer);
+    const char *owner = dict_get(self->claims, name, strlen(name));
+    return !owner || strcmp(owner, peer_id(peer)) == 0;
+}
+
 void directory_peer_release(directory_t *self, peer_t *peer)
 {
     const char *name = peer_name(peer);

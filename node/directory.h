@@ -155,4 +155,7 @@ void directory_peer_release(directory_t *self, peer_t *peer);
 int directory_monitor(directory_t *self, client_t *c, const char *pattern, size_t len);
 const vec_t *directory_monitors(const directory_t *self);
 
+/* Is the name peer says it has the one its key claimed first here? */
+int directory_owns_name(const directory_t *self, const peer_t *peer);
+
 #endif

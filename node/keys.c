@@ -45,7 +45,7 @@ struct keys {
 /* Calls fn for each key of field in text: `field = "<40 characters of
    Z85>"` (the zcert format) or, for a public key, a line that is just a
    key (as `ipc-node --key` prints it, 40 characters of Z85, or 64 hex
-   digits), then blanks or a `#` comment. Returns how many. */
+   digits), then blanks and perhaps a `#` comment. Returns how many. */
 static size_t s_each_key(const char *text, const char *field,
                          void (*fn) (const uint8_t key[PROTO_KEY_LEN], void *arg), void *arg)
 {
@@ -56,7 +56,7 @@ static size_t s_each_key(const char *text, const char *field,
         const char *p = line + strspn(line, " \t");
         uint8_t key[PROTO_KEY_LEN];
         char buf[41];
-        if (*p == '#' || *p == '\n' || *p == '\r' || !*p)
+        if (*p == '\n' || *p == '\r' || !*p)
             continue;
         if (strncmp(p, field, flen) == 0) {
             const char *q = p + flen;
@@ -74,7 +74,9 @@ static size_t s_each_key(const char *text, const char *field,
             }
             continue;
         }
-        size_t word = strcspn(p, " \t\r\n#");
+        /* A bare key is the line's first word: Z85 has '#' among its
+           digits, so a comment starts after a blank ("# ..." is one). */
+        size_t word = strcspn(p, " \t\r\n");
         const char *rest = p + word;
         rest += strspn(rest, " \t");
         if (!bare || (*rest && *rest != '\r' && *rest != '\n' && *rest != '#'))

@@ -4,6 +4,7 @@
 #include "listener.h"
 #include "log.h"
 #include "path.h"
+#include "paths.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -201,10 +202,15 @@ static int s_make_dir(listener_t *self)
         return -1;
     }
     self->made_dir = made;
-    /* One of ours made by someone else for us (systemd's RuntimeDirectory=,
-       root's 0750) is given to the group as one we made would be. */
+    /* Ours, or the system node's own directory made for it by someone else
+       (systemd's RuntimeDirectory=): given to the group. Any other
+       directory that was there is left as it is: it may hold more than
+       our socket. */
+    char sysdir[sizeof PATHS_SYSTEM_SOCKET];
+    path_dirname(PATHS_SYSTEM_SOCKET, sysdir, sizeof sysdir);
     struct stat st;
-    if (has_group && stat(dir, &st) == 0 && st.st_uid == geteuid() &&
+    if (has_group && (made || strcmp(dir, sysdir) == 0) && stat(dir, &st) == 0 &&
+        st.st_uid == geteuid() &&
         (made || st.st_gid != cfg->access_gid || (st.st_mode & 07777) != 0750) &&
         (chown(dir, (uid_t) -1, cfg->access_gid) < 0 || chmod(dir, 0750) < 0))
         log_warning("cannot give %s to group %u: %s, ignoring", dir,

@@ -41,6 +41,9 @@ struct policy {
     size_t count;
     int actions;                /* every action some rule names */
     uint64_t gen;
+    int fd;                     /* the file last read, kept open: see policy_load */
+    dev_t dev;
+    ino_t ino;
 };
 
 static const struct {
@@ -56,13 +59,18 @@ static const struct {
 
 policy_t *policy_new(void)
 {
-    return calloc(1, sizeof (policy_t));
+    policy_t *self = calloc(1, sizeof (policy_t));
+    if (self)
+        self->fd = -1;
+    return self;
 }
 
 void policy_destroy(policy_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
+    if ((*self_p)->fd >= 0)
+        close((*self_p)->fd);
     free((*self_p)->rules);
     free(*self_p);
     *self_p = NULL;
@@ -238,15 +246,37 @@ static int s_rule(char *line, rule_t *r, int log, const char *path, int lineno)
     return 0;
 }
 
-int policy_load(policy_t *self, const char *path, int log)
+/* The file to read: path opened now, or, when the node (no longer root)
+   may not open it, the one it read before if path still names it: an
+   administrator keeps /etc files root's alone, edited in place, and a
+   reload must still see them. */
+static int s_open(policy_t *self, const char *path, int log)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd >= 0 || errno != EACCES || self->fd < 0) {
+        if (fd < 0)
+            s_error(log, path, 0, "cannot read it: %s", strerror(errno));
+        return fd < 0 ? -errno : fd;
+    }
+    struct stat now;
+    if (stat(path, &now) == 0 && now.st_dev == self->dev && now.st_ino == self->ino)
+        return dup(self->fd);
+    s_error(log, path, 0, "the node (uid %u) may not read it, and it is not the file read "
+            "before (replaced?): make it readable by uid %u, or restart the node",
+            (unsigned) geteuid(), (unsigned) geteuid());
+    return -EACCES;
+}
+
+int policy_load(policy_t *self, const char *path, int log)
+{
+    int fd = s_open(self, path, log);
+    if (fd < 0)
+        return fd;
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) {
+    if (fstat(fd, &st) < 0) {
         int err = errno;
         s_error(log, path, 0, "cannot read it: %s", strerror(err));
-        if (fd >= 0)
-            close(fd);
+        close(fd);
         return -err;
     }
     if (!S_ISREG(st.st_mode) || st.st_size > POLICY_FILE_MAX) {
@@ -255,17 +285,33 @@ int policy_load(policy_t *self, const char *path, int log)
         close(fd);
         return -EINVAL;
     }
+    /* Whoever may write the rules decides who may do what: root or the
+       node's own user, no one else. */
+    if (st.st_mode & (S_IWGRP | S_IWOTH) || (st.st_uid != 0 && st.st_uid != geteuid())) {
+        s_error(log, path, 0, st.st_mode & (S_IWGRP | S_IWOTH)
+                ? "others may rewrite the rules (mode %04o): refusing it (chmod go-w it)"
+                : "it belongs to uid %u, not root nor the node's user: refusing it",
+                st.st_mode & (S_IWGRP | S_IWOTH) ? (unsigned) (st.st_mode & 07777)
+                                                 : (unsigned) st.st_uid);
+        close(fd);
+        return -EACCES;
+    }
     char *text = malloc((size_t) st.st_size + 1);
     size_t len = 0;
     while (text && len < (size_t) st.st_size) {
-        ssize_t n = read(fd, text + len, (size_t) st.st_size - len);
+        ssize_t n = pread(fd, text + len, (size_t) st.st_size - len, (off_t) len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break;
         len += (size_t) n;
     }
-    close(fd);
+    /* Kept, for a reload after the node is no longer root. */
+    if (self->fd >= 0)
+        close(self->fd);
+    self->fd = fd;
+    self->dev = st.st_dev;
+    self->ino = st.st_ino;
     if (!text)
         return -ENOMEM;
     text[len] = 0;
