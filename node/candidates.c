@@ -145,6 +145,17 @@ int candidates_lookup(const candidates_t *self, const char *about, candidate_t *
     return 0;
 }
 
+int candidates_take(candidates_t *self, const uint8_t *key, candidate_t *ret)
+{
+    for (size_t i = 0; i < self->count; i++)
+        if (memcmp(self->pool[i].key, key, PROTO_KEY_LEN) == 0) {
+            *ret = self->pool[i];
+            self->pool[i] = self->pool[--self->count];
+            return 1;
+        }
+    return 0;
+}
+
 void candidates_failed_add(candidates_t *self, const char *id, int64_t now)
 {
     if (!id[0])

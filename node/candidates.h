@@ -51,6 +51,10 @@ int candidates_next(candidates_t *self, candidates_busy_fn *busy, void *arg, can
    tcp://, or its id, or 8 digits or more of it): 1 with *ret, or 0. */
 int candidates_lookup(const candidates_t *self, const char *about, candidate_t *ret);
 
+/* Takes out the one waiting with this key (met meanwhile, another way):
+   1 with *ret, or 0. */
+int candidates_take(candidates_t *self, const uint8_t *key, candidate_t *ret);
+
 /* The host of an endpoint "tcp://HOST:PORT" (or "tcp://[V6]:PORT"): its
    start and length. */
 const char *candidates_host(const char *endpoint, size_t *len);

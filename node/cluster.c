@@ -235,7 +235,12 @@ static void s_dial_candidates(cluster_t *self)
             break;
         char id[PROTO_ID_LEN + 1];
         proto_key_id(k.key, id);
-        if (s_by_id(self, id, PROTO_ID_LEN) || s_by_endpoint(self, k.endpoint) ||
+        member_t *known = s_by_id(self, id, PROTO_ID_LEN);
+        if (known) {
+            known->by_mdns |= k.by_mdns;    /* met meanwhile: known these ways too */
+            known->found |= k.by_gossip ? FOUND_GOSSIP : 0;
+        }
+        if (known || s_by_endpoint(self, k.endpoint) ||
             s_is_self_endpoint(self, k.endpoint) || candidates_failed(self->candidates, id, now))
             continue;
         member_t *m = s_member_new(self, k.endpoint, 0, k.key);
@@ -533,6 +538,12 @@ static void s_on_hello(cluster_t *self, const proto_msg_t *h, const char *addr,
             return;
         m->dialled_us = 1;
         m->key_from = "its own HELLO, on the connection it authenticated";
+        /* Heard of already, waiting to be dialled: known those ways too. */
+        candidate_t k;
+        if (candidates_take(self->candidates, key, &k)) {
+            m->by_mdns |= k.by_mdns;
+            m->found |= k.by_gossip ? FOUND_GOSSIP : 0;
+        }
     }
     peer_t *p = m->peer;
     int was_up = peer_is_up(p);
