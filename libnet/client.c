@@ -884,9 +884,37 @@ int ipcnet_unwatch(ipcnet_t *c, const char *pattern)
 }
 
 /* SEND and PUBLISH: checked here so a bad call costs no round trip. */
+/* The batched case, most of a busy sender's calls: IPCNET_MORE to the
+   destination of the last such call, with room in the queue. The frame's
+   head is the last one's with its size and seq changed, written with the
+   payload straight into the queue: no encoding, no checks that the last
+   call made already. Returns 1 when it took the message. */
+static int s_post_again(ipcnet_t *c, uint8_t type, const char *to, const void *data,
+                        size_t size, int flags)
+{
+    size_t hlen = c->again_hlen, queued = c->tx_tail - c->tx_head;
+    if (flags != IPCNET_MORE || type != c->again_type || !hlen || c->link != LINK_UP ||
+        c->dead || size > c->max_message || (size && !data) ||
+        queued + hlen + size > TX_LIMIT || c->tx_cap - c->tx_tail < hlen + size ||
+        strcmp(to, c->again_to) != 0)
+        return 0;
+    uint8_t *at = c->tx + c->tx_tail;
+    memcpy(at, c->again_head, hlen);
+    wire_put32(at, (uint32_t) (hlen - 4 + size));
+    wire_put32(at + 8, ++c->seq);
+    if (size)
+        memcpy(at + hlen, data, size);
+    c->tx_tail += hlen + size;
+    if (c->view)
+        s_release(c);       /* data is copied: the caller's view may go */
+    return 1;
+}
+
 static int s_post(ipcnet_t *c, uint8_t type, const char *to, const void *data,
                   size_t size, int flags)
 {
+    if (c && to && s_post_again(c, type, to, data, size, flags))
+        return c->tx_tail - c->tx_head < TX_BATCH ? 0 : handle_write(c);
     if (!c || s_check_string(to) < 0 || (size && !data) ||
         (flags & ~(IPCNET_DONTWAIT | IPCNET_MORE | IPCNET_CONFIRM)))
         return -EINVAL;
@@ -903,6 +931,13 @@ static int s_post(ipcnet_t *c, uint8_t type, const char *to, const void *data,
         return rc;
     s_release(c);       /* data is written or copied: the caller's view may go */
     c->seq = seq;
+    if (flags == IPCNET_MORE) {
+        /* The next one to here may take the short way. */
+        size_t len = strlen(to);
+        c->again_hlen = wire_encode(c->again_head, type, 0, 0, 0, to, len, NULL, 0, 0);
+        c->again_type = type;
+        memcpy(c->again_to, to, len + 1);
+    }
     if (!confirm)
         return 0;
     wire_frame_t f;

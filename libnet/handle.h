@@ -57,6 +57,11 @@ struct ipcnet {
     char node_id[2 * WIRE_NODE_ID + 1];
     char from_node[WIRE_NAME_MAX + 1];
     char why[WIRE_NAME_MAX + 1];        /* the node's words for the last failure */
+    /* the head of the last batched send, for the next to the same place */
+    uint8_t again_head[WIRE_MIN + WIRE_NAME_MAX];
+    size_t again_hlen;
+    uint8_t again_type;
+    char again_to[WIRE_NAME_MAX + 1];
 
     /* IPCNET_RECONNECT */
     int efd;                    /* epoll of fd: what ipcnet_fd() gives */

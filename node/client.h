@@ -79,6 +79,8 @@ struct client {
     char label[WIRE_NAME_MAX + 1];
     struct ucred cred;          /* from SO_PEERCRED */
     char user[WIRE_USER_MAX + 1];       /* cred.uid's name, or its number */
+    uint8_t userlen;                    /* strlen(user) */
+    uint16_t addrlen;                   /* strlen(address) */
     gid_t groups[CLIENT_GROUPS];        /* cred.gid, then the user's other groups */
     size_t ngroups;
     struct {                    /* the last topic a publication to it was checked for */

@@ -91,7 +91,7 @@ void deliver_destroy(deliver_t **self_p)
 /* Who a local client is, as its receivers are told. */
 static wire_from_t s_from_client(const deliver_t *self, const client_t *c)
 {
-    return (wire_from_t) { c->cred.uid, c->user, strlen(c->user), directory_id(self->dir) };
+    return (wire_from_t) { c->cred.uid, c->user, c->userlen, directory_id(self->dir) };
 }
 
 /* Who a peer's client is: what the peer says of it, and the peer's id. */
@@ -302,13 +302,14 @@ int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbu
     }
     int request = f->type == WIRE_REQUEST;
     const char *why;
-    if (!s_local_allowed(self, c, request ? POLICY_REQUEST : POLICY_SEND, f->s1,
-                         s_policy_name(f->s1, f->s1len), &why)) {
+    int action = request ? POLICY_REQUEST : POLICY_SEND;
+    if (policy_has(self->policy, action) &&
+        !s_local_allowed(self, c, action, f->s1, s_policy_name(f->s1, f->s1len), &why)) {
         client_send_error(c, f, EACCES, f->s1, f->s1len, why);
         return CLIENT_DONE;
     }
     target_t t;
-    size_t alen = strlen(c->address);
+    size_t alen = c->addrlen;
     size_t len = WIRE_MIN + WIRE_FROM_MAX + alen + f->s1len + f->size;
     if (!c->route)
         c->route = route_new();     /* without one, routed every time */
@@ -335,7 +336,7 @@ int deliver_send(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pbu
             .type = P_MSG, .flags = f->flags & WIRE_F_CONFIRM ? P_F_CONFIRM : 0,
             .kind = request ? P_KIND_REQUEST : P_KIND_SEND, .cseq = f->seq, .timeout = timeout,
             .from = c->address, .fromlen = alen, .uid = c->cred.uid, .user = c->user,
-            .userlen = strlen(c->user), .to = f->s1, .tolen = f->s1len,
+            .userlen = c->userlen, .to = f->s1, .tolen = f->s1len,
             .data = f->data, .size = f->size,
         };
         rc = peer_send_data(t.peer, &m, c->id, f->seq, request ? WIRE_REQUEST : WIRE_SEND);
@@ -415,7 +416,7 @@ int deliver_reply(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pb
         request_fail(r, EACCES, why);
         return CLIENT_DONE;
     }
-    size_t alen = strlen(c->address);
+    size_t alen = c->addrlen;
     if (!r->requester) {
         /* The requester is on another node. */
         if (!peer_room(r->peer, f->size))
@@ -423,7 +424,7 @@ int deliver_reply(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *pb
         proto_msg_t m = {
             .type = P_REPLY, .cseq = r->id, .to = r->from, .tolen = strlen(r->from),
             .from = c->address, .fromlen = alen, .uid = c->cred.uid, .user = c->user,
-            .userlen = strlen(c->user), .data = f->data, .size = f->size,
+            .userlen = c->userlen, .data = f->data, .size = f->size,
         };
         if (peer_send_data(r->peer, &m, c->id, 0, WIRE_REPLY) < 0)
             client_send_error(c, f, EHOSTUNREACH, f->s1, f->s1len, "the requester's node is gone");
@@ -515,7 +516,7 @@ int deliver_publish(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *
         if (!peer_room(self->peers.items[i], f->size))
             return client_block_on_peer(c, self->peers.items[i]);
     client_t *full = NULL;
-    size_t alen = strlen(c->address);
+    size_t alen = c->addrlen;
     wire_from_t from = s_from_client(self, c);
     if (s_publish_local(self, f->s1, f->s1len, c->address, alen, &from, f->seq, pbuf, f->data,
                         f->size, NULL, &full) == CLIENT_BLOCKED)
@@ -523,7 +524,7 @@ int deliver_publish(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *
     proto_msg_t m = {
         .type = P_PUB, .cseq = f->seq, .to = f->s1, .tolen = f->s1len,
         .from = c->address, .fromlen = alen, .uid = c->cred.uid, .user = c->user,
-        .userlen = strlen(c->user), .data = f->data, .size = f->size,
+        .userlen = c->userlen, .data = f->data, .size = f->size,
     };
     for (size_t i = 0; i < npeers; i++) {
         int rc = peer_send_data(self->peers.items[i], &m, c->id, f->seq, WIRE_PUBLISH);

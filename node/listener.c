@@ -162,6 +162,8 @@ static void s_accept(loop_t *loop, int fd, int revents, void *arg)
             snprintf(c->user, sizeof c->user, "%s", found->pw_name);
         else
             snprintf(c->user, sizeof c->user, "%u", (unsigned) cred.uid);
+        c->userlen = (uint8_t) strlen(c->user);
+        c->addrlen = (uint16_t) strlen(c->address);
         /* Its groups, as the system lists them now, for the policy. */
         int ngroups = CLIENT_GROUPS;
         c->groups[0] = cred.gid;

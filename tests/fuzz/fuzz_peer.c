@@ -91,6 +91,7 @@ static void s_local(node_t *n, int i)
     if (!c)
         abort();
     snprintf(c->address, sizeof c->address, ":%d@fuzz", i + 1);
+    c->addrlen = (uint16_t) strlen(c->address);
     c->ready = 1;
     n->far[i] = sv[1];
     if (directory_add_client(n->dir, c) < 0 || session_start(n->sessions, c) < 0)
