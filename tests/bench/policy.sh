@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# policy.sh: what a 50-rule policy costs the nodes (issue 9, "Speed").
+# policy.sh: what a 50-rule policy costs the nodes.
 #
 # A benchmark, not a test: it prints figures and fails only when it cannot
 # run. It writes a 50-rule policy as a site might have one (services and

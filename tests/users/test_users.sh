@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_users.sh: ipc-node among real users (issue 9), through the real path.
+# test_users.sh: ipc-node among real users, through the real path.
 #
 # As root it creates system users and groups of its own (names ipcu<pid>X,
 # removed at the end by a trap, even on failure; those of an earlier run
