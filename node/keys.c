@@ -138,21 +138,12 @@ static int s_read_key(const char *path, const char *field, int secret, uid_t als
         bad = mode;
     } else if (st.st_size > KEYFILE_MAX)
         bad = "it is larger than a key file";
-    char *text = bad ? NULL : malloc((size_t) st.st_size + 1);
     size_t len = 0;
-    while (text && len < (size_t) st.st_size) {
-        ssize_t n = read(fd, text + len, (size_t) st.st_size - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t) n;
-    }
+    char *text = bad ? NULL : path_read(fd, (size_t) st.st_size, &len);
     close(fd);
     if (!bad && !text)
         bad = "out of memory";
     if (text) {
-        text[len] = 0;
         if (s_find_key(text, field, key) < 0)
             bad = secret ? "it holds no secret-key line of a CURVE key pair"
                          : "it holds no public key";
@@ -274,10 +265,9 @@ static int s_read_authorized(keys_t *self)
         if (fd < 0)
             continue;
         char *text = NULL;
+        size_t len;
         if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= KEYFILE_MAX &&
-            (text = malloc((size_t) st.st_size + 1))) {
-            ssize_t n = read(fd, text, (size_t) st.st_size);
-            text[n > 0 ? n : 0] = 0;
+            (text = path_read(fd, (size_t) st.st_size, &len))) {
             s_each_key(text, "public-key", s_add_authorized, &keys);
             free(text);
             files++;

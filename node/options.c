@@ -4,6 +4,7 @@
 #include "options.h"
 #include "ipcnet.h"
 #include "keys.h"
+#include "path.h"
 #include "paths.h"
 #include "wire.h"
 
@@ -508,22 +509,13 @@ static int s_config_file(options_t *o, const char *path)
         close(fd);
         return 2;
     }
-    char *text = malloc((size_t) st.st_size + 1);
-    size_t len = 0;
-    while (text && len < (size_t) st.st_size) {
-        ssize_t n = read(fd, text + len, (size_t) st.st_size - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t) n;
-    }
+    size_t len;
+    char *text = path_read(fd, (size_t) st.st_size, &len);
     close(fd);
     if (!text) {
         fprintf(stderr, "ipc-node: %s: out of memory\n", path);
         return 1;
     }
-    text[len] = 0;
     if (memchr(text, 0, len)) {
         fprintf(stderr, "ipc-node: %s: holds a NUL byte: not a config file\n", path);
         free(text);

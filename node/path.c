@@ -1,6 +1,6 @@
 /*  path.c: making and checking the directories the node keeps its files
     in (the checks themselves are libnet/paths.c, shared with the
-    library). */
+    library), and reading those files whole. */
 
 #include "path.h"
 #include "paths.h"
@@ -8,9 +8,28 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+char *path_read(int fd, size_t size, size_t *len)
+{
+    char *text = malloc(size + 1);
+    size_t got = 0;
+    while (text && got < size) {
+        ssize_t n = pread(fd, text + got, size - got, (off_t) got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t) n;
+    }
+    if (text)
+        text[got] = 0;
+    *len = got;
+    return text;
+}
 
 int path_dirname(const char *path, char *buf, size_t size)
 {

@@ -2,6 +2,7 @@
 
 #include "policy.h"
 #include "log.h"
+#include "path.h"
 #include "wire.h"
 
 #include <czmq.h>
@@ -296,16 +297,8 @@ int policy_load(policy_t *self, const char *path, int log)
         close(fd);
         return -EACCES;
     }
-    char *text = malloc((size_t) st.st_size + 1);
-    size_t len = 0;
-    while (text && len < (size_t) st.st_size) {
-        ssize_t n = pread(fd, text + len, (size_t) st.st_size - len, (off_t) len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t) n;
-    }
+    size_t len;
+    char *text = path_read(fd, (size_t) st.st_size, &len);
     /* Kept, for a reload after the node is no longer root. */
     if (self->fd >= 0)
         close(self->fd);
@@ -314,7 +307,6 @@ int policy_load(policy_t *self, const char *path, int log)
     self->ino = st.st_ino;
     if (!text)
         return -ENOMEM;
-    text[len] = 0;
     rule_t *rules = NULL;
     size_t count = 0, cap = 0;
     int bad = 0, lineno = 0;
