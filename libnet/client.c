@@ -376,20 +376,32 @@ static const char *s_copy(char *dst, const char *src, size_t len)
 }
 
 /* Who sent a delivered message, from its frame: uid and user on its
-   node, that node's name (from the sender's address) and id. */
-static void s_sender(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg)
+   node, that node's name (from the sender's address, srclen bytes) and
+   id. A run of messages mostly comes from one node: its id in hex and its
+   name are made again only when they change. */
+static void s_sender(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg, size_t srclen)
 {
     static const char hex[] = "0123456789abcdef";
     msg->uid = f->from.uid;
     msg->user = s_copy(c->user, f->from.user, f->from.userlen);
-    for (size_t i = 0; i < WIRE_NODE_ID; i++) {
-        c->node_id[2 * i] = hex[f->from.node_id[i] >> 4];
-        c->node_id[2 * i + 1] = hex[f->from.node_id[i] & 15];
+    if (!c->node_id[0] || memcmp(c->node_id_raw, f->from.node_id, WIRE_NODE_ID) != 0) {
+        memcpy(c->node_id_raw, f->from.node_id, WIRE_NODE_ID);
+        for (size_t i = 0; i < WIRE_NODE_ID; i++) {
+            c->node_id[2 * i] = hex[f->from.node_id[i] >> 4];
+            c->node_id[2 * i + 1] = hex[f->from.node_id[i] & 15];
+        }
+        c->node_id[2 * WIRE_NODE_ID] = 0;
     }
-    c->node_id[2 * WIRE_NODE_ID] = 0;
     msg->node_id = c->node_id;
-    const char *at = strchr(msg->source, '@');
-    msg->node = at ? strcpy(c->from_node, at + 1) : "";
+    const char *at = memchr(msg->source, '@', srclen);
+    if (!at) {
+        msg->node = "";
+        return;
+    }
+    size_t len = srclen - (size_t) (at + 1 - msg->source);
+    if (len != c->from_node_len || memcmp(c->from_node, at + 1, len) != 0)
+        c->from_node_len = len, s_copy(c->from_node, at + 1, len);
+    msg->node = c->from_node;
 }
 
 /* Fills *msg from a delivered frame. Returns 1, or 0 for a frame that is
@@ -406,27 +418,27 @@ static int s_to_msg(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg)
         msg->kind = IPCNET_MSG_SEND;
         msg->source = s_copy(c->s1, f->s1, f->s1len);
         msg->name = s_copy(c->s2, f->s2, f->s2len);
-        s_sender(c, f, msg);
+        s_sender(c, f, msg, f->s1len);
         return 1;
     case WIRE_DELIVER_REQ:
         msg->kind = IPCNET_MSG_REQUEST;
         msg->timeout_ms = f->aux;
         msg->source = s_copy(c->s1, f->s1, f->s1len);
         msg->name = s_copy(c->s2, f->s2, f->s2len);
-        s_sender(c, f, msg);
+        s_sender(c, f, msg, f->s1len);
         return 1;
     case WIRE_DELIVER_REP:
         if (c->flags & IPCNET_RECONNECT)
             reconnect_pending_del(c, f->seq);
         msg->kind = IPCNET_MSG_REPLY;
         msg->source = s_copy(c->s1, f->s1, f->s1len);
-        s_sender(c, f, msg);
+        s_sender(c, f, msg, f->s1len);
         return 1;
     case WIRE_PUBLICATION:
         msg->kind = IPCNET_MSG_PUBLISH;
         msg->name = s_copy(c->s1, f->s1, f->s1len);
         msg->source = s_copy(c->s2, f->s2, f->s2len);
-        s_sender(c, f, msg);
+        s_sender(c, f, msg, f->s2len);
         return 1;
     case WIRE_MONITORED:
         msg->kind = IPCNET_MSG_MONITOR;
@@ -436,7 +448,7 @@ static int s_to_msg(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg)
                    : f->aux == WIRE_MON_PUBLISH ? IPCNET_MSG_PUBLISH : 0;
         msg->name = s_copy(c->s1, f->s1, f->s1len);
         msg->source = s_copy(c->s2, f->s2, f->s2len);
-        s_sender(c, f, msg);
+        s_sender(c, f, msg, f->s2len);
         msg->id = 0;
         if (f->size < 4)
             return 0;           /* not from a node that speaks this protocol */

@@ -56,6 +56,8 @@ struct ipcnet {
     char user[WIRE_USER_MAX + 1];
     char node_id[2 * WIRE_NODE_ID + 1];
     char from_node[WIRE_NAME_MAX + 1];
+    uint8_t node_id_raw[WIRE_NODE_ID];  /* node_id in bytes, once node_id[0] is set */
+    size_t from_node_len;
     char why[WIRE_NAME_MAX + 1];        /* the node's words for the last failure */
     /* the head of the last batched send, for the next to the same place */
     uint8_t again_head[WIRE_MIN + WIRE_NAME_MAX];
