@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "ipcnet.h"
 #include "json.h"
+#include "log.h"
 #include "paths.h"
 
 #include <errno.h>
@@ -293,17 +294,13 @@ void cli_print_msg(const cli_t *cli, const ipcnet_msg_t *m)
         else
             printf("%s %s %s\n", what, how, m->node);
     } else if (m->kind == IPCNET_MSG_MONITOR) {
-        struct timespec ts;
-        struct tm tm;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        localtime_r(&ts.tv_sec, &tm);
         char when[16];
-        strftime(when, sizeof when, "%H:%M:%S", &tm);
+        long ns = log_now(when, sizeof when, 0);
         if (m->event == 0)
             printf("%s.%06ld  (%u notes lost: the monitor read too slowly)\n", when,
-                   ts.tv_nsec / 1000, m->id);
+                   ns / 1000, m->id);
         else {
-            printf("%s.%06ld  %-7s %s -> %s  uid %u (%s)  %zu bytes  ", when, ts.tv_nsec / 1000,
+            printf("%s.%06ld  %-7s %s -> %s  uid %u (%s)  %zu bytes  ", when, ns / 1000,
                    s_kinds[m->event], m->source, m->name, (unsigned) m->uid, m->user, m->total);
             s_print_bytes(m->data, m->size, 32);
             putchar('\n');

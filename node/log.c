@@ -37,6 +37,18 @@ void log_quiet(void)
     s_quiet = 1;
 }
 
+long log_now(char *buf, size_t size, int with_date)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    localtime_r(&ts.tv_sec, &tm);
+    if ((with_date ? strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm)
+                   : strftime(buf, size, "%H:%M:%S", &tm)) == 0 && size)
+        buf[0] = 0;
+    return ts.tv_nsec;
+}
+
 void log_msg(int priority, const char *fmt, ...)
 {
     if (s_quiet)
@@ -55,14 +67,9 @@ void log_msg(int priority, const char *fmt, ...)
         fprintf(stderr, "<%d>%s\n", priority, text);
     else {
         static const char letters[] = "EEEEWNID";
-        struct timespec ts;
-        struct tm tm;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        localtime_r(&ts.tv_sec, &tm);
         char when[32];
-        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-        fprintf(stderr, "%s.%03ld %c %s\n", when, ts.tv_nsec / 1000000,
-                letters[priority & 7], text);
+        long ns = log_now(when, sizeof when, 1);
+        fprintf(stderr, "%s.%03ld %c %s\n", when, ns / 1000000, letters[priority & 7], text);
     }
     fflush(stderr);
     if (s_syslog)

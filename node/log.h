@@ -8,6 +8,7 @@
 #ifndef IPCNET_LOG_H
 #define IPCNET_LOG_H
 
+#include <stddef.h>
 #include <syslog.h>
 
 /* Decides the format from the environment; to_syslog adds syslog. */
@@ -15,6 +16,10 @@ void log_open(int to_syslog);
 
 /* Nothing is written at all (the fuzzer). */
 void log_quiet(void);
+
+/* The local time now into buf, "YYYY-MM-DD HH:MM:SS" (with_date) or
+   "HH:MM:SS"; returns the nanoseconds past that second. */
+long log_now(char *buf, size_t size, int with_date);
 
 void log_msg(int priority, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
 
