@@ -346,7 +346,7 @@ void reconnect_try(ipcnet_t *c)
     c->link = LINK_HELLO;
     c->hello_seq = ++c->seq;
     uint8_t head[WIRE_HEAD_MAX];
-    size_t len = wire_encode(head, WIRE_HELLO, 0, c->hello_seq, WIRE_VERSION,
+    size_t len = wire_encode(head, WIRE_HELLO, WIRE_F_SHM, c->hello_seq, WIRE_VERSION,
                              c->label[0] ? c->label : NULL, strlen(c->label), NULL, 0, 0);
     if (handle_append(c, head, len) < 0)
         reconnect_lost(c);
@@ -419,6 +419,7 @@ int reconnect_frame(ipcnet_t *c, const wire_frame_t *f, size_t end)
         wire_copy(c->node, f->s2, f->s2len);
         c->node[f->s2len] = 0;
         c->max_message = f->aux;
+        shm_welcome(c, f);
         c->link = LINK_UP;
         s_restore(c, end);
         return 1;

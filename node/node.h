@@ -13,6 +13,9 @@ typedef struct {
     char name[NODE_NAME_MAX + 1];
     size_t max_message;         /* payload bytes */
     size_t queue_limit;         /* bytes queued to one client before push-back */
+    size_t shm_threshold;       /* payloads this large go as memfds; 0: never */
+    unsigned shm_max_fds;       /* memfds in flight from / queued to one client */
+    size_t shm_queue_limit;     /* memfd bytes queued to one client */
     unsigned max_clients;
     unsigned request_timeout;   /* ms, for requests that give none */
     int verbose;
@@ -52,6 +55,9 @@ typedef struct {
 
 #define NODE_DEFAULT_MAX_MESSAGE   (16u << 20)
 #define NODE_DEFAULT_QUEUE_LIMIT   (8u << 20)
+#define NODE_DEFAULT_SHM_THRESHOLD (64u << 10)
+#define NODE_DEFAULT_SHM_FDS       16
+#define NODE_DEFAULT_SHM_QUEUE     (64u << 20)
 #define NODE_DEFAULT_MAX_CLIENTS   4096
 #define NODE_DEFAULT_REQ_TIMEOUT   30000
 #define NODE_MAX_REQ_TIMEOUT       (24u * 3600 * 1000)
