@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -56,9 +57,16 @@ static int teardown(void **state)
 
 #define WATCH(secs) harness_watchdog(__func__, (secs))
 
+/* alpha, with a threshold of 64 KiB (the default is 1 MiB), then extra
+   (a later option wins). */
 static void s_start(fx_t *f, char *const extra[])
 {
-    if (harness_start_named(&f->n[0], "alpha", extra) < 0)
+    char *argv[16] = { "--shm-threshold", "64K" };
+    int n = 2;
+    for (int i = 0; extra[i] && n < 15; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    if (harness_start_named(&f->n[0], "alpha", argv) < 0)
         fail_msg("cannot start alpha");
 }
 
@@ -217,6 +225,101 @@ static void test_shm_publish_many(void **state)
     for (int i = 0; i < 3; i++)
         s_expect_payload(sub[i], IPCNET_MSG_PUBLISH, big, BIG, 1);
     free(big);
+}
+
+/* --- the zero-copy calls ----------------------------------------------------------- */
+
+/* The inode of the memfd mapped at p in this process, or 0. */
+static unsigned long s_inode_at(const void *p)
+{
+    FILE *maps = fopen("/proc/self/maps", "r");
+    assert_non_null(maps);
+    char line[512];
+    unsigned long ino = 0;
+    while (fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi, inode;
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %lu", &lo, &hi, &inode) == 3 &&
+            (uintptr_t) p >= lo && (uintptr_t) p < hi) {
+            ino = inode;
+            break;
+        }
+    }
+    fclose(maps);
+    return ino;
+}
+
+/* A region filled in place is sent without a copy: the receiver maps the
+   very memfd the sender filled. Kept past the next call, it is handed on
+   to a subscriber, again the same region. */
+static void test_shm_zero_copy(void **state)
+{
+    WATCH(30);
+    fx_t *f = *state;
+    s_start(f, (char *[]) { NULL });
+    ipcnet_t *r = harness_holder(&f->n[0], "alpha", "receiver", "shm.sink");
+    ipcnet_t *s = harness_client(&f->n[0], "alpha", "sender");
+    ipcnet_t *sub = harness_client(&f->n[0], "alpha", "subscriber");
+    assert_int_equal(ipcnet_subscribe(sub, "shm.*"), 0);
+    uint8_t *pat = s_pattern(BIG, 10);
+
+    ipcnet_buf_t b;
+    assert_int_equal(ipcnet_buf_alloc(s, BIG, &b), 0);
+    assert_int_equal(b.size, BIG);
+    memcpy(b.data, pat, BIG);
+    struct stat st;
+    assert_int_equal(fstat(b.fd, &st), 0);
+    unsigned long ino = (unsigned long) st.st_ino;
+    assert_int_equal(ipcnet_buf_send(s, "shm.sink", &b, IPCNET_CONFIRM), 0);
+    assert_null(b.data);
+    assert_int_equal(b.fd, -1);
+
+    ipcnet_msg_t m;
+    harness_expect(r, IPCNET_MSG_SEND, &m);
+    assert_int_equal(m.size, BIG);
+    assert_memory_equal(m.data, pat, BIG);
+    assert_int_equal(s_inode_at(m.data), ino);      /* the sender's region itself */
+    ipcnet_buf_t kept;
+    assert_int_equal(ipcnet_msg_keep(r, &m, &kept), 0);
+    assert_true(kept.readonly);
+    /* The next call does not end it. */
+    assert_int_equal(ipcnet_send(s, "shm.sink", "x", 1, 0), 0);
+    harness_expect_text(r, IPCNET_MSG_SEND, NULL, "x");
+    assert_memory_equal(kept.data, pat, BIG);
+    assert_int_equal(ipcnet_buf_publish(r, "shm.t", &kept, IPCNET_CONFIRM), 0);
+    harness_expect(sub, IPCNET_MSG_PUBLISH, &m);
+    assert_int_equal(m.size, BIG);
+    assert_memory_equal(m.data, pat, BIG);
+    assert_int_equal(s_inode_at(m.data), ino);
+
+    /* A message that came inline is kept as a copy in a region. */
+    assert_int_equal(ipcnet_send(s, "shm.sink", "inline", 6, 0), 0);
+    harness_expect(r, IPCNET_MSG_SEND, &m);
+    assert_int_equal(ipcnet_msg_keep(r, &m, &kept), 0);
+    assert_memory_equal(kept.data, "inline", 6);
+    ipcnet_buf_release(&kept);
+    assert_int_equal(kept.fd, -1);
+
+    /* Too large, and empty. */
+    assert_int_equal(ipcnet_buf_alloc(s, ipcnet_max_message(s) + 1, &b), -EMSGSIZE);
+    assert_int_equal(ipcnet_buf_alloc(s, 0, &b), -EINVAL);
+    free(pat);
+}
+
+/* A node that takes no memfds: a buffer goes as bytes. */
+static void test_shm_zero_copy_to_a_copying_node(void **state)
+{
+    WATCH(30);
+    fx_t *f = *state;
+    s_start(f, (char *[]) { "--shm-threshold", "0", NULL });
+    ipcnet_t *r = harness_holder(&f->n[0], "alpha", "receiver", "shm.sink");
+    ipcnet_t *s = harness_client(&f->n[0], "alpha", "sender");
+    uint8_t *pat = s_pattern(300000, 11);
+    ipcnet_buf_t b;
+    assert_int_equal(ipcnet_buf_alloc(s, 300000, &b), 0);
+    memcpy(b.data, pat, 300000);
+    assert_int_equal(ipcnet_buf_send(s, "shm.sink", &b, 0), 0);
+    s_expect_payload(r, IPCNET_MSG_SEND, pat, 300000, 0);
+    free(pat);
 }
 
 /* --- wrong fds, from a raw client -------------------------------------------- */
@@ -492,7 +595,8 @@ static void test_shm_across_nodes(void **state)
     s_start(f, (char *[]) { NULL });
     char peer[64];
     snprintf(peer, sizeof peer, "tcp://127.0.0.1:%d", harness_node_port(&f->n[0]));
-    if (harness_start_named(&f->n[1], "beta", (char *[]) { "--peer", peer, NULL }) < 0)
+    if (harness_start_named(&f->n[1], "beta",
+                            (char *[]) { "--peer", peer, "--shm-threshold", "64K", NULL }) < 0)
         fail_msg("cannot start beta");
     ipcnet_t *q = harness_query_conn(&f->n[0], "alpha", &f->q[0]);
     ipcnet_t *r = harness_holder(&f->n[1], "beta", "receiver", "shm.far");
@@ -520,6 +624,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_shm_threshold_zero_copies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shm_request_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shm_publish_many, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shm_zero_copy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shm_zero_copy_to_a_copying_node, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shm_bad_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shm_stray_and_missing_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shm_no_fd_leak, setup, teardown),
