@@ -302,6 +302,7 @@ void reconnect_lost(ipcnet_t *c)
         at += (size_t) len;
     }
     c->rx_tail = at;
+    shm_lost(c);            /* fds of a frame cut short go with it */
     c->tx_head = c->tx_tail = 0;
     c->restoring = c->restore_count = 0;
     int64_t now = handle_now_ms();

@@ -173,6 +173,17 @@ void shm_free(ipcnet_t *c)
     s->nrefs = s->refs_cap = 0;
 }
 
+void shm_lost(ipcnet_t *c)
+{
+    shm_t *s = &c->shm;
+    while (s->nin > 0)
+        close(s->in[--s->nin]);
+    if (s->claim_at > c->rx_tail)
+        s->claim_at = c->rx_tail;
+    s->unread = 0;
+    s->unread_bytes = 0;
+}
+
 int shm_wanted(const ipcnet_t *c, uint8_t type, size_t size)
 {
     if (type != WIRE_SEND && type != WIRE_REQUEST && type != WIRE_REPLY && type != WIRE_PUBLISH)

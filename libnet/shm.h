@@ -53,6 +53,9 @@ int shm_view(struct ipcnet *c, const wire_frame_t *f, const void **data, size_t 
 /* The handed-out view goes (its mapping and fd), unless kept. */
 void shm_release(struct ipcnet *c);
 void shm_free(struct ipcnet *c);
+/* The connection was lost (IPCNET_RECONNECT) and rx cut to the complete
+   frames: fds matched to none are closed; the next socket starts anew. */
+void shm_lost(struct ipcnet *c);
 /* Does a payload of size bytes of this type go as a memfd? */
 int shm_wanted(const struct ipcnet *c, uint8_t type, size_t size);
 /* Sends the frame with its payload in a sealed memfd (a new one holding
