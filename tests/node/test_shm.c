@@ -299,6 +299,12 @@ static void test_shm_zero_copy(void **state)
     ipcnet_buf_release(&kept);
     assert_int_equal(kept.fd, -1);
 
+    /* Nobody holds the name: the error, and the buffer is given up. */
+    assert_int_equal(ipcnet_buf_alloc(s, 4096, &b), 0);
+    assert_int_equal(ipcnet_buf_send(s, "shm.nobody", &b, IPCNET_CONFIRM), -ENOENT);
+    assert_null(b.data);
+    assert_int_equal(b.fd, -1);
+
     /* Too large, and empty. */
     assert_int_equal(ipcnet_buf_alloc(s, ipcnet_max_message(s) + 1, &b), -EMSGSIZE);
     assert_int_equal(ipcnet_buf_alloc(s, 0, &b), -EINVAL);
@@ -320,6 +326,39 @@ static void test_shm_zero_copy_to_a_copying_node(void **state)
     assert_int_equal(ipcnet_buf_send(s, "shm.sink", &b, 0), 0);
     s_expect_payload(r, IPCNET_MSG_SEND, pat, 300000, 0);
     free(pat);
+}
+
+/* A handle made with IPCNET_RECONNECT sends and receives memfds too, and
+   after its node came back, on the new connection. */
+static void test_shm_reconnect_handle(void **state)
+{
+    WATCH(60);
+    fx_t *f = *state;
+    s_start(f, (char *[]) { NULL });
+    ipcnet_t *r = NULL, *s = harness_client(&f->n[0], "alpha", "sender");
+    assert_int_equal(ipcnet_connect(&r, f->n[0].sock, "reconnecting", IPCNET_RECONNECT), 0);
+    assert_int_equal(ipcnet_bind(r, "shm.sink"), 0);
+    uint8_t *big = s_pattern(BIG, 12);
+    assert_int_equal(ipcnet_send(s, "shm.sink", big, BIG, IPCNET_CONFIRM), 0);
+    s_expect_payload(r, IPCNET_MSG_SEND, big, BIG, 1);
+    assert_int_equal(ipcnet_send(r, ipcnet_address(s), big + 3, BIG - 3, 0), 0);
+    s_expect_payload(s, IPCNET_MSG_SEND, big + 3, BIG - 3, 1);
+
+    /* The node dies and comes back: the handle binds again, memfds go on. */
+    harness_client_close(&s);
+    harness_crash(&f->n[0]);
+    assert_int_equal(harness_restart_named(&f->n[0], "alpha",
+                                           (char *[]) { "--shm-threshold", "64K", NULL }), 0);
+    ipcnet_msg_t m;
+    harness_expect(r, IPCNET_MSG_EVENT, &m);
+    assert_int_equal(m.event, IPCNET_EV_NODE_DOWN);
+    harness_expect(r, IPCNET_MSG_EVENT, &m);
+    assert_int_equal(m.event, IPCNET_EV_NODE_UP);
+    s = harness_client(&f->n[0], "alpha", "sender again");
+    assert_int_equal(ipcnet_send(s, "shm.sink", big + 5, BIG - 5, IPCNET_CONFIRM), 0);
+    s_expect_payload(r, IPCNET_MSG_SEND, big + 5, BIG - 5, 1);
+    ipcnet_close(&r);
+    free(big);
 }
 
 /* --- wrong fds, from a raw client -------------------------------------------- */
@@ -626,6 +665,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_shm_publish_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shm_zero_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shm_zero_copy_to_a_copying_node, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shm_reconnect_handle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shm_bad_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shm_stray_and_missing_fd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shm_no_fd_leak, setup, teardown),
