@@ -383,6 +383,7 @@ int client_write(client_t *c)
             c->shm_bytes -= first->shm->cap;
             c->shm_unread++;
             c->shm_unread_bytes += first->shm->cap;
+            clients->stats->shm_passed++;
             buf_unref(&first->shm);
         }
         if (done < 0) {

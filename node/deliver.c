@@ -551,6 +551,7 @@ static buf_t *s_peer_payload(deliver_t *self, zmq_msg_t *zmsg, const void *data,
     buf_t *b = NULL;
     if (self->cfg->shm_threshold && size >= self->cfg->shm_threshold && size > 0)
         b = shm_of_bytes(data, size);
+    self->stats->shm_made += b != NULL;
     return b ? b : size >= CLIENT_BY_REF && zmsg ? buf_of_zmq(zmsg) : NULL;
 }
 

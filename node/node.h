@@ -81,6 +81,7 @@ typedef struct {
 typedef struct {
     uint64_t frames_in, frames_out, bytes_in, bytes_out;
     uint64_t delivered, errors, paused, dropped_clients, violations;
+    uint64_t shm_taken, shm_refused, shm_passed, shm_made;   /* memfds (shm.c) */
 } node_stats_t;
 
 #endif

@@ -142,11 +142,13 @@ int shm_frame(client_t *c, wire_frame_t *f, size_t at, buf_t **ret)
             munmap(map, (size_t) size);
         close(fd);
         c->clients->stats->errors++;
+        c->clients->stats->shm_refused++;
         f->flags &= (uint16_t) ~WIRE_F_SHM;
         client_send_error(c, f, err, f->s1, f->s1len, why);
         return 1;
     }
     *b = (buf_t) { .refs = 1, .cap = (size_t) size, .data = map, .zmsg = NULL, .fd = fd };
+    c->clients->stats->shm_taken++;
     c->shm_cur = b;
     c->shm_cur_at = at;
     f->data = map;

@@ -110,6 +110,20 @@ static int s_fds_settle(pid_t pid, int want)
     return n;
 }
 
+/* A counter of the node's stats listing, through q (a client of it). */
+static long long s_stat(ipcnet_t *q, const char *key)
+{
+    char *text = NULL;
+    assert_int_equal(ipcnet_query(q, IPCNET_Q_STATS, &text), 0);
+    long long v = -1;
+    size_t kl = strlen(key);
+    for (char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (!strncmp(line, key, kl) && line[kl] == '\t')
+            v = atoll(line + kl + 1);
+    free(text);
+    return v;
+}
+
 static uint8_t *s_pattern(size_t size, unsigned seed)
 {
     uint8_t *p = malloc(size);
@@ -150,6 +164,10 @@ static void test_shm_send_local(void **state)
     s_expect_payload(r, IPCNET_MSG_SEND, big, 1000, 0);
     s_expect_payload(r, IPCNET_MSG_SEND, big + 1, 64 * 1024, 1);
     harness_expect_nothing(r);
+    assert_int_equal(s_stat(s, "shm_threshold"), 65536);
+    assert_int_equal(s_stat(s, "shm_taken"), 2);
+    assert_int_equal(s_stat(s, "shm_passed"), 2);
+    assert_int_equal(s_stat(s, "shm_refused"), 0);
     free(big);
 }
 
@@ -470,6 +488,8 @@ static void test_shm_bad_fds(void **state)
     close(good);
     s_expect_payload(r, IPCNET_MSG_SEND, pat, 100000, 1);
     free(pat);
+    assert_int_equal(s_stat(r, "shm_refused"), 7);
+    assert_int_equal(s_stat(r, "shm_taken"), 1);
     assert_int_equal(s_fds_settle(f->n[0].pid, base), base);
     close(sock);
 }
@@ -649,6 +669,7 @@ static void test_shm_across_nodes(void **state)
     uint8_t *big = s_pattern(BIG, 9);
     assert_int_equal(ipcnet_send(s, "shm.far", big, BIG, IPCNET_CONFIRM), 0);
     s_expect_payload(r, IPCNET_MSG_SEND, big, BIG, 1);
+    assert_int_equal(s_stat(r, "shm_made"), 1);     /* beta wrote it once into a memfd */
     usleep(200 * 1000);     /* beta has learnt the subscription */
     assert_int_equal(ipcnet_publish(s, "shm.t", big + 7, BIG - 7, IPCNET_CONFIRM), 0);
     s_expect_payload(sub, IPCNET_MSG_PUBLISH, big + 7, BIG - 7, 1);
