@@ -122,12 +122,14 @@ static size_t s_room(ipcnet_t *c)
         return c->rx_cap - c->rx_tail;
     if (c->rx_head == c->rx_tail) {
         reconnect_shift(c, c->rx_head);
+        shm_shift(c, c->rx_head);
         c->rx_head = c->rx_tail = 0;
     } else {
         /* Compact first; grow only if the unread bytes fill the buffer. */
         if (c->rx_head > 0) {
             memmove(c->rx, c->rx + c->rx_head, c->rx_tail - c->rx_head);
             reconnect_shift(c, c->rx_head);
+            shm_shift(c, c->rx_head);
             c->rx_tail -= c->rx_head;
             c->rx_head = 0;
         }
@@ -159,16 +161,18 @@ static int s_read(ipcnet_t *c)
     if (s_room(c) == 0)
         return c->view ? 0 : -ENOBUFS;
     for (;;) {
-        ssize_t n = recv(c->fd, c->rx + c->rx_tail, c->rx_cap - c->rx_tail, 0);
+        ssize_t n = shm_recv(c, c->rx + c->rx_tail, c->rx_cap - c->rx_tail);
         if (n > 0) {
             c->rx_tail += (size_t) n;
+            if (shm_claim(c) < 0)
+                return s_fail(c, -EBADMSG);     /* an fd out of place */
             return (int) (n > INT_MAX ? INT_MAX : n);
         }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
             return 0;
-        return s_fail(c, -ECONNRESET);
+        return s_fail(c, n < 0 && errno == EBADMSG ? -EBADMSG : -ECONNRESET);
     }
 }
 
@@ -247,6 +251,8 @@ static int s_send_frame(ipcnet_t *c, uint8_t type, uint16_t wflags, uint32_t seq
 {
     if (c->dead)
         return c->dead;
+    if (shm_wanted(c, type, size))     /* the payload in a sealed memfd */
+        return shm_send(c, type, wflags, seq, aux, s1, data, size, flags);
     int dontwait = (flags & IPCNET_DONTWAIT) || (c->flags & IPCNET_NONBLOCK);
     uint8_t head[WIRE_HEAD_MAX];
     size_t hlen = wire_encode(head, type, wflags, seq, aux, s1, s1 ? strlen(s1) : 0,
@@ -331,6 +337,7 @@ static int s_send_frame(ipcnet_t *c, uint8_t type, uint16_t wflags, uint32_t seq
 static void s_release(ipcnet_t *c)
 {
     c->view = 0;
+    shm_release(c);
     /* Skip frames taken out of order by a waiting call. */
     while (c->rx_tail - c->rx_head >= WIRE_MIN && c->rx[c->rx_head + 5] == 0)
         c->rx_head += 4 + wire_get32(c->rx + c->rx_head);
@@ -413,6 +420,14 @@ static int s_to_msg(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg)
     msg->data = f->data;
     msg->size = f->size;
     msg->id = f->seq;
+    if ((f->flags & WIRE_F_SHM) && f->type != WIRE_MONITORED && wire_has_from(f->type) &&
+        shm_view(c, f, &msg->data, &msg->size) < 0) {
+        msg->kind = IPCNET_MSG_ERROR;   /* a region it could not map */
+        msg->error = -EBADMSG;
+        msg->data = NULL;
+        msg->size = 0;
+        return 1;
+    }
     switch (f->type) {
     case WIRE_MESSAGE:
         msg->kind = IPCNET_MSG_SEND;
@@ -589,7 +604,7 @@ static int s_command(ipcnet_t *c, uint8_t type, uint32_t aux, const char *s1,
     if (rc < 0)
         return rc;
     uint32_t seq = ++c->seq;
-    rc = s_send_frame(c, type, 0, seq, aux, s1, NULL, NULL, 0, 0);
+    rc = s_send_frame(c, type, type == WIRE_HELLO ? WIRE_F_SHM : 0, seq, aux, s1, NULL, NULL, 0, 0);
     s_release(c);
     if (rc < 0)
         return rc;
@@ -651,6 +666,7 @@ int ipcnet_connect(ipcnet_t **ret, const char *path, const char *label, int flag
     if (!c)
         return -ENOMEM;
     c->max_message = 0;
+    shm_init(&c->shm);
     /* Connect blocking: a non-blocking connect fails with EAGAIN when the
        node's backlog is full, which is normal when many start at once. */
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -672,6 +688,7 @@ int ipcnet_connect(ipcnet_t **ret, const char *path, const char *label, int flag
             s_copy(c->address, f.s1, f.s1len);
             s_copy(c->node, f.s2, f.s2len);
             c->max_message = f.aux;
+            shm_welcome(c, &f);
         }
     }
     if (rc < 0) {
@@ -711,6 +728,7 @@ void ipcnet_close(ipcnet_t **cp)
     if (c->flags & IPCNET_RECONNECT)
         close(c->efd);
     reconnect_free(c);
+    shm_free(c);
     free(c->rx);
     free(c->tx);
     free(c);
@@ -908,6 +926,7 @@ static int s_post_again(ipcnet_t *c, uint8_t type, const char *to, const void *d
     if (flags != IPCNET_MORE || type != c->again_type || !hlen || c->link != LINK_UP ||
         c->dead || size > c->max_message || (size && !data) ||
         queued + hlen + size > TX_LIMIT || c->tx_cap - c->tx_tail < hlen + size ||
+        shm_wanted(c, type, size) ||
         strcmp(to, c->again_to) != 0)
         return 0;
     uint8_t *at = c->tx + c->tx_tail;
@@ -1127,4 +1146,15 @@ const char *ipcnet_strerror(int err)
     case -EUSERS:       return "too many clients: the node has no room for another one (of this user)";
     default:            return err < 0 ? strerror(-err) : "unknown error";
     }
+}
+
+/* --- for shm.c ----------------------------------------------------------------- */
+
+int handle_drain(ipcnet_t *c, int64_t deadline) { return s_drain(c, deadline); }
+int handle_wait(ipcnet_t *c, int64_t deadline, int writing) { return s_wait(c, deadline, writing); }
+int handle_fail(ipcnet_t *c, int err) { return s_fail(c, err); }
+int handle_post(ipcnet_t *c, uint8_t type, const char *to, const void *data, size_t size,
+                int flags)
+{
+    return s_post(c, type, to, data, size, flags);
 }

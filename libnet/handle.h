@@ -6,6 +6,7 @@
 #define IPCNET_HANDLE_H
 
 #include "ipcnet.h"
+#include "shm.h"
 #include "wire.h"
 
 #include <stdint.h>
@@ -64,6 +65,7 @@ struct ipcnet {
     size_t again_hlen;
     uint8_t again_type;
     char again_to[WIRE_NAME_MAX + 1];
+    shm_t shm;                  /* payloads in memfds (shm.c) */
 
     /* IPCNET_RECONNECT */
     int efd;                    /* epoll of fd: what ipcnet_fd() gives */
@@ -98,6 +100,12 @@ static inline int64_t handle_now_ms(void)
 /* client.c */
 int handle_append(ipcnet_t *c, const void *data, size_t size);
 int handle_write(ipcnet_t *c);
+/* For shm.c: s_drain, s_wait, s_fail and s_post of client.c. */
+int handle_drain(ipcnet_t *c, int64_t deadline);
+int handle_wait(ipcnet_t *c, int64_t deadline, int writing);
+int handle_fail(ipcnet_t *c, int err);
+int handle_post(ipcnet_t *c, uint8_t type, const char *to, const void *data, size_t size,
+                int flags);
 
 /* reconnect.c. fd became another file: watch it. */
 void reconnect_watch(ipcnet_t *c);

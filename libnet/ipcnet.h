@@ -203,6 +203,35 @@ int ipcnet_reply(ipcnet_t *c, const ipcnet_msg_t *req, const void *data, size_t 
 int ipcnet_reply_to(ipcnet_t *c, const char *requester, uint32_t id,
                     const void *data, size_t size);
 
+/* Shared memory without a copy (ipcnet(3), "Large payloads in shared
+   memory"). A payload of at least the node's threshold sent with the calls
+   above is copied once into a sealed memfd and passed, not copied through
+   the node; a received one is a read-only mapping, valid until the next
+   call. With a buffer the program fills the region in place:
+
+     ipcnet_buf_alloc()    a writable region of size bytes (a memfd);
+     ipcnet_buf_send()     seals it (nobody can change it after) and sends
+     ipcnet_buf_publish()  it without a copy; the buffer is given up, on
+                           failure too (*buf is zeroed);
+     ipcnet_msg_keep()     keeps a received payload past the next call, as
+                           a read-only buffer (a copy if it came inline),
+                           to read at leisure or hand on with the above;
+     ipcnet_buf_release()  unmaps and closes a buffer not sent.
+
+   The region is the process's memory (counted as shared memory). */
+typedef struct {
+    void *data;             /* the region's bytes: writable until sent */
+    size_t size;
+    int fd;                 /* its memfd, the library's; -1 when empty */
+    int readonly;           /* kept from a message: data is read-only */
+} ipcnet_buf_t;
+
+int ipcnet_buf_alloc(ipcnet_t *c, size_t size, ipcnet_buf_t *buf);
+int ipcnet_buf_send(ipcnet_t *c, const char *dest, ipcnet_buf_t *buf, int flags);
+int ipcnet_buf_publish(ipcnet_t *c, const char *topic, ipcnet_buf_t *buf, int flags);
+int ipcnet_msg_keep(ipcnet_t *c, const ipcnet_msg_t *msg, ipcnet_buf_t *buf);
+void ipcnet_buf_release(ipcnet_buf_t *buf);
+
 /* Topics: "sensors.temp"; a pattern "sensors.*" or "*" subscribes to many. */
 int ipcnet_subscribe(ipcnet_t *c, const char *pattern);
 int ipcnet_unsubscribe(ipcnet_t *c, const char *pattern);

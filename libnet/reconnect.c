@@ -302,6 +302,7 @@ void reconnect_lost(ipcnet_t *c)
         at += (size_t) len;
     }
     c->rx_tail = at;
+    shm_lost(c);            /* fds of a frame cut short go with it */
     c->tx_head = c->tx_tail = 0;
     c->restoring = c->restore_count = 0;
     int64_t now = handle_now_ms();
@@ -346,7 +347,7 @@ void reconnect_try(ipcnet_t *c)
     c->link = LINK_HELLO;
     c->hello_seq = ++c->seq;
     uint8_t head[WIRE_HEAD_MAX];
-    size_t len = wire_encode(head, WIRE_HELLO, 0, c->hello_seq, WIRE_VERSION,
+    size_t len = wire_encode(head, WIRE_HELLO, WIRE_F_SHM, c->hello_seq, WIRE_VERSION,
                              c->label[0] ? c->label : NULL, strlen(c->label), NULL, 0, 0);
     if (handle_append(c, head, len) < 0)
         reconnect_lost(c);
@@ -419,6 +420,7 @@ int reconnect_frame(ipcnet_t *c, const wire_frame_t *f, size_t end)
         wire_copy(c->node, f->s2, f->s2len);
         c->node[f->s2len] = 0;
         c->max_message = f->aux;
+        shm_welcome(c, f);
         c->link = LINK_UP;
         s_restore(c, end);
         return 1;

@@ -72,6 +72,16 @@ enum { WIRE_MON_LOST = 0, WIRE_MON_SEND = 1, WIRE_MON_REQUEST = 2, WIRE_MON_REPL
 /* Flag of OK: a part of the answer; more OKs with the same seq follow. */
 #define WIRE_F_MORE     0x0002
 
+/* Shared memory (docs/protocol-local.md, section 4.6). On SEND, REQUEST,
+   REPLY, PUBLISH, MESSAGE, DELIVER_REQ, DELIVER_REP and PUBLICATION: the
+   payload is not inline but in a sealed memfd passed with SCM_RIGHTS on
+   the sendmsg that begins with this frame's first byte; the frame's own
+   payload is WIRE_SHM_REF bytes, the region's size as BE u64. On HELLO:
+   the client takes such frames. WELCOME's payload, when present, is the
+   node's threshold as BE u32 (0: it takes no memfds). */
+#define WIRE_F_SHM      0x0004
+#define WIRE_SHM_REF    8
+
 /* QUERY subjects; the OK payload is text, one record a line, fields by tab. */
 enum { WIRE_Q_SERVICES = 1, WIRE_Q_PEERS = 2, WIRE_Q_STATS = 3, WIRE_Q_CLIENTS = 4,
        WIRE_Q_DIAGNOSE = 5 };    /* DIAGNOSE: s1 names the peer */

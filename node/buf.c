@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* One pool for the process (the node has one thread). */
 #define POOL_SLOTS  8
@@ -41,6 +43,7 @@ buf_t *buf_new(size_t cap)
         b->cap = cap;
         b->data = (uint8_t *) (b + 1);
         b->zmsg = NULL;
+        b->fd = -1;
     }
     return b;
 }
@@ -56,6 +59,7 @@ buf_t *buf_of_zmq(zmq_msg_t *msg)
         return NULL;
     }
     b->refs = 1;
+    b->fd = -1;
     b->cap = zmq_msg_size(b->zmsg);
     b->data = zmq_msg_data(b->zmsg);
     return b;
@@ -69,6 +73,12 @@ void buf_unref(buf_t **bp)
         return;
     if (b->zmsg) {
         zmq_msg_close(b->zmsg);
+        free(b);
+        return;
+    }
+    if (b->fd >= 0) {
+        munmap(b->data, b->cap);
+        close(b->fd);
         free(b);
         return;
     }

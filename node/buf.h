@@ -19,6 +19,7 @@ typedef struct {
     size_t cap;
     uint8_t *data;
     zmq_msg_t *zmsg;            /* NULL: data is ours, after this header */
+    int fd;                     /* >= 0: data maps this sealed memfd (shm.c) */
 } buf_t;
 
 /* A buffer of cap bytes with one reference, or NULL when out of memory. */

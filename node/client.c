@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
+#include <linux/sockios.h>
 #include <unistd.h>
 
 #define TX_SIZE     (64 * 1024)     /* a block of a client's queue */
@@ -18,6 +20,7 @@
 typedef struct {
     buf_t *buf;
     size_t off, len;
+    buf_t *shm;                 /* a memfd to pass with this chunk's first byte */
 } chunk_t;
 
 /* A peer's message queued here, acknowledged once written up to end;
@@ -61,6 +64,7 @@ void client_free(client_t *c)
 {
     while (c->chunks.count > 0) {
         buf_unref(&RING_AT(&c->chunks, chunk_t, 0).buf);
+        buf_unref(&RING_AT(&c->chunks, chunk_t, 0).shm);
         ring_pop(&c->chunks);
     }
     ring_free(&c->chunks);
@@ -68,6 +72,8 @@ void client_free(client_t *c)
     ring_free(&c->deliveries);
     for (size_t i = 0; i < c->parked_peers.size; i++)
         peer_unref((peer_t **) &c->parked_peers.items[i]);
+    if (c->shm_timer)
+        loop_timer_cancel(c->clients->loop, c->shm_timer);
     buf_unref(&c->tail);
     buf_unref(&c->rx);
     vec_free(&c->waiters);
@@ -91,7 +97,7 @@ static int s_push_chunk(client_t *c, buf_t *buf, size_t off, size_t len)
     chunk_t *k = ring_push(&c->chunks, sizeof *k, 16);
     if (!k)
         return -ENOMEM;
-    *k = (chunk_t) { buf_ref(buf), off, len };
+    *k = (chunk_t) { buf_ref(buf), off, len, NULL };
     c->queued += len;
     return 0;
 }
@@ -118,11 +124,44 @@ static uint8_t *s_queue_reserve(client_t *c, size_t len)
     return at;
 }
 
+/* A payload that is a whole memfd, to a client that takes them: the head
+   says so (WIRE_F_SHM, the region's size as payload) and begins a chunk
+   of its own, which passes the fd when written (shm.h). */
+static int s_queue_shm(client_t *c, const uint8_t *head, size_t hlen, buf_t *pbuf)
+{
+    size_t len = hlen + WIRE_SHM_REF;
+    if (!c->tail || c->tail->cap - c->tail_used < len) {
+        buf_unref(&c->tail);
+        c->tail = buf_new(TX_SIZE);
+        c->tail_used = 0;
+        if (!c->tail)
+            return -ENOMEM;
+    }
+    if (s_push_chunk(c, c->tail, c->tail_used, len) < 0)
+        return -ENOMEM;
+    uint8_t *at = c->tail->data + c->tail_used;
+    c->tail_used += len;
+    memcpy(at, head, hlen);
+    wire_put32(at, (uint32_t) (hlen - 4 + WIRE_SHM_REF));
+    at[7] |= WIRE_F_SHM;
+    wire_put32(at + hlen, (uint32_t) ((uint64_t) pbuf->cap >> 32));
+    wire_put32(at + hlen + 4, (uint32_t) pbuf->cap);
+    RING_AT(&c->chunks, chunk_t, c->chunks.count - 1).shm = buf_ref(pbuf);
+    c->shm_fds++;
+    c->shm_bytes += pbuf->cap;
+    return 0;
+}
+
 int client_queue_frame(client_t *c, const uint8_t *head, size_t hlen, buf_t *pbuf,
                        const uint8_t *payload, size_t size, const client_origin_t *from)
 {
     int rc = 0;
-    if (pbuf && size >= CLIENT_BY_REF) {
+    if (pbuf && pbuf->fd >= 0 && size == pbuf->cap)
+        payload = pbuf->data;       /* a region: all of it (a peer's: a copy) */
+    if (pbuf && pbuf->fd >= 0 && c->shm_ok && payload == pbuf->data && size == pbuf->cap) {
+        rc = s_queue_shm(c, head, hlen, pbuf);
+        size = WIRE_SHM_REF;        /* what goes on the socket */
+    } else if (pbuf && size >= CLIENT_BY_REF) {
         uint8_t *at = s_queue_reserve(c, hlen);
         if (at)
             memcpy(at, head, hlen);
@@ -208,7 +247,10 @@ void client_release_all(client_t *c)
 
 int client_has_room(const client_t *c, size_t len)
 {
-    return c->queued == 0 || c->queued + len <= c->clients->cfg->queue_limit;
+    const node_config_t *cfg = c->clients->cfg;
+    if (c->shm_fds >= cfg->shm_max_fds || (c->shm_fds && c->shm_bytes + len > cfg->shm_queue_limit))
+        return 0;       /* memfds queued, their limits (docs/limits.md) */
+    return c->queued == 0 || c->queued + len <= cfg->queue_limit;
 }
 
 void client_send_control(client_t *c, uint8_t type, uint16_t flags, uint32_t seq,
@@ -275,6 +317,38 @@ void client_wake_waiters(client_t *c)
     c->parked_peers.size = 0;
 }
 
+#define SHM_RECHECK_MS 2
+
+static void s_shm_recheck(loop_t *loop, void *arg)
+{
+    (void) loop;
+    client_t *c = arg;
+    c->shm_timer = NULL;
+    if (!c->doomed)
+        client_write(c);
+}
+
+/* May the memfd at the head of c's queue be written? Not while as many
+   as the limits allow are in c's socket, unread: the kernel would hold
+   any number. Nothing tells when a reader takes them, so a timer looks
+   again whether the socket is read out (SIOCOUTQ 0). */
+static int s_shm_may_write(client_t *c, const buf_t *shm)
+{
+    const node_config_t *cfg = c->clients->cfg;
+    if (c->shm_unread < cfg->shm_max_fds &&
+        (c->shm_unread == 0 || c->shm_unread_bytes + shm->cap <= cfg->shm_queue_limit))
+        return 1;
+    int outq = 0;
+    if (ioctl(c->fd, SIOCOUTQ, &outq) == 0 && outq == 0) {
+        c->shm_unread = 0;
+        c->shm_unread_bytes = 0;
+        return 1;
+    }
+    if (!c->shm_timer)
+        c->shm_timer = loop_timer_add(c->clients->loop, SHM_RECHECK_MS, s_shm_recheck, c);
+    return 0;
+}
+
 int client_write(client_t *c)
 {
     clients_t *clients = c->clients;
@@ -283,9 +357,35 @@ int client_write(client_t *c)
         int n = 0;
         for (size_t i = 0; i < c->chunks.count && n < MAX_IOV; i++, n++) {
             chunk_t *k = &RING_AT(&c->chunks, chunk_t, i);
+            if (k->shm && i > 0)
+                break;      /* a memfd's write begins with its frame */
             iov[n] = (struct iovec) { k->buf->data + k->off, k->len };
         }
-        ssize_t done = writev(c->fd, iov, n);
+        chunk_t *first = &RING_AT(&c->chunks, chunk_t, 0);
+        if (first->shm && !s_shm_may_write(c, first->shm))
+            break;
+        union {
+            struct cmsghdr h;
+            char room[CMSG_SPACE(sizeof (int))];
+        } ctl;
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = (size_t) n };
+        if (first->shm) {
+            mh.msg_control = &ctl;
+            mh.msg_controllen = sizeof ctl;
+            ctl.h = (struct cmsghdr) { .cmsg_len = CMSG_LEN(sizeof (int)),
+                                       .cmsg_level = SOL_SOCKET, .cmsg_type = SCM_RIGHTS };
+            memcpy(CMSG_DATA(&ctl.h), &first->shm->fd, sizeof (int));
+        }
+        ssize_t done = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (done > 0 && first->shm) {
+            /* Passed: the receiver has its own; ours goes with the last ref. */
+            c->shm_fds--;
+            c->shm_bytes -= first->shm->cap;
+            c->shm_unread++;
+            c->shm_unread_bytes += first->shm->cap;
+            clients->stats->shm_passed++;
+            buf_unref(&first->shm);
+        }
         if (done < 0) {
             if (errno == EINTR)
                 continue;
@@ -307,6 +407,7 @@ int client_write(client_t *c)
             }
             done -= (ssize_t) k->len;
             buf_unref(&k->buf);
+            buf_unref(&k->shm);
             ring_pop(&c->chunks);
         }
     }
@@ -316,7 +417,8 @@ int client_write(client_t *c)
     if (c->deliveries.count > 0)
         s_delivered(c, 0);
     if ((c->waiters.size > 0 || c->parked_peers.size > 0) &&
-        c->queued <= clients->cfg->queue_limit / 2)
+        c->queued <= clients->cfg->queue_limit / 2 && c->shm_fds <= clients->cfg->shm_max_fds / 2 &&
+        c->shm_bytes <= clients->cfg->shm_queue_limit / 2)
         client_wake_waiters(c);
     client_update_events(c);
     return 0;

@@ -114,6 +114,18 @@ struct client {
     vec_t waiters;              /* clients paused on us */
     vec_t parked_peers;         /* peers holding a message for us (references) */
 
+    /* shared memory (shm.c): memfds from it, and towards it (client.c) */
+    int shm_ok;                 /* said in HELLO that it takes memfds */
+    int *shm_in;                /* received, not yet matched to a frame: [0, shm_nin) */
+    unsigned shm_nin;
+    buf_t *shm_cur;             /* the mapped payload of the frame at rx_head */
+    size_t shm_cur_at;          /* that frame's offset in rx */
+    unsigned shm_fds;           /* memfds queued towards it, not yet written */
+    size_t shm_bytes;           /* their bytes */
+    unsigned shm_unread;        /* written since its socket was last seen read out */
+    size_t shm_unread_bytes;
+    loop_timer_t *shm_timer;    /* looks again whether it has read them */
+
     /* the directory (directory.c) */
     vec_t names;                /* name_t * we hold */
     vec_t subs;                 /* sub_t * we are in */

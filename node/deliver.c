@@ -2,6 +2,7 @@
 
 #include "deliver.h"
 #include "route.h"
+#include "shm.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -542,10 +543,16 @@ int deliver_publish(deliver_t *self, client_t *c, const wire_frame_t *f, buf_t *
 /* --- from peers ----------------------------------------------------------------------- */
 
 /* A large payload from a peer is queued by reference to its ZeroMQ
-   message, not copied; NULL for a small one (copied) or out of memory. */
-static buf_t *s_peer_payload(zmq_msg_t *zmsg, size_t size)
+   message, not copied; NULL for a small one (copied) or out of memory.
+   One at or above --shm-threshold is written once into a sealed memfd
+   that every local receiver taking memfds gets (shm.h). */
+static buf_t *s_peer_payload(deliver_t *self, zmq_msg_t *zmsg, const void *data, size_t size)
 {
-    return size >= CLIENT_BY_REF && zmsg ? buf_of_zmq(zmsg) : NULL;
+    buf_t *b = NULL;
+    if (self->cfg->shm_threshold && size >= self->cfg->shm_threshold && size > 0)
+        b = shm_of_bytes(data, size);
+    self->stats->shm_made += b != NULL;
+    return b ? b : size >= CLIENT_BY_REF && zmsg ? buf_of_zmq(zmsg) : NULL;
 }
 
 static int s_remote_msg(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq_msg_t *zmsg,
@@ -609,7 +616,7 @@ static int s_remote_msg(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq
     } else
         hlen = wire_encode_from(head, WIRE_MESSAGE, 0, m->cseq, 0, m->from, m->fromlen,
                                 m->to, m->tolen, &from, m->size);
-    buf_t *pbuf = s_peer_payload(zmsg, m->size);
+    buf_t *pbuf = s_peer_payload(self, zmsg, m->data, m->size);
     client_queue_frame(t.to, head, hlen, pbuf, m->data, m->size, origin);
     buf_unref(&pbuf);
     self->stats->delivered++;
@@ -650,7 +657,7 @@ static int s_remote_reply(deliver_t *self, peer_t *peer, const proto_msg_t *m, z
     wire_from_t from = s_from_peer(peer, m);
     size_t hlen = wire_encode_from(head, WIRE_DELIVER_REP, 0, r->id, 0, m->from, m->fromlen,
                                    NULL, 0, &from, m->size);
-    buf_t *pbuf = s_peer_payload(zmsg, m->size);
+    buf_t *pbuf = s_peer_payload(self, zmsg, m->data, m->size);
     client_queue_frame(to, head, hlen, pbuf, m->data, m->size, origin);
     buf_unref(&pbuf);
     self->stats->delivered++;
@@ -678,7 +685,7 @@ int deliver_from_peer(deliver_t *self, peer_t *peer, const proto_msg_t *m, zmq_m
         peer_send_fail(peer, EACCES, m->cseq, WIRE_PUBLISH, m->from, m->fromlen, m->to,
                        m->tolen, why);
     else {
-        buf_t *pbuf = s_peer_payload(zmsg, m->size);
+        buf_t *pbuf = s_peer_payload(self, zmsg, m->data, m->size);
         wire_from_t from = s_from_peer(peer, m);
         rc = s_publish_local(self, m->to, m->tolen, m->from, m->fromlen, &from, m->cseq, pbuf,
                              m->data, m->size, &origin, &blocked);

@@ -13,6 +13,9 @@ typedef struct {
     char name[NODE_NAME_MAX + 1];
     size_t max_message;         /* payload bytes */
     size_t queue_limit;         /* bytes queued to one client before push-back */
+    size_t shm_threshold;       /* payloads this large go as memfds; 0: never */
+    unsigned shm_max_fds;       /* memfds in flight from / queued to one client */
+    size_t shm_queue_limit;     /* memfd bytes queued to one client */
     unsigned max_clients;
     unsigned request_timeout;   /* ms, for requests that give none */
     int verbose;
@@ -52,6 +55,9 @@ typedef struct {
 
 #define NODE_DEFAULT_MAX_MESSAGE   (16u << 20)
 #define NODE_DEFAULT_QUEUE_LIMIT   (8u << 20)
+#define NODE_DEFAULT_SHM_THRESHOLD (1u << 20)     /* tests/bench/bench_shm */
+#define NODE_DEFAULT_SHM_FDS       16
+#define NODE_DEFAULT_SHM_QUEUE     (64u << 20)
 #define NODE_DEFAULT_MAX_CLIENTS   4096
 #define NODE_DEFAULT_REQ_TIMEOUT   30000
 #define NODE_MAX_REQ_TIMEOUT       (24u * 3600 * 1000)
@@ -75,6 +81,7 @@ typedef struct {
 typedef struct {
     uint64_t frames_in, frames_out, bytes_in, bytes_out;
     uint64_t delivered, errors, paused, dropped_clients, violations;
+    uint64_t shm_taken, shm_refused, shm_passed, shm_made;   /* memfds (shm.c) */
 } node_stats_t;
 
 #endif

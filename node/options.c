@@ -31,6 +31,11 @@ static const char s_usage[] =
     "  --max-message BYTES   largest payload (default 16M; K, M, G suffixes)\n"
     "  --queue-limit BYTES   bytes queued to one client before its senders\n"
     "                        wait (default 8M)\n"
+    "  --shm-threshold BYTES payloads this large travel as sealed memfds\n"
+    "                        (default 1M; 0: never)\n"
+    "  --shm-max-fds N       memfds in flight from, or queued to, one client\n"
+    "                        (default 16)\n"
+    "  --shm-queue-limit BYTES  memfd bytes queued to one client (default 64M)\n"
     "  --max-clients N       clients at once (default 4096)\n"
     "  --request-timeout MS  for requests that give none (default 30000)\n"
     "  --port N              TCP port for other nodes (default 5680; 0: any)\n"
@@ -138,6 +143,9 @@ enum { T_UINT = 0, T_SIZE = 1, T_INT, T_LONG };     /* T_SIZE takes K/M/G suffix
 static const number_t s_numbers[] = {
     { "max-message", CFG(max_message), 1, 1, 1ull << 30, "1 byte to 1G" },
     { "queue-limit", CFG(queue_limit), 1, 4096, 1ull << 34, "4K to 16G" },
+    { "shm-threshold", CFG(shm_threshold), 1, 0, 1ull << 30, "0 to 1G" },
+    { "shm-max-fds", CFG(shm_max_fds), 0, 1, 4096, "1 to 4096" },
+    { "shm-queue-limit", CFG(shm_queue_limit), 1, 1, 1ull << 40, "1 byte to 1T" },
     { "max-clients", CFG(max_clients), 0, 1, 1000000, "1 to 1000000" },
     { "request-timeout", CFG(request_timeout), 0, 1, NODE_MAX_REQ_TIMEOUT, "1 to 86400000 ms" },
     { "heartbeat", CFG(heartbeat), 0, 10, 60000, "10 to 60000 ms" },
@@ -560,6 +568,9 @@ int options_parse(options_t *o, int argc, char **argv)
         .config = {
             .max_message = NODE_DEFAULT_MAX_MESSAGE,
             .queue_limit = NODE_DEFAULT_QUEUE_LIMIT,
+            .shm_threshold = NODE_DEFAULT_SHM_THRESHOLD,
+            .shm_max_fds = NODE_DEFAULT_SHM_FDS,
+            .shm_queue_limit = NODE_DEFAULT_SHM_QUEUE,
             .max_clients = NODE_DEFAULT_MAX_CLIENTS,
             .request_timeout = NODE_DEFAULT_REQ_TIMEOUT,
             .bind = "*",

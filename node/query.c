@@ -110,6 +110,10 @@ static void s_stats(query_t *self, text_t *t)
                 (unsigned long long) st->paused, (unsigned long long) st->violations,
                 (unsigned long long) st->dropped_clients,
                 cfg->max_message, cfg->queue_limit, cfg->max_clients);
+    text_printf(t, "shm_threshold\t%zu\nshm_taken\t%llu\nshm_refused\t%llu\n"
+                "shm_passed\t%llu\nshm_made\t%llu\n", cfg->shm_threshold,
+                (unsigned long long) st->shm_taken, (unsigned long long) st->shm_refused,
+                (unsigned long long) st->shm_passed, (unsigned long long) st->shm_made);
 }
 
 /* Adds to the text at least a page more of the listing, or the rest of

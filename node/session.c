@@ -4,6 +4,7 @@
 #include "session.h"
 #include "log.h"
 #include "route.h"
+#include "shm.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -148,9 +149,12 @@ static void s_hello(client_t *c, const wire_frame_t *f)
     } else {
         s_set_label(c, f->s1, f->s1len);
         c->ready = 1;
+        c->shm_ok = (f->flags & WIRE_F_SHM) != 0;   /* takes memfds (shm.h) */
+        uint8_t shm[4];
+        wire_put32(shm, (uint32_t) cfg->shm_threshold);
         client_send_control(c, WIRE_WELCOME, 0, f->seq, (uint32_t) cfg->max_message,
                             c->address, strlen(c->address), cfg->name, strlen(cfg->name),
-                            NULL, 0);
+                            shm, sizeof shm);
     }
 }
 
@@ -254,11 +258,16 @@ static void s_process(sessions_t *self, client_t *c)
             s_violation(c, EBADMSG, "malformed frame");
             return;
         }
-        if (s_handle(self, c, &f, c->rx) == CLIENT_BLOCKED)
+        buf_t *pbuf = c->rx;
+        int shm = c->ready && shm_flagged(&f) ? shm_frame(c, &f, c->rx_head, &pbuf) : 0;
+        if (shm < 0 || (shm == 0 && s_handle(self, c, &f, pbuf) == CLIENT_BLOCKED))
             return;
+        shm_done(c);
         c->rx_head += (size_t) len;
         c->frame_since = 0;
     }
+    if (c->rx && c->rx_head == c->rx_tail)
+        shm_check_stray(c);     /* an fd that no frame took */
 }
 
 /* Reads from c's socket into its buffer. A frame larger than the buffer
@@ -315,7 +324,9 @@ static ssize_t s_read(client_t *c)
     if (want == 0)
         return 0;
     for (;;) {
-        ssize_t n = read(c->fd, c->rx->data + c->rx_tail, want);
+        ssize_t n = shm_read(c, c->rx->data + c->rx_tail, want);
+        if (n < 0 && errno == ECONNABORTED)
+            return -1;          /* doomed: an fd it may not pass */
         if (n > 0) {
             c->rx_tail += (size_t) n;
             c->clients->stats->bytes_in += (uint64_t) n;
@@ -397,6 +408,7 @@ static void s_teardown(sessions_t *self, client_t *c)
     close(c->fd);
     c->fd = -1;
     s_large_release(c);
+    shm_client_free(c);
     directory_client_gone(self->dir, c);
     requests_client_gone(self->requests, c);
     client_wake_waiters(c);

@@ -81,6 +81,14 @@ static const uint8_t s_ex_message[] = {
     0x68, 0x65, 0x6c, 0x6c, 0x6f,
 };
 
+/* 12.6 SEND to "printer", seq 8, its 1 MiB payload in a memfd (SHM). */
+static const uint8_t s_ex_send_shm[] = {
+    0x00, 0x00, 0x00, 0x1d, 0xa7, 0x08, 0x00, 0x04,
+    0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00,
+    0x07, 0x70, 0x72, 0x69, 0x6e, 0x74, 0x65, 0x72, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00,
+};
+
 typedef struct {
     const uint8_t *bytes;
     size_t len;
@@ -95,19 +103,22 @@ typedef struct {
     uint32_t uid;
     const char *user;
     const uint8_t *node_id;
+    size_t plen;        /* payload bytes; 0: strlen(payload) */
 } example_t;
 
 static const example_t s_examples[] = {
     { s_ex_hello, sizeof s_ex_hello, WIRE_HELLO, 0, 1, WIRE_VERSION,
-      "demo", "", "", 0, NULL, NULL },
+      "demo", "", "", 0, NULL, NULL, 0 },
     { s_ex_welcome, sizeof s_ex_welcome, WIRE_WELCOME, 0, 1, 1048576,
-      ":1@alpha", "alpha", "", 0, NULL, NULL },
+      ":1@alpha", "alpha", "", 0, NULL, NULL, 0 },
     { s_ex_send, sizeof s_ex_send, WIRE_SEND, 0, 7, 0,
-      "printer", "", "hello", 0, NULL, NULL },
+      "printer", "", "hello", 0, NULL, NULL, 0 },
     { s_ex_error, sizeof s_ex_error, WIRE_ERROR, WIRE_SEND, 7, ENOENT,
-      "printer", "no such name", "", 0, NULL, NULL },
+      "printer", "no such name", "", 0, NULL, NULL, 0 },
     { s_ex_message, sizeof s_ex_message, WIRE_MESSAGE, 0, 7, 0,
-      ":1@alpha", "printer", "hello", 1000, "alice", s_alpha_id },
+      ":1@alpha", "printer", "hello", 1000, "alice", s_alpha_id, 0 },
+    { s_ex_send_shm, sizeof s_ex_send_shm, WIRE_SEND, WIRE_F_SHM, 8, 0,
+      "printer", "", "\0\0\0\0\0\x10\0\0", 0, NULL, NULL, WIRE_SHM_REF },
 };
 #define N_EXAMPLES (sizeof s_examples / sizeof s_examples[0])
 
@@ -138,7 +149,7 @@ static const rule_t s_spec_rules[] = {
     { WIRE_PUBLISH,     REQ,  NONE, true,  false },
     { WIRE_QUERY,       OPT,  NONE, false, false },
     { WIRE_MONITOR,     OPT,  NONE, false, false },
-    { WIRE_WELCOME,     REQ,  REQ,  false, false },
+    { WIRE_WELCOME,     REQ,  REQ,  true,  false },
     { WIRE_OK,          NONE, NONE, true,  false },
     { WIRE_ERROR,       OPT,  OPT,  false, false },
     { WIRE_MESSAGE,     REQ,  REQ,  true,  true  },
@@ -587,7 +598,8 @@ static void test_wire_spec_examples_decode_and_reencode(void **state)
         assert_memory_equal(f.s1, ex->s1, f.s1len);
         assert_int_equal(f.s2len, strlen(ex->s2));
         assert_memory_equal(f.s2, ex->s2, f.s2len);
-        assert_int_equal(f.size, strlen(ex->payload));
+        size_t plen = ex->plen ? ex->plen : strlen(ex->payload);
+        assert_int_equal(f.size, plen);
         assert_memory_equal(f.data, ex->payload, f.size);
         assert_int_equal(wire_has_from(ex->type), ex->user != NULL);
         if (ex->user) {
@@ -603,7 +615,7 @@ static void test_wire_spec_examples_decode_and_reencode(void **state)
                                     : (wire_from_t) { 0, "", 0, NULL };
         size_t len = s_build_from(buf, ex->type, ex->flags, ex->seq, ex->aux,
                                   ex->s1, strlen(ex->s1), ex->s2, strlen(ex->s2),
-                                  ex->user ? &from : NULL, ex->payload, strlen(ex->payload));
+                                  ex->user ? &from : NULL, ex->payload, plen);
         assert_int_equal(len, ex->len);
         assert_memory_equal(buf, ex->bytes, len);
     }
@@ -894,7 +906,7 @@ static void test_wire_sender_only_where_spec_says(void **state)
     }
 
     /* What looks like a sender in a SEND, REQUEST, REPLY, PUBLISH or OK is
-       payload; after an EVENT, a WELCOME or an ERROR it is a malformed
+       payload (a WELCOME's too: its threshold); after an EVENT or an ERROR it is a malformed
        frame (no payload there). */
     uint8_t blk[WIRE_FROM_MAX];
     size_t blen = wire_encode_from(a, WIRE_MESSAGE, 0, 0, 0, "s", 1, "t", 1, &from, 0) -

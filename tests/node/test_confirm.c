@@ -52,16 +52,19 @@ static int teardown(void **state)
 
 #define WATCH(secs) harness_watchdog(__func__, (secs))
 
-/* Starts alpha, and with two, beta dialling alpha; waits for the link. */
+/* Starts alpha, and with two, beta dialling alpha; waits for the link.
+   Payloads are copied (--shm-threshold 0): a memfd is written to the
+   receiver's socket at once, so large ones would not fill it. */
 static void s_start(fx_t *f, int two)
 {
-    if (harness_start_named(&f->n[0], "alpha", (char *[]) { NULL }) < 0)
+    if (harness_start_named(&f->n[0], "alpha", (char *[]) { "--shm-threshold", "0", NULL }) < 0)
         fail_msg("cannot start alpha");
     if (!two)
         return;
     char peer[64];
     snprintf(peer, sizeof peer, "tcp://127.0.0.1:%d", harness_node_port(&f->n[0]));
-    if (harness_start_named(&f->n[1], "beta", (char *[]) { "--peer", peer, NULL }) < 0)
+    if (harness_start_named(&f->n[1], "beta",
+                            (char *[]) { "--peer", peer, "--shm-threshold", "0", NULL }) < 0)
         fail_msg("cannot start beta");
     ipcnet_t *q = harness_query_conn(&f->n[0], "alpha", &f->q[0]);
     int64_t t0 = harness_now_ms();

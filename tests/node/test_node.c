@@ -1043,6 +1043,8 @@ static void test_node_flow_control_blocking(void **state)
     fx_t *f = *state;
     WATCH(120);
     enum { COUNT = 64 };        /* 64 MiB: eight times the queue limit */
+    /* The copying path; memfds are bounded by --shm-max-fds (test_shm). */
+    assert_int_equal(harness_start(&f->node, "--shm-threshold", "0", NULL), 0);
     ipcnet_t *r = s_holder(f, "slow-reader", "svc.slow");
     pid_t pid = harness_fork();
     assert_true(pid >= 0);
@@ -1104,7 +1106,8 @@ static void test_node_queue_limit_option(void **state)
 {
     fx_t *f = *state;
     WATCH(120);
-    assert_int_equal(harness_start(&f->node, "--queue-limit", "262144", NULL), 0);
+    assert_int_equal(harness_start(&f->node, "--queue-limit", "262144", "--shm-threshold", "0",
+                                   NULL), 0);
     ipcnet_t *r = s_holder(f, "slow-reader", "svc.slow");
     ipcnet_t *s = s_conn(f, "fast-sender");
     uint32_t eagain;
@@ -1753,7 +1756,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_node_large_payloads, setup_node, teardown),
         cmocka_unit_test_setup_teardown(test_node_max_message_option, setup_bare, teardown),
         cmocka_unit_test_setup_teardown(test_node_flow_control, setup_node, teardown),
-        cmocka_unit_test_setup_teardown(test_node_flow_control_blocking, setup_node, teardown),
+        cmocka_unit_test_setup_teardown(test_node_flow_control_blocking, setup_bare, teardown),
         cmocka_unit_test_setup_teardown(test_node_queue_limit_option, setup_bare, teardown),
         cmocka_unit_test_setup_teardown(test_node_garbage_bad_signature, setup_node, teardown),
         cmocka_unit_test_setup_teardown(test_node_garbage_huge_frame, setup_node, teardown),
