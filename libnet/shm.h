@@ -1,5 +1,5 @@
 /*  shm.h: libipcnet's side of payloads in sealed memfds (issue 14;
-    docs/protocol-local.md section 4.6): the fds read with the node's
+    docs/protocol-local.md section 4.5): the fds read with the node's
     bytes, matched in order to the frames flagged WIRE_F_SHM, mapped
     read-only when handed out; regions made and passed for large sends;
     the zero-copy calls (ipcnet_buf_*). Not installed. */

@@ -72,7 +72,7 @@ enum { WIRE_MON_LOST = 0, WIRE_MON_SEND = 1, WIRE_MON_REQUEST = 2, WIRE_MON_REPL
 /* Flag of OK: a part of the answer; more OKs with the same seq follow. */
 #define WIRE_F_MORE     0x0002
 
-/* Shared memory (docs/protocol-local.md, section 4.6). On SEND, REQUEST,
+/* Shared memory (docs/protocol-local.md, section 4.5). On SEND, REQUEST,
    REPLY, PUBLISH, MESSAGE, DELIVER_REQ, DELIVER_REP and PUBLICATION: the
    payload is not inline but in a sealed memfd passed with SCM_RIGHTS on
    the sendmsg that begins with this frame's first byte; the frame's own

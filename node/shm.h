@@ -9,7 +9,7 @@
     receivers (client.c passes the same fd on), copied straight from the
     mapping into ZeroMQ towards peers. A payload from a peer above the
     threshold is written once into a new sealed memfd for local receivers.
-    docs/protocol-local.md section 4.6; limits in docs/limits.md. */
+    docs/protocol-local.md section 4.5; limits in docs/limits.md. */
 #ifndef IPCNET_SHM_H
 #define IPCNET_SHM_H
 

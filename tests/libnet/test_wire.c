@@ -169,7 +169,7 @@ static const rule_t *s_rule_of(unsigned type)
     return NULL;
 }
 
-/* --- the spec's decoder (sections 4.1 to 4.5) ----------------------------- */
+/* --- the spec's decoder (sections 4.1 to 4.6) ----------------------------- */
 
 /* Where a frame's fields are, as the spec reads it. */
 typedef struct {
