@@ -97,6 +97,18 @@ static inline int64_t handle_now_ms(void)
 int handle_append(ipcnet_t *c, const void *data, size_t size);
 int handle_write(ipcnet_t *c);
 
+/* For store.c: sends one command (s1 may be NULL) and waits up to
+   timeout_ms (0: the default) for the first answer to it; *ret_seq gets
+   its seq for handle_await() of the parts that follow. */
+int handle_call(ipcnet_t *c, uint8_t type, uint16_t wflags, uint32_t aux, const char *s1,
+                const void *data, size_t size, int timeout_ms, wire_frame_t *ret,
+                uint32_t *ret_seq);
+int handle_await(ipcnet_t *c, uint32_t seq, int timeout_ms, wire_frame_t *ret);
+void handle_release(ipcnet_t *c);
+
+/* store.c: a KEY_EVENT frame as a message (1), or 0. */
+int store_to_msg(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg);
+
 /* reconnect.c. fd became another file: watch it. */
 void reconnect_watch(ipcnet_t *c);
 /* Keeps efd's interest in writing as ipcnet_want_write() says. */

@@ -26,6 +26,7 @@
 #include "mdns.h"
 #include "member.h"
 #include "peer.h"
+#include "store.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -281,6 +282,8 @@ static void s_came_up(cluster_t *self, member_t *m)
     log_notice("peer %s (%.8s) up at %s (%s)", peer_name(p), peer_id(p), peer_endpoint(p),
                member_source(m, how, sizeof how));
     directory_peer_state(self->dir, p, 1);
+    if (self->store)
+        store_peer_up(self->store, p);
     s_gossip(self, m, NULL);
     for (size_t i = 0; i < self->members.size; i++)
         if (cluster_member(self, i) != m && peer_is_up(cluster_member(self, i)->peer))
@@ -319,6 +322,8 @@ static void s_reap_one(cluster_t *self, member_t *m)
     ring_free(&flights);
     if (was_up)
         directory_peer_state(self->dir, p, 0);
+    if (self->store)
+        store_peer_down(self->store, p);
     requests_peer_lost(self->requests, p);
     for (size_t i = 0; i < waiters.size; i++)
         client_wake(waiters.items[i]);
@@ -751,6 +756,11 @@ void cluster_input(cluster_t *self, const char *uid, const char *peer_address,
     case P_ACK:
         deliver_peer_ack(self->deliver, p, &m);
         break;
+    case P_STORE_RECORDS:
+    case P_STORE_DIGEST:
+        if (self->store)
+            store_peer_message(self->store, p, &m);
+        break;
     case P_FAIL:
         deliver_peer_fail(self->deliver, p, &m);
         break;
@@ -1105,6 +1115,11 @@ static void s_tick(loop_t *loop, void *arg)
 void cluster_hand_over(cluster_t *self)
 {
     keys_hand_over(self->keys);
+}
+
+void cluster_set_store(cluster_t *self, struct store *store)
+{
+    self->store = store;
 }
 
 const char *cluster_id(const cluster_t *self)

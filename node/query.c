@@ -9,6 +9,7 @@
     page of memory per client, not the whole text. */
 
 #include "query.h"
+#include "store.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@ struct query {
     requests_t *requests;
     cluster_t *cluster;
     int64_t started;
+    store_t *store;
 };
 
 /* A listing being sent to a client. */
@@ -38,8 +40,13 @@ query_t *query_new(const node_config_t *config, node_stats_t *stats, directory_t
 {
     query_t *self = calloc(1, sizeof *self);
     if (self)
-        *self = (query_t) { config, stats, dir, requests, cluster, loop_clock_ms() };
+        *self = (query_t) { config, stats, dir, requests, cluster, loop_clock_ms(), NULL };
     return self;
+}
+
+void query_set_store(query_t *self, store_t *store)
+{
+    self->store = store;
 }
 
 void query_destroy(query_t **self_p)
@@ -110,6 +117,8 @@ static void s_stats(query_t *self, text_t *t)
                 (unsigned long long) st->paused, (unsigned long long) st->violations,
                 (unsigned long long) st->dropped_clients,
                 cfg->max_message, cfg->queue_limit, cfg->max_clients);
+    if (self->store)
+        store_stats(self->store, t);
 }
 
 /* Adds to the text at least a page more of the listing, or the rest of

@@ -81,6 +81,28 @@ static const uint8_t s_ex_message[] = {
     0x68, 0x65, 0x6c, 0x6c, 0x6f,
 };
 
+/* 12.6 PUT "fast" under "cfg.mode", seq 9: the expected version, then the value. */
+static const uint8_t s_ex_put[] = {
+    0x00, 0x00, 0x00, 0x22, 0xa7, 0x10, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00, 0x00,
+    0x08, 'c', 'f', 'g', '.', 'm', 'o', 'd', 'e', 0x00,
+    0, 0, 0, 0, 0, 0, 0, 0, 'f', 'a', 's', 't',
+};
+static const char s_put_payload[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 'f', 'a', 's', 't' };
+
+/* 12.7 KEY_EVENT of 12.6, written by alpha, version 0x01a23bc696000000. */
+static const uint8_t s_ex_key_event[] = {
+    0x00, 0x00, 0x00, 0x42, 0xa7, 0x90, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
+    0x08, 'c', 'f', 'g', '.', 'm', 'o', 'd', 'e',
+    0x20, '5', 'f', '0', 'c', '3', 'e', '9', 'a', '7', 'b', '2', '1', '4', 'd', '6', '8',
+    'a', '1', 'e', '2', 'c', '3', 'b', '4', 'd', '5', 'f', '6', '0', '7', '1', '8',
+    0x01, 0xa2, 0x3b, 0xc6, 0x96, 0x00, 0x00, 0x00, 'f', 'a', 's', 't',
+};
+static const char s_event_payload[12] = {
+    0x01, (char) 0xa2, 0x3b, (char) 0xc6, (char) 0x96, 0, 0, 0, 'f', 'a', 's', 't'
+};
+
 typedef struct {
     const uint8_t *bytes;
     size_t len;
@@ -95,19 +117,25 @@ typedef struct {
     uint32_t uid;
     const char *user;
     const uint8_t *node_id;
+    size_t paylen;      /* a binary payload's length; 0: strlen(payload) */
 } example_t;
 
 static const example_t s_examples[] = {
     { s_ex_hello, sizeof s_ex_hello, WIRE_HELLO, 0, 1, WIRE_VERSION,
-      "demo", "", "", 0, NULL, NULL },
+      "demo", "", "", 0, NULL, NULL, 0 },
     { s_ex_welcome, sizeof s_ex_welcome, WIRE_WELCOME, 0, 1, 1048576,
-      ":1@alpha", "alpha", "", 0, NULL, NULL },
+      ":1@alpha", "alpha", "", 0, NULL, NULL, 0 },
     { s_ex_send, sizeof s_ex_send, WIRE_SEND, 0, 7, 0,
-      "printer", "", "hello", 0, NULL, NULL },
+      "printer", "", "hello", 0, NULL, NULL, 0 },
     { s_ex_error, sizeof s_ex_error, WIRE_ERROR, WIRE_SEND, 7, ENOENT,
-      "printer", "no such name", "", 0, NULL, NULL },
+      "printer", "no such name", "", 0, NULL, NULL, 0 },
     { s_ex_message, sizeof s_ex_message, WIRE_MESSAGE, 0, 7, 0,
-      ":1@alpha", "printer", "hello", 1000, "alice", s_alpha_id },
+      ":1@alpha", "printer", "hello", 1000, "alice", s_alpha_id, 0 },
+    { s_ex_put, sizeof s_ex_put, WIRE_PUT, 0, 9, 0,
+      "cfg.mode", "", s_put_payload, 0, NULL, NULL, sizeof s_put_payload },
+    { s_ex_key_event, sizeof s_ex_key_event, WIRE_KEY_EVENT, 0, 0, WIRE_KEV_PUT,
+      "cfg.mode", "5f0c3e9a7b214d68a1e2c3b4d5f60718", s_event_payload, 0, NULL, NULL,
+      sizeof s_event_payload },
 };
 #define N_EXAMPLES (sizeof s_examples / sizeof s_examples[0])
 
@@ -147,6 +175,14 @@ static const rule_t s_spec_rules[] = {
     { WIRE_PUBLICATION, REQ,  REQ,  true,  true  },
     { WIRE_EVENT,       REQ,  REQ,  false, false },
     { WIRE_MONITORED,   OPT,  OPT,  true,  true  },
+    /* the store (docs/store.md) */
+    { WIRE_PUT,         REQ,  NONE, true,  false },
+    { WIRE_GET,         REQ,  NONE, false, false },
+    { WIRE_DEL,         REQ,  NONE, true,  false },
+    { WIRE_KEYS,        REQ,  NONE, false, false },
+    { WIRE_WATCH_KEYS,  REQ,  NONE, false, false },
+    { WIRE_UNWATCH_KEYS, REQ, NONE, false, false },
+    { WIRE_KEY_EVENT,   REQ,  OPT,  true,  false },
 };
 #define N_TYPES (sizeof s_spec_rules / sizeof s_spec_rules[0])
 
@@ -587,7 +623,8 @@ static void test_wire_spec_examples_decode_and_reencode(void **state)
         assert_memory_equal(f.s1, ex->s1, f.s1len);
         assert_int_equal(f.s2len, strlen(ex->s2));
         assert_memory_equal(f.s2, ex->s2, f.s2len);
-        assert_int_equal(f.size, strlen(ex->payload));
+        size_t plen = ex->paylen ? ex->paylen : strlen(ex->payload);
+        assert_int_equal(f.size, plen);
         assert_memory_equal(f.data, ex->payload, f.size);
         assert_int_equal(wire_has_from(ex->type), ex->user != NULL);
         if (ex->user) {
@@ -603,7 +640,7 @@ static void test_wire_spec_examples_decode_and_reencode(void **state)
                                     : (wire_from_t) { 0, "", 0, NULL };
         size_t len = s_build_from(buf, ex->type, ex->flags, ex->seq, ex->aux,
                                   ex->s1, strlen(ex->s1), ex->s2, strlen(ex->s2),
-                                  ex->user ? &from : NULL, ex->payload, strlen(ex->payload));
+                                  ex->user ? &from : NULL, ex->payload, plen);
         assert_int_equal(len, ex->len);
         assert_memory_equal(buf, ex->bytes, len);
     }
