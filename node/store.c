@@ -620,8 +620,10 @@ static void s_on_records(store_t *self, peer_t *p, const proto_msg_t *m)
         }
         /* An ephemeral key lives while its node is up: not ours from an
            earlier life, nor one of a node we do not see. */
+        char origin[33];
+        proto_hex(r.origin, 16, origin);
         if ((r.flags & PROTO_STORE_EPHEMERAL) && !(r.flags & PROTO_STORE_DELETED) &&
-            !s_peer_up(self, r.origin))
+            strcmp(origin, peer_id(p)) != 0 && !s_peer_up(self, r.origin))
             continue;
         if (s_apply(self, &r, 0, FROM_PEER, NULL) < 0) {
             self->refused++;
@@ -633,8 +635,9 @@ static void s_on_records(store_t *self, peer_t *p, const proto_msg_t *m)
 
 void store_peer_message(store_t *self, peer_t *p, const proto_msg_t *m)
 {
-    if (!vec_has(&self->peers, p))
-        return;
+    /* From a peer that greeted us, up here or about to be: its digest may
+       come before our side of the handshake is done, and must be answered
+       all the same, or the records we hold would never reach it. */
     if (m->type == P_STORE_DIGEST)
         s_on_digest(self, p, m);
     else if (m->type == P_STORE_RECORDS)
@@ -653,8 +656,9 @@ static void s_collect_ephemeral(const void *key, size_t len, void *value, void *
 
 void store_peer_down(store_t *self, peer_t *p)
 {
-    if (!vec_remove(&self->peers, p))
-        return;
+    /* Also a peer lost before it was up here: it may have told us of its
+       ephemeral keys in the meantime. */
+    int had = vec_remove(&self->peers, p);
     uint8_t id[16];
     if (self->remote_ephemeral > 0 && proto_unhex(peer_id(p), 16, id) == 0) {
         vec_t found = { 0 };
@@ -666,7 +670,8 @@ void store_peer_down(store_t *self, peer_t *p)
             log_info("store: %zu ephemeral keys of %s gone with it", found.size, peer_name(p));
         vec_free(&found);
     }
-    peer_unref(&p);
+    if (had)
+        peer_unref(&p);
 }
 
 /* --- tombstones ------------------------------------------------------------------------- */
