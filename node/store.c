@@ -1054,6 +1054,10 @@ store_t *store_new(loop_t *loop, const node_config_t *cfg, policy_t *policy, con
             log_warning("store: cannot open %s: %s; keys will not outlive the node",
                         self->path, strerror(errno));
         else {
+            /* The user the node becomes writes it from now on. */
+            if (cfg->drop && fchown(self->fd, cfg->run_uid, cfg->run_gid) < 0)
+                log_warning("store: cannot give %s to uid %u: %s", self->path,
+                            (unsigned) cfg->run_uid, strerror(errno));
             s_load(self);
             lseek(self->fd, 0, SEEK_END);
         }

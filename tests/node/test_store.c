@@ -44,9 +44,12 @@ static int setup(void **state)
     return harness_state_new(state, sizeof (fx_t));
 }
 
+static void s_heal(void);
+
 static int teardown(void **state)
 {
     fx_t *f = *state;
+    s_heal();
     int rc = harness_teardown_nodes(f->n, f->q, s_names, NODES);
     harness_watchdog(NULL, 0);
     free(f);
@@ -699,6 +702,114 @@ static void test_store_ephemeral_node_lost(void **state)
     s_expect_value(w, "up.kept", "here");
 }
 
+/* nft: cuts every TCP connection of the node on port that runs as
+   nobody (its own dials, whose packets carry its uid, and those to its
+   port), both ways, through a conntrack mark. 0, or -1 when nft cannot. */
+static char s_table[48];
+
+static int s_cut(int port)
+{
+    snprintf(s_table, sizeof s_table, "ipcnet_store_%d", (int) getpid());
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "nft add table inet %s && "
+             "nft add chain inet %s out '{ type filter hook output priority 0; }' && "
+             "nft add rule inet %s out meta skuid 65534 ct mark set 0x5170 && "
+             "nft add rule inet %s out tcp dport %d ct mark set 0x5170 && "
+             "nft add rule inet %s out tcp sport %d ct mark set 0x5170 && "
+             "nft add rule inet %s out ct mark 0x5170 drop",
+             s_table, s_table, s_table, s_table, port, s_table, port, s_table);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void s_heal(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "nft delete table inet %s 2>/dev/null", s_table);
+    if (s_table[0] && system(cmd) != 0)
+        print_message("(no nft table %s to delete)\n", s_table);
+    s_table[0] = 0;
+}
+
+static void s_wait_up(fx_t *f, int i, int n, int64_t within)
+{
+    int64_t t0 = harness_now_ms();
+    while (harness_peers_up(s_q(f, i)) != n && harness_now_ms() - t0 < within)
+        usleep(20 * 1000);
+    if (harness_peers_up(s_q(f, i)) != n)
+        fail_msg("%s: %d peers up, not %d", s_names[i], harness_peers_up(s_q(f, i)), n);
+}
+
+/* Alpha and beta on one side, gamma (running as nobody) on the other; both
+   sides write the same keys; healed, every node holds the newer of each. */
+static void test_store_partition(void **state)
+{
+    fx_t *f = *state;
+    WATCH(90);
+    if (geteuid() != 0 || system("nft list tables >/dev/null 2>&1") != 0)
+        skip();
+    s_start(f, 0, -1, NULL, 0);
+    s_start(f, 1, 0, NULL, 0);
+    s_start(f, 2, 0, (char *[]) { "--user", "nobody", NULL }, 0);
+    for (int i = 0; i < 3; i++)
+        s_mesh(f, i, 2);
+    ipcnet_t *a = harness_client(&f->n[0], "alpha", "a");
+    ipcnet_t *b = harness_client(&f->n[1], "beta", "b");
+    ipcnet_t *g = harness_client(&f->n[2], "gamma", "g");
+    enum { KEYS = 10 };
+    char names[KEYS][16];
+    const char *keys[KEYS];
+    for (int k = 0; k < KEYS; k++) {
+        snprintf(names[k], sizeof names[k], "part.%d", k);
+        keys[k] = names[k];
+        s_put(a, keys[k], "before");
+    }
+    s_converged(f, 3, keys, KEYS, CONVERGE_MS);
+    assert_int_equal(ipcnet_put(g, "up.gamma", "leader", 6, 0, IPCNET_EPHEMERAL), 0);
+    ipcnet_t *w = harness_client(&f->n[0], "alpha", "w");
+    assert_int_equal(ipcnet_watch_keys(w, "up.*"), 0);
+    s_expect_key(w, IPCNET_KEY_PUT, "up.gamma", "leader");
+
+    if (s_cut(f->port[2]) < 0)
+        fail_msg("nft cannot cut gamma off");
+    int64_t t0 = harness_now_ms();
+    s_wait_up(f, 0, 1, 10000);
+    s_wait_up(f, 1, 1, 10000);
+    s_wait_up(f, 2, 0, 10000);
+    print_message("partition: gamma cut off, seen lost after %lld ms\n",
+                  (long long) (harness_now_ms() - t0));
+    /* Gamma's ephemeral key went with it, on the other side. */
+    s_expect_key(w, IPCNET_KEY_DEL, "up.gamma", NULL);
+
+    /* Gamma writes every key; then alpha half of them, and beta deletes
+       the last: later, so theirs win those. */
+    for (int k = 0; k < KEYS; k++)
+        s_put(g, keys[k], "gamma-side");
+    usleep(20 * 1000);
+    for (int k = 0; k < KEYS / 2; k++)
+        s_put(a, keys[k], "alpha-side");
+    assert_int_equal(ipcnet_del(b, keys[KEYS - 1]), 0);
+    s_expect_value(b, keys[0], "alpha-side");
+    s_expect_value(g, keys[0], "gamma-side");
+
+    s_heal();
+    int64_t t1 = harness_now_ms();
+    for (int i = 0; i < 3; i++)
+        s_wait_up(f, i, 2, 20000);
+    int64_t took = s_converged(f, 3, keys, KEYS, 20000) + (harness_now_ms() - t1);
+    print_message("healed: all three equal %lld ms after the heal\n", (long long) took);
+    char buf[32];
+    for (int k = 0; k < KEYS; k++) {
+        int rc = s_get(g, keys[k], buf, sizeof buf, NULL);
+        if (k == KEYS - 1)
+            assert_int_equal(rc, -ENOENT);
+        else
+            assert_string_equal(buf, k < KEYS / 2 ? "alpha-side" : "gamma-side");
+    }
+    /* Gamma's client is still there: its key is back where it was lost. */
+    s_expect_key(w, IPCNET_KEY_PUT, "up.gamma", "leader");
+}
+
 int main(int argc, char **argv)
 {
     harness_main(argc, argv, WAIT_MS, QUIET_MS);
@@ -717,6 +828,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_store_converge_five, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_digest_on_join, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_ephemeral_node_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_partition, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
