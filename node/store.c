@@ -439,6 +439,11 @@ static int s_apply(store_t *self, const proto_record_t *r, uint64_t owner, int f
         return 0;
     uint64_t deadline = s_deadline(r->stamp, r->ttl);
     uint64_t now = s_wall_ms();
+    /* A deletion older than the tombstones kept is collected already
+       here, or about to be: not taken again from a peer or the log. */
+    if ((r->flags & PROTO_STORE_DELETED) && from != FROM_CLIENT &&
+        (r->stamp >> 16) + cfg->store_tombstone_ms < now)
+        deadline = now;
     if (deadline && deadline <= now) {
         if (old && !s_deleted(old))
             s_remove(self, old, from != FROM_LOG);
@@ -578,11 +583,16 @@ static void s_send_differing(const void *key, size_t len, void *value, void *arg
     entry_t *e = value;
     if (!w->differ[e->bucket])
         return;
+    /* A message stays within a page, or holds one record alone: every
+       record fits a peer's largest frame (--store-max-value is at most
+       --max-message). */
+    size_t bytes = REC_HEAD + e->keylen + (size_t) e->size;
+    if (proto_list_count(&w->self->out) > 0 &&
+        (w->self->out.len + bytes > PAGE || proto_list_count(&w->self->out) >= 65535))
+        s_flush_records(w->self, w->peer);
     proto_record_t r = s_record(e);
     proto_record_add(&w->self->out, &r);
     w->self->sync_records++;
-    if (w->self->out.len > PAGE || proto_list_count(&w->self->out) >= 65535)
-        s_flush_records(w->self, w->peer);
 }
 
 static void s_on_digest(store_t *self, peer_t *p, const proto_msg_t *m)
@@ -706,6 +716,13 @@ static void s_sweep(loop_t *loop, void *arg)
 
 /* --- the client's commands -------------------------------------------------------------- */
 
+/* The largest value: --store-max-value, within --max-message (a record
+   must fit the frames peers take). */
+static size_t s_max_value(const node_config_t *cfg)
+{
+    return cfg->store_max_value < cfg->max_message ? cfg->store_max_value : cfg->max_message;
+}
+
 int store_is_command(uint8_t type)
 {
     return type >= WIRE_PUT && type <= WIRE_UNWATCH_KEYS;
@@ -769,10 +786,10 @@ static void s_put(store_t *self, client_t *c, const wire_frame_t *f, int deleted
     } else if ((!deleted && f->size < 8) || (deleted && (f->flags & WIRE_F_IF) && f->size < 8)) {
         rc = -EBADMSG;
         why = "no version in the frame";
-    } else if (!deleted && f->size - 8 > self->cfg->store_max_value) {
+    } else if (!deleted && f->size - 8 > s_max_value(self->cfg)) {
         rc = -EMSGSIZE;
         snprintf(self->why, sizeof self->why, "value of %zu bytes, more than --store-max-value "
-                 "(%zu)", f->size - 8, self->cfg->store_max_value);
+                 "(%zu)", f->size - 8, s_max_value(self->cfg));
         why = self->why;
     } else if (!s_may(self, c, POLICY_PUT, f->s1, f->s1len, &rule)) {
         policy_who_t who = client_who(c);
