@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_NODES 3
+#define MAX_NODES 4
 
 static char s_dir[64];
 static pid_t s_pids[MAX_NODES + 1];
@@ -76,7 +76,8 @@ static int s_free_port(void)
 
 /* Starts node name on port, dialling seed_port (0: none); its socket path
    into sock. Returns its pid once it accepts. */
-static pid_t s_node(const char *name, int port, int seed_port, char *sock, size_t size)
+static pid_t s_node(const char *name, int port, int seed_port, char *sock, size_t size,
+                    const char *fsync)
 {
     char state[96], portarg[16], peer[64];
     snprintf(sock, size, "%s/%s.sock", s_dir, name);
@@ -94,7 +95,7 @@ static pid_t s_node(const char *name, int port, int seed_port, char *sock, size_
         char *argv[] = { (char *) bin, "--socket", sock, "--name", (char *) name,
                          "--state-dir", state, "--port", portarg, "--bind", "127.0.0.1",
                          "--no-mdns", "--no-config", "--heartbeat", "200",
-                         "--store-max-keys-per-uid", "10000000",
+                         "--store-max-keys-per-uid", "10000000", "--store-fsync", (char *) fsync,
                          seed_port ? "--peer" : NULL, peer, NULL };
         execv(bin, argv);
         _exit(127);
@@ -195,7 +196,7 @@ int main(int argc, char **argv)
         s_die("mkdtemp", 0);
     char sock_a[128], sock_b[128], sock_c[128];
     int port_a = s_free_port();
-    pid_t node_a = s_node("alpha", port_a, 0, sock_a, sizeof sock_a);
+    pid_t node_a = s_node("alpha", port_a, 0, sock_a, sizeof sock_a, "batch");
     s_echo(sock_a);
 
     ipcnet_t *c;
@@ -235,9 +236,27 @@ int main(int argc, char **argv)
     }
     s_report("get round trip (local)", us, rounds);
 
+    /* The cost of --store-fsync always, on a node of its own. */
+    {
+        char sock_d[128];
+        s_node("delta", s_free_port(), 0, sock_d, sizeof sock_d, "always");
+        ipcnet_t *d;
+        if ((rc = ipcnet_connect(&d, sock_d, "bench", 0)) < 0)
+            s_die("connect to delta", rc);
+        int nd = rounds < 2000 ? rounds : 2000;
+        for (int i = 0; i < nd; i++) {
+            double t0 = s_now_us();
+            if ((rc = ipcnet_put(d, "bench.key", value, sizeof value, 0, 0)) < 0)
+                s_die("put", rc);
+            us[i] = s_now_us() - t0;
+        }
+        s_report("put round trip, --store-fsync always", us, nd);
+        ipcnet_close(&d);
+    }
+
     /* A second node, a watcher there: a put here until it sees it. */
     int port_b = s_free_port();
-    s_node("beta", port_b, port_a, sock_b, sizeof sock_b);
+    s_node("beta", port_b, port_a, sock_b, sizeof sock_b, "batch");
     ipcnet_t *w;
     if ((rc = ipcnet_connect(&w, sock_b, "watcher", 0)) < 0 ||
         (rc = ipcnet_watch_keys(w, "lat.*")) < 0)
@@ -283,7 +302,7 @@ int main(int argc, char **argv)
     /* A new node: how long until it holds them all. */
     int port_c = s_free_port();
     t0 = s_now_us();
-    s_node("gamma", port_c, port_a, sock_c, sizeof sock_c);
+    s_node("gamma", port_c, port_a, sock_c, sizeof sock_c, "batch");
     ipcnet_t *g;
     if ((rc = ipcnet_connect(&g, sock_c, "q", 0)) < 0)
         s_die("connect to gamma", rc);
