@@ -126,7 +126,15 @@ static void s_stats(query_t *self, text_t *t)
 static void s_make(query_t *self, const client_t *c, struct listing *l, const wire_frame_t *f,
                    size_t page)
 {
-    uint32_t what = f->aux;
+    uint32_t what = f->type == WIRE_KEYS ? 0 : f->aux;
+    if (what == 0) {
+        /* The store's KEYS: its keys matching the pattern, as a listing. */
+        do
+            l->cursor = store_scan_keys(self->store, l->cursor, c, f->s1, f->s1len, &l->text);
+        while (l->cursor && l->text.len < page);
+        l->begun = 1;
+        return;
+    }
     lines_t lines = { &l->text, self->cfg->name, c };
     if (!l->begun) {
         l->begun = 1;
@@ -157,11 +165,16 @@ static void s_make(query_t *self, const client_t *c, struct listing *l, const wi
 
 int query_answer(query_t *self, client_t *c, const wire_frame_t *f)
 {
-    if (f->aux < WIRE_Q_SERVICES || f->aux > WIRE_Q_DIAGNOSE) {
+    if (f->type == WIRE_KEYS) {
+        if (!self->store || wire_check_pattern(f->s1, f->s1len) < 0) {
+            client_send_error(c, f, EINVAL, f->s1, f->s1len, "bad pattern");
+            return CLIENT_DONE;
+        }
+    } else if (f->aux < WIRE_Q_SERVICES || f->aux > WIRE_Q_DIAGNOSE) {
         client_send_error(c, f, EINVAL, NULL, 0, "unknown query");
         return CLIENT_DONE;
     }
-    if ((f->aux == WIRE_Q_DIAGNOSE) != (f->s1len > 0)) {
+    if (f->type != WIRE_KEYS && (f->aux == WIRE_Q_DIAGNOSE) != (f->s1len > 0)) {
         client_send_error(c, f, EINVAL, NULL, 0, f->s1len ? "this query takes no argument"
                                                            : "diagnose what? (a peer)");
         return CLIENT_DONE;

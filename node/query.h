@@ -18,6 +18,8 @@ void query_destroy(query_t **self_p);
 struct store;
 void query_set_store(query_t *self, struct store *store);
 
+/* QUERY, and the store's KEYS (a listing made as the client reads it). */
+
 /* Answers c's QUERY frame f: the listing in OKs, or an ERROR. Returns
    CLIENT_DONE, or CLIENT_BLOCKED when the client must read before the
    rest is made (the frame is handled again then, and goes on). */

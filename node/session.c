@@ -182,6 +182,7 @@ static int s_handle(sessions_t *self, client_t *c, const wire_frame_t *f, buf_t 
     case WIRE_PUBLISH:
         return deliver_publish(self->deliver, c, f, pbuf);
     case WIRE_QUERY:
+    case WIRE_KEYS:             /* the store's listing, made as the client reads */
         return query_answer(self->query, c, f);
     case WIRE_BIND:
         rc = wire_check_name(f->s1, f->s1len);

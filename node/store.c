@@ -208,7 +208,7 @@ static usage_t *s_usage(store_t *self, uint32_t uid, int make)
 
 /* --- watchers ------------------------------------------------------------------- */
 
-static int s_may(store_t *self, const client_t *c, int action, const char *name, size_t len,
+static int s_may(const store_t *self, const client_t *c, int action, const char *name, size_t len,
                  const char **ret_rule)
 {
     if (!policy_has(self->policy, action))
@@ -840,43 +840,45 @@ static void s_get(store_t *self, client_t *c, const wire_frame_t *f)
         client_send_ok(c, f, s_versioned(e), 8 + (size_t) e->size);
 }
 
+/* A watch's snapshot: an event for each live key of its pattern. */
 typedef struct {
     store_t *self;
     client_t *c;
     const wire_frame_t *f;
-    text_t text;
-    int snapshot;               /* events, not a listing */
 } list_t;
 
 static void s_list_each(const void *key, size_t len, void *value, void *arg)
 {
     list_t *l = arg;
     entry_t *e = value;
-    if (s_deleted(e) || !wire_match(l->f->s1, l->f->s1len, key, len) ||
-        !s_may(l->self, l->c, POLICY_GET, key, len, NULL))
-        return;
-    if (l->snapshot) {
+    if (!s_deleted(e) && wire_match(l->f->s1, l->f->s1len, key, len) &&
+        s_may(l->self, l->c, POLICY_GET, key, len, NULL))
         s_event(l->self, l->c, e);
-        return;
-    }
-    text_printf(&l->text, "%s\t%" PRIu64 "\t%" PRIu32 "\n", s_key(e), e->stamp, e->size);
-    if (l->text.len >= PAGE) {
-        client_send_control(l->c, WIRE_OK, WIRE_F_MORE, l->f->seq, 0, NULL, 0, NULL, 0,
-                            l->text.data, l->text.len);
-        l->text.len = 0;
-    }
 }
 
-static void s_keys(store_t *self, client_t *c, const wire_frame_t *f)
+typedef struct {
+    const store_t *self;
+    const client_t *c;
+    const char *pattern;
+    size_t plen;
+    text_t *out;
+} scan_t;
+
+static void s_scan_each(const void *key, size_t len, void *value, void *arg)
 {
-    if (wire_check_pattern(f->s1, f->s1len) < 0) {
-        client_send_error(c, f, EINVAL, f->s1, f->s1len, "bad pattern");
+    scan_t *s = arg;
+    entry_t *e = value;
+    if (s_deleted(e) || !wire_match(s->pattern, s->plen, key, len) ||
+        !s_may(s->self, s->c, POLICY_GET, key, len, NULL))
         return;
-    }
-    list_t l = { self, c, f, { 0 }, 0 };
-    dict_each(self->keys, s_list_each, &l);
-    client_send_ok(c, f, l.text.data, l.text.len);
-    text_free(&l.text);
+    text_printf(s->out, "%s\t%" PRIu64 "\t%" PRIu32 "\n", s_key(e), e->stamp, e->size);
+}
+
+size_t store_scan_keys(const store_t *self, size_t cursor, const client_t *c,
+                       const char *pattern, size_t plen, text_t *out)
+{
+    scan_t s = { self, c, pattern, plen, out };
+    return dict_scan(self->keys, cursor, s_scan_each, &s);
 }
 
 static int s_watch(store_t *self, client_t *c, const wire_frame_t *f, int on)
@@ -920,7 +922,7 @@ static int s_watch(store_t *self, client_t *c, const wire_frame_t *f, int on)
     memcpy(w->pattern, f->s1, f->s1len);
     /* Answered, then the keys there now, then the changes. */
     client_send_ok(c, f, NULL, 0);
-    list_t l = { self, c, f, { 0 }, 1 };
+    list_t l = { self, c, f };
     dict_each(self->keys, s_list_each, &l);
     return 1;
 }
@@ -938,9 +940,6 @@ void store_command(store_t *self, client_t *c, const wire_frame_t *f)
         return;
     case WIRE_GET:
         s_get(self, c, f);
-        return;
-    case WIRE_KEYS:
-        s_keys(self, c, f);
         return;
     case WIRE_WATCH_KEYS:
     case WIRE_UNWATCH_KEYS:

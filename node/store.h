@@ -43,6 +43,13 @@ void store_peer_down(store_t *self, peer_t *p);
 /* A STORE_RECORDS or STORE_DIGEST from an up peer. */
 void store_peer_message(store_t *self, peer_t *p, const proto_msg_t *m);
 
+/* Adds to out one slot's worth of the keys matching pattern that c may
+   get, "key TAB version TAB size" a line, from cursor (0: the start);
+   returns the next cursor, 0 at the end (dict_scan: a key there from the
+   start to the end of the walk is listed once). */
+size_t store_scan_keys(const store_t *self, size_t cursor, const client_t *c,
+                       const char *pattern, size_t plen, text_t *out);
+
 /* Appends the store's counters to a stats listing ("store_keys\tN\n"...). */
 void store_stats(const store_t *self, text_t *out);
 

@@ -233,13 +233,46 @@ static void test_store_keys(void **state)
     char key[64], value[200];
     memset(value, 'v', sizeof value - 1);
     value[sizeof value - 1] = 0;
-    for (int i = 0; i < 3000; i++) {
+    enum { MANY = 12000 };      /* 650 KB of listing: three parts */
+    for (int i = 0; i < MANY; i++) {
         snprintf(key, sizeof key, "many.key-with-a-long-name-%05d", i);
         assert_int_equal(ipcnet_put(c, key, value, 10, 0, 0), 0);
     }
     assert_int_equal(ipcnet_keys(c, "many.*", &text), 0);
-    assert_int_equal(s_lines(text), 3000);
+    assert_int_equal(s_lines(text), MANY);
+    /* Each once. */
+    for (int i = 0; i < MANY; i += 997) {
+        snprintf(key, sizeof key, "many.key-with-a-long-name-%05d\t", i);
+        const char *at = strstr(text, key);
+        assert_non_null(at);
+        assert_null(strstr(at + 1, key));
+    }
     free(text);
+    assert_int_equal(ipcnet_keys(c, "none.*", &text), 0);
+    assert_string_equal(text, "");
+    free(text);
+}
+
+/* A listing far larger than the client's queue limit is made as the
+   client reads it (query.c's pages), not queued at once. */
+static void test_store_keys_paced(void **state)
+{
+    fx_t *f = *state;
+    WATCH(30);
+    s_start(f, 0, -1, (char *[]) { "--queue-limit", "64K", NULL }, 0);
+    ipcnet_t *c = harness_client(&f->n[0], "alpha", "c");
+    enum { MANY = 20000 };
+    char key[64];
+    for (int i = 0; i < MANY; i++) {
+        snprintf(key, sizeof key, "paced.a-key-of-some-length-%06d", i);
+        assert_int_equal(ipcnet_put(c, key, "v", 1, 0, 0), 0);
+    }
+    char *text = NULL;
+    assert_int_equal(ipcnet_keys(c, "paced.*", &text), 0);
+    assert_int_equal(s_lines(text), MANY);
+    free(text);
+    assert_int_equal(harness_stat(s_q(f, 0), "dropped_clients"), 0);
+    assert_true(harness_stat(s_q(f, 0), "paused") > 0);
 }
 
 static void test_store_watch(void **state)
@@ -816,6 +849,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_store_put_get_del, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_keys_paced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_watch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_cas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_ttl, setup, teardown),
