@@ -400,6 +400,65 @@ static void test_store_limits(void **state)
     assert_true(harness_alive(&f->n[0]));
 }
 
+/* A client running as nobody (uid 65534) against the per-uid limits; the
+   node lets it in through --group nogroup. Exit codes: 0 as expected, 2
+   no connection, 3 a put refused too early, 4 not refused, 5 wrong words. */
+static int s_as_nobody(const node_t *n)
+{
+    if (setgid(65534) < 0 || setuid(65534) < 0)
+        return 2;
+    ipcnet_t *c = NULL;
+    if (ipcnet_connect(&c, n->sock, "nobody", 0) < 0)
+        return 2;
+    for (int i = 0; i < 3; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "u.%d", i);
+        if (ipcnet_put(c, key, "12345678", 8, 0, 0) < 0)
+            return 3;
+    }
+    /* A fourth key: too many; an existing one may change. */
+    if (ipcnet_put(c, "u.3", "x", 1, 0, 0) != -ENOBUFS)
+        return 4;
+    if (!strstr(ipcnet_last_error(c), "--store-max-keys-per-uid"))
+        return 5;
+    if (ipcnet_put(c, "u.0", "1234567890", 10, 0, 0) < 0)
+        return 3;
+    /* Bytes: 3 keys of 3 bytes and values of 8..10, within 40; not 30 more. */
+    char big[32];
+    memset(big, 'b', sizeof big);
+    if (ipcnet_put(c, "u.1", big, 30, 0, 0) != -ENOBUFS)
+        return 4;
+    if (!strstr(ipcnet_last_error(c), "--store-max-bytes-per-uid"))
+        return 5;
+    ipcnet_close(&c);
+    return 0;
+}
+
+static void test_store_limits_per_uid(void **state)
+{
+    fx_t *f = *state;
+    WATCH(20);
+    if (geteuid() != 0)
+        skip();
+    s_start(f, 0, -1, (char *[]) { "--group", "nogroup", "--store-max-keys-per-uid", "3",
+                                   "--store-max-bytes-per-uid", "40", NULL }, 0);
+    /* Its directory, made for root alone: nobody may pass through it. */
+    assert_int_equal(chmod(f->n[0].dir, 0711), 0);
+    pid_t pid = harness_fork();
+    if (pid == 0)
+        _exit(s_as_nobody(&f->n[0]));
+    int rc = harness_reap(pid, 10000);
+    if (rc != 0)
+        fail_msg("the client running as nobody: exit %d", rc);
+    /* Root is bounded by the node's limits alone. */
+    ipcnet_t *c = harness_client(&f->n[0], "alpha", "root");
+    for (int i = 0; i < 10; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "r.%d", i);
+        assert_int_equal(ipcnet_put(c, key, "12345678", 8, 0, 0), 0);
+    }
+}
+
 static void test_store_policy(void **state)
 {
     fx_t *f = *state;
@@ -855,6 +914,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_store_ttl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_ephemeral, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_limits_per_uid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_persist, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_sigkill_during_writes, setup, teardown),
