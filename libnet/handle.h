@@ -34,7 +34,7 @@ typedef struct {
 
 /* A name bound, a pattern subscribed or watched: made again on return. */
 typedef struct {
-    uint8_t type;       /* WIRE_BIND, WIRE_SUBSCRIBE or WIRE_WATCH; 0: dropped */
+    uint8_t type;       /* WIRE_BIND, _SUBSCRIBE, _WATCH, _WATCH_KEYS; 0: dropped */
     char name[];
 } held_t;
 

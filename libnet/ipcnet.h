@@ -283,7 +283,8 @@ int ipcnet_keys(ipcnet_t *c, const char *pattern, char **ret_text);
 
 /* Watches keys matching pattern: an IPCNET_MSG_KEY IPCNET_KEY_PUT for each
    key there now, then one for each put and an IPCNET_KEY_DEL for each
-   deletion, on any node. Not made again by IPCNET_RECONNECT. */
+   deletion, on any node. With IPCNET_RECONNECT, watched again on return
+   (its snapshot again first); ephemeral keys are not put again. */
 int ipcnet_watch_keys(ipcnet_t *c, const char *pattern);
 int ipcnet_unwatch_keys(ipcnet_t *c, const char *pattern);
 

@@ -143,6 +143,16 @@ static int s_watch(ipcnet_t *c, uint8_t type, const char *pattern)
     int rc = handle_call(c, type, 0, 0, pattern, NULL, 0, 0, &f, NULL);
     if (rc == 0)
         handle_release(c);
+    /* IPCNET_RECONNECT: watched again on return, with a new snapshot. */
+    if (rc == 0 && (c->flags & IPCNET_RECONNECT)) {
+        if (type == WIRE_UNWATCH_KEYS)
+            reconnect_held_del(c, WIRE_WATCH_KEYS, pattern);
+        else if (reconnect_held_add(c, WIRE_WATCH_KEYS, pattern) < 0) {
+            if (handle_call(c, WIRE_UNWATCH_KEYS, 0, 0, pattern, NULL, 0, 0, &f, NULL) == 0)
+                handle_release(c);
+            rc = -ENOMEM;
+        }
+    }
     return rc;
 }
 

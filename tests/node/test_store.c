@@ -298,6 +298,45 @@ static void test_store_watch(void **state)
     harness_expect_nothing(w);
 }
 
+/* A handle made with IPCNET_RECONNECT watches its keys again when its node
+   comes back, snapshot first; what the log kept is in it. */
+static void test_store_watch_reconnect(void **state)
+{
+    fx_t *f = *state;
+    WATCH(30);
+    char *more[] = { "--store-fsync", "always", NULL };
+    s_start(f, 0, -1, more, 0);
+    ipcnet_t *c = harness_client(&f->n[0], "alpha", "c");
+    s_put(c, "r.kept", "1");
+    harness_client_close(&c);
+    ipcnet_t *w = NULL;
+    assert_int_equal(ipcnet_connect(&w, f->n[0].sock, "w", IPCNET_RECONNECT), 0);
+    assert_int_equal(ipcnet_watch_keys(w, "r.*"), 0);
+    s_expect_key(w, IPCNET_KEY_PUT, "r.kept", "1");
+    ipcnet_close(&f->q[0]);
+    harness_crash(&f->n[0]);
+    s_start(f, 0, -1, more, 1);
+    int down = 0, up = 0, again = 0;
+    int64_t t0 = harness_now_ms();
+    while ((!up || !again) && harness_now_ms() - t0 < 10000) {
+        ipcnet_msg_t m;
+        if (ipcnet_recv(w, &m, 200) < 0)
+            continue;
+        if (m.kind == IPCNET_MSG_EVENT && m.event == IPCNET_EV_NODE_DOWN)
+            down = 1;
+        else if (m.kind == IPCNET_MSG_EVENT && m.event == IPCNET_EV_NODE_UP)
+            up = 1;
+        else if (m.kind == IPCNET_MSG_KEY && strcmp(m.name, "r.kept") == 0)
+            again = 1;
+    }
+    assert_true(down && up && again);
+    c = harness_client(&f->n[0], "alpha", "c");
+    s_put(c, "r.new", "2");
+    s_expect_key(w, IPCNET_KEY_PUT, "r.new", "2");
+    assert_int_equal(ipcnet_unwatch_keys(w, "r.*"), 0);
+    ipcnet_close(&w);
+}
+
 static void test_store_cas(void **state)
 {
     fx_t *f = *state;
@@ -910,6 +949,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_store_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_keys_paced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_watch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_watch_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_cas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_ttl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_ephemeral, setup, teardown),
