@@ -590,6 +590,48 @@ static void test_store_persist(void **state)
     s_put(c, "p.after", "1");
 }
 
+/* Overwrites make the log grow; past 1 MiB and twice the live records it
+   is rewritten with the live ones alone, and still read back whole. */
+static void test_store_compaction(void **state)
+{
+    fx_t *f = *state;
+    WATCH(60);
+    char *more[] = { "--store-fsync", "never", NULL };
+    s_start(f, 0, -1, more, 0);
+    ipcnet_t *c = harness_client(&f->n[0], "alpha", "c");
+    char key[32], value[1024];
+    enum { ROUNDS = 400, KEYS = 10 };
+    for (int r = 0; r < ROUNDS; r++)
+        for (int k = 0; k < KEYS; k++) {
+            snprintf(key, sizeof key, "c.%d", k);
+            memset(value, 'a' + r % 26, sizeof value);
+            snprintf(value, 16, "%d-%d", r, k);
+            assert_int_equal(ipcnet_put(c, key, value, sizeof value, 0, 0), 0);
+        }
+    assert_int_equal(ipcnet_del(c, "c.9"), 0);
+    long long log_bytes = harness_stat(s_q(f, 0), "store_log_bytes");
+    print_message("%d puts of 1 KiB (%d KiB written): the log holds %lld bytes\n",
+                  ROUNDS * KEYS, ROUNDS * KEYS, log_bytes);
+    assert_true(log_bytes < (1 << 20) + 64 * 1024);
+    assert_true(harness_count_lines(f->n[0].log, "log compacted") >= 1);
+    harness_close_clients();
+    ipcnet_close(&f->q[0]);
+    harness_crash(&f->n[0]);
+    s_start(f, 0, -1, more, 1);
+    c = harness_client(&f->n[0], "alpha", "c");
+    for (int k = 0; k < KEYS - 1; k++) {
+        snprintf(key, sizeof key, "c.%d", k);
+        ipcnet_msg_t m;
+        assert_int_equal(ipcnet_get(c, key, &m, 0), 0);
+        char want[16];
+        snprintf(want, sizeof want, "%d-%d", ROUNDS - 1, k);
+        assert_int_equal(m.size, sizeof value);
+        assert_string_equal((const char *) m.data, want);
+    }
+    char buf[8];
+    assert_int_equal(s_get(c, "c.9", buf, sizeof buf, NULL), -ENOENT);
+}
+
 /* A helper writing keys with --store-fsync always; each acknowledged put
    is reported on the pipe as its number. */
 static void s_writer(const node_t *n, int fd)
@@ -957,6 +999,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_store_limits_per_uid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_policy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_persist, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_compaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_sigkill_during_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_replicated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_converge_five, setup, teardown),
