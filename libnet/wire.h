@@ -82,17 +82,17 @@ enum { WIRE_MON_LOST = 0, WIRE_MON_SEND = 1, WIRE_MON_REQUEST = 2, WIRE_MON_REPL
 /* Flag of OK: a part of the answer; more OKs with the same seq follow. */
 #define WIRE_F_MORE     0x0002
 
-/* Flags of PUT and DEL; the kinds of KEY_EVENT. */
-#define WIRE_F_EPHEMERAL 0x0100 /* PUT: gone when this client or its node goes */
-#define WIRE_F_IF        0x0200 /* the payload's version must be the key's (0: none) */
-enum { WIRE_KEV_PUT = 1, WIRE_KEV_DEL = 2 };
-
 /* QUERY subjects; the OK payload is text, one record a line, fields by tab. */
 enum { WIRE_Q_SERVICES = 1, WIRE_Q_PEERS = 2, WIRE_Q_STATS = 3, WIRE_Q_CLIENTS = 4,
        WIRE_Q_DIAGNOSE = 5 };    /* DIAGNOSE: s1 names the peer */
 
 /* EVENT kinds. */
 enum { WIRE_EV_NAME_UP = 1, WIRE_EV_NAME_DOWN = 2, WIRE_EV_PEER_UP = 3, WIRE_EV_PEER_DOWN = 4 };
+
+/* Flags of PUT and DEL; the kinds of KEY_EVENT. */
+#define WIRE_F_EPHEMERAL 0x0100 /* PUT: gone when this client or its node goes */
+#define WIRE_F_IF        0x0200 /* the payload's version must be the key's (0: none) */
+enum { WIRE_KEV_PUT = 1, WIRE_KEV_DEL = 2 };
 
 /* Who sent a delivered message: its uid and user name on its node, and
    that node's id. From another node, uid and user are that node's claim. */

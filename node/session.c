@@ -2,9 +2,9 @@
     teardown. */
 
 #include "session.h"
+#include "store.h"
 #include "log.h"
 #include "route.h"
-#include "store.h"
 
 #include <czmq.h>
 #include <errno.h>

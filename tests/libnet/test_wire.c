@@ -61,6 +61,28 @@ static const uint8_t s_ex_error[] = {
     0x20, 0x6e, 0x61, 0x6d, 0x65,
 };
 
+/* 12.7 PUT "fast" under "cfg.mode", seq 9: the expected version, then the value. */
+static const uint8_t s_ex_put[] = {
+    0x00, 0x00, 0x00, 0x22, 0xa7, 0x10, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00, 0x00,
+    0x08, 'c', 'f', 'g', '.', 'm', 'o', 'd', 'e', 0x00,
+    0, 0, 0, 0, 0, 0, 0, 0, 'f', 'a', 's', 't',
+};
+static const char s_put_payload[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 'f', 'a', 's', 't' };
+
+/* 12.8 KEY_EVENT of 12.7, written by alpha, version 0x01a23bc696000000. */
+static const uint8_t s_ex_key_event[] = {
+    0x00, 0x00, 0x00, 0x42, 0xa7, 0x90, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
+    0x08, 'c', 'f', 'g', '.', 'm', 'o', 'd', 'e',
+    0x20, '5', 'f', '0', 'c', '3', 'e', '9', 'a', '7', 'b', '2', '1', '4', 'd', '6', '8',
+    'a', '1', 'e', '2', 'c', '3', 'b', '4', 'd', '5', 'f', '6', '0', '7', '1', '8',
+    0x01, 0xa2, 0x3b, 0xc6, 0x96, 0x00, 0x00, 0x00, 'f', 'a', 's', 't',
+};
+static const char s_event_payload[12] = {
+    0x01, (char) 0xa2, 0x3b, (char) 0xc6, (char) 0x96, 0, 0, 0, 'f', 'a', 's', 't'
+};
+
 /* Node alpha's id (the node-to-node spec's, section 14 there), as bytes. */
 static const uint8_t s_alpha_id[WIRE_NODE_ID] = {
     0x5f, 0x0c, 0x3e, 0x9a, 0x7b, 0x21, 0x4d, 0x68,
@@ -81,28 +103,6 @@ static const uint8_t s_ex_message[] = {
     0x68, 0x65, 0x6c, 0x6c, 0x6f,
 };
 
-/* 12.6 PUT "fast" under "cfg.mode", seq 9: the expected version, then the value. */
-static const uint8_t s_ex_put[] = {
-    0x00, 0x00, 0x00, 0x22, 0xa7, 0x10, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00, 0x00,
-    0x08, 'c', 'f', 'g', '.', 'm', 'o', 'd', 'e', 0x00,
-    0, 0, 0, 0, 0, 0, 0, 0, 'f', 'a', 's', 't',
-};
-static const char s_put_payload[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 'f', 'a', 's', 't' };
-
-/* 12.7 KEY_EVENT of 12.6, written by alpha, version 0x01a23bc696000000. */
-static const uint8_t s_ex_key_event[] = {
-    0x00, 0x00, 0x00, 0x42, 0xa7, 0x90, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
-    0x08, 'c', 'f', 'g', '.', 'm', 'o', 'd', 'e',
-    0x20, '5', 'f', '0', 'c', '3', 'e', '9', 'a', '7', 'b', '2', '1', '4', 'd', '6', '8',
-    'a', '1', 'e', '2', 'c', '3', 'b', '4', 'd', '5', 'f', '6', '0', '7', '1', '8',
-    0x01, 0xa2, 0x3b, 0xc6, 0x96, 0x00, 0x00, 0x00, 'f', 'a', 's', 't',
-};
-static const char s_event_payload[12] = {
-    0x01, (char) 0xa2, 0x3b, (char) 0xc6, (char) 0x96, 0, 0, 0, 'f', 'a', 's', 't'
-};
-
 typedef struct {
     const uint8_t *bytes;
     size_t len;
@@ -117,7 +117,7 @@ typedef struct {
     uint32_t uid;
     const char *user;
     const uint8_t *node_id;
-    size_t paylen;      /* a binary payload's length; 0: strlen(payload) */
+    size_t plen;        /* payload bytes; 0: strlen(payload) */
 } example_t;
 
 static const example_t s_examples[] = {
@@ -623,7 +623,7 @@ static void test_wire_spec_examples_decode_and_reencode(void **state)
         assert_memory_equal(f.s1, ex->s1, f.s1len);
         assert_int_equal(f.s2len, strlen(ex->s2));
         assert_memory_equal(f.s2, ex->s2, f.s2len);
-        size_t plen = ex->paylen ? ex->paylen : strlen(ex->payload);
+        size_t plen = ex->plen ? ex->plen : strlen(ex->payload);
         assert_int_equal(f.size, plen);
         assert_memory_equal(f.data, ex->payload, f.size);
         assert_int_equal(wire_has_from(ex->type), ex->user != NULL);
