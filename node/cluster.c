@@ -555,6 +555,8 @@ static void s_on_hello(cluster_t *self, const proto_msg_t *h, const char *addr,
     peer_set_name(p, h->name, h->namelen);
     if (peer_greeted(p, h->incarnation, h->heartbeat, h->seq) < 0)
         return;
+    if (self->store)
+        store_peer_hello(self->store, p, (h->flags & P_F_STORE) != 0);
     s_hello_ack(self, h);
     s_handshake(self, m, was_up);
 }
@@ -1249,7 +1251,8 @@ cluster_t *cluster_new(loop_t *loop, const node_config_t *config, clients_t *cli
         .loop = loop, .cert = keys_cert(self->keys), .id = keys_id(self->keys),
         .window = config->window, .max_answer = 64 * 1024,
         .hello = {
-            .type = P_HELLO, .id = keys_id(self->keys), .idlen = PROTO_ID_LEN,
+            .type = P_HELLO, .flags = P_F_STORE, .id = keys_id(self->keys),
+            .idlen = PROTO_ID_LEN,
             .name = config->name, .namelen = strlen(config->name),
             .cluster = config->cluster, .clusterlen = strlen(config->cluster),
             .port = (uint16_t) self->port, .incarnation = self->incarnation,

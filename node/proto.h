@@ -55,6 +55,8 @@ enum { P_KIND_SEND = 1, P_KIND_REQUEST = 2 };
 
 /* Flags */
 #define P_F_CONFIRM 0x01    /* MSG: answer ACK once written to the holder's socket */
+#define P_F_STORE   0x02    /* HELLO: this node takes STORE_* messages (older ones
+                               ignore the bit, and are sent none) */
 
 /* A decoded message; strings and payload are views into the frame. The
    list of NAMES/SUBS/PEERS stays encoded: walk it with proto_list_next. */

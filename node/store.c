@@ -63,6 +63,7 @@ struct store {
     dict_t *keys;               /* key -> entry_t (live, tombstones) */
     dict_t *uids;               /* uid:u32 -> usage_t, of live keys */
     dict_t *owners;             /* client id:u64 -> its first ephemeral entry_t */
+    dict_t *speakers;           /* ids of peers that said HELLO with P_F_STORE */
     vec_t watchers;             /* watcher_t */
     vec_t peers;                /* up peers (references) */
     uint8_t id[16];
@@ -547,9 +548,18 @@ static int s_peer_up(store_t *self, const uint8_t *id)
     return 0;
 }
 
+void store_peer_hello(store_t *self, peer_t *p, int speaks)
+{
+    if (speaks)
+        dict_put(self->speakers, peer_id(p), strlen(peer_id(p)), self);
+    else
+        dict_del(self->speakers, peer_id(p), strlen(peer_id(p)));
+}
+
 void store_peer_up(store_t *self, peer_t *p)
 {
-    if (vec_has(&self->peers, p) || vec_push(&self->peers, peer_ref(p)) < 0)
+    if (!dict_get(self->speakers, peer_id(p), strlen(peer_id(p))) ||
+        vec_has(&self->peers, p) || vec_push(&self->peers, peer_ref(p)) < 0)
         return;
     proto_begin(&self->out, P_STORE_DIGEST, 0, 0);
     proto_u16(&self->out, PROTO_STORE_BUCKETS);
@@ -669,6 +679,7 @@ void store_peer_down(store_t *self, peer_t *p)
     /* Also a peer lost before it was up here: it may have told us of its
        ephemeral keys in the meantime. */
     int had = vec_remove(&self->peers, p);
+    dict_del(self->speakers, peer_id(p), strlen(peer_id(p)));
     uint8_t id[16];
     if (self->remote_ephemeral > 0 && proto_unhex(peer_id(p), 16, id) == 0) {
         vec_t found = { 0 };
@@ -1058,7 +1069,8 @@ store_t *store_new(loop_t *loop, const node_config_t *cfg, policy_t *policy, con
     self->fd = -1;
     snprintf(self->id_hex, sizeof self->id_hex, "%s", id_hex);
     if (proto_unhex(id_hex, 16, self->id) < 0 || !(self->keys = dict_new()) ||
-        !(self->uids = dict_new()) || !(self->owners = dict_new())) {
+        !(self->uids = dict_new()) || !(self->owners = dict_new()) ||
+        !(self->speakers = dict_new())) {
         store_destroy(&self);
         return NULL;
     }
@@ -1114,6 +1126,7 @@ void store_destroy(store_t **self_p)
         dict_destroy(&self->uids);
     }
     dict_destroy(&self->owners);
+    dict_destroy(&self->speakers);
     for (size_t i = 0; i < self->watchers.size; i++)
         free(self->watchers.items[i]);
     vec_free(&self->watchers);

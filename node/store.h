@@ -36,6 +36,10 @@ void store_command(store_t *self, client_t *c, const wire_frame_t *f);
    (everywhere). */
 void store_client_gone(store_t *self, client_t *c);
 
+/* A peer said HELLO: does it take STORE_* messages (P_F_STORE)? A node
+   that does not is sent none: an older node would drop the link. */
+void store_peer_hello(store_t *self, peer_t *p, int speaks);
+
 /* A peer came up: it gets our digest. Went down: its ephemeral keys go. */
 void store_peer_up(store_t *self, peer_t *p);
 void store_peer_down(store_t *self, peer_t *p);
