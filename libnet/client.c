@@ -481,6 +481,8 @@ static int s_to_msg(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg)
         msg->name = s_copy(c->s1, f->s1, f->s1len);
         msg->node = s_copy(c->s2, f->s2, f->s2len);
         return 1;
+    case WIRE_KEY_EVENT:
+        return store_to_msg(c, f, msg);
     case WIRE_ERROR:
         if (c->flags & IPCNET_RECONNECT)
             reconnect_pending_del(c, f->seq);
@@ -1110,6 +1112,33 @@ static int s_query(ipcnet_t *c, int what, const char *about, char **ret_text)
     return 0;
 }
 
+/* --- for store.c ---------------------------------------------------------- */
+
+int handle_call(ipcnet_t *c, uint8_t type, uint16_t wflags, uint32_t aux, const char *s1,
+                const void *data, size_t size, int timeout_ms, wire_frame_t *ret,
+                uint32_t *ret_seq)
+{
+    int rc = s_ready(c, 0, CONTROL_WAIT);
+    if (rc < 0)
+        return rc;
+    uint32_t seq = ++c->seq;
+    if (ret_seq)
+        *ret_seq = seq;
+    rc = s_send_frame(c, type, wflags, seq, aux, s1, NULL, data, size, 0);
+    s_release(c);
+    return rc < 0 ? rc : s_await(c, seq, s_deadline(timeout_ms ? timeout_ms : CONTROL_WAIT), ret);
+}
+
+int handle_await(ipcnet_t *c, uint32_t seq, int timeout_ms, wire_frame_t *ret)
+{
+    return s_await(c, seq, s_deadline(timeout_ms ? timeout_ms : CONTROL_WAIT), ret);
+}
+
+void handle_release(ipcnet_t *c)
+{
+    s_release(c);
+}
+
 int ipcnet_query(ipcnet_t *c, int what, char **ret_text)
 {
     if (!c || !ret_text || what < IPCNET_Q_SERVICES || what > IPCNET_Q_CLIENTS)
@@ -1143,6 +1172,7 @@ const char *ipcnet_strerror(int err)
     case -ENOBUFS:      return "limit reached (too many names, patterns or requests, or unread messages)";
     case -ENAMETOOLONG: return "path or name too long";
     case -ENOTCONN:     return "not connected: the node went away (reconnecting)";
+    case -ESTALE:       return "the key's version is not the one expected (compare-and-set)";
     case -EUSERS:       return "too many clients: the node has no room for another one (of this user)";
     default:            return err < 0 ? strerror(-err) : "unknown error";
     }

@@ -35,7 +35,7 @@ typedef struct {
 
 /* A name bound, a pattern subscribed or watched: made again on return. */
 typedef struct {
-    uint8_t type;       /* WIRE_BIND, WIRE_SUBSCRIBE or WIRE_WATCH; 0: dropped */
+    uint8_t type;       /* WIRE_BIND, _SUBSCRIBE, _WATCH, _WATCH_KEYS; 0: dropped */
     char name[];
 } held_t;
 
@@ -106,6 +106,18 @@ int handle_wait(ipcnet_t *c, int64_t deadline, int writing);
 int handle_fail(ipcnet_t *c, int err);
 int handle_post(ipcnet_t *c, uint8_t type, const char *to, const void *data, size_t size,
                 int flags);
+
+/* For store.c: sends one command (s1 may be NULL) and waits up to
+   timeout_ms (0: the default) for the first answer to it; *ret_seq gets
+   its seq for handle_await() of the parts that follow. */
+int handle_call(ipcnet_t *c, uint8_t type, uint16_t wflags, uint32_t aux, const char *s1,
+                const void *data, size_t size, int timeout_ms, wire_frame_t *ret,
+                uint32_t *ret_seq);
+int handle_await(ipcnet_t *c, uint32_t seq, int timeout_ms, wire_frame_t *ret);
+void handle_release(ipcnet_t *c);
+
+/* store.c: a KEY_EVENT frame as a message (1), or 0. */
+int store_to_msg(ipcnet_t *c, const wire_frame_t *f, ipcnet_msg_t *msg);
 
 /* reconnect.c. fd became another file: watch it. */
 void reconnect_watch(ipcnet_t *c);

@@ -47,6 +47,7 @@ typedef enum {
     IPCNET_MSG_ERROR = 6,       /* an earlier send, publish or request failed:
                                    data and size hold the node's words for why */
     IPCNET_MSG_MONITOR = 7,     /* ipcnet_monitor(): a message the node routed */
+    IPCNET_MSG_KEY = 8,         /* ipcnet_watch_keys(): a key put or deleted */
 } ipcnet_kind_t;
 
 /* Events (msg.event of IPCNET_MSG_EVENT). */
@@ -87,6 +88,9 @@ typedef struct {
        event of 0 says that id notes were lost (the monitor read too
        slowly). */
     size_t total;
+    /* KEY (event IPCNET_KEY_PUT or _DEL, name the key, data the value) and
+       ipcnet_get(): the key's version; node_id: the node that wrote it. */
+    uint64_t version;
 } ipcnet_msg_t;
 
 /* Called by ipcnet_dispatch() for each message; msg is borrowed. */
@@ -266,6 +270,52 @@ int ipcnet_diagnose(ipcnet_t *c, const char *peer, char **ret_text);
 /* Asks the node for a listing: text, one record a line, fields separated
    by tabs. *ret_text is given to the caller (free()). */
 int ipcnet_query(ipcnet_t *c, int what, char **ret_text);
+
+/* --- the store (docs/store.md): keys every node of the cluster holds ------ */
+
+/* Events of IPCNET_MSG_KEY. */
+#define IPCNET_KEY_PUT  1       /* data and size: the new value */
+#define IPCNET_KEY_DEL  2       /* deleted, expired, or its ephemeral owner went */
+
+/* Flags of ipcnet_put(). */
+#define IPCNET_EPHEMERAL 0x01   /* deleted when this handle closes or its node is lost */
+#define IPCNET_IF        0x02   /* ipcnet_put_full(): only if the version is expected */
+
+/* Puts value (size bytes, at most the node's --store-max-value) under key
+   (a name, as ipcnet_bind takes). ttl_ms 0: kept until deleted. Waits for
+   the node. -EACCES (policy), -EMSGSIZE, -ENOBUFS (a limit: see
+   ipcnet_last_error()), -EINVAL. */
+int ipcnet_put(ipcnet_t *c, const char *key, const void *value, size_t size,
+               uint32_t ttl_ms, int flags);
+
+/* Compare-and-set: puts only if the key's version is expected_version (0:
+   only if it does not exist); else -ESTALE. Only as strong as the node it
+   runs on: see docs/store.md. */
+int ipcnet_put_if(ipcnet_t *c, const char *key, const void *value, size_t size,
+                  uint64_t expected_version);
+
+/* Both, and the version written into *ret_version (may be NULL). */
+int ipcnet_put_full(ipcnet_t *c, const char *key, const void *value, size_t size,
+                    uint32_t ttl_ms, int flags, uint64_t expected_version,
+                    uint64_t *ret_version);
+
+/* The value of key in *ret (data, size, version, name; borrowed until the
+   next call), waiting up to timeout_ms (0: the default). -ENOENT: none. */
+int ipcnet_get(ipcnet_t *c, const char *key, ipcnet_msg_t *ret, int timeout_ms);
+
+/* Deletes key. -ENOENT: it was not there. */
+int ipcnet_del(ipcnet_t *c, const char *key);
+
+/* The keys matching pattern ("*", "prefix.*", a key) as text, one a line:
+   key TAB version TAB size. *ret_text is given to the caller (free()). */
+int ipcnet_keys(ipcnet_t *c, const char *pattern, char **ret_text);
+
+/* Watches keys matching pattern: an IPCNET_MSG_KEY IPCNET_KEY_PUT for each
+   key there now, then one for each put and an IPCNET_KEY_DEL for each
+   deletion, on any node. With IPCNET_RECONNECT, watched again on return
+   (its snapshot again first); ephemeral keys are not put again. */
+int ipcnet_watch_keys(ipcnet_t *c, const char *pattern);
+int ipcnet_unwatch_keys(ipcnet_t *c, const char *pattern);
 
 /* Words for a negative errno returned by any call (-ENOENT covers both
    its meanings: no holder of a name, and, from ipcnet_connect, no socket). */

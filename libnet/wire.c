@@ -33,6 +33,14 @@ static const uint8_t s_rules[256] = {
     [WIRE_PUBLICATION] = KNOWN | R1 | R2 | F | P,
     [WIRE_EVENT]       = KNOWN | R1 | R2,
     [WIRE_MONITORED]   = KNOWN | A1 | A2 | F | P,
+    /* the store (docs/store.md) */
+    [WIRE_PUT]         = KNOWN | R1 | P,
+    [WIRE_GET]         = KNOWN | R1,
+    [WIRE_DEL]         = KNOWN | R1 | P,
+    [WIRE_KEYS]        = KNOWN | R1,
+    [WIRE_WATCH_KEYS]  = KNOWN | R1,
+    [WIRE_UNWATCH_KEYS] = KNOWN | R1,
+    [WIRE_KEY_EVENT]   = KNOWN | R1 | A2 | P,
 };
 
 ssize_t wire_peek(const uint8_t *buf, size_t len, size_t max_frame)

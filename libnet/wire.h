@@ -48,6 +48,16 @@ enum {
     WIRE_PUBLISH     = 0x0B,    /* s1 topic, payload                    */
     WIRE_QUERY       = 0x0C,    /* aux what (WIRE_Q_*), s1 its argument? */
     WIRE_MONITOR     = 0x0D,    /* s1 name pattern? (absent: all)       */
+    /* the store (docs/store.md): 0x10..0x17, answers 0x90..0x97 */
+    WIRE_PUT         = 0x10,    /* s1 key, aux ttl ms, flags WIRE_F_EPHEMERAL|WIRE_F_IF,
+                                   payload: expected version:u64, value */
+    WIRE_GET         = 0x11,    /* s1 key; OK payload: version:u64, value */
+    WIRE_DEL         = 0x12,    /* s1 key, flags WIRE_F_IF, payload: expected version:u64 */
+    WIRE_KEYS        = 0x13,    /* s1 pattern; OK parts: key TAB version TAB size */
+    WIRE_WATCH_KEYS  = 0x14,    /* s1 pattern; OK, then KEY_EVENTs */
+    WIRE_UNWATCH_KEYS = 0x15,   /* s1 pattern                           */
+    WIRE_KEY_EVENT   = 0x90,    /* aux WIRE_KEV_*, s1 key, s2 origin node id?,
+                                   payload: version:u64, value */
 
     WIRE_WELCOME     = 0x81,    /* s1 our address, s2 node name, aux max message */
     WIRE_OK          = 0x82,    /* seq of the command, payload (QUERY)  */
@@ -88,6 +98,11 @@ enum { WIRE_Q_SERVICES = 1, WIRE_Q_PEERS = 2, WIRE_Q_STATS = 3, WIRE_Q_CLIENTS =
 
 /* EVENT kinds. */
 enum { WIRE_EV_NAME_UP = 1, WIRE_EV_NAME_DOWN = 2, WIRE_EV_PEER_UP = 3, WIRE_EV_PEER_DOWN = 4 };
+
+/* Flags of PUT and DEL; the kinds of KEY_EVENT. */
+#define WIRE_F_EPHEMERAL 0x0100 /* PUT: gone when this client or its node goes */
+#define WIRE_F_IF        0x0200 /* the payload's version must be the key's (0: none) */
+enum { WIRE_KEV_PUT = 1, WIRE_KEV_DEL = 2 };
 
 /* Who sent a delivered message: its uid and user name on its node, and
    that node's id. From another node, uid and user are that node's claim. */

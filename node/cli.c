@@ -570,6 +570,13 @@ int cli_run(const cli_t *cli)
     case VERB_BENCH:
         status = cli_bench(c, cli);
         break;
+    case VERB_PUT:
+    case VERB_GET:
+    case VERB_DEL:
+    case VERB_KEYS:
+    case VERB_WATCH_KEYS:
+        status = cli_store(c, cli);
+        break;
     case VERB_CHECK:
     case VERB_NONE:
         break;

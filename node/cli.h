@@ -6,6 +6,7 @@ typedef enum {
     VERB_NONE = 0, VERB_SERVICES, VERB_PEERS, VERB_STATS, VERB_CLIENTS,
     VERB_SEND, VERB_REQUEST, VERB_LISTEN, VERB_PUBLISH, VERB_SUBSCRIBE, VERB_WATCH,
     VERB_CHECK, VERB_PING, VERB_BENCH, VERB_MONITOR, VERB_DIAGNOSE,
+    VERB_PUT, VERB_GET, VERB_DEL, VERB_KEYS, VERB_WATCH_KEYS,
 } verb_t;
 
 typedef struct {
@@ -19,6 +20,8 @@ typedef struct {
     const char *exec;       /* listen: answer requests with this command's output */
     int json;               /* 1; 2: pretty */
     int verbose;            /* listen, subscribe: who sent each message */
+    unsigned ttl_ms;        /* put: the key's time to live; 0: none */
+    int ephemeral;          /* put: gone when the CLI exits */
 } cli_t;
 
 /* Runs one verb. Returns the process exit status: 0, 1 on failure. */
@@ -35,5 +38,7 @@ int cli_bench(ipcnet_t *c, const cli_t *cli);
 /* --exec: runs the command on the request's payload and replies with its
    output; 0 or a negative errno. */
 int cli_exec_reply(ipcnet_t *c, const cli_t *cli, const ipcnet_msg_t *req);
+/* --put, --get, --del, --keys, --watch-keys (cli_store.c). */
+int cli_store(ipcnet_t *c, const cli_t *cli);
 
 #endif

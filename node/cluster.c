@@ -26,6 +26,7 @@
 #include "mdns.h"
 #include "member.h"
 #include "peer.h"
+#include "store.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -281,6 +282,8 @@ static void s_came_up(cluster_t *self, member_t *m)
     log_notice("peer %s (%.8s) up at %s (%s)", peer_name(p), peer_id(p), peer_endpoint(p),
                member_source(m, how, sizeof how));
     directory_peer_state(self->dir, p, 1);
+    if (self->store)
+        store_peer_up(self->store, p);
     s_gossip(self, m, NULL);
     for (size_t i = 0; i < self->members.size; i++)
         if (cluster_member(self, i) != m && peer_is_up(cluster_member(self, i)->peer))
@@ -319,6 +322,8 @@ static void s_reap_one(cluster_t *self, member_t *m)
     ring_free(&flights);
     if (was_up)
         directory_peer_state(self->dir, p, 0);
+    if (self->store)
+        store_peer_down(self->store, p);
     requests_peer_lost(self->requests, p);
     for (size_t i = 0; i < waiters.size; i++)
         client_wake(waiters.items[i]);
@@ -550,6 +555,8 @@ static void s_on_hello(cluster_t *self, const proto_msg_t *h, const char *addr,
     peer_set_name(p, h->name, h->namelen);
     if (peer_greeted(p, h->incarnation, h->heartbeat, h->seq) < 0)
         return;
+    if (self->store)
+        store_peer_hello(self->store, p, (h->flags & P_F_STORE) != 0);
     s_hello_ack(self, h);
     s_handshake(self, m, was_up);
 }
@@ -750,6 +757,11 @@ void cluster_input(cluster_t *self, const char *uid, const char *peer_address,
         break;
     case P_ACK:
         deliver_peer_ack(self->deliver, p, &m);
+        break;
+    case P_STORE_RECORDS:
+    case P_STORE_DIGEST:
+        if (self->store)
+            store_peer_message(self->store, p, &m);
         break;
     case P_FAIL:
         deliver_peer_fail(self->deliver, p, &m);
@@ -1107,6 +1119,11 @@ void cluster_hand_over(cluster_t *self)
     keys_hand_over(self->keys);
 }
 
+void cluster_set_store(cluster_t *self, struct store *store)
+{
+    self->store = store;
+}
+
 const char *cluster_id(const cluster_t *self)
 {
     return keys_id(self->keys);
@@ -1234,7 +1251,8 @@ cluster_t *cluster_new(loop_t *loop, const node_config_t *config, clients_t *cli
         .loop = loop, .cert = keys_cert(self->keys), .id = keys_id(self->keys),
         .window = config->window, .max_answer = 64 * 1024,
         .hello = {
-            .type = P_HELLO, .id = keys_id(self->keys), .idlen = PROTO_ID_LEN,
+            .type = P_HELLO, .flags = P_F_STORE, .id = keys_id(self->keys),
+            .idlen = PROTO_ID_LEN,
             .name = config->name, .namelen = strlen(config->name),
             .cluster = config->cluster, .clusterlen = strlen(config->cluster),
             .port = (uint16_t) self->port, .incarnation = self->incarnation,

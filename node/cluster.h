@@ -34,6 +34,10 @@ void cluster_hand_over(cluster_t *self);
 const char *cluster_id(const cluster_t *self);
 int cluster_port(const cluster_t *self);
 
+/* The store told of peers up and down, and given their STORE_* messages. */
+struct store;
+void cluster_set_store(cluster_t *self, struct store *store);
+
 /* Idle step: peers whose parked messages a local client now has room for
    hand them on (clients->runnable_peers). */
 void cluster_resume_parked(cluster_t *self);

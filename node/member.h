@@ -62,6 +62,7 @@ struct cluster {
     deliver_t *deliver;
     requests_t *requests;
     keys_t *keys;
+    struct store *store;        /* or NULL */
     peer_env_t env;             /* what every link shares */
     uint64_t incarnation;
     void *router;               /* a libzmq socket (czmq's zsock_new asserts on failure) */

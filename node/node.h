@@ -43,6 +43,11 @@ typedef struct {
     unsigned max_unverified;        /* peers not yet up, dialled at once */
     unsigned max_peer_names, max_peer_subs;     /* per peer */
     unsigned max_peer_requests;     /* pending requests of one peer's clients */
+    /* the store (docs/store.md) */
+    size_t store_max_keys, store_max_bytes, store_max_value;   /* per node, per value */
+    size_t store_uid_keys, store_uid_bytes;                     /* per uid (root: node only) */
+    unsigned store_tombstone_ms;    /* a deletion is remembered this long */
+    int store_fsync;                /* NODE_FSYNC_* */
     /* who may connect, and whom the node runs as (privs.c) */
     char group[64];             /* --group: the socket's group, "" for the default */
     char user[64];              /* --user: whom root drops to, "" for the default */
@@ -76,6 +81,14 @@ typedef struct {
 #define NODE_DEFAULT_PEER_NAMES    65536
 #define NODE_DEFAULT_PEER_SUBS     4096
 #define NODE_DEFAULT_PEER_REQUESTS 65536
+
+#define NODE_DEFAULT_STORE_KEYS    1000000
+#define NODE_DEFAULT_STORE_BYTES   (1u << 30)
+#define NODE_DEFAULT_STORE_VALUE   (1u << 20)
+#define NODE_DEFAULT_STORE_UID_KEYS 100000
+#define NODE_DEFAULT_STORE_UID_BYTES (256u << 20)
+#define NODE_DEFAULT_TOMBSTONE_MS  (3600u * 1000)
+enum { NODE_FSYNC_BATCH = 0, NODE_FSYNC_ALWAYS = 1, NODE_FSYNC_NEVER = 2, NODE_FSYNC_NONE = 3 };
 
 /* The counters of --stats, kept by the modules that see each event. */
 typedef struct {

@@ -83,6 +83,15 @@ static const char s_usage[] =
     "  --max-peer-names N        names one peer holds (default 65536)\n"
     "  --max-peer-subscriptions N  patterns one peer subscribes to (default 4096)\n"
     "  --max-peer-requests N     pending requests of one peer's clients (default 65536)\n"
+    "The store (docs/store.md):\n"
+    "  --store-fsync always|batch|never|off  when the store's log reaches the disk\n"
+    "                        (default batch: within 50 ms; off: no log at all)\n"
+    "  --store-max-keys N        keys and deletions held (default 1000000)\n"
+    "  --store-max-bytes N       bytes of keys and values held (default 1G)\n"
+    "  --store-max-value N       bytes of one value (default 1M)\n"
+    "  --store-max-keys-per-uid N  keys one uid may put (default 100000)\n"
+    "  --store-max-bytes-per-uid N bytes one uid may put (default 256M)\n"
+    "  --store-tombstone-ms MS   how long a deletion is remembered (default 3600000)\n"
     "\n"
     "Verbs:\n"
     "  --services            names and who holds them\n"
@@ -106,6 +115,12 @@ static const char s_usage[] =
     "                        trips, on this node or to the echo service NAME\n"
     "  --diagnose PEER       what the node knows of a peer (name, id or address)\n"
     "                        and why it is not up\n"
+    "  --put KEY VALUE       put VALUE (\"-\": standard input) under KEY in the\n"
+    "                        store; --ttl MS, --ephemeral (gone when this exits)\n"
+    "  --get KEY             print the value of KEY\n"
+    "  --del KEY             delete KEY\n"
+    "  --keys PATTERN        the keys matching PATTERN, their versions and sizes\n"
+    "  --watch-keys PATTERN  print the keys matching PATTERN, then each change\n"
     "Verb options:\n"
     "  --timeout MS          request timeout (default: the node's)\n"
     "  --count N             stop after N messages\n"
@@ -123,7 +138,8 @@ enum {
     /* verbs */
     O_SERVICES, O_PEERS, O_CLIENTS, O_STATS, O_SEND, O_REQUEST, O_LISTEN, O_PUBLISH,
     O_SUBSCRIBE, O_WATCH, O_CHECK, O_PING, O_BENCH, O_MONITOR, O_DIAGNOSE,
-    O_KEY, O_POLICY_CHECK, O_POLICY, O_EXEC,
+    O_PUT, O_GET, O_DEL, O_KEYS, O_WATCH_KEYS,
+    O_KEY, O_POLICY_CHECK, O_POLICY, O_EXEC, O_STORE_FSYNC, O_EPHEMERAL,
     /* numbers: see s_numbers */
     O_NUMBER = 512,
 };
@@ -164,8 +180,16 @@ static const number_t s_numbers[] = {
     { "max-peer-names", CFG(max_peer_names), 0, 1, 10000000, "1 to 10000000" },
     { "max-peer-subscriptions", CFG(max_peer_subs), 0, 1, 1000000, "1 to 1000000" },
     { "max-peer-requests", CFG(max_peer_requests), 0, 1, 10000000, "1 to 10000000" },
+    { "store-max-keys", CFG(store_max_keys), 1, 1, 100000000, "1 to 100M" },
+    { "store-max-bytes", CFG(store_max_bytes), 1, 1, 1ull << 40, "1 byte to 1T" },
+    { "store-max-value", CFG(store_max_value), 1, 0, 16u << 20, "0 to 16M" },
+    { "store-max-keys-per-uid", CFG(store_uid_keys), 1, 1, 100000000, "1 to 100M" },
+    { "store-max-bytes-per-uid", CFG(store_uid_bytes), 1, 1, 1ull << 40, "1 byte to 1T" },
+    { "store-tombstone-ms", CFG(store_tombstone_ms), 0, 1000, 30u * 86400 * 1000,
+      "1000 to 2592000000 ms" },
     { "timeout", offsetof(options_t, cli.timeout_ms), T_INT, 1, NODE_MAX_REQ_TIMEOUT,
       "1 to 86400000 ms" },
+    { "ttl", offsetof(options_t, cli.ttl_ms), T_UINT, 1, 4294967295ull, "1 to 4294967295 ms" },
     { "count", offsetof(options_t, cli.count), T_LONG, 1, 1000000000, "a positive number" },
 };
 #undef CFG
@@ -208,6 +232,13 @@ static const struct option s_named[] = {
     { "user", required_argument, NULL, O_USER },
     { "no-drop", no_argument, NULL, O_NO_DROP },
     { "policy", required_argument, NULL, O_POLICY },
+    { "store-fsync", required_argument, NULL, O_STORE_FSYNC },
+    { "put", required_argument, NULL, O_PUT },
+    { "get", required_argument, NULL, O_GET },
+    { "del", required_argument, NULL, O_DEL },
+    { "keys", required_argument, NULL, O_KEYS },
+    { "watch-keys", required_argument, NULL, O_WATCH_KEYS },
+    { "ephemeral", no_argument, NULL, O_EPHEMERAL },
     { "policy-check", required_argument, NULL, O_POLICY_CHECK },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -327,16 +358,17 @@ static const char *s_opt_name(int opt)
 static int s_node_only(int opt)
 {
     if (opt >= O_NUMBER)
-        return strcmp(s_opt_name(opt), "timeout") != 0 && strcmp(s_opt_name(opt), "count") != 0;
+        return strcmp(s_opt_name(opt), "timeout") != 0 && strcmp(s_opt_name(opt), "count") != 0 &&
+               strcmp(s_opt_name(opt), "ttl") != 0;
     return opt == O_NAME || opt == O_PORT || opt == O_BIND || opt == O_PEER ||
            opt == O_STATE_DIR || opt == O_NO_MDNS || opt == O_AUTHORIZED_KEYS ||
            opt == O_CLUSTER || opt == O_GROUP || opt == O_USER || opt == O_NO_DROP ||
-           opt == O_POLICY || opt == O_SYSLOG;
+           opt == O_POLICY || opt == O_SYSLOG || opt == O_STORE_FSYNC;
 }
 
 static int s_verb_only(int opt)
 {
-    return opt == O_ECHO || opt == O_JSON || opt == O_EXEC ||
+    return opt == O_ECHO || opt == O_JSON || opt == O_EXEC || opt == O_EPHEMERAL ||
            (opt >= O_NUMBER && !s_node_only(opt));
 }
 
@@ -366,6 +398,9 @@ static int s_option(options_t *o, int opt, const char *arg)
             [O_CHECK - O_SERVICES] = VERB_CHECK, [O_PING - O_SERVICES] = VERB_PING,
             [O_BENCH - O_SERVICES] = VERB_BENCH, [O_MONITOR - O_SERVICES] = VERB_MONITOR,
             [O_DIAGNOSE - O_SERVICES] = VERB_DIAGNOSE,
+            [O_PUT - O_SERVICES] = VERB_PUT, [O_GET - O_SERVICES] = VERB_GET,
+            [O_DEL - O_SERVICES] = VERB_DEL, [O_KEYS - O_SERVICES] = VERB_KEYS,
+            [O_WATCH_KEYS - O_SERVICES] = VERB_WATCH_KEYS,
         };
         o->verbs++;
         if (opt == O_KEY)
@@ -401,6 +436,16 @@ static int s_option(options_t *o, int opt, const char *arg)
         strcpy(config->state_dir, arg);
         break;
     case O_NO_MDNS: config->no_mdns = 1; break;
+    case O_STORE_FSYNC: {
+        static const char *const modes[] = { "batch", "always", "never", "off" };
+        int i = 0;
+        while (i < 4 && strcmp(arg, modes[i]) != 0)
+            i++;
+        if (i == 4)
+            return s_bad("store-fsync", arg, "always, batch, never or off");
+        config->store_fsync = i;
+        break;
+    }
     case O_AUTHORIZED_KEYS: {
         char path[PATH_MAX];
         if (!realpath(arg, path) || strlen(path) >= sizeof config->authorized_keys)
@@ -436,6 +481,7 @@ static int s_option(options_t *o, int opt, const char *arg)
     case O_SYSLOG: o->use_syslog = 1; break;
     case 'v': config->verbose = cli->verbose = 1; break;
     case O_ECHO: cli->echo = 1; break;
+    case O_EPHEMERAL: cli->ephemeral = 1; break;
     case O_EXEC: cli->exec = arg; break;
     case O_JSON:
         if (arg && strcmp(arg, "pretty") != 0)
@@ -592,6 +638,13 @@ int options_parse(options_t *o, int argc, char **argv)
             .max_peer_names = NODE_DEFAULT_PEER_NAMES,
             .max_peer_subs = NODE_DEFAULT_PEER_SUBS,
             .max_peer_requests = NODE_DEFAULT_PEER_REQUESTS,
+            .store_max_keys = NODE_DEFAULT_STORE_KEYS,
+            .store_max_bytes = NODE_DEFAULT_STORE_BYTES,
+            .store_max_value = NODE_DEFAULT_STORE_VALUE,
+            .store_uid_keys = NODE_DEFAULT_STORE_UID_KEYS,
+            .store_uid_bytes = NODE_DEFAULT_STORE_UID_BYTES,
+            .store_tombstone_ms = NODE_DEFAULT_TOMBSTONE_MS,
+            .store_fsync = NODE_FSYNC_BATCH,
         },
     };
     s_build_table();
@@ -660,7 +713,8 @@ int options_parse(options_t *o, int argc, char **argv)
         fprintf(stderr, "ipc-node: --exec or --echo, not both\n");
         return 2;
     }
-    int want_data = cli->verb == VERB_SEND || cli->verb == VERB_REQUEST || cli->verb == VERB_PUBLISH;
+    int want_data = cli->verb == VERB_SEND || cli->verb == VERB_REQUEST ||
+                    cli->verb == VERB_PUBLISH || cli->verb == VERB_PUT;
     if (want_data && optind < argc)
         cli->data = argv[optind++];
     if (want_data && !cli->data) {

@@ -54,6 +54,7 @@ static const struct {
     { "bind", POLICY_BIND }, { "send", POLICY_SEND }, { "request", POLICY_REQUEST },
     { "reply", POLICY_REPLY }, { "publish", POLICY_PUBLISH }, { "subscribe", POLICY_SUBSCRIBE },
     { "watch", POLICY_WATCH }, { "monitor", POLICY_MONITOR },
+    { "put", POLICY_PUT }, { "get", POLICY_GET }, { "watch-keys", POLICY_WATCH_KEYS },
 };
 #define N_ACTIONS (sizeof s_actions / sizeof s_actions[0])
 #define ALL_ACTIONS ((1 << N_ACTIONS) - 1)

@@ -19,6 +19,7 @@ enum {
     POLICY_BIND = 1 << 0, POLICY_SEND = 1 << 1, POLICY_REQUEST = 1 << 2,
     POLICY_REPLY = 1 << 3, POLICY_PUBLISH = 1 << 4, POLICY_SUBSCRIBE = 1 << 5,
     POLICY_WATCH = 1 << 6, POLICY_MONITOR = 1 << 7,
+    POLICY_PUT = 1 << 8, POLICY_GET = 1 << 9, POLICY_WATCH_KEYS = 1 << 10,  /* the store */
 };
 
 /* Who calls: a client of this node (local, with its uid, groups and user

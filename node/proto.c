@@ -158,12 +158,12 @@ static int s_list(cur_t *c, proto_msg_t *m, int peers, int patterns)
 enum {
     F_END, F_ID, F_NAME, F_CLUSTER, F_PORT, F_INCARNATION, F_HEARTBEAT, F_LIST, F_KIND,
     F_CSEQ, F_TIMEOUT, F_FROM, F_TO, F_PAYLOAD, F_ERROR, F_TEXT, F_STAMP, F_ACK, F_CREDIT,
-    F_BATCH, F_KEY, F_UID, F_USER,
+    F_BATCH, F_KEY, F_UID, F_USER, F_RECORDS, F_DIGEST,
 };
 
 #define FIELDS_MAX 9
 
-#define P_TYPES (P_KEY + 1)
+#define P_TYPES (P_STORE_DIGEST + 1)
 
 static const uint8_t s_layout[P_TYPES][FIELDS_MAX] = {
     [P_HELLO]     = { F_ID, F_NAME, F_CLUSTER, F_PORT, F_INCARNATION, F_HEARTBEAT },
@@ -184,6 +184,8 @@ static const uint8_t s_layout[P_TYPES][FIELDS_MAX] = {
     [P_CREDIT]    = { F_ACK, F_CREDIT },
     [P_BATCH]     = { F_BATCH },
     [P_KEY]       = { F_STAMP, F_KEY },
+    [P_STORE_RECORDS] = { F_RECORDS },
+    [P_STORE_DIGEST]  = { F_DIGEST },
 };
 
 /* Where each field lives in proto_msg_t: an integer of width bytes, or
@@ -245,6 +247,70 @@ static int s_batch(cur_t *c, proto_msg_t *m)
     return 0;
 }
 
+static void s_list_counted(proto_buf_t *b);
+
+/* A STORE_RECORDS list: each record's framing, key, flags and size. */
+static int s_records(cur_t *c, proto_msg_t *m)
+{
+    m->count = (uint16_t) s_uint(c, 2);
+    m->list = c->p;
+    if (c->bad || m->count == 0)
+        return -EBADMSG;
+    for (unsigned i = 0; i < m->count; i++) {
+        s_uint(c, 8);
+        if (c->bad || c->left < 16)
+            return -EBADMSG;
+        c->p += 16;
+        c->left -= 16;
+        uint8_t flags = (uint8_t) s_uint(c, 1);
+        s_uint(c, 8);           /* ttl, uid */
+        size_t klen;
+        const char *key = s_str(c, &klen);
+        uint64_t size = s_uint(c, 4);
+        if (c->bad || (flags & ~(PROTO_STORE_DELETED | PROTO_STORE_EPHEMERAL)) ||
+            wire_check_name(key, klen) < 0 || size > PROTO_STORE_VALUE_MAX ||
+            size > c->left || ((flags & PROTO_STORE_DELETED) && size))
+            return -EBADMSG;
+        c->p += size;
+        c->left -= size;
+    }
+    m->listlen = (size_t) (c->p - m->list);
+    return 0;
+}
+
+void proto_record_next(const uint8_t **at, proto_record_t *r)
+{
+    const uint8_t *p = *at;
+    r->stamp = (uint64_t) wire_get32(p) << 32 | wire_get32(p + 4);
+    r->origin = p + 8;
+    r->flags = p[24];
+    r->ttl = wire_get32(p + 25);
+    r->uid = wire_get32(p + 29);
+    r->keylen = p[33];
+    r->key = (const char *) p + 34;
+    r->size = wire_get32(p + 34 + r->keylen);
+    r->value = p + 38 + r->keylen;
+    *at = r->value + r->size;
+}
+
+void proto_record_add(proto_buf_t *b, const proto_record_t *r)
+{
+    proto_record_put(b, r);
+    s_list_counted(b);
+}
+
+void proto_record_put(proto_buf_t *b, const proto_record_t *r)
+{
+    proto_u64(b, r->stamp);
+    proto_bytes(b, r->origin, 16);
+    proto_u8(b, r->flags);
+    proto_u32(b, r->ttl);
+    proto_u32(b, r->uid);
+    proto_str(b, r->key, r->keylen);
+    proto_u32(b, (uint32_t) r->size);
+    proto_bytes(b, r->value, r->size);
+}
+
 /* The fields of m's type, read in order; the rest of the frame for a
    payload. Returns 0 or -EBADMSG. */
 static int s_read_fields(cur_t *c, proto_msg_t *m)
@@ -257,6 +323,17 @@ static int s_read_fields(cur_t *c, proto_msg_t *m)
             break;
         case F_BATCH:
             rc = s_batch(c, m);
+            break;
+        case F_RECORDS:
+            rc = s_records(c, m);
+            break;
+        case F_DIGEST:
+            m->count = (uint16_t) s_uint(c, 2);
+            m->list = c->p;
+            m->listlen = c->left;
+            if (m->count != PROTO_STORE_BUCKETS || c->left != (size_t) m->count * 12)
+                rc = -EBADMSG;
+            c->left = 0;
             break;
         case F_PAYLOAD:
             m->data = c->p;
@@ -342,7 +419,7 @@ int proto_decode(const uint8_t *buf, size_t len, proto_msg_t *ret)
         *ret = m;
         return -EPROTO;
     }
-    if (m.type == 0 || m.type >= P_TYPES)
+    if (m.type == 0 || m.type >= P_TYPES || (s_layout[m.type][0] == F_END && m.type != P_BYE))
         return -EBADMSG;
     cur_t c = { buf + PROTO_HEAD, len - PROTO_HEAD, 0 };
     if (s_read_fields(&c, &m) < 0 || c.left != 0 || s_check(&m) < 0)
@@ -358,7 +435,7 @@ void proto_append(proto_buf_t *b, const proto_msg_t *m)
     proto_put(b, m->type, 1);
     proto_put(b, m->flags, 1);
     proto_put(b, m->seq, 4);
-    if (m->type == 0 || m->type >= P_TYPES) {
+    if (m->type == 0 || m->type >= P_TYPES || (s_layout[m->type][0] == F_END && m->type != P_BYE)) {
         b->failed = 1;
         return;
     }
@@ -366,6 +443,8 @@ void proto_append(proto_buf_t *b, const proto_msg_t *m)
         switch (*f) {
         case F_LIST:
         case F_BATCH:
+        case F_RECORDS:
+        case F_DIGEST:
             proto_u16(b, m->count);
             proto_bytes(b, m->list, m->listlen);
             break;
@@ -393,13 +472,15 @@ void proto_append(proto_buf_t *b, const proto_msg_t *m)
 
 size_t proto_size(const proto_msg_t *m)
 {
-    if (m->type == 0 || m->type >= P_TYPES)
+    if (m->type == 0 || m->type >= P_TYPES || (s_layout[m->type][0] == F_END && m->type != P_BYE))
         return 0;
     size_t n = PROTO_HEAD;
     for (const uint8_t *f = s_layout[m->type]; *f != F_END && f < s_layout[m->type] + FIELDS_MAX; f++)
         switch (*f) {
         case F_LIST:
         case F_BATCH:
+        case F_RECORDS:
+        case F_DIGEST:
             n += 2 + m->listlen;
             break;
         case F_PAYLOAD:

@@ -41,7 +41,12 @@ enum {
     P_CREDIT = 16,      /* ack:u32 (last seq handled), bytes:u32 */
     P_BATCH = 17,       /* count:u16, count x (len:u32, a MSG, REPLY or PUB) */
     P_KEY = 18,         /* nonce:u64, key:32 bytes (UDP only; zeros in a question) */
+    /* the store (docs/store.md), 32..39 */
+    P_STORE_RECORDS = 32,   /* count:u16, count x record (below) */
+    P_STORE_DIGEST = 33,    /* buckets:u16 (PROTO_STORE_BUCKETS), x (count:u32, hash:u64) */
 };
+
+
 
 #define PROTO_BATCH_MAX (64 * 1024)     /* bytes of items in one BATCH */
 
@@ -50,6 +55,8 @@ enum { P_KIND_SEND = 1, P_KIND_REQUEST = 2 };
 
 /* Flags */
 #define P_F_CONFIRM 0x01    /* MSG: answer ACK once written to the holder's socket */
+#define P_F_STORE   0x02    /* HELLO: this node takes STORE_* messages (older ones
+                               ignore the bit, and are sent none) */
 
 /* A decoded message; strings and payload are views into the frame. The
    list of NAMES/SUBS/PEERS stays encoded: walk it with proto_list_next. */
@@ -100,6 +107,32 @@ typedef struct {
     size_t len, cap;
     int failed;
 } proto_buf_t;
+
+/* A record of the store: stamp:u64 origin:16 flags:u8 ttl:u32 uid:u32
+   key:str8 size:u32 value[size]. A deletion has no value. */
+#define PROTO_STORE_BUCKETS   1024
+#define PROTO_STORE_VALUE_MAX (16u << 20)
+#define PROTO_STORE_DELETED   0x01
+#define PROTO_STORE_EPHEMERAL 0x02
+
+typedef struct {
+    uint64_t stamp;             /* hybrid logical clock: ms << 16 | counter */
+    const uint8_t *origin;      /* 16 bytes: the id of the node that wrote it */
+    uint8_t flags;              /* PROTO_STORE_* */
+    uint32_t ttl;               /* ms after the stamp's time; 0: none */
+    uint32_t uid;               /* the writer's uid on its node */
+    const char *key; size_t keylen;
+    const uint8_t *value; size_t size;
+} proto_record_t;
+
+/* The next record of a decoded STORE_RECORDS (checked by proto_decode). */
+void proto_record_next(const uint8_t **at, proto_record_t *ret);
+
+/* Appends one record to a STORE_RECORDS begun with proto_list_begin(). */
+void proto_record_add(proto_buf_t *b, const proto_record_t *r);
+
+/* The same record's bytes alone, appended (not counted in a list). */
+void proto_record_put(proto_buf_t *b, const proto_record_t *r);
 
 void proto_begin(proto_buf_t *b, uint8_t type, uint8_t flags, uint32_t seq);
 void proto_bytes(proto_buf_t *b, const void *data, size_t len);

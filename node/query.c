@@ -9,6 +9,7 @@
     page of memory per client, not the whole text. */
 
 #include "query.h"
+#include "store.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@ struct query {
     requests_t *requests;
     cluster_t *cluster;
     int64_t started;
+    store_t *store;
 };
 
 /* A listing being sent to a client. */
@@ -38,8 +40,13 @@ query_t *query_new(const node_config_t *config, node_stats_t *stats, directory_t
 {
     query_t *self = calloc(1, sizeof *self);
     if (self)
-        *self = (query_t) { config, stats, dir, requests, cluster, loop_clock_ms() };
+        *self = (query_t) { config, stats, dir, requests, cluster, loop_clock_ms(), NULL };
     return self;
+}
+
+void query_set_store(query_t *self, store_t *store)
+{
+    self->store = store;
 }
 
 void query_destroy(query_t **self_p)
@@ -114,6 +121,8 @@ static void s_stats(query_t *self, text_t *t)
                 "shm_passed\t%llu\nshm_made\t%llu\n", cfg->shm_threshold,
                 (unsigned long long) st->shm_taken, (unsigned long long) st->shm_refused,
                 (unsigned long long) st->shm_passed, (unsigned long long) st->shm_made);
+    if (self->store)
+        store_stats(self->store, t);
 }
 
 /* Adds to the text at least a page more of the listing, or the rest of
@@ -121,7 +130,15 @@ static void s_stats(query_t *self, text_t *t)
 static void s_make(query_t *self, const client_t *c, struct listing *l, const wire_frame_t *f,
                    size_t page)
 {
-    uint32_t what = f->aux;
+    uint32_t what = f->type == WIRE_KEYS ? 0 : f->aux;
+    if (what == 0) {
+        /* The store's KEYS: its keys matching the pattern, as a listing. */
+        do
+            l->cursor = store_scan_keys(self->store, l->cursor, c, f->s1, f->s1len, &l->text);
+        while (l->cursor && l->text.len < page);
+        l->begun = 1;
+        return;
+    }
     lines_t lines = { &l->text, self->cfg->name, c };
     if (!l->begun) {
         l->begun = 1;
@@ -152,11 +169,16 @@ static void s_make(query_t *self, const client_t *c, struct listing *l, const wi
 
 int query_answer(query_t *self, client_t *c, const wire_frame_t *f)
 {
-    if (f->aux < WIRE_Q_SERVICES || f->aux > WIRE_Q_DIAGNOSE) {
+    if (f->type == WIRE_KEYS) {
+        if (!self->store || wire_check_pattern(f->s1, f->s1len) < 0) {
+            client_send_error(c, f, EINVAL, f->s1, f->s1len, "bad pattern");
+            return CLIENT_DONE;
+        }
+    } else if (f->aux < WIRE_Q_SERVICES || f->aux > WIRE_Q_DIAGNOSE) {
         client_send_error(c, f, EINVAL, NULL, 0, "unknown query");
         return CLIENT_DONE;
     }
-    if ((f->aux == WIRE_Q_DIAGNOSE) != (f->s1len > 0)) {
+    if (f->type != WIRE_KEYS && (f->aux == WIRE_Q_DIAGNOSE) != (f->s1len > 0)) {
         client_send_error(c, f, EINVAL, NULL, 0, f->s1len ? "this query takes no argument"
                                                            : "diagnose what? (a peer)");
         return CLIENT_DONE;

@@ -14,6 +14,12 @@ query_t *query_new(const node_config_t *config, node_stats_t *stats, directory_t
                    requests_t *requests, cluster_t *cluster);
 void query_destroy(query_t **self_p);
 
+/* The store whose counters the stats listing shows. */
+struct store;
+void query_set_store(query_t *self, struct store *store);
+
+/* QUERY, and the store's KEYS (a listing made as the client reads it). */
+
 /* Answers c's QUERY frame f: the listing in OKs, or an ERROR. Returns
    CLIENT_DONE, or CLIENT_BLOCKED when the client must read before the
    rest is made (the frame is handled again then, and goes on). */

@@ -21,6 +21,7 @@
 #include "query.h"
 #include "request.h"
 #include "session.h"
+#include "store.h"
 
 #include <czmq.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@ struct server {
     deliver_t *deliver;
     cluster_t *cluster;
     query_t *query;
+    store_t *store;
     sessions_t *sessions;
     listener_t *listener;
 };
@@ -89,9 +91,19 @@ server_t *server_new(loop_t *loop, const node_config_t *config)
         return NULL;
     }
     directory_set_id(s->dir, cluster_id(s->cluster));   /* who we say we are */
+    if (!(s->store = store_new(loop, cfg, s->policy, cluster_id(s->cluster)))) {
+        server_destroy(&s);
+        return NULL;
+    }
+    cluster_set_store(s->cluster, s->store);
     if (!(s->query = query_new(cfg, &s->stats, s->dir, s->requests, s->cluster)) ||
-        !(s->sessions = sessions_new(&s->clients, s->dir, s->deliver, s->requests, s->query)) ||
-        listener_serve(s->listener, s->sessions) < 0) {
+        !(s->sessions = sessions_new(&s->clients, s->dir, s->deliver, s->requests, s->query))) {
+        server_destroy(&s);
+        return NULL;
+    }
+    sessions_set_store(s->sessions, s->store);
+    query_set_store(s->query, s->store);
+    if (listener_serve(s->listener, s->sessions) < 0) {
         server_destroy(&s);
         return NULL;
     }
@@ -130,6 +142,9 @@ void server_destroy(server_t **self_p)
     if (s->sessions)
         sessions_close_all(s->sessions);
     /* After the clients, whose teardown still tells peers; then goodbye. */
+    if (s->cluster)
+        cluster_set_store(s->cluster, NULL);
+    store_destroy(&s->store);
     cluster_destroy(&s->cluster);
     loop_set_idle(s->loop, NULL, NULL);
     listener_destroy(&s->listener);

@@ -2,6 +2,7 @@
     teardown. */
 
 #include "session.h"
+#include "store.h"
 #include "log.h"
 #include "route.h"
 #include "shm.h"
@@ -22,6 +23,7 @@ struct sessions {
     query_t *query;
     loop_timer_t *sweep;        /* looks for clients that stall */
     int64_t sweep_ms;
+    store_t *store;
 };
 
 static void s_sweep(loop_t *loop, void *arg);
@@ -32,7 +34,7 @@ sessions_t *sessions_new(clients_t *clients, directory_t *dir, deliver_t *delive
     sessions_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    *self = (sessions_t) { clients, dir, deliver, requests, query, NULL, 0 };
+    *self = (sessions_t) { clients, dir, deliver, requests, query, NULL, 0, NULL };
     /* Often enough to keep each timeout within a tenth or so of itself. */
     unsigned shortest = clients->cfg->hello_timeout < clients->cfg->frame_timeout
                       ? clients->cfg->hello_timeout : clients->cfg->frame_timeout;
@@ -42,6 +44,11 @@ sessions_t *sessions_new(clients_t *clients, directory_t *dir, deliver_t *delive
         return NULL;
     }
     return self;
+}
+
+void sessions_set_store(sessions_t *self, store_t *store)
+{
+    self->store = store;
 }
 
 void sessions_destroy(sessions_t **self_p)
@@ -179,6 +186,7 @@ static int s_handle(sessions_t *self, client_t *c, const wire_frame_t *f, buf_t 
     case WIRE_PUBLISH:
         return deliver_publish(self->deliver, c, f, pbuf);
     case WIRE_QUERY:
+    case WIRE_KEYS:             /* the store's listing, made as the client reads */
         return query_answer(self->query, c, f);
     case WIRE_BIND:
         rc = wire_check_name(f->s1, f->s1len);
@@ -215,6 +223,10 @@ static int s_handle(sessions_t *self, client_t *c, const wire_frame_t *f, buf_t 
             rc = directory_monitor(dir, c, f->s1, f->s1len);
         break;
     default:
+        if (self->store && store_is_command(f->type)) {
+            store_command(self->store, c, f);
+            return CLIENT_DONE;
+        }
         /* Node-to-client types, a second HELLO: the client is confused. */
         client_send_error(c, f, EBADMSG, NULL, 0, "unexpected frame type");
         client_doom(c, "sent an unexpected frame type");
@@ -410,6 +422,8 @@ static void s_teardown(sessions_t *self, client_t *c)
     s_large_release(c);
     shm_client_free(c);
     directory_client_gone(self->dir, c);
+    if (self->store)
+        store_client_gone(self->store, c);
     requests_client_gone(self->requests, c);
     client_wake_waiters(c);
     client_release_all(c);      /* its unread messages die with it, as locally */

@@ -23,6 +23,11 @@ sessions_t *sessions_new(clients_t *clients, directory_t *dir, deliver_t *delive
                          requests_t *requests, query_t *query);
 void sessions_destroy(sessions_t **self_p);
 
+/* The store that handles the store's commands (store.h), and is told of
+   clients that go. */
+struct store;
+void sessions_set_store(sessions_t *self, struct store *store);
+
 /* Starts reading a new client (already in the directory). Returns 0 or
    -errno (the caller frees it). */
 int session_start(sessions_t *self, client_t *c);

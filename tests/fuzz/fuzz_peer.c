@@ -10,7 +10,9 @@
     peer i's key is 32 bytes of 0x11 * (i + 1), its id their first 16 in
     hex), bit 7 asks the local clients to read what they were sent (so
     flow control both stops and goes on). Each input starts from a fresh
-    node, so a crash replays from its input alone. Seeds: corpus/peer/.
+    node, so a crash replays from its input alone. Seeds: corpus/peer/
+    (08-store: the store's records and digest from a peer, whose keys the
+    local clients watch).
 
     The node dials peers that say HELLO back at 127.0.0.1 and the port
     they name: connections to loopback only. Nothing is logged. */
@@ -34,6 +36,7 @@
 #include "query.h"
 #include "request.h"
 #include "session.h"
+#include "store.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -57,6 +60,7 @@ typedef struct {
     cluster_t *cluster;
     query_t *query;
     sessions_t *sessions;
+    store_t *store;
     int far[LOCALS];            /* the clients' ends of the socketpairs */
 } node_t;
 
@@ -100,6 +104,13 @@ static void s_local(node_t *n, int i)
     directory_bind(n->dir, c, "svc", 3, &why);
     directory_subscribe(n->dir, c, "*", 1, &why);
     directory_watch(n->dir, c, "*", 1, &why);
+    /* And every key of the store, with the snapshot a watch starts with. */
+    uint8_t frame[WIRE_HEAD_MAX];
+    size_t len = wire_encode(frame, WIRE_WATCH_KEYS, 0, 1, 0, "*", 1, NULL, 0, 0);
+    wire_frame_t f;
+    if (wire_decode(frame, len, &f) < 0)
+        abort();
+    store_command(n->store, c, &f);
 }
 
 static void s_start(node_t *n)
@@ -113,6 +124,9 @@ static void s_start(node_t *n)
         .max_unfinished = 1u << 22, .max_names = 64, .max_subs = 64, .max_watches = 64,
         .max_requests = 64, .max_node_requests = 256, .max_peers = 8, .max_unverified = 4,
         .max_peer_names = 256, .max_peer_subs = 64, .max_peer_requests = 64,
+        .store_max_keys = 256, .store_max_bytes = 1u << 20, .store_max_value = 64 * 1024,
+        .store_uid_keys = 256, .store_uid_bytes = 1u << 20, .store_tombstone_ms = 60000,
+        .store_fsync = NODE_FSYNC_NONE,
     };
     snprintf(n->cfg.socket_path, sizeof n->cfg.socket_path, "%s/none.sock", s_state_dir);
     snprintf(n->cfg.state_dir, sizeof n->cfg.state_dir, "%s", s_state_dir);
@@ -133,8 +147,11 @@ static void s_start(node_t *n)
             usleep(1000);
     if (!n->cluster ||
         !(n->query = query_new(&n->cfg, &n->stats, n->dir, n->requests, n->cluster)) ||
-        !(n->sessions = sessions_new(&n->clients, n->dir, n->deliver, n->requests, n->query)))
+        !(n->sessions = sessions_new(&n->clients, n->dir, n->deliver, n->requests, n->query)) ||
+        !(n->store = store_new(n->loop, &n->cfg, n->policy, cluster_id(n->cluster))))
         abort();
+    cluster_set_store(n->cluster, n->store);
+    sessions_set_store(n->sessions, n->store);
     for (int i = 0; i < LOCALS; i++)
         s_local(n, i);
 }
@@ -177,6 +194,8 @@ static void s_drain(node_t *n)
 static void s_stop(node_t *n)
 {
     sessions_close_all(n->sessions);
+    cluster_set_store(n->cluster, NULL);
+    store_destroy(&n->store);
     cluster_destroy(&n->cluster);
     query_destroy(&n->query);
     sessions_destroy(&n->sessions);

@@ -233,6 +233,30 @@ static void s_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
         CHECK(m->stamp == ((uint64_t) wire_get32(buf + PROTO_HEAD) << 32 |
                            wire_get32(buf + PROTO_HEAD + 4)));
         break;
+    case P_STORE_RECORDS: {
+        /* Records end to end inside the message, each key a name, no
+           value in a deletion; every byte of them touched. */
+        CHECK(m->list == buf + PROTO_HEAD + 2 && m->count >= 1);
+        const uint8_t *at = m->list;
+        volatile unsigned touch = 0;
+        for (unsigned i = 0; i < m->count; i++) {
+            proto_record_t r;
+            proto_record_next(&at, &r);
+            CHECK(s_inside(buf, len, r.key, r.keylen) && wire_check_name(r.key, r.keylen) == 0);
+            CHECK(s_inside(buf, len, r.value, r.size));
+            CHECK(!(r.flags & PROTO_STORE_DELETED) || r.size == 0);
+            CHECK(!(r.flags & ~(PROTO_STORE_DELETED | PROTO_STORE_EPHEMERAL)));
+            for (size_t k = 0; k < r.size; k++)
+                touch += r.value[k];
+        }
+        (void) touch;
+        CHECK(at == buf + len && m->list + m->listlen == buf + len);
+        break;
+    }
+    case P_STORE_DIGEST:
+        CHECK(m->count == PROTO_STORE_BUCKETS && len == PROTO_HEAD + 2 + 12 * PROTO_STORE_BUCKETS);
+        CHECK(m->list == buf + PROTO_HEAD + 2 && m->listlen == 12 * PROTO_STORE_BUCKETS);
+        break;
     default:
         abort();
     }

@@ -119,7 +119,7 @@ for t in $targets; do
             libs=$(pkg-config --cflags --libs libczmq libzmq avahi-client) || exit 99
             sources=
             for f in "$top"/node/*.c; do
-                case $f in */main.c|*/options.c|*/cli.c|*/cli_tools.c|*/json.c) ;; *) sources="$sources $f" ;; esac
+                case $f in */main.c|*/options.c|*/cli.c|*/cli_tools.c|*/cli_store.c|*/json.c) ;; *) sources="$sources $f" ;; esac
             done
             # shellcheck disable=SC2086  # lists of words, on purpose
             fuzz peer $sources "$top"/discovery/*.c "$top/libnet/wire.c" "$top/libnet/paths.c" \

@@ -61,6 +61,28 @@ static const uint8_t s_ex_error[] = {
     0x20, 0x6e, 0x61, 0x6d, 0x65,
 };
 
+/* 12.7 PUT "fast" under "cfg.mode", seq 9: the expected version, then the value. */
+static const uint8_t s_ex_put[] = {
+    0x00, 0x00, 0x00, 0x22, 0xa7, 0x10, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00, 0x00,
+    0x08, 'c', 'f', 'g', '.', 'm', 'o', 'd', 'e', 0x00,
+    0, 0, 0, 0, 0, 0, 0, 0, 'f', 'a', 's', 't',
+};
+static const char s_put_payload[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 'f', 'a', 's', 't' };
+
+/* 12.8 KEY_EVENT of 12.7, written by alpha, version 0x01a23bc696000000. */
+static const uint8_t s_ex_key_event[] = {
+    0x00, 0x00, 0x00, 0x42, 0xa7, 0x90, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01,
+    0x08, 'c', 'f', 'g', '.', 'm', 'o', 'd', 'e',
+    0x20, '5', 'f', '0', 'c', '3', 'e', '9', 'a', '7', 'b', '2', '1', '4', 'd', '6', '8',
+    'a', '1', 'e', '2', 'c', '3', 'b', '4', 'd', '5', 'f', '6', '0', '7', '1', '8',
+    0x01, 0xa2, 0x3b, 0xc6, 0x96, 0x00, 0x00, 0x00, 'f', 'a', 's', 't',
+};
+static const char s_event_payload[12] = {
+    0x01, (char) 0xa2, 0x3b, (char) 0xc6, (char) 0x96, 0, 0, 0, 'f', 'a', 's', 't'
+};
+
 /* Node alpha's id (the node-to-node spec's, section 14 there), as bytes. */
 static const uint8_t s_alpha_id[WIRE_NODE_ID] = {
     0x5f, 0x0c, 0x3e, 0x9a, 0x7b, 0x21, 0x4d, 0x68,
@@ -119,6 +141,11 @@ static const example_t s_examples[] = {
       ":1@alpha", "printer", "hello", 1000, "alice", s_alpha_id, 0 },
     { s_ex_send_shm, sizeof s_ex_send_shm, WIRE_SEND, WIRE_F_SHM, 8, 0,
       "printer", "", "\0\0\0\0\0\x10\0\0", 0, NULL, NULL, WIRE_SHM_REF },
+    { s_ex_put, sizeof s_ex_put, WIRE_PUT, 0, 9, 0,
+      "cfg.mode", "", s_put_payload, 0, NULL, NULL, sizeof s_put_payload },
+    { s_ex_key_event, sizeof s_ex_key_event, WIRE_KEY_EVENT, 0, 0, WIRE_KEV_PUT,
+      "cfg.mode", "5f0c3e9a7b214d68a1e2c3b4d5f60718", s_event_payload, 0, NULL, NULL,
+      sizeof s_event_payload },
 };
 #define N_EXAMPLES (sizeof s_examples / sizeof s_examples[0])
 
@@ -158,6 +185,14 @@ static const rule_t s_spec_rules[] = {
     { WIRE_PUBLICATION, REQ,  REQ,  true,  true  },
     { WIRE_EVENT,       REQ,  REQ,  false, false },
     { WIRE_MONITORED,   OPT,  OPT,  true,  true  },
+    /* the store (docs/store.md) */
+    { WIRE_PUT,         REQ,  NONE, true,  false },
+    { WIRE_GET,         REQ,  NONE, false, false },
+    { WIRE_DEL,         REQ,  NONE, true,  false },
+    { WIRE_KEYS,        REQ,  NONE, false, false },
+    { WIRE_WATCH_KEYS,  REQ,  NONE, false, false },
+    { WIRE_UNWATCH_KEYS, REQ, NONE, false, false },
+    { WIRE_KEY_EVENT,   REQ,  OPT,  true,  false },
 };
 #define N_TYPES (sizeof s_spec_rules / sizeof s_spec_rules[0])
 

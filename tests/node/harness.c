@@ -1027,6 +1027,7 @@ const char *harness_kind_name(ipcnet_kind_t kind)
     case IPCNET_MSG_EVENT:   return "EVENT";
     case IPCNET_MSG_ERROR:   return "ERROR";
     case IPCNET_MSG_MONITOR: return "MONITOR";
+    case IPCNET_MSG_KEY:     return "KEY";
     }
     return "?";
 }

@@ -308,6 +308,51 @@ cp "$DIR/watch.out" "$DIR/out"
 [ "$BGRC" -eq 0 ] && [ "$(cat "$DIR/watch.out")" = "$(printf 'up w.one %s\ndown w.one %s' "$NODE_NAME" "$NODE_NAME")" ]
 check "--watch prints 'down NAME NODE' when the holder goes, exits after --count" $?
 
+# --- the store ---------------------------------------------------------------------
+
+cli --put cli.a "first value"
+[ "$RC" -eq 0 ] && [ "$OUT" -gt 0 ] 2>/dev/null
+check "--put prints the new version" $?
+cli --get cli.a
+[ "$RC" -eq 0 ] && [ "$OUT" = "first value" ]
+check "--get prints the value as it is" $?
+cli --get cli.a --json
+[ "$RC" -eq 0 ] && [[ "$OUT" == '{"key": "cli.a", "version": '*', "data": "first value"}' ]]
+check "--get --json gives key, version and data" $?
+bg wkeys --watch-keys 'cli.*' --count 3
+WKPID=$BG
+for ((i = 0; i < 50; i++)); do
+    grep -q '^put cli\.a [0-9]* first value$' "$DIR/wkeys.out" && break
+    sleep 0.1
+done
+grep -q '^put cli\.a [0-9]* first value$' "$DIR/wkeys.out"
+RC=$?
+cp "$DIR/wkeys.out" "$DIR/out"
+check "--watch-keys prints the keys there first" "$RC"
+bg eph --put cli.up here --ephemeral
+EPID=$BG
+for ((i = 0; i < 50; i++)); do
+    grep -q '^put cli\.up [0-9]* here$' "$DIR/wkeys.out" && break
+    sleep 0.1
+done
+grep -q '^put cli\.up [0-9]* here$' "$DIR/wkeys.out"
+check "--put --ephemeral holds the key while it runs" $?
+bg_kill "$EPID"
+bg_wait "$WKPID" 5
+RC=$BGRC
+cp "$DIR/wkeys.out" "$DIR/out"
+[ "$BGRC" -eq 0 ] && [ "$(sed -n 3p "$DIR/wkeys.out" | cut -d' ' -f1,2)" = "del cli.up" ]
+check "--watch-keys prints 'del KEY VERSION' when the ephemeral key goes" $?
+cli --keys 'cli.*'
+[ "$RC" -eq 0 ] && [ "$(echo "$OUT" | grep -c '^cli\.')" = 1 ]
+check "--keys lists the keys left" $?
+cli --del cli.a
+[ "$RC" -eq 0 ]
+check "--del deletes" $?
+cli --get cli.a
+[ "$RC" -eq 1 ] && grep -q "no such key" "$DIR/err"
+check "--get of a deleted key fails with 'no such key'" $?
+
 # --- JSON, always valid ----------------------------------------------------------------
 
 # json_lines FILE [PYTHON-ASSERTION...]: every line of FILE is JSON, and

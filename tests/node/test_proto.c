@@ -161,6 +161,20 @@ static const uint8_t s_ex_reply[] = {
     '1', '2', ':', '0', '0',
 };
 
+/* 14.12 STORE_RECORDS from alpha, seq 12: "fast" under "cfg.mode". */
+static const uint8_t s_ex_records[] = {
+    0xa9, 0x03, 0x20, 0x00, 0x00, 0x00, 0x00, 0x0c,
+    0x00, 0x01,
+    0x01, 0xa2, 0x3b, 0xc6, 0x96, 0x00, 0x00, 0x00,
+    0x5f, 0x0c, 0x3e, 0x9a, 0x7b, 0x21, 0x4d, 0x68, 0xa1, 0xe2, 0xc3, 0xb4, 0xd5, 0xf6, 0x07, 0x18,
+    0x00,
+    0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x03, 0xe8,
+    0x08, 'c', 'f', 'g', '.', 'm', 'o', 'd', 'e',
+    0x00, 0x00, 0x00, 0x04,
+    'f', 'a', 's', 't',
+};
+
 typedef struct {
     const uint8_t *bytes;
     size_t len;
@@ -178,6 +192,7 @@ static const example_t s_examples[] = {
     { s_ex_batch, sizeof s_ex_batch },
     { s_ex_key, sizeof s_ex_key },
     { s_ex_reply, sizeof s_ex_reply },
+    { s_ex_records, sizeof s_ex_records },
 };
 #define N_EXAMPLES (sizeof s_examples / sizeof s_examples[0])
 
@@ -628,6 +643,28 @@ static void s_assert_sound(const uint8_t *buf, size_t len, const proto_msg_t *m)
     case P_BATCH:
         s_assert_batch(buf, len, m);
         break;
+    case P_STORE_RECORDS: {
+        /* Records end to end, each inside, to the end of the message. */
+        assert_ptr_equal(m->list, buf + PROTO_HEAD + 2);
+        assert_true(m->count >= 1);
+        const uint8_t *at = m->list;
+        for (unsigned i = 0; i < m->count; i++) {
+            proto_record_t r;
+            proto_record_next(&at, &r);
+            s_assert_in(buf, len, r.key, r.keylen);
+            assert_int_equal(wire_check_name(r.key, r.keylen), 0);
+            assert_true(r.value >= buf && r.value + r.size <= end);
+            if (r.flags & PROTO_STORE_DELETED)
+                assert_int_equal(r.size, 0);
+        }
+        assert_ptr_equal(at, end);
+        assert_ptr_equal(m->list + m->listlen, end);
+        break;
+    }
+    case P_STORE_DIGEST:
+        assert_int_equal(m->count, PROTO_STORE_BUCKETS);
+        assert_int_equal(len, PROTO_HEAD + 2 + 12 * PROTO_STORE_BUCKETS);
+        break;
     case P_KEY:
         /* Exactly a head, the nonce and the 32 bytes of the key. */
         assert_int_equal(len, PROTO_KEY_MSG);
@@ -893,6 +930,24 @@ static size_t s_samples(sample_t *out)
                         ul, "21.5", w % 2 ? 4 : 0);
             s_add(out, &n, &b);
         }
+    }
+    /* The store's records: a value with a TTL, a deletion, an ephemeral
+       binary value. */
+    {
+        static const uint8_t origin[16] = { 0xc2, 0xd4, 0xe6, 0xf8, 1, 2, 3, 4, 5, 6, 7, 8,
+                                            9, 10, 11, 12 };
+        proto_list_begin(&b, P_STORE_RECORDS);
+        proto_record_t r1 = { 0x01a23bc696000001ull, origin, 0, 30000, 0, "svc.leader", 10,
+                              (const uint8_t *) "node-1", 6 };
+        proto_record_t r2 = { UINT64_MAX, origin, PROTO_STORE_DELETED, 0, 0xffffffffu, "a", 1,
+                              NULL, 0 };
+        proto_record_t r3 = { 1, origin, PROTO_STORE_EPHEMERAL, 0, 1000, "up/x-y_z", 8,
+                              s_binary, sizeof s_binary };
+        proto_record_add(&b, &r1);
+        proto_record_add(&b, &r2);
+        proto_record_add(&b, &r3);
+        proto_set_seq(&b, 77);
+        s_add(out, &n, &b);
     }
     assert_true(n <= MAX_SAMPLES);
     return n;
@@ -1484,8 +1539,84 @@ static void test_proto_spec_examples_decode(void **state)
     assert_memory_equal(m.data, "12:00", 5);
     assert_int_equal(sizeof s_ex_reply, 43);
 
+    assert_int_equal(s_decode(s_ex_records, sizeof s_ex_records, &m), 0);
+    assert_int_equal(m.type, P_STORE_RECORDS);
+    assert_int_equal(m.seq, 12);
+    assert_int_equal(m.count, 1);
+    assert_int_equal(sizeof s_ex_records, 60);
+    const uint8_t *rat = m.list;
+    proto_record_t r;
+    proto_record_next(&rat, &r);
+    assert_true(r.stamp == 0x01a23bc696000000ull);
+    assert_true((r.stamp >> 16) == 1796299200000ull);
+    assert_memory_equal(r.origin, s_ex_records + 18, 16);
+    char oid[PROTO_ID_LEN + 1];
+    proto_hex(r.origin, 16, oid);
+    assert_string_equal(oid, ID_A);
+    assert_int_equal(r.flags, 0);
+    assert_int_equal(r.ttl, 0);
+    assert_int_equal(r.uid, 1000);
+    assert_int_equal(r.keylen, 8);
+    assert_memory_equal(r.key, "cfg.mode", 8);
+    assert_int_equal(r.size, 4);
+    assert_memory_equal(r.value, "fast", 4);
+
     /* The sizes the spec's text gives: 14.4 is 49 bytes, as 14.6 counts. */
     assert_int_equal(sizeof s_ex_msg, 49);
+}
+
+/* The store's messages: a record encoded as 14.12, a digest of exactly
+   1024 buckets, and what the decoder refuses. */
+static void test_proto_store_messages(void **state)
+{
+    (void) state;
+    proto_buf_t b = { 0 };
+    proto_list_begin(&b, P_STORE_RECORDS);
+    proto_record_t r = { 0x01a23bc696000000ull, s_ex_records + 18, 0, 0, 1000, "cfg.mode", 8,
+                         (const uint8_t *) "fast", 4 };
+    proto_record_add(&b, &r);
+    proto_set_seq(&b, 12);
+    assert_int_equal(b.len, sizeof s_ex_records);
+    assert_memory_equal(b.data, s_ex_records, b.len);
+
+    proto_msg_t m;
+    uint8_t *bad = hexdump_dup(s_ex_records, sizeof s_ex_records);
+    bad[34] = 0x04;                     /* an unknown flag */
+    assert_int_equal(proto_decode(bad, sizeof s_ex_records, &m), -EBADMSG);
+    bad[34] = PROTO_STORE_DELETED;      /* a deletion with a value */
+    assert_int_equal(proto_decode(bad, sizeof s_ex_records, &m), -EBADMSG);
+    bad[34] = 0;
+    bad[44] = ' ';                      /* a key that is not a name */
+    assert_int_equal(proto_decode(bad, sizeof s_ex_records, &m), -EBADMSG);
+    bad[44] = 'c';
+    bad[9] = 0;                         /* no record */
+    assert_int_equal(proto_decode(bad, sizeof s_ex_records, &m), -EBADMSG);
+    bad[9] = 2;                         /* more records than there are */
+    assert_int_equal(proto_decode(bad, sizeof s_ex_records, &m), -EBADMSG);
+    free(bad);
+
+    /* A digest: 1024 buckets of (count, hash), no more, no fewer. */
+    proto_begin(&b, P_STORE_DIGEST, 0, 3);
+    proto_u16(&b, PROTO_STORE_BUCKETS);
+    for (unsigned i = 0; i < PROTO_STORE_BUCKETS; i++) {
+        proto_u32(&b, i);
+        proto_u64(&b, 0x0123456789abcdefull ^ i);
+    }
+    assert_int_equal(b.len, 12298);
+    assert_int_equal(s_decode(b.data, b.len, &m), 0);
+    assert_int_equal(m.type, P_STORE_DIGEST);
+    assert_int_equal(m.count, PROTO_STORE_BUCKETS);
+    assert_int_equal(wire_get32(m.list + 12 * 5), 5);
+    assert_int_equal(s_decode(b.data, b.len - 1, &m), -EBADMSG);
+    b.data[PROTO_HEAD + 1] = 0xff;      /* 1023 buckets said, 1024 there */
+    assert_int_equal(s_decode(b.data, b.len, &m), -EBADMSG);
+
+    /* Codes between the known ones are unknown. */
+    for (uint8_t t = P_KEY + 1; t < P_STORE_RECORDS; t++) {
+        uint8_t head[PROTO_HEAD] = { PROTO_SIG, PROTO_VERSION, t, 0, 0, 0, 0, 1 };
+        assert_int_equal(s_decode(head, sizeof head, &m), -EBADMSG);
+    }
+    proto_free(&b);
 }
 
 /* Encoding the examples' fields from scratch gives the examples' bytes. */
@@ -3346,6 +3477,7 @@ int main(void)
         cmocka_unit_test(test_proto_flags_travel_unchanged),
         cmocka_unit_test(test_proto_spec_examples_decode),
         cmocka_unit_test(test_proto_spec_examples_encode),
+        cmocka_unit_test(test_proto_store_messages),
         cmocka_unit_test(test_proto_spec_examples_match_doc),
         cmocka_unit_test(test_proto_spec_type_table_matches),
         cmocka_unit_test(test_proto_decode_short_or_unsigned),

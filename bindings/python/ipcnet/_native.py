@@ -40,6 +40,7 @@ class Msg(ctypes.Structure):
         ("node_id", ctypes.c_char_p),
         ("gap_ms", ctypes.c_uint32),
         ("total", ctypes.c_size_t),
+        ("version", ctypes.c_uint64),
     ]
 
 
