@@ -1,6 +1,7 @@
 /*  cluster.c: membership: what peers say on our ROUTER and DEALERs, the
     handshake, gossip, the tick (heartbeats, losses, redials, key
-    questions), mDNS, and reaping the links that failed.
+    questions), mDNS, and reaping the links that failed. How many peers
+    there is room for is room.c's.
 
     Sockets. One ROUTER takes every peer's messages; each peer's DEALER
     carries ours to its ROUTER, with our id as routing id. A DEALER knows
@@ -39,18 +40,6 @@ static void s_dealer_ready(loop_t *loop, int fd, int revents, void *arg);
 static void s_key_answer(loop_t *loop, int fd, int revents, void *arg);
 
 /* --- members ------------------------------------------------------------------------ */
-
-static member_t *s_by_id(cluster_t *self, const char *id, size_t len)
-{
-    if (len != PROTO_ID_LEN)
-        return NULL;
-    for (size_t i = 0; i < self->members.size; i++) {
-        const char *pid = peer_id(cluster_member(self, i)->peer);
-        if (pid[0] && memcmp(pid, id, len) == 0)
-            return cluster_member(self, i);
-    }
-    return NULL;
-}
 
 static member_t *s_by_endpoint(cluster_t *self, const char *endpoint)
 {
@@ -94,88 +83,6 @@ static void s_member_free(member_t *m)
     keyask_stop(&m->ask, self->loop);
     peer_destroy(&m->peer);
     free(m);
-}
-
-/* Peers being dialled that we have not met, static ones aside; and of
-   them (hearsay) those only heard of, which did not dial us first. */
-static size_t s_unverified(const cluster_t *self, size_t *hearsay)
-{
-    size_t n = 0, h = 0;
-    for (size_t i = 0; i < self->members.size; i++) {
-        const member_t *m = cluster_member(self, i);
-        n += !m->verified && !m->is_static;
-        h += !m->verified && !m->is_static && !m->dialled_us;
-    }
-    if (hearsay)
-        *hearsay = h;
-    return n;
-}
-
-/* Is there room for one more peer not met yet? Nodes only heard of may
-   take half the places of --max-unverified: the other half is kept for
-   nodes that dial us, so that a flood of names cannot lock real nodes
-   out. Says once a minute why not (a flood, or a limit set too low). */
-static int s_room(cluster_t *self, const char *what, int hearsay)
-{
-    const node_config_t *cfg = self->cfg;
-    size_t heard, unmet = s_unverified(self, &heard);
-    size_t half = cfg->max_unverified / 2 ? cfg->max_unverified / 2 : 1;
-    const char *full = self->members.size >= cfg->max_peers ? "--max-peers"
-                     : unmet >= cfg->max_unverified ? "--max-unverified"
-                     : hearsay && heard >= half ? "half of --max-unverified" : NULL;
-    if (!full)
-        return 1;
-    int64_t now = loop_now(self->loop);
-    if (now - self->last_full_log > LOG_EVERY_MS) {
-        log_warning("%s: %zu peers known, %zu not yet met: at %s, waiting", what,
-                    self->members.size, unmet, full);
-        self->last_full_log = now;
-    }
-    return 0;
-}
-
-/* Asked by ZAP about each connection to our ROUTER: it takes a
-   descriptor. One of a node we know may use all but FDS_KEPT; one of a
-   node we do not must also leave room for every local client that may
-   still come (--max-clients), so that peers, refused or not, cannot
-   starve the local side of descriptors. */
-static int s_gate(void *arg, const uint8_t *key)
-{
-    cluster_t *self = arg;
-    char id[PROTO_ID_LEN + 1];
-    proto_key_id(key, id);
-    long left = loop_fds_free();
-    if (left < 0)
-        return 1;
-    long keep = FDS_KEPT;
-    size_t clients = directory_nclients(self->dir);
-    if (!s_by_id(self, id, PROTO_ID_LEN) && self->cfg->max_clients > clients)
-        keep += (long) (self->cfg->max_clients - clients);
-    if (left > keep)
-        return 1;
-    int64_t now = loop_now(self->loop);
-    if (now - self->last_gate_log > LOG_EVERY_MS) {
-        log_warning("a node dialling us (%.8s) turned away: %ld descriptors left, %ld kept for "
-                    "local clients and known peers (raise LimitNOFILE= or lower --max-clients)",
-                    id, left, keep);
-        self->last_gate_log = now;
-    }
-    return 0;
-}
-
-/* Dials under way to nodes not met at this host: the next candidate is
-   one of the least busy hosts. */
-static size_t s_host_busy(void *arg, const char *host, size_t len)
-{
-    cluster_t *self = arg;
-    size_t n = 0;
-    for (size_t i = 0; i < self->members.size; i++) {
-        const member_t *m = cluster_member(self, i);
-        size_t hl;
-        const char *h = candidates_host(peer_endpoint(m->peer), &hl);
-        n += !m->verified && hl == len && memcmp(h, host, len) == 0;
-    }
-    return n;
 }
 
 /* A new peer to dial at endpoint, with its key; a static peer may come
@@ -229,14 +136,14 @@ static void s_dial_candidates(cluster_t *self)
 {
     int64_t now = loop_now(self->loop);
     candidates_tell(self->candidates, now);
-    while (candidates_waiting(self->candidates) > 0 && s_room(self, "a node heard of", 1) &&
+    while (candidates_waiting(self->candidates) > 0 && cluster_room(self, "a node heard of", 1) &&
            candidates_token(self->candidates, now)) {
         candidate_t k;
-        if (!candidates_next(self->candidates, s_host_busy, self, &k))
+        if (!candidates_next(self->candidates, cluster_host_busy, self, &k))
             break;
         char id[PROTO_ID_LEN + 1];
         proto_key_id(k.key, id);
-        member_t *known = s_by_id(self, id, PROTO_ID_LEN);
+        member_t *known = cluster_by_id(self, id, PROTO_ID_LEN);
         if (known) {
             known->by_mdns |= k.by_mdns;    /* met meanwhile: known these ways too */
             known->found |= k.by_gossip ? FOUND_GOSSIP : 0;
@@ -403,7 +310,7 @@ static int s_key_learned(cluster_t *self, member_t *m, const uint8_t *key)
     }
     char id[PROTO_ID_LEN + 1];
     proto_key_id(key, id);
-    member_t *other = s_by_id(self, id, PROTO_ID_LEN);
+    member_t *other = cluster_by_id(self, id, PROTO_ID_LEN);
     if (other && other != m) {
         /* Known already, by another way: one peer. */
         other->is_static |= m->is_static;
@@ -507,12 +414,12 @@ static void s_on_hello(cluster_t *self, const proto_msg_t *h, const char *addr,
         }
         s_refuse(self, h->id, h->idlen, EACCES, "another cluster");
         /* A peer we knew, restarted into another cluster: gone now. */
-        member_t *known = s_by_id(self, h->id, h->idlen);
+        member_t *known = cluster_by_id(self, h->id, h->idlen);
         if (known && peer_is_up(known->peer))
             s_restart(self, known, "it moved to another cluster");
         return;
     }
-    member_t *m = s_by_id(self, h->id, h->idlen);
+    member_t *m = cluster_by_id(self, h->id, h->idlen);
     /* A HELLO from a peer that is up: it has started over with us (its
        DEALER is new), so must we. HELLOs are only repeated until answered. */
     if (m) {
@@ -534,7 +441,7 @@ static void s_on_hello(cluster_t *self, const proto_msg_t *h, const char *addr,
             m = NULL;
         if (m && (s_key_learned(self, m, key) < 0 || !peer_key(m->peer)))
             return;     /* ourselves, or a key known-peers refuses */
-        if (!m && !s_room(self, "a node dialling us", 0)) {
+        if (!m && !cluster_room(self, "a node dialling us", 0)) {
             /* Busy: it says HELLO again in a second, and may get in then. */
             s_refuse(self, h->id, h->idlen, EUSERS, "too many peers: try again later");
             return;
@@ -645,7 +552,7 @@ static void s_on_list(cluster_t *self, member_t *mb, const proto_msg_t *m)
         proto_list_next(&at, &endpoint, &eplen);
         proto_list_next(&at, &key, &keylen);   /* its id's: checked */
         char ep[ENDPOINT_MAX];
-        member_t *known = s_by_id(self, id, idlen);
+        member_t *known = cluster_by_id(self, id, idlen);
         if (known)
             known->found |= FOUND_GOSSIP;
         if (eplen >= sizeof ep || memcmp(id, keys_id(self->keys), PROTO_ID_LEN) == 0 || known)
@@ -689,7 +596,7 @@ void cluster_input(cluster_t *self, const char *uid, const char *peer_address,
     /* The sender of the last message most likely sent this one too. */
     member_t *mb = self->last_member;
     if (!mb || ridlen != PROTO_ID_LEN || memcmp(peer_id(mb->peer), rid, PROTO_ID_LEN) != 0)
-        mb = self->last_member = s_by_id(self, rid, ridlen);
+        mb = self->last_member = cluster_by_id(self, rid, ridlen);
     peer_t *p = mb ? mb->peer : NULL;
     const char *addr = "?";
     /* m is filled only when decoding succeeded (or for -EPROTO, its head). */
@@ -906,7 +813,7 @@ static int s_dealer_message(cluster_t *self, member_t *mb, const uint8_t *data, 
         s_member_free(mb);
         return -1;
     }
-    member_t *other = s_by_id(self, m.id, m.idlen);
+    member_t *other = cluster_by_id(self, m.id, m.idlen);
     int freed = 0;
     if (other && other != mb) {
         /* The same peer reached two ways: keep one DEALER. */
@@ -1139,7 +1046,7 @@ static void s_mdns(void *arg, const char *id, const char *name, const char *endp
                    const unsigned char *key, int up)
 {
     cluster_t *self = arg;
-    member_t *mb = s_by_id(self, id, strlen(id));
+    member_t *mb = cluster_by_id(self, id, strlen(id));
     if (!up) {
         /* Gone from mDNS: dead (its daemon withdrew it) or only its
            avahi-daemon restarted. A ping decides, quickly. */
@@ -1199,7 +1106,7 @@ cluster_t *cluster_new(loop_t *loop, const node_config_t *config, clients_t *cli
         cluster_destroy(&self);
         return NULL;
     }
-    keys_set_gate(self->keys, s_gate, self);
+    keys_set_gate(self->keys, cluster_gate, self);
     self->router = zsys_socket(ZMQ_ROUTER, __FILE__, __LINE__);
     if (!self->router) {
         log_error("cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));

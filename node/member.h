@@ -1,6 +1,7 @@
 /*  member.h: the cluster's own view of its peers, shared by cluster.c (what
-    peers say, the tick, membership) and inspect.c (what the node says of
-    them: the peers listing and --diagnose). Not for other modules. */
+    peers say, the tick, membership), room.c (room for more) and inspect.c
+    (what the node says of them: the peers listing and --diagnose). Not for
+    other modules. */
 #ifndef IPCNET_MEMBER_H
 #define IPCNET_MEMBER_H
 
@@ -9,6 +10,8 @@
 #include "keys.h"
 #include "mdns.h"
 #include "peer.h"
+
+#include <string.h>
 
 #define TICK_MS         50
 #define HELLO_EVERY_MS  1000
@@ -102,5 +105,32 @@ const char *member_source(const member_t *m, char *buf, size_t size);
 
 /* m is forgotten for why: kept a while for --diagnose. */
 void member_forgotten(cluster_t *self, const member_t *m, const char *why);
+
+/* The member whose peer has id (PROTO_ID_LEN hex digits), or NULL. */
+static inline member_t *cluster_by_id(cluster_t *self, const char *id, size_t len)
+{
+    if (len != PROTO_ID_LEN)
+        return NULL;
+    for (size_t i = 0; i < self->members.size; i++) {
+        const char *pid = peer_id(cluster_member(self, i)->peer);
+        if (pid[0] && memcmp(pid, id, len) == 0)
+            return cluster_member(self, i);
+    }
+    return NULL;
+}
+
+/* room.c: peers being dialled that we have not met, static ones aside;
+   of them (*hearsay) those only heard of. */
+size_t cluster_unverified(const cluster_t *self, size_t *hearsay);
+
+/* room.c: is there room for one more peer not met (what it is, for the
+   log; hearsay: only heard of)? 1 or 0, said once a minute. */
+int cluster_room(cluster_t *self, const char *what, int hearsay);
+
+/* room.c: may a connection with this key take a descriptor? (ZAP) */
+int cluster_gate(void *arg, const uint8_t *key);
+
+/* room.c: dials under way to nodes not met at host (candidates_next). */
+size_t cluster_host_busy(void *arg, const char *host, size_t len);
 
 #endif
