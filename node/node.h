@@ -60,7 +60,7 @@ typedef struct {
 
 #define NODE_DEFAULT_MAX_MESSAGE   (16u << 20)
 #define NODE_DEFAULT_QUEUE_LIMIT   (8u << 20)
-#define NODE_DEFAULT_SHM_THRESHOLD (1u << 20)     /* tests/bench/bench_shm */
+#define NODE_DEFAULT_SHM_THRESHOLD (4u << 20)     /* tests/bench/bench_shm */
 #define NODE_DEFAULT_SHM_FDS       16
 #define NODE_DEFAULT_SHM_QUEUE     (64u << 20)
 #define NODE_DEFAULT_MAX_CLIENTS   4096

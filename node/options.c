@@ -32,7 +32,7 @@ static const char s_usage[] =
     "  --queue-limit BYTES   bytes queued to one client before its senders\n"
     "                        wait (default 8M)\n"
     "  --shm-threshold BYTES payloads this large travel as sealed memfds\n"
-    "                        (default 1M; 0: never)\n"
+    "                        (default 4M; 0: never)\n"
     "  --shm-max-fds N       memfds in flight from, or queued to, one client\n"
     "                        (default 16)\n"
     "  --shm-queue-limit BYTES  memfd bytes queued to one client (default 64M)\n"
