@@ -274,6 +274,7 @@ int shm_send(ipcnet_t *c, uint8_t type, uint16_t wflags, uint32_t seq, uint32_t 
         struct iovec iov = { frame, total };
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
                              .msg_controllen = sizeof ctl };
+        memset(&ctl, 0, sizeof ctl);        /* the padding after the fd goes out too */
         ctl.h = (struct cmsghdr) { .cmsg_len = CMSG_LEN(sizeof (int)), .cmsg_level = SOL_SOCKET,
                                    .cmsg_type = SCM_RIGHTS };
         memcpy(CMSG_DATA(&ctl.h), &fd, sizeof fd);

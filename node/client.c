@@ -372,6 +372,7 @@ int client_write(client_t *c)
         if (first->shm) {
             mh.msg_control = &ctl;
             mh.msg_controllen = sizeof ctl;
+            memset(&ctl, 0, sizeof ctl);    /* the padding after the fd goes out too */
             ctl.h = (struct cmsghdr) { .cmsg_len = CMSG_LEN(sizeof (int)),
                                        .cmsg_level = SOL_SOCKET, .cmsg_type = SCM_RIGHTS };
             memcpy(CMSG_DATA(&ctl.h), &first->shm->fd, sizeof (int));
