@@ -57,12 +57,19 @@ if [ -z "${IPCNET_USERS_NS:-}" ]; then
         env IPCNET_USERS_NS=1 IPC_NODE="$NODE" USERS_CLIENT="$CLIENT" bash "$0" "$@"
 fi
 mount -t tmpfs -o mode=0755 none /run || exit 1
+# The tree may itself be under /tmp (a clone in /tmp): what the test runs
+# is copied out first, to this namespace's /run.
+mkdir -m 0755 /run/ipcnet-users-test || exit 1
+cp "$NODE" /run/ipcnet-users-test/ipc-node && cp "$CLIENT" /run/ipcnet-users-test/users_client &&
+    cp "$HERE/../lib.sh" /run/ipcnet-users-test/lib.sh || exit 1
+NODE=/run/ipcnet-users-test/ipc-node
+CLIENT=/run/ipcnet-users-test/users_client
 mount -t tmpfs -o mode=1777 none /tmp || exit 1
 ip link set lo up || exit 1
 unset IPCNET_SOCKET XDG_RUNTIME_DIR XDG_STATE_HOME
 
 # shellcheck source=tests/lib.sh
-. "$HERE/../lib.sh"
+. /run/ipcnet-users-test/lib.sh
 # shellcheck disable=SC2034  # read by check (tests/lib.sh)
 CHECK_DETAILS=details
 
