@@ -322,7 +322,7 @@ void cli_print_msg(const cli_t *cli, const ipcnet_msg_t *m)
 /* --- sending ------------------------------------------------------------------------ */
 
 /* The payload to send: the argument, or all of standard input for "-". */
-static char *s_payload(const char *data, size_t max, size_t *ret_size)
+char *cli_payload(const char *data, size_t max, size_t *ret_size)
 {
     if (strcmp(data, "-") != 0) {
         *ret_size = strlen(data);
@@ -356,7 +356,7 @@ static char *s_payload(const char *data, size_t max, size_t *ret_size)
 static int s_post(ipcnet_t *c, const cli_t *cli)
 {
     size_t size;
-    char *data = s_payload(cli->data, ipcnet_max_message(c), &size);
+    char *data = cli_payload(cli->data, ipcnet_max_message(c), &size);
     if (!data) {
         fprintf(stderr, "ipc-node: cannot read the payload: %s\n", strerror(errno));
         return 1;

@@ -32,6 +32,9 @@ int cli_run(const cli_t *cli);
 ipcnet_t *cli_connect(const cli_t *cli, const char *label, int flags);   /* says why not */
 void cli_failed(ipcnet_t *c, const char *what, const char *target, int rc);
 void cli_print_msg(const cli_t *cli, const ipcnet_msg_t *m);
+/* A payload from the command line: data, or with "-" standard input (up
+   to about max); given to the caller (free()); NULL when out of memory. */
+char *cli_payload(const char *data, size_t max, size_t *ret_size);
 int cli_check(const cli_t *cli);
 int cli_ping(ipcnet_t *c, const cli_t *cli);
 int cli_bench(ipcnet_t *c, const cli_t *cli);

@@ -23,38 +23,6 @@ static void s_failed(ipcnet_t *c, const char *what, const char *key, int rc)
             *why ? ")" : "");
 }
 
-/* The value to put: the argument, or with "-" standard input (up to max). */
-static char *s_value(const char *data, size_t max, size_t *ret_size)
-{
-    if (strcmp(data, "-") != 0) {
-        *ret_size = strlen(data);
-        return strdup(data);
-    }
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (len == cap) {
-            if (cap > max)
-                break;
-            char *more = realloc(buf, cap * 2);
-            if (!more) {
-                free(buf);
-                return NULL;
-            }
-            buf = more;
-            cap *= 2;
-        }
-        ssize_t n = read(0, buf + len, cap - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t) n;
-    }
-    *ret_size = len;
-    return buf;
-}
-
 static void s_json_value(const char *key, uint64_t version, const char *node_id,
                          const void *data, size_t size, int deleted)
 {
@@ -87,7 +55,7 @@ static void s_json_value(const char *key, uint64_t version, const char *node_id,
 static int s_put(ipcnet_t *c, const cli_t *cli)
 {
     size_t size;
-    char *value = s_value(cli->data, ipcnet_max_message(c), &size);
+    char *value = cli_payload(cli->data, ipcnet_max_message(c), &size);
     if (!value) {
         fprintf(stderr, "ipc-node: cannot read the value: %s\n", strerror(errno));
         return 1;
