@@ -1748,6 +1748,8 @@ static void test_cluster_peer_refused(void **state)
     ipcnet_t *h = s_holder(f, 0, "holder", "svc.after.strangers");
     s_start(f, 1, 0);
     s_wait_mesh(f, 2);
+    /* Up first, then the names: beta may list alpha up before its names. */
+    s_wait_service(f, 1, "svc.after.strangers", s_names[0], 1, WAIT_MS);
     ipcnet_t *c = s_conn(f, 1, "sender");
     harness_send(c, "svc.after.strangers", "hi", IPCNET_CONFIRM);
     harness_expect_text(h, IPCNET_MSG_SEND, "svc.after.strangers", "hi");
