@@ -16,21 +16,23 @@ $IPCNET_LIBRARY, else the build tree this package sits in, else the
 system's libipcnet.so.1. See README.md beside the package, and ipcnet(3).
 """
 
-from ._client import (Client, Event, Kind, Message, Payload, Query, connect,
+from ._client import (Client, Event, Kind, KeyEvent, Message, Payload, Query, connect,
                       default_socket)
 from ._native import library_path
 from .errors import (ClientClosed, ConnectionLost, HostUnreachable, InvalidArgument,
                      IpcnetError, LimitReached, MessageTooLarge, NameExists, NameTooLong,
-                     NoNode, NoSuchName, NotAllowed, NotConnected, ProtocolError,
-                     TimedOut, TooManyClients, WouldBlock, strerror)
+                     NoNode, NoSuchKey, NoSuchName, NotAllowed, NotConnected,
+                     ProtocolError, TimedOut, TooManyClients, VersionMismatch, WouldBlock,
+                     strerror)
 
 __version__ = "0.2.0"
 """The version of ipcnet this package belongs to (ipcnet.h's)."""
 
 __all__ = [
-    "Client", "Event", "Kind", "Message", "Payload", "Query", "connect", "default_socket",
+    "Client", "Event", "Kind", "KeyEvent", "Message", "Payload", "Query", "connect", "default_socket",
     "library_path", "strerror",
     "IpcnetError", "ClientClosed", "ConnectionLost", "HostUnreachable", "InvalidArgument",
     "LimitReached", "MessageTooLarge", "NameExists", "NameTooLong", "NoNode", "NoSuchName",
-    "NotAllowed", "NotConnected", "ProtocolError", "TimedOut", "TooManyClients", "WouldBlock",
+    "NoSuchKey", "NotAllowed", "NotConnected", "ProtocolError", "TimedOut", "TooManyClients",
+    "VersionMismatch", "WouldBlock",
 ]

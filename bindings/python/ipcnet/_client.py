@@ -33,6 +33,7 @@ class Kind(enum.IntEnum):
     EVENT = 5       #: a watched name or a peer came or went
     ERROR = 6       #: an earlier send, publish or request failed
     MONITOR = 7     #: Client.monitor(): a message the node routed
+    KEY = 8         #: Client.watch_keys(): a key put or deleted; Client.get()
 
 
 class Event(enum.IntEnum):
@@ -44,6 +45,13 @@ class Event(enum.IntEnum):
     PEER_DOWN = 4   #: a node left or was lost
     NODE_DOWN = 5   #: reconnect=True: our node went away
     NODE_UP = 6     #: reconnect=True: it is back, all held again
+
+
+class KeyEvent(enum.IntEnum):
+    """Message.event of a KEY (IPCNET_KEY_*)."""
+
+    PUT = 1         #: put: data is the new value, version its version
+    DEL = 2         #: deleted, expired, or its ephemeral owner went
 
 
 class Query(enum.IntEnum):
@@ -85,6 +93,7 @@ class Message:
     node_id: str = ""           #: the sender's node's id (32 hex digits)
     gap_ms: int = 0             #: EVENT NODE_UP: how long the node was away
     total: int = 0              #: MONITOR: the whole size of the message routed
+    version: int = 0            #: KEY: the version of the key (its write's stamp)
 
     @property
     def text(self) -> str:
@@ -100,10 +109,10 @@ class Message:
     def __repr__(self) -> str:
         parts = [f"kind={self.kind.name}"]
         for f in ("source", "name", "node", "id", "event", "error", "timeout_ms",
-                  "uid", "user", "node_id", "gap_ms", "total"):
+                  "uid", "user", "node_id", "gap_ms", "total", "version"):
             v = getattr(self, f)
             if (f == "uid" and v is not None) or v not in ("", 0, None):
-                parts.append(f"{f}={v.name if isinstance(v, Event) else v!r}")
+                parts.append(f"{f}={v.name if isinstance(v, (Event, KeyEvent)) else v!r}")
         d = self.data
         parts.append(f"data={d[:64]!r}{'...' if len(d) > 64 else ''}")
         return f"Message({', '.join(parts)})"
@@ -118,6 +127,11 @@ class Message:
         if kind == Kind.EVENT:
             try:
                 event = Event(m.event)
+            except ValueError:
+                event = m.event
+        elif kind == Kind.KEY:
+            try:
+                event = KeyEvent(m.event)
             except ValueError:
                 event = m.event
         elif kind == Kind.MONITOR:
@@ -138,6 +152,7 @@ class Message:
             node_id=_str(m.node_id),
             gap_ms=m.gap_ms,
             total=m.total,
+            version=m.version,
         )
 
 
@@ -619,6 +634,78 @@ class Client:
             return ctypes.string_at(text).decode("utf-8", "surrogateescape")
         finally:
             _native.free(text)
+
+    # --- the shared store (docs/store.md) ---------------------------------
+
+    def put(self, key: str, value: Optional[Payload] = b"", ttl: Optional[float] = None,
+            ephemeral: bool = False, expected_version: Optional[int] = None) -> int:
+        """Puts value under key on every node; returns the new version.
+        ttl: seconds it lives (None: for ever); ephemeral: deleted when
+        this client closes or its node is lost; expected_version: only if
+        the key's version is that (0: only if there is none), else
+        VersionMismatch: compare-and-set, as strong as docs/store.md says."""
+        b = _name(key, "key")
+        buf, n = _payload(value)
+        ttl_ms = 0 if ttl is None else max(1, int(ttl * 1000))
+        flags = ((_native.EPHEMERAL if ephemeral else 0)
+                 | (_native.IF if expected_version is not None else 0))
+        version = ctypes.c_uint64()
+        with self._using() as h:
+            rc = lib.ipcnet_put_full(h, b, buf, n, ttl_ms, flags, expected_version or 0,
+                                     ctypes.byref(version))
+            if rc < 0:
+                raise self._error(rc, key)
+        return version.value
+
+    def get(self, key: str, timeout: Optional[float] = None) -> Message:
+        """The key's value: a KEY Message with ``data`` and ``version``.
+        NoSuchKey if there is none."""
+        b = _name(key, "key")
+        m = _native.Msg()
+        with self._using() as h:
+            rc = lib.ipcnet_get(h, b, ctypes.byref(m), _ms(timeout, 0))
+            if rc < 0:
+                raise self._key_error(rc, key)
+            return Message._from_c(m)
+
+    def delete(self, key: str) -> None:
+        """Deletes key everywhere. NoSuchKey if it was not there."""
+        with self._using() as h:
+            rc = lib.ipcnet_del(h, _name(key, "key"))
+            if rc < 0:
+                raise self._key_error(rc, key)
+
+    def keys(self, pattern: str = "*") -> list[tuple[str, int, int]]:
+        """The keys matching pattern ("*", "prefix.*" or a key), as
+        (key, version, size of the value), in no particular order."""
+        text = ctypes.c_void_p()
+        with self._using() as h:
+            rc = lib.ipcnet_keys(h, _name(pattern, "pattern"), ctypes.byref(text))
+            if rc < 0:
+                raise self._error(rc, pattern)
+        try:
+            lines = ctypes.string_at(text).decode("utf-8", "surrogateescape").splitlines()
+        finally:
+            _native.free(text)
+        out = []
+        for line in lines:
+            k, version, size = line.split("\t")[:3]
+            out.append((k, int(version), int(size)))
+        return out
+
+    def watch_keys(self, pattern: str) -> None:
+        """KEY messages for the keys matching pattern: a PUT for each key
+        there now, then a PUT or DEL for each change, on any node."""
+        self._hold(lib.ipcnet_watch_keys, pattern)
+
+    def unwatch_keys(self, pattern: str) -> None:
+        """Takes back a pattern given to watch_keys()."""
+        self._hold(lib.ipcnet_unwatch_keys, pattern)
+
+    def _key_error(self, rc: int, key: str) -> errors.IpcnetError:
+        if rc == -_errno.ENOENT:
+            return errors.NoSuchKey(_errno.ENOENT, f"no such key: {key}", key)
+        return self._error(rc, key)
 
     def monitor(self, pattern: Optional[str] = None) -> None:
         """See every message the node routes to names matching pattern

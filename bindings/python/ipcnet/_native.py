@@ -19,6 +19,8 @@ RECONNECT = 0x02
 DONTWAIT = 0x01
 MORE = 0x02
 CONFIRM = 0x04
+EPHEMERAL = 0x01   # ipcnet_put_full() flags
+IF = 0x02
 
 
 class Msg(ctypes.Structure):
@@ -102,6 +104,13 @@ def _load() -> ctypes.CDLL:
         "ipcnet_monitor": (i, [p, s]),
         "ipcnet_query": (i, [p, i, pp]),
         "ipcnet_diagnose": (i, [p, s, pp]),
+        "ipcnet_put_full": (i, [p, s, p, sz, u32, i, ctypes.c_uint64,
+                                ctypes.POINTER(ctypes.c_uint64)]),
+        "ipcnet_get": (i, [p, s, ctypes.POINTER(Msg), i]),
+        "ipcnet_del": (i, [p, s]),
+        "ipcnet_keys": (i, [p, s, pp]),
+        "ipcnet_watch_keys": (i, [p, s]),
+        "ipcnet_unwatch_keys": (i, [p, s]),
         "ipcnet_strerror": (s, [i]),
     }
     for name, (restype, argtypes) in protos.items():

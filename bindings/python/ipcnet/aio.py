@@ -430,6 +430,35 @@ class Client:
         assert msg is not None
         return msg
 
+    # --- the shared store ---------------------------------------------------
+
+    async def put(self, key: str, value: Optional[Payload] = b"", *,
+                  ttl: Optional[float] = None, ephemeral: bool = False,
+                  expected_version: Optional[int] = None) -> int:
+        """Puts a value under key; the new version (see ipcnet.Client.put)."""
+        return await self._retry(functools.partial(self._c.put, key, value, ttl, ephemeral,
+                                                   expected_version))
+
+    async def get(self, key: str, timeout: Optional[float] = None) -> Message:
+        """The key's value (see ipcnet.Client.get)."""
+        return await self._retry(functools.partial(self._c.get, key, timeout))
+
+    async def delete(self, key: str) -> None:
+        """Deletes key (see ipcnet.Client.delete)."""
+        await self._retry(functools.partial(self._c.delete, key))
+
+    async def keys(self, pattern: str = "*") -> list[tuple[str, int, int]]:
+        """(key, version, size) of the keys matching pattern."""
+        return await self._retry(functools.partial(self._c.keys, pattern))
+
+    async def watch_keys(self, pattern: str) -> None:
+        """KEY messages for the keys matching pattern."""
+        await self._retry(functools.partial(self._c.watch_keys, pattern))
+
+    async def unwatch_keys(self, pattern: str) -> None:
+        """Takes back a pattern given to watch_keys()."""
+        await self._retry(functools.partial(self._c.unwatch_keys, pattern))
+
     # --- listings ---------------------------------------------------------
 
     async def query(self, what: Union[_client.Query, int]) -> str:

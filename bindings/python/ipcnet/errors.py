@@ -90,6 +90,14 @@ class TooManyClients(IpcnetError):
     """EUSERS: the node has no room for another client (of this user)."""
 
 
+class NoSuchKey(NoSuchName, KeyError):
+    """ENOENT from get() or delete(): the store has no such key."""
+
+
+class VersionMismatch(IpcnetError):
+    """ESTALE: put(..., expected_version=V) found another version."""
+
+
 class ClientClosed(IpcnetError, ValueError):
     """EBADF: the client was closed."""
 
@@ -111,6 +119,7 @@ _BY_ERRNO: dict[int, type[IpcnetError]] = {
     _errno.ENOBUFS: LimitReached,
     _errno.EUSERS: TooManyClients,
     _errno.EBADF: ClientClosed,
+    _errno.ESTALE: VersionMismatch,
 }
 
 

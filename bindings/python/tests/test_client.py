@@ -571,5 +571,82 @@ class TestMonitor(NodeTest):
         self.assertIsNone(m.recv(timeout=0.3))
 
 
+class TestStore(NodeTest):
+    """put, get, delete, keys, watch_keys, compare-and-set, TTL and
+    ephemeral keys, against the real node's store."""
+
+    def test_put_get_delete(self) -> None:
+        c = self.client("store")
+        v1 = c.put("py.cfg.mode", "fast")
+        self.assertGreater(v1, 0)
+        m = c.get("py.cfg.mode")
+        self.assertEqual((m.kind, m.name, m.data, m.version), (Kind.KEY, "py.cfg.mode", b"fast", v1))
+        v2 = c.put("py.cfg.mode", b"\x00binary\xff")
+        self.assertGreater(v2, v1)
+        self.assertEqual(self.client("other").get("py.cfg.mode").data, b"\x00binary\xff")
+        c.delete("py.cfg.mode")
+        with self.assertRaises(ipcnet.NoSuchKey) as e:
+            c.get("py.cfg.mode")
+        self.assertEqual(e.exception.errno, errno.ENOENT)
+        self.assertIsInstance(e.exception, KeyError)
+        with self.assertRaises(ipcnet.NoSuchKey):
+            c.delete("py.cfg.mode")
+        with self.assertRaises(ipcnet.InvalidArgument):
+            c.put("not a key", "x")
+
+    def test_keys(self) -> None:
+        c = self.client("store")
+        for i in range(3):
+            c.put(f"py.list.{i}", "v" * i)
+        c.put("py.other", "x")
+        got = c.keys("py.list.*")
+        self.assertEqual(sorted((k, size) for k, _, size in got),
+                         [("py.list.0", 0), ("py.list.1", 1), ("py.list.2", 2)])
+        self.assertTrue(all(version > 0 for _, version, _ in got))
+        self.assertIn("py.other", [k for k, _, _ in c.keys()])
+
+    def test_compare_and_set(self) -> None:
+        a, b = self.client("a"), self.client("b")
+        v = a.put("py.lease", "a", expected_version=0)       # only if absent
+        with self.assertRaises(ipcnet.VersionMismatch) as e:
+            b.put("py.lease", "b", expected_version=0)
+        self.assertEqual(e.exception.errno, errno.ESTALE)
+        with self.assertRaises(ipcnet.VersionMismatch):
+            b.put("py.lease", "b", expected_version=v + 1)
+        v2 = b.put("py.lease", "b", expected_version=v)
+        self.assertGreater(v2, v)
+        self.assertEqual(a.get("py.lease").data, b"b")
+
+    def test_ttl_and_ephemeral(self) -> None:
+        c = self.client("store")
+        c.put("py.ttl", "soon gone", ttl=0.3)
+        self.assertEqual(c.get("py.ttl").data, b"soon gone")
+        until("the key to expire", lambda: not c.keys("py.ttl"), timeout=5)
+        owner = self.node.connect("owner")
+        owner.put("py.up.owner", "here", ephemeral=True)
+        self.assertEqual(c.get("py.up.owner").data, b"here")
+        owner.close()
+        until("the ephemeral key to go with its client",
+              lambda: not c.keys("py.up.owner"), timeout=5)
+
+    def test_watch_keys(self) -> None:
+        w, c = self.client("watcher"), self.client("writer")
+        c.put("py.watch.before", "1")
+        w.watch_keys("py.watch.*")
+        m = recv_kind(w, Kind.KEY)
+        self.assertEqual((m.event, m.name, m.data), (ipcnet.KeyEvent.PUT, "py.watch.before", b"1"))
+        v = c.put("py.watch.after", "2")
+        m = recv_kind(w, Kind.KEY)
+        self.assertEqual((m.event, m.name, m.data, m.version),
+                         (ipcnet.KeyEvent.PUT, "py.watch.after", b"2", v))
+        c.delete("py.watch.before")
+        m = recv_kind(w, Kind.KEY)
+        self.assertEqual((m.event, m.name), (ipcnet.KeyEvent.DEL, "py.watch.before"))
+        c.put("py.elsewhere", "x")
+        w.unwatch_keys("py.watch.*")
+        c.put("py.watch.after", "3")
+        self.assertIsNone(w.recv(timeout=QUIET_S))
+
+
 if __name__ == "__main__":
     unittest.main()
